@@ -1,0 +1,233 @@
+//! Audit events: one typed enum of kinds (contract section 8), written in one
+//! place ([`crate::store::Store::audit`]). Reports and exports read only the
+//! store.
+
+use serde::{Deserialize, Serialize};
+
+/// Every kind of audit event. The string form is the stable, exported name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "auth.success")]
+    AuthSuccess,
+    #[serde(rename = "auth.failure")]
+    AuthFailure,
+    #[serde(rename = "auth.lockout")]
+    AuthLockout,
+    #[serde(rename = "access.denied")]
+    AccessDenied,
+    #[serde(rename = "session.start")]
+    SessionStart,
+    #[serde(rename = "session.end")]
+    SessionEnd,
+    #[serde(rename = "exec")]
+    Exec,
+    #[serde(rename = "command.blocked")]
+    CommandBlocked,
+    #[serde(rename = "forward.open")]
+    ForwardOpen,
+    #[serde(rename = "forward.close")]
+    ForwardClose,
+    #[serde(rename = "forward.denied")]
+    ForwardDenied,
+    #[serde(rename = "jump.open")]
+    JumpOpen,
+    #[serde(rename = "sftp.op")]
+    SftpOp,
+    #[serde(rename = "grant.requested")]
+    GrantRequested,
+    #[serde(rename = "grant.approved")]
+    GrantApproved,
+    #[serde(rename = "grant.denied")]
+    GrantDenied,
+    #[serde(rename = "grant.revoked")]
+    GrantRevoked,
+    #[serde(rename = "grant.expired")]
+    GrantExpired,
+    #[serde(rename = "policy.reloaded")]
+    PolicyReloaded,
+    #[serde(rename = "policy.rejected")]
+    PolicyRejected,
+    #[serde(rename = "hostkey.mismatch")]
+    HostkeyMismatch,
+    #[serde(rename = "vault.read")]
+    VaultRead,
+    #[serde(rename = "vault.rotated")]
+    VaultRotated,
+    #[serde(rename = "vault.rotation_failed")]
+    VaultRotationFailed,
+    #[serde(rename = "vault.set")]
+    VaultSet,
+    #[serde(rename = "recording.reviewed")]
+    RecordingReviewed,
+    #[serde(rename = "session.killed")]
+    SessionKilled,
+    #[serde(rename = "connection.refused")]
+    ConnectionRefused,
+    #[serde(rename = "unlock")]
+    Unlock,
+}
+
+impl EventKind {
+    pub const ALL: &'static [EventKind] = &[
+        EventKind::AuthSuccess,
+        EventKind::AuthFailure,
+        EventKind::AuthLockout,
+        EventKind::AccessDenied,
+        EventKind::SessionStart,
+        EventKind::SessionEnd,
+        EventKind::Exec,
+        EventKind::CommandBlocked,
+        EventKind::ForwardOpen,
+        EventKind::ForwardClose,
+        EventKind::ForwardDenied,
+        EventKind::JumpOpen,
+        EventKind::SftpOp,
+        EventKind::GrantRequested,
+        EventKind::GrantApproved,
+        EventKind::GrantDenied,
+        EventKind::GrantRevoked,
+        EventKind::GrantExpired,
+        EventKind::PolicyReloaded,
+        EventKind::PolicyRejected,
+        EventKind::HostkeyMismatch,
+        EventKind::VaultRead,
+        EventKind::VaultRotated,
+        EventKind::VaultRotationFailed,
+        EventKind::VaultSet,
+        EventKind::RecordingReviewed,
+        EventKind::SessionKilled,
+        EventKind::ConnectionRefused,
+        EventKind::Unlock,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::AuthSuccess => "auth.success",
+            EventKind::AuthFailure => "auth.failure",
+            EventKind::AuthLockout => "auth.lockout",
+            EventKind::AccessDenied => "access.denied",
+            EventKind::SessionStart => "session.start",
+            EventKind::SessionEnd => "session.end",
+            EventKind::Exec => "exec",
+            EventKind::CommandBlocked => "command.blocked",
+            EventKind::ForwardOpen => "forward.open",
+            EventKind::ForwardClose => "forward.close",
+            EventKind::ForwardDenied => "forward.denied",
+            EventKind::JumpOpen => "jump.open",
+            EventKind::SftpOp => "sftp.op",
+            EventKind::GrantRequested => "grant.requested",
+            EventKind::GrantApproved => "grant.approved",
+            EventKind::GrantDenied => "grant.denied",
+            EventKind::GrantRevoked => "grant.revoked",
+            EventKind::GrantExpired => "grant.expired",
+            EventKind::PolicyReloaded => "policy.reloaded",
+            EventKind::PolicyRejected => "policy.rejected",
+            EventKind::HostkeyMismatch => "hostkey.mismatch",
+            EventKind::VaultRead => "vault.read",
+            EventKind::VaultRotated => "vault.rotated",
+            EventKind::VaultRotationFailed => "vault.rotation_failed",
+            EventKind::VaultSet => "vault.set",
+            EventKind::RecordingReviewed => "recording.reviewed",
+            EventKind::SessionKilled => "session.killed",
+            EventKind::ConnectionRefused => "connection.refused",
+            EventKind::Unlock => "unlock",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event as the bastion emits it. The store adds `ts`, the node, the
+/// sequence number and the chain hashes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub kind: EventKind,
+    pub user: Option<String>,
+    pub server: Option<String>,
+    pub account: Option<String>,
+    pub session: Option<String>,
+    pub source: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+impl AuditEvent {
+    pub fn new(kind: EventKind) -> Self {
+        AuditEvent {
+            kind,
+            user: None,
+            server: None,
+            account: None,
+            session: None,
+            source: None,
+            detail: serde_json::Value::Object(Default::default()),
+        }
+    }
+    pub fn user(mut self, u: impl Into<String>) -> Self {
+        self.user = Some(u.into());
+        self
+    }
+    pub fn server(mut self, s: impl Into<String>) -> Self {
+        self.server = Some(s.into());
+        self
+    }
+    pub fn account(mut self, a: impl Into<String>) -> Self {
+        self.account = Some(a.into());
+        self
+    }
+    pub fn session(mut self, s: impl Into<String>) -> Self {
+        self.session = Some(s.into());
+        self
+    }
+    pub fn source(mut self, s: impl Into<String>) -> Self {
+        self.source = Some(s.into());
+        self
+    }
+    /// Adds one key to the `detail` object.
+    pub fn detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        if let serde_json::Value::Object(m) = &mut self.detail {
+            m.insert(key.to_string(), value.into());
+        }
+        self
+    }
+}
+
+/// An event as stored and exported (contract section 8).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    /// RFC 3339 UTC.
+    pub ts: String,
+    pub kind: String,
+    pub user: Option<String>,
+    pub server: Option<String>,
+    pub account: Option<String>,
+    pub session: Option<String>,
+    pub source: Option<String>,
+    pub detail: serde_json::Value,
+    pub node: String,
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(*k));
+            let json = serde_json::to_string(k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Gatehouse: an SSH privileged-access bastion.
+//!
+//! One module per concern: [`config`] (gatehouse.toml), [`policy`] (policy
+//! files, validation, the access decision), [`grants`] (recent
+//! authorization), [`audit`] (event kinds), [`store`] (the database: audit
+//! chain, sessions, grants, lockouts), [`recording`] (asciicast and
+//! sidecars), [`vault`] (target credentials), [`server`] (the SSH front end
+//! and the bridge to targets), [`report`] (the daily report) and [`cli`].
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod grants;
+pub mod keys;
+pub mod policy;
+pub mod recording;
+pub mod report;
+pub mod server;
+pub mod store;
+pub mod vault;

@@ -1,0 +1,1 @@
+//! The daily audit and compliance report (contract section 9).

@@ -1,0 +1,1 @@
+//! The credential vault: target credentials kept encrypted (issue 5).
