@@ -220,8 +220,15 @@ pub struct Compliance {
     /// Whole days since the secret last changed.
     pub age_days: i64,
     pub max_age_days: u32,
-    /// The last day the current secret is within policy.
+    /// The last day the current secret is within policy (`YYYY-MM-DD`).
+    #[serde(serialize_with = "serialize_date")]
     pub rotation_due: Date,
+}
+
+/// `YYYY-MM-DD`: `time`'s own serde form of a date is a tuple unless its
+/// human-readable feature is on.
+fn serialize_date<S: serde::Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(d)
 }
 
 /// Judges `meta` against the policy at `now`: its age (since the secret
@@ -405,6 +412,8 @@ mod tests {
         let c = compliance(&meta(false, set), &p, datetime!(2026-06-30 09:00 UTC));
         assert!(c.complies, "{c:?}");
         assert_eq!(c.age_days, 179);
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["rotation_due"], "2026-06-30");
         assert_eq!(c.rotation_due, time::macros::date!(2026 - 06 - 30));
         let c = compliance(&meta(false, set), &p, datetime!(2026-07-01 00:00 UTC));
         assert!(!c.complies);
