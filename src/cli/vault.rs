@@ -64,24 +64,17 @@ enum Input {
 /// One line from `r`, without its line ending. Nothing at all is an error;
 /// an empty line is left to the vault to refuse.
 fn read_password_line(mut r: impl BufRead) -> anyhow::Result<Secret> {
-    let mut line = Secret::new(String::new());
     let mut buf = String::new();
-    let n = r
-        .read_line(&mut buf)
-        .context("reading the password from standard input")?;
-    let trimmed = buf
-        .strip_suffix('\n')
-        .map(|s| s.strip_suffix('\r').unwrap_or(s))
-        .unwrap_or(&buf);
-    if n > 0 {
-        line = Secret::new(trimmed.to_string());
-    }
-    // `buf` held the plaintext too: wipe it like a Secret.
-    drop(Secret::new(buf));
+    let n = r.read_line(&mut buf);
+    // Owned by a Secret at once, so that the raw line is wiped too.
+    let raw = Secret::new(buf);
+    let n = n.context("reading the password from standard input")?;
     if n == 0 {
         anyhow::bail!("no password on standard input");
     }
-    Ok(line)
+    let line = raw.expose().strip_suffix('\n').unwrap_or(raw.expose());
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    Ok(Secret::new(line))
 }
 
 fn read_key_file(path: &Path) -> anyhow::Result<Secret> {
