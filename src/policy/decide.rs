@@ -50,3 +50,30 @@ pub fn should_record(server: &Server, account: &str, privileged_globs: &[String]
     let _ = (server, account, privileged_globs);
     true
 }
+
+/// One server a user may reach, for `list`, `ssh-config` and entitlements.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reach {
+    pub server: String,
+    pub mode: super::Mode,
+    pub accounts: Vec<String>,
+    pub ports: Vec<u16>,
+    pub via: String,
+    pub grant: Option<i64>,
+}
+
+impl Reach {
+    pub fn line(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.server,
+            self.mode.as_str(),
+            self.accounts.join(",")
+        )
+    }
+}
+
+pub fn reachable(policy: &Policy, user: &str, grants: &[Grant], now: OffsetDateTime) -> Vec<Reach> {
+    let _ = (policy, user, grants, now);
+    Vec::new()
+}

@@ -21,7 +21,7 @@ mod check;
 mod decide;
 mod raw;
 
-pub use decide::{authenticate, check_command, decide, should_record};
+pub use decide::{Reach, authenticate, check_command, decide, reachable, should_record};
 
 /// One problem found in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
