@@ -105,7 +105,11 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
 
 async fn kill(store: &Store, id: &str) -> anyhow::Result<i32> {
     let no_such = || Exit::new(1, format!("no live session {id}"));
-    let Some(session) = store.session_get(id).await?.filter(|s| s.ended_at.is_none()) else {
+    let Some(session) = store
+        .session_get(id)
+        .await?
+        .filter(|s| s.ended_at.is_none())
+    else {
         return Err(no_such().into());
     };
     // Ending a session only tightens access: do it even if auditing then

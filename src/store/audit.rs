@@ -85,9 +85,8 @@ impl StoredEvent {
     }
 
     fn into_record(self) -> Result<AuditRecord, StoreError> {
-        let detail = serde_json::from_str(&self.detail).map_err(|e| {
-            StoreError::Corrupt(format!("audit event id {}: detail: {e}", self.id))
-        })?;
+        let detail = serde_json::from_str(&self.detail)
+            .map_err(|e| StoreError::Corrupt(format!("audit event id {}: detail: {e}", self.id)))?;
         Ok(AuditRecord {
             id: self.id,
             ts: self.ts,
@@ -308,21 +307,47 @@ impl Store {
     /// Recomputes every node's chain and reports the first fault, if any:
     /// a changed event (its hash does not match its fields), an inserted
     /// one (its sequence number or `prev_hash` does not follow its
-    /// predecessor), or a removed one (a sequence gap, or a chain head that
-    /// promises more events than exist). Streams the table once.
+    /// predecessor, or it lies past its node's chain head), or a removed
+    /// one (a sequence gap, or a chain head that promises more events than
+    /// exist). Streams the table once, inside one read snapshot so that
+    /// events appended meanwhile (a live server) are not mistaken for
+    /// faults.
     pub async fn verify_chain(&self) -> Result<ChainReport, StoreError> {
+        let mut tx = match self.backend() {
+            Backend::Postgres => {
+                self.pool()
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+            }
+            // A deferred read transaction in WAL mode sees one snapshot,
+            // taken at its first read, until it ends.
+            Backend::Sqlite => self.pool().begin().await,
+        }
+        .ctx("begin read snapshot")?;
+
         let mut nodes: HashMap<String, NodeWalk> = HashMap::new();
+        let heads = sqlx::query("SELECT node, seq, hash FROM audit_heads")
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("read audit chain heads")?;
+        for head in &heads {
+            let node: String = get(head, "node")?;
+            let seq: i64 = get(head, "seq")?;
+            let hash: String = get(head, "hash")?;
+            nodes.insert(node, NodeWalk::new(Some((seq, hash))));
+        }
+
         let mut faults: Vec<(FaultKey, ChainFault)> = Vec::new();
         let mut events: u64 = 0;
         {
-            let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{SELECT_EVENTS} ORDER BY id"
-            )))
-            .fetch(self.pool());
+            let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT_EVENTS} ORDER BY id")))
+                .fetch(&mut *tx);
             while let Some(row) = rows.next().await {
                 let ev = StoredEvent::from_row(&row.ctx("read audit events")?)?;
                 events += 1;
-                let walk = nodes.entry(ev.node.clone()).or_insert_with(NodeWalk::new);
+                let walk = nodes
+                    .entry(ev.node.clone())
+                    .or_insert_with(|| NodeWalk::new(None));
                 if walk.broken {
                     continue;
                 }
@@ -332,39 +357,14 @@ impl Store {
                 }
             }
         }
-        let heads = sqlx::query("SELECT node, seq, hash FROM audit_heads")
-            .fetch_all(self.pool())
-            .await
-            .ctx("read audit chain heads")?;
-        let mut headed: Vec<String> = Vec::with_capacity(heads.len());
-        for head in &heads {
-            let node: String = get(head, "node")?;
-            let seq: i64 = get(head, "seq")?;
-            let hash: String = get(head, "hash")?;
-            let walk = nodes.entry(node.clone()).or_insert_with(NodeWalk::new);
-            headed.push(node.clone());
+        tx.rollback().await.ctx("end read snapshot")?;
+
+        for (node, walk) in &nodes {
             if walk.broken {
                 continue;
             }
-            if let Some(fault) = walk.finish(&node, seq, &hash) {
+            if let Some(fault) = walk.finish(node) {
                 faults.push(fault);
-            }
-        }
-        // Events of a node that has no head row were not written by `audit`.
-        for (node, walk) in &nodes {
-            if !walk.broken
-                && !headed.contains(node)
-                && let Some((id, seq)) = walk.first
-            {
-                faults.push((
-                    FaultKey::at(id),
-                    ChainFault {
-                        node: node.clone(),
-                        seq,
-                        id: Some(id),
-                        problem: "inserted: the node has no chain head".into(),
-                    },
-                ));
             }
         }
         let first_bad = faults
@@ -407,8 +407,9 @@ impl FaultKey {
 
 /// Verification state of one node's chain.
 struct NodeWalk {
-    /// `(id, seq)` of the node's first row.
-    first: Option<(i64, i64)>,
+    /// The node's chain head row: last `seq` and `hash`. `None` when the
+    /// node has events but no head, which `audit` never leaves behind.
+    head: Option<(i64, String)>,
     /// Id of the last intact row (0 before the first).
     last_id: i64,
     last_seq: i64,
@@ -417,9 +418,9 @@ struct NodeWalk {
 }
 
 impl NodeWalk {
-    fn new() -> NodeWalk {
+    fn new(head: Option<(i64, String)>) -> NodeWalk {
         NodeWalk {
-            first: None,
+            head,
             last_id: 0,
             last_seq: 0,
             last_hash: GENESIS_HASH.to_string(),
@@ -428,9 +429,6 @@ impl NodeWalk {
     }
 
     fn step(&mut self, ev: &StoredEvent) -> Option<(FaultKey, ChainFault)> {
-        if self.first.is_none() {
-            self.first = Some((ev.id, ev.seq));
-        }
         let expected = self.last_seq.saturating_add(1);
         let fault = |key: FaultKey, seq: i64, id: Option<i64>, problem: String| {
             Some((
@@ -472,6 +470,25 @@ impl NodeWalk {
                 ),
             );
         }
+        let head_seq = match &self.head {
+            None => {
+                return fault(
+                    FaultKey::at(ev.id),
+                    ev.seq,
+                    Some(ev.id),
+                    "inserted: the node has no chain head".into(),
+                );
+            }
+            Some((seq, _)) => *seq,
+        };
+        if ev.seq > head_seq {
+            return fault(
+                FaultKey::at(ev.id),
+                ev.seq,
+                Some(ev.id),
+                format!("inserted: past the node's chain head (seq {head_seq})"),
+            );
+        }
         if ev.prev_hash != self.last_hash {
             return fault(
                 FaultKey::at(ev.id),
@@ -495,8 +512,9 @@ impl NodeWalk {
         None
     }
 
-    /// Compares the walked chain with the node's head row.
-    fn finish(&self, node: &str, head_seq: i64, head_hash: &str) -> Option<(FaultKey, ChainFault)> {
+    /// After the walk: compares the last intact event with the head row.
+    fn finish(&self, node: &str) -> Option<(FaultKey, ChainFault)> {
+        let (head_seq, head_hash) = self.head.as_ref()?;
         let fault = |key: FaultKey, seq: i64, id: Option<i64>, problem: String| {
             Some((
                 key,
@@ -508,9 +526,9 @@ impl NodeWalk {
                 },
             ))
         };
-        if head_seq > self.last_seq {
+        if *head_seq > self.last_seq {
             let first_missing = self.last_seq.saturating_add(1);
-            let range = if head_seq == first_missing {
+            let range = if *head_seq == first_missing {
                 format!("seq {first_missing} is missing")
             } else {
                 format!("seq {first_missing}..{head_seq} are missing")
@@ -527,16 +545,8 @@ impl NodeWalk {
                 format!("removed: {range} ({after})"),
             );
         }
-        if head_seq < self.last_seq {
-            // Rows past the head were not appended through the chain head.
-            return fault(
-                FaultKey::at(self.last_id),
-                self.last_seq,
-                Some(self.last_id),
-                format!("inserted: the chain head ends at seq {head_seq}"),
-            );
-        }
-        if head_hash != self.last_hash {
+        // `step` refused rows past the head, so here the seqs are equal.
+        if *head_hash != self.last_hash {
             return fault(
                 FaultKey::at(self.last_id),
                 self.last_seq,

@@ -18,8 +18,7 @@ fn json_list<T: serde::de::DeserializeOwned>(
     id: i64,
 ) -> Result<Vec<T>, StoreError> {
     let text: String = get(row, col)?;
-    serde_json::from_str(&text)
-        .map_err(|e| StoreError::Corrupt(format!("grant {id}: {col}: {e}")))
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("grant {id}: {col}: {e}")))
 }
 
 fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String, StoreError> {

@@ -360,9 +360,8 @@ fn password_of(url: &str) -> Option<&str> {
 }
 
 /// Timestamps are stored as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds).
-const TS_FORMAT: &[BorrowedFormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
+const TS_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 /// The stored form of a timestamp: RFC 3339 UTC, exactly six fractional
 /// digits, so that text order is time order. Years outside 0000..=9999
