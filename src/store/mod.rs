@@ -280,27 +280,47 @@ fn prepare_sqlite(rest: &str) -> Result<String, String> {
     if path.is_empty() {
         return Err("no file name in sqlite URL".into());
     }
-    let in_memory = path == ":memory:" || query.is_some_and(|q| q.contains("mode=memory"));
-    if !in_memory {
+    let mode = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("mode="));
+    let in_memory = path == ":memory:" || mode == Some("memory");
+    // `mode=ro` / `mode=rw` ask for an existing file: create nothing then.
+    let create = !in_memory && matches!(mode, None | Some("rwc"));
+    if create {
         let parent = std::path::Path::new(path).parent();
         if let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create folder {}: {e}", dir.display()))?;
         }
+        // Created here, owner-only, before SQLite would create it with the
+        // umask's mode: it holds the audit log and the vault. SQLite gives
+        // its -wal and -shm files the same mode.
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {path}: {e}")),
+        }
     }
     let mut url = format!("sqlite://{path}");
-    match query {
-        Some(q) if q.split('&').any(|kv| kv.starts_with("mode=")) => {
+    match (query, mode) {
+        (Some(q), Some(_)) => {
             url.push('?');
             url.push_str(q);
         }
-        Some(q) => {
+        (Some(q), None) => {
             url.push('?');
             url.push_str(q);
             url.push_str("&mode=rwc");
         }
-        None if !in_memory => url.push_str("?mode=rwc"),
-        None => {}
+        (None, _) if !in_memory => url.push_str("?mode=rwc"),
+        (None, _) => {}
     }
     Ok(url)
 }
@@ -469,10 +489,12 @@ mod tests {
         let url = prepare_sqlite(path.to_str().unwrap()).unwrap();
         assert_eq!(url, format!("sqlite://{}?mode=rwc", path.display()));
         assert!(dir.path().join("a/b").is_dir());
+        let ro = dir.path().join("ro/g.db");
         assert_eq!(
-            prepare_sqlite("/x/g.db?mode=ro").unwrap(),
-            "sqlite:///x/g.db?mode=ro"
+            prepare_sqlite(&format!("{}?mode=ro", ro.display())).unwrap(),
+            format!("sqlite://{}?mode=ro", ro.display())
         );
+        assert!(!dir.path().join("ro").exists(), "read-only creates nothing");
         assert_eq!(prepare_sqlite(":memory:").unwrap(), "sqlite://:memory:");
     }
 
@@ -485,6 +507,9 @@ mod tests {
             .unwrap();
         assert_eq!(store.backend(), Backend::Sqlite);
         assert!(path.exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         store.close().await;
 
         let err = Store::open("mysql://u:pw@h/db", "n1").await.unwrap_err();
