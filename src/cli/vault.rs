@@ -103,8 +103,7 @@ async fn open_store(config: &Config) -> anyhow::Result<(Store, AnyPool)> {
 /// LEAD: the store branch adds `Store::pool()`; once merged, this body is
 /// `Ok(store.pool())`. Until then `Store::open` fails first anyway.
 fn store_pool(store: &Store) -> anyhow::Result<&AnyPool> {
-    let _ = store;
-    Err(Exit::new(1, "vault: the database layer is not wired yet").into())
+    Ok(store.pool())
 }
 
 async fn open_vault(config: &Config) -> anyhow::Result<(Store, Vault)> {
