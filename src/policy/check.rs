@@ -124,6 +124,7 @@ fn build<'n>(
     let mut servers = Vec::new();
     let mut broken_users = BTreeSet::new();
     let mut broken_servers = BTreeSet::new();
+    let mut broken_groups = BTreeSet::new();
     for (i, (_, text)) in sources.iter().enumerate() {
         let parsed = raw::parse_file(text);
         for (span, message) in &parsed.problems {
@@ -131,6 +132,7 @@ fn build<'n>(
         }
         broken_users.extend(parsed.broken_users);
         broken_servers.extend(parsed.broken_servers);
+        broken_groups.extend(parsed.broken_groups);
         for entry in parsed.users {
             users.push(check_user(&mut sink, i, entry));
         }
@@ -208,7 +210,7 @@ fn build<'n>(
                     }
                 }
                 Ok(Principal::Group(g)) => {
-                    if !groups.contains(g.as_str()) {
+                    if !groups.contains(g.as_str()) && !broken_groups.contains(&g) {
                         sink.at(
                             d.file,
                             &entry.span(),
@@ -222,9 +224,7 @@ fn build<'n>(
         }
         let name = &d.server.name;
         // A `via` or `clone` in the wrong mode is already reported.
-        let via = (d.server.mode == Mode::Vpn)
-            .then_some(())
-            .and(d.server.via.as_ref());
+        let via = d.server.via.as_ref().filter(|_| d.server.mode == Mode::Vpn);
         if let (Some(via), Some(span)) = (via, &d.via_span) {
             match modes.get(via) {
                 _ if via == name => sink.at(d.file, span, "`via` must name another server"),
@@ -249,9 +249,11 @@ fn build<'n>(
                 }
             }
         }
-        let clone = (d.server.mode == Mode::Clone)
-            .then_some(())
-            .and(d.server.clone.as_ref());
+        let clone = d
+            .server
+            .clone
+            .as_ref()
+            .filter(|_| d.server.mode == Mode::Clone);
         if let (Some(clone), Some(span)) = (clone, &d.clone_span) {
             match modes.get(clone) {
                 _ if clone == name => sink.at(d.file, span, "`clone` must name another server"),
@@ -1214,6 +1216,40 @@ mod tests {
         let d = load(&[("u.toml", users), ("s.toml", &servers)]).unwrap_err();
         assert_eq!(d.len(), 1, "{d:#?}");
         assert_eq!((d[0].line, d[0].col), (4, 1));
+    }
+
+    #[test]
+    fn syntax_error_in_one_file_does_not_cascade() {
+        let broken = format!("{}\noops = = 1\n", users());
+        let d = load(&[("a.toml", &broken), ("b.toml", &server("db", ""))]).unwrap_err();
+        // Only the syntax errors: b.toml's `group:support` is held by bob,
+        // whose file could not be read in full.
+        assert!(!d.is_empty());
+        for p in &d {
+            assert_eq!((p.file.to_str(), p.line), (Some("a.toml"), 12), "{d:#?}");
+        }
+    }
+
+    #[test]
+    fn via_loops_are_reported() {
+        let vpn = |name: &str, via: &str| {
+            server(name, &format!("via = \"{via}\"\n")).replace("ssh-forwarding", "vpn")
+        };
+        let d = problems(&format!("{}{}", vpn("a", "b"), vpn("b", "a")));
+        assert_eq!(
+            d,
+            vec![
+                "servers.toml:8:7: `via` chain starting at `a` loops back to itself".to_owned(),
+                "servers.toml:16:7: `via` chain starting at `b` loops back to itself".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn inline_entries_are_accepted() {
+        let text = "user = [{ name = \"zed\", keys = [], groups = [\"support\"] }]\n";
+        let p = load(&[("u.toml", text)]).unwrap();
+        assert_eq!(p.user("zed").unwrap().groups, vec!["support".to_owned()]);
     }
 
     #[test]

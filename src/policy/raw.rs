@@ -111,6 +111,8 @@ pub(crate) struct ParsedFile {
     /// are not reported again as unknown.
     pub broken_users: Vec<String>,
     pub broken_servers: Vec<String>,
+    /// Groups listed by users whose entry could not be deserialized.
+    pub broken_groups: Vec<String>,
     /// Problems as (span, message); `check` turns them into diagnostics.
     pub problems: Vec<(Range<usize>, String)>,
 }
@@ -225,7 +227,8 @@ pub(crate) fn parse_file(text: &str) -> ParsedFile {
         };
         for item in items {
             let span = item.span();
-            let name = entry_name(item.get_ref());
+            let name = entry_string(item.get_ref(), "name");
+            let groups = entry_strings(item.get_ref(), "groups");
             if !matches!(item.get_ref(), DeValue::Table(_)) {
                 if !broken {
                     out.problems
@@ -237,9 +240,13 @@ pub(crate) fn parse_file(text: &str) -> ParsedFile {
             if kind == "user" {
                 match RawUser::deserialize(de) {
                     Ok(value) if !broken => out.users.push(Entry { value, span }),
-                    Ok(value) => out.broken_users.push(value.name.into_inner()),
+                    Ok(value) => {
+                        out.broken_users.push(value.name.into_inner());
+                        out.broken_groups.extend(groups);
+                    }
                     Err(e) => {
                         out.broken_users.extend(name);
+                        out.broken_groups.extend(groups);
                         if !broken {
                             out.problems
                                 .push((e.span().unwrap_or(span), one_line(e.message())));
@@ -264,16 +271,30 @@ pub(crate) fn parse_file(text: &str) -> ParsedFile {
     out
 }
 
-/// The `name` string of an entry that may not deserialize as a whole.
-fn entry_name(value: &DeValue<'_>) -> Option<String> {
+/// A string field of an entry that may not deserialize as a whole.
+fn entry_string(value: &DeValue<'_>, key: &str) -> Option<String> {
+    entry_field(value, key).and_then(|v| v.as_str().map(str::to_owned))
+}
+
+/// The strings of an array field of an entry that may not deserialize.
+fn entry_strings(value: &DeValue<'_>, key: &str) -> Vec<String> {
+    entry_field(value, key)
+        .and_then(DeValue::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.get_ref().as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn entry_field<'a, 'i>(value: &'a DeValue<'i>, key: &str) -> Option<&'a DeValue<'i>> {
     let DeValue::Table(t) = value else {
         return None;
     };
-    t.iter().find_map(|(k, v)| {
-        (k.get_ref().as_ref() == "name")
-            .then(|| v.get_ref().as_str().map(str::to_owned))
-            .flatten()
-    })
+    t.iter()
+        .find(|(k, _)| k.get_ref().as_ref() == key)
+        .map(|(_, v)| v.get_ref())
 }
 
 fn one_line(s: &str) -> String {
