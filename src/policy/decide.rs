@@ -656,6 +656,55 @@ pub struct Reach {
     pub via: Option<String>,
 }
 
+impl Reach {
+    /// One row of the command-mode `list` table: SERVER (24), MODE (15),
+    /// ACCOUNTS (28), PORTS (16), ACCESS.
+    pub fn line(&self) -> String {
+        let accounts = if self.accounts.is_empty() {
+            "-".to_owned()
+        } else {
+            self.accounts.join(",")
+        };
+        let ports = if self.any_port {
+            "any".to_owned()
+        } else if self.ports.is_empty() {
+            "-".to_owned()
+        } else {
+            let p: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+            p.join(",")
+        };
+        let mut access: Vec<String> = Vec::new();
+        if let Some(clone) = &self.use_instead {
+            access.push(format!("use {clone}"));
+        } else if self.needs_grant {
+            access.push("needs a grant: use `request`".to_owned());
+        } else if self.policy.is_some() {
+            access.push("policy".to_owned());
+        }
+        for g in &self.grants {
+            let until = g
+                .until
+                .map(fmt_time)
+                .unwrap_or_else(|| "permanent".to_owned());
+            access.push(format!("grant #{} until {until}", g.id));
+        }
+        if let Some(via) = &self.via {
+            access.push(format!("via {via}"));
+        }
+        if self.flagged {
+            access.push("flagged: global mode".to_owned());
+        }
+        format!(
+            "{:<24} {:<15} {:<28} {:<16} {}",
+            self.server,
+            self.mode.as_str(),
+            accounts,
+            ports,
+            access.join("; ")
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReachGrant {
     pub id: i64,
@@ -1461,6 +1510,16 @@ keys = []
         assert_eq!(or.ports, vec![1521]);
         assert_eq!(or.grants.len(), 1);
         assert_eq!(or.grants[0].until, Some(datetime!(2026-03-01 12:05 UTC)));
+
+        let line = or.line();
+        assert!(line.starts_with("or "), "{line}");
+        assert!(line.contains(" on-request "), "{line}");
+        assert!(line.contains(" oracle "), "{line}");
+        assert!(
+            line.ends_with("policy; grant #1 until 2026-03-01T12:05:00Z"),
+            "{line}"
+        );
+        assert!(get(&list, "g").line().contains(" any "));
 
         assert!(reachable(&p, "eve", &[], NOW).is_empty());
         let eve = reachable(&p, "eve", &[grant(5, "eve", "sf")], NOW);
