@@ -1,7 +1,255 @@
-//! The SSH front end and the bridge to targets.
-use crate::config::Config;
+//! The SSH front end: the accept loop with its limits, the background jobs
+//! (policy reload, grant expiry, kill requests), and clean shutdown. The
+//! pieces: [`handler`] (russh adapter), [`conn`] (one authenticated
+//! connection), [`channel`] and [`bridge`] (moving bytes), [`upstream`]
+//! (logging in to targets), [`command_mode`] and [`grants_cmd`].
 
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::audit::{AuditEvent, EventKind};
+use crate::config::Config;
+use crate::policy::Policy;
+use crate::store::Store;
+
+pub mod bridge;
+pub mod channel;
+pub mod command_mode;
+pub mod conn;
+pub mod grants_cmd;
+pub mod handler;
+pub mod login;
+pub mod shared;
+pub mod upstream;
+mod watch;
+
+use shared::Shared;
+
+/// Runs the bastion until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let _ = config;
-    anyhow::bail!("serve: not implemented yet")
+    let host_key = crate::keys::load_or_create(&config.host_key, "gatehouse host key")?;
+    let identity = crate::keys::load_or_create(&config.identity_key, "gatehouse identity")?;
+    let policy = Policy::load_dir(&config.policies).map_err(|diags| {
+        let first = diags.first().map(|d| d.to_string()).unwrap_or_default();
+        anyhow::anyhow!(
+            "{} problem(s) in the policy files (run `gatehouse policy check`); first: {first}",
+            diags.len()
+        )
+    })?;
+    let store = Store::open(&config.database, &config.node)
+        .await
+        .with_context(|| "cannot open the database")?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let identity_line = crate::keys::public_line(&identity);
+    let users = policy.users.len();
+    let servers = policy.servers.len();
+    let digest = policy.digest.clone();
+    let shared = Shared::new(config, policy, store, identity);
+    shared
+        .audit(
+            AuditEvent::new(EventKind::PolicyReloaded)
+                .detail("digest", digest)
+                .detail("users", users)
+                .detail("servers", servers)
+                .detail("reason", "start"),
+        )
+        .await;
+    println!("gatehouse listening on {local}");
+    println!("identity key (add to targets' authorized_keys): {identity_line}");
+    println!("policy: {users} users, {servers} servers");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    tracing::info!("listening on {local}");
+
+    let ssh_config = Arc::new(ssh_config(&shared.config, host_key));
+    let jobs = watch::spawn_jobs(shared.clone());
+    let accept = accept_loop(shared.clone(), listener, ssh_config);
+    tokio::select! {
+        r = accept => r?,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: closing sessions");
+        }
+    }
+    shared.shutdown.cancel();
+    // Let sessions tell their clients and flush recordings and audit.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let live = shared.sessions.lock().map(|s| s.len()).unwrap_or(0);
+        if live == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    jobs.abort();
+    // The store's own pool closes on drop; give in-flight writes a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
+
+fn ssh_config(_config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {
+    russh::server::Config {
+        server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-Gatehouse")),
+        methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
+        auth_rejection_time: Duration::from_secs(1),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: vec![host_key],
+        window_size: handler::WINDOW,
+        maximum_packet_size: 32 * 1024,
+        channel_buffer_size: 64,
+        max_auth_attempts: 6,
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(60)),
+        keepalive_max: 3,
+        nodelay: true,
+        preferred: russh::Preferred {
+            cipher: Cow::Borrowed(&[
+                russh::cipher::CHACHA20_POLY1305,
+                russh::cipher::AES_128_GCM,
+                russh::cipher::AES_256_GCM,
+                russh::cipher::AES_256_CTR,
+                russh::cipher::AES_192_CTR,
+                russh::cipher::AES_128_CTR,
+            ]),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    ssh_config: Arc<russh::server::Config>,
+) -> anyhow::Result<()> {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let (socket, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => { backoff = Duration::from_millis(10); x }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+            _ = shared.shutdown.cancelled() => return Ok(()),
+        };
+        let Ok(permit) = shared.startups.clone().try_acquire_owned() else {
+            // max_startups reached: refuse at once (audited, rate-limited by
+            // the flood itself being bounded by the accept loop).
+            drop(socket);
+            refuse_connection(&shared, peer).await;
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let shared = shared.clone();
+        let cfg = ssh_config.clone();
+        tokio::spawn(async move {
+            serve_connection(shared, cfg, socket, peer, permit).await;
+        });
+    }
+}
+
+async fn refuse_connection(shared: &Arc<Shared>, peer: SocketAddr) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    // One event per second at most: a flood must not become an audit flood.
+    let due = LAST
+        .lock()
+        .map(|mut l| {
+            let now = std::time::Instant::now();
+            let due = l.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+            if due {
+                *l = Some(now);
+            }
+            due
+        })
+        .unwrap_or(false);
+    if due {
+        shared
+            .audit(
+                AuditEvent::new(EventKind::ConnectionRefused)
+                    .source(peer.ip().to_string())
+                    .detail("reason", "max_startups reached"),
+            )
+            .await;
+    }
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    cfg: Arc<russh::server::Config>,
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let authed = Arc::new(AtomicBool::new(false));
+    let deadline = tokio::time::Instant::now() + shared.config.limits.login_grace_time;
+    let handler =
+        handler::ConnHandler::new(shared.clone(), peer, id.clone(), permit, authed.clone());
+    let running =
+        match tokio::time::timeout_at(deadline, russh::server::run_stream(cfg, socket, handler))
+            .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "handshake: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "login grace time expired before the handshake");
+                return;
+            }
+        };
+    let handle = running.handle();
+    let grace_timer = async {
+        tokio::time::sleep_until(deadline).await;
+        if !authed.load(Ordering::SeqCst) {
+            let _ = handle
+                .disconnect(
+                    russh::Disconnect::ByApplication,
+                    "gatehouse: login grace time expired".into(),
+                    "en".into(),
+                )
+                .await;
+            tracing::debug!(%peer, "login grace time expired");
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        r = running => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, session = %id, "connection ended: {e}");
+            }
+        }
+        _ = grace_timer => {}
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! (contract section 6). This module owns the grant type and its pure rules
 //! (who may approve, whether a grant is active); the store persists them.
 
+pub mod flow;
+
 use std::net::IpAddr;
 
 use ipnet::IpNet;

@@ -1,0 +1,283 @@
+//! The session bridge: one client session channel to one target session
+//! channel, byte-exact both ways, with PTY, window changes, signals, EOF,
+//! exit status and exit signal passed through.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use russh::client::Msg as ClientMsg;
+use russh::{Channel, ChannelId, ChannelMsg};
+use tokio::sync::mpsc;
+
+use super::channel::{ChanEvent, ClientWriter, PtyReq, Start, refuse};
+use super::conn::ConnState;
+use crate::audit::EventKind;
+
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    state: Arc<ConnState>,
+    id: ChannelId,
+    client: ClientWriter,
+    mut rx: mpsc::UnboundedReceiver<ChanEvent>,
+    backlog: Arc<AtomicUsize>,
+    pty: Option<PtyReq>,
+    env: Vec<(String, String)>,
+    start: Start,
+    early: Vec<ChanEvent>,
+) {
+    let has_pty = pty.is_some();
+    let Some(target) = state.server_target() else {
+        return;
+    };
+    let server = target.server.name.clone();
+    let mut ev = state
+        .base_event(EventKind::Exec)
+        .detail("kind", start.kind())
+        .detail("pty", has_pty);
+    match &start {
+        Start::Exec(cmd) => {
+            ev = ev.detail("command", cmd.clone());
+            if let Err(d) = crate::policy::check_command(&target.server, cmd, false) {
+                state
+                    .shared
+                    .audit(
+                        state
+                            .base_event(EventKind::CommandBlocked)
+                            .detail("command", cmd.clone())
+                            .detail("reason", d.reason.clone())
+                            .detail("rule", d.rule.clone()),
+                    )
+                    .await;
+                refuse(
+                    &client,
+                    has_pty,
+                    &format!("gatehouse: access denied: {}", d.reason),
+                    1,
+                )
+                .await;
+                return;
+            }
+        }
+        Start::Subsystem(name) => ev = ev.detail("subsystem", name.clone()),
+        Start::Shell => {}
+    }
+    if !state.shared.audit(ev).await {
+        refuse(
+            &client,
+            has_pty,
+            "gatehouse: the bastion cannot write its audit log",
+            255,
+        )
+        .await;
+        return;
+    }
+    let upstream = match state.upstream().await {
+        Ok(u) => u,
+        Err(e) => {
+            refuse(&client, has_pty, &format!("gatehouse: {e}"), 255).await;
+            return;
+        }
+    };
+    let target_ch = match upstream.handle.channel_open_session().await {
+        Ok(c) => c,
+        Err(e) => {
+            refuse(
+                &client,
+                has_pty,
+                &format!("gatehouse: {server} refused a session: {e}"),
+                255,
+            )
+            .await;
+            return;
+        }
+    };
+    if let Some(p) = &pty {
+        let _ = target_ch
+            .request_pty(
+                false,
+                &p.term,
+                p.cols,
+                p.rows,
+                p.pix_width,
+                p.pix_height,
+                &p.modes,
+            )
+            .await;
+    }
+    for (k, v) in &env {
+        let _ = target_ch.set_env(false, k.clone(), v.clone()).await;
+    }
+    let sent = match &start {
+        Start::Shell => target_ch.request_shell(true).await,
+        Start::Exec(cmd) => target_ch.exec(true, cmd.as_bytes().to_vec()).await,
+        Start::Subsystem(name) => target_ch.request_subsystem(true, name.clone()).await,
+    };
+    if let Err(e) = sent {
+        refuse(&client, has_pty, &format!("gatehouse: {server}: {e}"), 255).await;
+        return;
+    }
+    for ev in early {
+        if let ChanEvent::Data(b) | ChanEvent::ExtData(_, b) = &ev {
+            backlog.fetch_sub(b.len(), Ordering::Relaxed);
+            let _ = target_ch.data_bytes(b.clone()).await;
+        } else if let ChanEvent::Eof = ev {
+            let _ = target_ch.eof().await;
+        }
+    }
+    let _ = id;
+    pump(&state, client, &mut rx, &backlog, target_ch, true, has_pty).await;
+}
+
+/// A forward through the target's sshd: a client direct-tcpip channel piped
+/// to a target direct-tcpip channel. Returns bytes each way.
+pub async fn pipe_channels(
+    state: &Arc<ConnState>,
+    client: ClientWriter,
+    rx: &mut mpsc::UnboundedReceiver<ChanEvent>,
+    backlog: &AtomicUsize,
+    target: Channel<ClientMsg>,
+) -> (u64, u64) {
+    pump(state, client, rx, backlog, target, false, false).await
+}
+
+/// Moves bytes both ways until either side closes or the session is ended.
+async fn pump(
+    state: &Arc<ConnState>,
+    client: ClientWriter,
+    rx: &mut mpsc::UnboundedReceiver<ChanEvent>,
+    backlog: &AtomicUsize,
+    target: Channel<ClientMsg>,
+    session: bool,
+    has_pty: bool,
+) -> (u64, u64) {
+    let (mut tread, twrite) = target.split();
+    let mut up = 0u64;
+    let mut down = 0u64;
+    let mut refused = false;
+    // Client -> target. Waits on the target's window: fine, the
+    // client-facing loop never waits on this task.
+    let to_target = async {
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                ChanEvent::Data(b) => {
+                    let n = b.len();
+                    let r = twrite.data_bytes(b).await;
+                    backlog.fetch_sub(n, Ordering::Relaxed);
+                    up += n as u64;
+                    state.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
+                    state.touch();
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                ChanEvent::ExtData(_, b) => {
+                    backlog.fetch_sub(b.len(), Ordering::Relaxed);
+                }
+                ChanEvent::WindowChange {
+                    cols,
+                    rows,
+                    pix_width,
+                    pix_height,
+                } => {
+                    let _ = twrite
+                        .window_change(cols, rows, pix_width, pix_height)
+                        .await;
+                }
+                ChanEvent::Signal(sig) => {
+                    let _ = twrite.signal(sig).await;
+                }
+                ChanEvent::Eof => {
+                    let _ = twrite.eof().await;
+                }
+                ChanEvent::Close => {
+                    let _ = twrite.close().await;
+                    break;
+                }
+                ChanEvent::Pty { .. }
+                | ChanEvent::Env(..)
+                | ChanEvent::Shell
+                | ChanEvent::Exec(_)
+                | ChanEvent::Subsystem(_) => {}
+            }
+        }
+    };
+    // Target -> client. Waits on the client's window; russh's bounded queue
+    // on the target connection is the backpressure towards the target.
+    let to_client = async {
+        let mut started = !session;
+        while let Some(msg) = tread.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    let n = data.len() as u64;
+                    if client.data_bytes(data).await.is_err() {
+                        break;
+                    }
+                    down += n;
+                    state.bytes_down.fetch_add(n, Ordering::Relaxed);
+                    state.touch();
+                }
+                ChannelMsg::ExtendedData { data, ext } => {
+                    let n = data.len() as u64;
+                    if client.extended_data_bytes(ext, data).await.is_err() {
+                        break;
+                    }
+                    down += n;
+                    state.bytes_down.fetch_add(n, Ordering::Relaxed);
+                    state.touch();
+                }
+                ChannelMsg::Eof => {
+                    let _ = client.eof().await;
+                }
+                ChannelMsg::ExitStatus { exit_status } => {
+                    state.set_exit(i64::from(exit_status));
+                    let _ = client.exit_status(exit_status).await;
+                }
+                ChannelMsg::ExitSignal {
+                    signal_name,
+                    core_dumped,
+                    error_message,
+                    lang_tag,
+                } => {
+                    state.set_exit(128);
+                    let _ = state
+                        .handle
+                        .exit_signal_request(
+                            client.id(),
+                            signal_name,
+                            core_dumped,
+                            error_message,
+                            lang_tag,
+                        )
+                        .await;
+                }
+                ChannelMsg::Success => started = true,
+                ChannelMsg::Failure if !started => {
+                    refused = true;
+                    break;
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        if refused {
+            refuse(
+                &client,
+                has_pty,
+                "gatehouse: the server refused the request",
+                255,
+            )
+            .await;
+        } else {
+            let _ = client.close().await;
+        }
+    };
+    let ended = tokio::select! {
+        _ = async { tokio::join!(to_target, to_client) } => false,
+        _ = state.cancel.cancelled() => true,
+    };
+    if ended {
+        let reason = state.end_reason();
+        refuse(&client, has_pty, &format!("gatehouse: {reason}"), 255).await;
+    }
+    (up, down)
+}

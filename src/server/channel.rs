@@ -1,0 +1,411 @@
+//! Per-channel tasks: the bridge between a client channel and the target.
+//!
+//! Flow control: the client-facing session loop never waits on us (events
+//! arrive through an unbounded queue whose bytes are counted in `backlog`,
+//! and `ConnHandler::adjust_window` stops refilling the client's window
+//! while it is high), so it always processes the client's window
+//! adjustments. The target-facing direction keeps russh's bounded channel
+//! queue as its backpressure: a slow client reader stops the bastion reading
+//! from the target, and memory stays bounded both ways.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use russh::server::{ChannelOpenHandle, Msg};
+use russh::{Channel, ChannelId, ChannelOpenFailure, ChannelWriteHalf, Pty, Sig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::conn::{ConnState, Target};
+use crate::audit::EventKind;
+use crate::policy::Path_;
+
+/// What the client asked of a channel, in order.
+#[derive(Debug)]
+pub enum ChanEvent {
+    Pty {
+        term: String,
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+        modes: Vec<(Pty, u32)>,
+    },
+    Env(String, String),
+    Shell,
+    Exec(Vec<u8>),
+    Subsystem(String),
+    Data(Bytes),
+    ExtData(u32, Bytes),
+    WindowChange {
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+    },
+    Signal(Sig),
+    Eof,
+    Close,
+}
+
+/// What a session channel runs, once known.
+#[derive(Debug, Clone)]
+pub enum Start {
+    Shell,
+    Exec(String),
+    Subsystem(String),
+}
+
+impl Start {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Start::Shell => "shell",
+            Start::Exec(_) => "exec",
+            Start::Subsystem(_) => "subsystem",
+        }
+    }
+}
+
+pub struct PtyReq {
+    pub term: String,
+    pub cols: u32,
+    pub rows: u32,
+    pub pix_width: u32,
+    pub pix_height: u32,
+    pub modes: Vec<(Pty, u32)>,
+}
+
+pub type ClientWriter = ChannelWriteHalf<Msg>;
+
+/// Writes a line to the client's stderr, then exit status, EOF and close.
+/// Bounded in time: a client that stopped reading must not keep the task.
+pub async fn refuse(write: &ClientWriter, pty: bool, line: &str, status: u32) {
+    let nl = if pty { "\r\n" } else { "\n" };
+    let text = format!("{line}{nl}");
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let _ = write.extended_data_bytes(1, Bytes::from(text)).await;
+        let _ = write.exit_status(status).await;
+        let _ = write.eof().await;
+        let _ = write.close().await;
+    })
+    .await;
+}
+
+pub async fn run_session_channel(
+    state: Arc<ConnState>,
+    id: ChannelId,
+    write: ClientWriter,
+    mut rx: mpsc::UnboundedReceiver<ChanEvent>,
+    backlog: Arc<AtomicUsize>,
+) {
+    let mut pty: Option<PtyReq> = None;
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut early: Vec<ChanEvent> = Vec::new();
+    let start = loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = state.cancel.cancelled() => {
+                refuse(&write, pty.is_some(), &format!("gatehouse: {}", state.end_reason()), 255).await;
+                return;
+            }
+        };
+        match ev {
+            None | Some(ChanEvent::Close) => return,
+            Some(ChanEvent::Pty {
+                term,
+                cols,
+                rows,
+                pix_width,
+                pix_height,
+                modes,
+            }) => {
+                pty = Some(PtyReq {
+                    term,
+                    cols,
+                    rows,
+                    pix_width,
+                    pix_height,
+                    modes,
+                })
+            }
+            Some(ChanEvent::Env(k, v)) => {
+                if env.len() < 64 {
+                    env.push((k, v))
+                }
+            }
+            Some(ChanEvent::Shell) => break Start::Shell,
+            Some(ChanEvent::Exec(cmd)) => {
+                break Start::Exec(String::from_utf8_lossy(&cmd).into_owned());
+            }
+            Some(ChanEvent::Subsystem(name)) => break Start::Subsystem(name),
+            Some(ChanEvent::WindowChange {
+                cols,
+                rows,
+                pix_width,
+                pix_height,
+            }) => {
+                if let Some(p) = pty.as_mut() {
+                    p.cols = cols;
+                    p.rows = rows;
+                    p.pix_width = pix_width;
+                    p.pix_height = pix_height;
+                }
+            }
+            Some(
+                ev @ (ChanEvent::Data(_)
+                | ChanEvent::ExtData(..)
+                | ChanEvent::Eof
+                | ChanEvent::Signal(_)),
+            ) => early.push(ev),
+        }
+    };
+    match &state.target {
+        Target::Denied { reason, .. } => {
+            refuse(
+                &write,
+                pty.is_some(),
+                &format!("gatehouse: access denied: {reason}"),
+                1,
+            )
+            .await;
+            drain_backlog(&early, &backlog);
+        }
+        Target::CommandMode => {
+            drain_backlog(&early, &backlog);
+            super::command_mode::run(&state, &write, pty.is_some(), &start).await;
+        }
+        Target::Server(_) => {
+            super::bridge::run(
+                state.clone(),
+                id,
+                write,
+                rx,
+                backlog,
+                pty,
+                env,
+                start,
+                early,
+            )
+            .await;
+        }
+    }
+}
+
+fn drain_backlog(events: &[ChanEvent], backlog: &AtomicUsize) {
+    for ev in events {
+        if let ChanEvent::Data(b) | ChanEvent::ExtData(_, b) = ev {
+            backlog.fetch_sub(b.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A direct-tcpip channel: a local forward on a target login, or a
+/// ProxyJump hop on a command-mode login. Decides, connects, and only then
+/// confirms the channel, so a refusal reaches the client as an open failure
+/// carrying the reason.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_forward_channel(
+    state: Arc<ConnState>,
+    channel: Channel<Msg>,
+    reply: ChannelOpenHandle,
+    mut rx: mpsc::UnboundedReceiver<ChanEvent>,
+    backlog: Arc<AtomicUsize>,
+    host: String,
+    port: u16,
+    origin: (String, u32),
+) {
+    let allowed = match state.decide_forward(&host, port).await {
+        Ok(a) => a,
+        Err(reason) => {
+            reply
+                .reject(ChannelOpenFailure::Other {
+                    code: 1,
+                    reason: format!("gatehouse: access denied: {reason}"),
+                })
+                .await;
+            return;
+        }
+    };
+    let jump = matches!(state.target, Target::CommandMode);
+    let Some((dest_host, dest_port)) = allowed.dest.clone() else {
+        reply
+            .reject(ChannelOpenFailure::Other {
+                code: 1,
+                reason: "gatehouse: access denied: no destination".into(),
+            })
+            .await;
+        return;
+    };
+    let mut ev = state
+        .base_event(if jump {
+            EventKind::JumpOpen
+        } else {
+            EventKind::ForwardOpen
+        })
+        .detail("destination", format!("{dest_host}:{dest_port}"))
+        .detail("requested", format!("{host}:{port}"))
+        .detail("path", format!("{:?}", allowed.path))
+        .detail("grant", allowed.grant)
+        .detail("flagged", allowed.flagged);
+    if jump {
+        ev = ev
+            .server(allowed.server.clone())
+            .account(allowed.account.clone());
+    }
+    let (up, down) = match allowed.path {
+        Path_::ThroughSshd => {
+            let upstream = match state.upstream().await {
+                Ok(u) => u,
+                Err(e) => {
+                    reply
+                        .reject(ChannelOpenFailure::Other {
+                            code: 2,
+                            reason: format!("gatehouse: {e}"),
+                        })
+                        .await;
+                    return;
+                }
+            };
+            let target = match upstream
+                .handle
+                .channel_open_direct_tcpip(
+                    dest_host.clone(),
+                    u32::from(dest_port),
+                    origin.0.clone(),
+                    origin.1,
+                )
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    reply
+                        .reject(ChannelOpenFailure::Other {
+                            code: 2,
+                            reason: format!(
+                                "gatehouse: {} refused the forward: {e}",
+                                allowed.server
+                            ),
+                        })
+                        .await;
+                    return;
+                }
+            };
+            reply.accept().await;
+            state.shared.audit(ev).await;
+            let (_r, client) = channel.split();
+            super::bridge::pipe_channels(&state, client, &mut rx, &backlog, target).await
+        }
+        Path_::Direct | Path_::Session => {
+            let tcp = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                tokio::net::TcpStream::connect((dest_host.as_str(), dest_port)),
+            )
+            .await
+            {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    reply
+                        .reject(ChannelOpenFailure::Other {
+                            code: 2,
+                            reason: format!(
+                                "gatehouse: cannot connect to {}:{}: {e}",
+                                allowed.server, dest_port
+                            ),
+                        })
+                        .await;
+                    return;
+                }
+                Err(_) => {
+                    reply
+                        .reject(ChannelOpenFailure::Other {
+                            code: 2,
+                            reason: format!(
+                                "gatehouse: connecting to {}:{} timed out",
+                                allowed.server, dest_port
+                            ),
+                        })
+                        .await;
+                    return;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            reply.accept().await;
+            state.shared.audit(ev).await;
+            let (_r, client) = channel.split();
+            pipe_tcp(&state, client, &mut rx, &backlog, tcp).await
+        }
+    };
+    state
+        .shared
+        .audit(
+            state
+                .base_event(EventKind::ForwardClose)
+                .detail("destination", format!("{dest_host}:{dest_port}"))
+                .detail("bytes_up", up)
+                .detail("bytes_down", down),
+        )
+        .await;
+}
+
+/// Bridges a client channel and a TCP connection; returns bytes each way.
+async fn pipe_tcp(
+    state: &Arc<ConnState>,
+    client: ClientWriter,
+    rx: &mut mpsc::UnboundedReceiver<ChanEvent>,
+    backlog: &AtomicUsize,
+    tcp: tokio::net::TcpStream,
+) -> (u64, u64) {
+    let (mut tr, mut tw) = tcp.into_split();
+    let mut up = 0u64;
+    let mut down = 0u64;
+    let to_target = async {
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                ChanEvent::Data(b) => {
+                    let n = b.len();
+                    let r = tw.write_all(&b).await;
+                    backlog.fetch_sub(n, Ordering::Relaxed);
+                    up += n as u64;
+                    state.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
+                    state.touch();
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                ChanEvent::ExtData(_, b) => {
+                    backlog.fetch_sub(b.len(), Ordering::Relaxed);
+                }
+                ChanEvent::Eof => {
+                    let _ = tw.shutdown().await;
+                }
+                ChanEvent::Close => break,
+                _ => {}
+            }
+        }
+    };
+    let to_client = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match tr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let chunk = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                    if client.data_bytes(chunk).await.is_err() {
+                        break;
+                    }
+                    down += n as u64;
+                    state.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
+                    state.touch();
+                }
+            }
+        }
+        let _ = client.eof().await;
+        let _ = client.close().await;
+    };
+    tokio::select! {
+        _ = async { tokio::join!(to_target, to_client) } => {}
+        _ = state.cancel.cancelled() => {}
+    }
+    (up, down)
+}

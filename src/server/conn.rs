@@ -1,0 +1,605 @@
+//! One authenticated connection: what its login decided (a target, a
+//! refusal to explain, or command mode), the lazily opened upstream SSH
+//! connection, byte counters, and the watchdog that ends it on idle
+//! timeout, `max_session`, grant expiry, kill or shutdown.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use super::login;
+use super::shared::{EndReason, LiveSession, Shared};
+use super::upstream::{self, Credential, Endpoint, Upstream, UpstreamError};
+use crate::audit::{AuditEvent, EventKind};
+use crate::policy::{self, Action, Allowed, Decision, Policy, Request};
+use crate::store::SessionRow;
+
+/// What the login name decided at authentication.
+pub enum Target {
+    /// A server the user may reach.
+    Server(Box<ServerTarget>),
+    /// A refusal, explained on the first channel.
+    Denied {
+        server: Option<String>,
+        account: Option<String>,
+        reason: String,
+    },
+    /// `ssh STAFF@bastion`: command mode (and ProxyJump).
+    CommandMode,
+}
+
+pub struct ServerTarget {
+    pub allowed: Allowed,
+    pub server: policy::Server,
+    /// The hop for `vpn` servers.
+    pub via: Option<policy::Server>,
+}
+
+pub struct ConnState {
+    pub shared: Arc<Shared>,
+    pub id: String,
+    pub user: String,
+    pub source: IpAddr,
+    pub target: Target,
+    pub handle: russh::server::Handle,
+    upstream: OnceCell<Result<Arc<Upstream>, String>>,
+    pub cancel: CancellationToken,
+    reason: Arc<Mutex<Option<EndReason>>>,
+    started: Instant,
+    pub started_at: OffsetDateTime,
+    /// Milliseconds since `started` of the last byte either way.
+    last_activity: AtomicI64,
+    pub bytes_up: AtomicU64,
+    pub bytes_down: AtomicU64,
+    pub last_exit: Mutex<Option<i64>>,
+    channel_seq: AtomicU32,
+    closed: AtomicBool,
+}
+
+/// Decides, at authentication, what this login may do.
+pub async fn decide_target(
+    shared: &Arc<Shared>,
+    policy: &Policy,
+    staff: &str,
+    login_name: &str,
+    source: IpAddr,
+    session: &str,
+) -> Target {
+    let parsed = match login::parse(login_name) {
+        Ok(l) => l,
+        Err(e) => {
+            shared
+                .audit(
+                    AuditEvent::new(EventKind::AccessDenied)
+                        .user(staff)
+                        .source(source.to_string())
+                        .session(session)
+                        .detail("code", "KO_BAD_LOGIN")
+                        .detail("reason", e.to_string()),
+                )
+                .await;
+            return Target::Denied {
+                server: None,
+                account: None,
+                reason: e.to_string(),
+            };
+        }
+    };
+    let Some(server_name) = parsed.server.clone() else {
+        return Target::CommandMode;
+    };
+    let grants = match shared.store.grants_for(staff).await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!("grants lookup failed, refusing: {e}");
+            return Target::Denied {
+                server: Some(server_name),
+                account: parsed.account,
+                reason: "the bastion cannot reach its database".into(),
+            };
+        }
+    };
+    let req = Request {
+        user: staff,
+        server: &server_name,
+        account: parsed.account.as_deref(),
+        source,
+        action: Action::Session,
+    };
+    match policy::decide(policy, &req, &grants, Shared::now()) {
+        Decision::Allow(allowed) => {
+            let server = policy.server(&allowed.server).cloned();
+            match server {
+                Some(server) => {
+                    let via = server
+                        .via
+                        .as_deref()
+                        .and_then(|v| policy.server(v))
+                        .cloned();
+                    Target::Server(Box::new(ServerTarget {
+                        allowed,
+                        server,
+                        via,
+                    }))
+                }
+                None => Target::Denied {
+                    server: Some(server_name),
+                    account: parsed.account,
+                    reason: "access denied".into(),
+                },
+            }
+        }
+        Decision::Deny(d) => {
+            shared
+                .audit(
+                    AuditEvent::new(EventKind::AccessDenied)
+                        .user(staff)
+                        .server(&server_name)
+                        .account(parsed.account.clone().unwrap_or_default())
+                        .source(source.to_string())
+                        .session(session)
+                        .detail("code", d.code.as_str())
+                        .detail("reason", d.reason.clone())
+                        .detail("rule", d.rule.clone()),
+                )
+                .await;
+            Target::Denied {
+                server: Some(server_name),
+                account: parsed.account,
+                reason: d.reason,
+            }
+        }
+    }
+}
+
+impl ConnState {
+    pub async fn start(
+        shared: Arc<Shared>,
+        id: String,
+        user: String,
+        source: IpAddr,
+        target: Target,
+        handle: russh::server::Handle,
+    ) -> Arc<ConnState> {
+        let cancel = shared.shutdown.child_token();
+        let reason = Arc::new(Mutex::new(None));
+        let state = Arc::new(ConnState {
+            shared: shared.clone(),
+            id: id.clone(),
+            user: user.clone(),
+            source,
+            target,
+            handle,
+            upstream: OnceCell::new(),
+            cancel: cancel.clone(),
+            reason: reason.clone(),
+            started: Instant::now(),
+            started_at: Shared::now(),
+            last_activity: AtomicI64::new(0),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+            last_exit: Mutex::new(None),
+            channel_seq: AtomicU32::new(0),
+            closed: AtomicBool::new(false),
+        });
+        let (server, grant) = match &state.target {
+            Target::Server(t) => (Some(t.server.name.clone()), t.allowed.grant),
+            _ => (None, None),
+        };
+        shared.register(
+            &id,
+            LiveSession {
+                user: user.clone(),
+                server: server.clone(),
+                grant,
+                cancel,
+                reason,
+            },
+        );
+        let row = SessionRow {
+            id: id.clone(),
+            user: user.clone(),
+            server: server.clone(),
+            account: state.account().map(str::to_string),
+            source: source.to_string(),
+            node: shared.config.node.clone(),
+            started_at: state.started_at,
+            ended_at: None,
+            mode: state
+                .server_target()
+                .map(|t| t.server.mode.as_str().to_string()),
+            grant_id: grant,
+            recorded: state
+                .server_target()
+                .is_some_and(|t| state.should_record_account(&t.allowed.account)),
+            bytes_up: 0,
+            bytes_down: 0,
+            exit_status: None,
+            end_reason: None,
+        };
+        if let Err(e) = shared.store.session_start(&row).await {
+            tracing::error!("session row: {e}");
+            state.end("the bastion cannot reach its database");
+        }
+        if let Some(t) = state.server_target() {
+            let ok = shared
+                .audit(
+                    AuditEvent::new(EventKind::SessionStart)
+                        .user(&user)
+                        .server(&t.server.name)
+                        .account(&t.allowed.account)
+                        .source(source.to_string())
+                        .session(&id)
+                        .detail("mode", t.server.mode.as_str())
+                        .detail("grant", t.allowed.grant)
+                        .detail("rule", t.allowed.rule.clone())
+                        .detail("flagged", t.allowed.flagged),
+                )
+                .await;
+            if !ok {
+                state.end("the bastion cannot write its audit log");
+            }
+        }
+        tokio::spawn(watchdog(state.clone()));
+        state
+    }
+
+    pub fn server_target(&self) -> Option<&ServerTarget> {
+        match &self.target {
+            Target::Server(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn server_name(&self) -> Option<&str> {
+        match &self.target {
+            Target::Server(t) => Some(&t.server.name),
+            Target::Denied { server, .. } => server.as_deref(),
+            Target::CommandMode => None,
+        }
+    }
+
+    pub fn account(&self) -> Option<&str> {
+        match &self.target {
+            Target::Server(t) => Some(&t.allowed.account),
+            Target::Denied { account, .. } => account.as_deref(),
+            Target::CommandMode => None,
+        }
+    }
+
+    pub fn should_record_account(&self, account: &str) -> bool {
+        match self.server_target() {
+            Some(t) => policy::should_record(
+                &t.server,
+                account,
+                &self.shared.config.recording.privileged_accounts,
+            ),
+            None => false,
+        }
+    }
+
+    /// A fresh recording id: the session id for the first recorded
+    /// channel, `ID-2`, `ID-3`... for the next ones.
+    pub fn next_recording_id(&self) -> String {
+        let n = self.channel_seq.fetch_add(1, Ordering::SeqCst);
+        if n == 0 {
+            self.id.clone()
+        } else {
+            format!("{}-{}", self.id, n + 1)
+        }
+    }
+
+    pub fn touch(&self) {
+        let ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.last_activity.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = self.last_activity.load(Ordering::Relaxed);
+        let now = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        Duration::from_millis(u64::try_from(now.saturating_sub(last)).unwrap_or(0))
+    }
+
+    /// Ends the whole session with a reason the client will see.
+    pub fn end(&self, reason: &str) {
+        if let Ok(mut r) = self.reason.lock()
+            && r.is_none()
+        {
+            *r = Some(EndReason(reason.to_string()));
+        }
+        self.cancel.cancel();
+    }
+
+    pub fn end_reason(&self) -> String {
+        self.reason
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .map(|r| r.0)
+            .unwrap_or_else(|| "session ended".into())
+    }
+
+    pub fn base_event(&self, kind: EventKind) -> AuditEvent {
+        let mut ev = AuditEvent::new(kind)
+            .user(&self.user)
+            .source(self.source.to_string())
+            .session(&self.id);
+        if let Some(s) = self.server_name() {
+            ev = ev.server(s);
+        }
+        if let Some(a) = self.account() {
+            ev = ev.account(a);
+        }
+        ev
+    }
+
+    pub async fn audit_denied(&self, action: &Action, reason: &str) {
+        let kind = match action {
+            Action::Session => EventKind::AccessDenied,
+            _ => EventKind::ForwardDenied,
+        };
+        self.shared
+            .audit(
+                self.base_event(kind)
+                    .detail("action", format!("{action:?}"))
+                    .detail("reason", reason),
+            )
+            .await;
+    }
+
+    /// Decides a direct-tcpip channel: a local forward on a target login, or
+    /// a ProxyJump hop on a command-mode login.
+    pub async fn decide_forward(&self, host: &str, port: u16) -> Result<Allowed, String> {
+        let policy = self.shared.policy();
+        let grants = self
+            .shared
+            .store
+            .grants_for(&self.user)
+            .await
+            .map_err(|_| "the bastion cannot reach its database".to_string())?;
+        let (server, account, action) = match &self.target {
+            Target::Denied { reason, .. } => {
+                self.audit_denied(
+                    &Action::LocalForward {
+                        host: host.to_string(),
+                        port,
+                    },
+                    reason,
+                )
+                .await;
+                return Err(reason.clone());
+            }
+            Target::CommandMode => (
+                host.to_string(),
+                None,
+                Action::Jump {
+                    host: host.to_string(),
+                    port,
+                },
+            ),
+            Target::Server(t) => (
+                t.server.name.clone(),
+                Some(t.allowed.account.clone()),
+                Action::LocalForward {
+                    host: host.to_string(),
+                    port,
+                },
+            ),
+        };
+        let req = Request {
+            user: &self.user,
+            server: &server,
+            account: account.as_deref(),
+            source: self.source,
+            action: action.clone(),
+        };
+        match policy::decide(&policy, &req, &grants, Shared::now()) {
+            Decision::Allow(a) => Ok(a),
+            Decision::Deny(d) => {
+                let kind = if matches!(action, Action::Jump { .. }) {
+                    EventKind::AccessDenied
+                } else {
+                    EventKind::ForwardDenied
+                };
+                self.shared
+                    .audit(
+                        self.base_event(kind)
+                            .detail("destination", format!("{host}:{port}"))
+                            .detail("code", d.code.as_str())
+                            .detail("reason", d.reason.clone())
+                            .detail("rule", d.rule.clone()),
+                    )
+                    .await;
+                Err(d.reason)
+            }
+        }
+    }
+
+    /// `-R`: allowed only where the mode allows it (audited either way).
+    pub async fn remote_forward_allowed(&self, port: u16) -> bool {
+        let Target::Server(t) = &self.target else {
+            self.audit_denied(
+                &Action::RemoteForward { port },
+                "remote forwarding needs a target",
+            )
+            .await;
+            return false;
+        };
+        let policy = self.shared.policy();
+        let grants = self
+            .shared
+            .store
+            .grants_for(&self.user)
+            .await
+            .unwrap_or_default();
+        let req = Request {
+            user: &self.user,
+            server: &t.server.name,
+            account: Some(&t.allowed.account),
+            source: self.source,
+            action: Action::RemoteForward { port },
+        };
+        match policy::decide(&policy, &req, &grants, Shared::now()) {
+            Decision::Allow(_) => {
+                // Remote forwards are not bridged yet: refuse honestly.
+                self.audit_denied(
+                    &Action::RemoteForward { port },
+                    "remote forwarding is not supported by this bastion yet",
+                )
+                .await;
+                false
+            }
+            Decision::Deny(d) => {
+                self.audit_denied(&Action::RemoteForward { port }, &d.reason)
+                    .await;
+                false
+            }
+        }
+    }
+
+    /// The logged-in connection to the target, opened on first use and
+    /// shared by the connection's channels.
+    pub async fn upstream(&self) -> Result<Arc<Upstream>, String> {
+        self.upstream
+            .get_or_init(|| async {
+                let Some(t) = self.server_target() else {
+                    return Err("no target".to_string());
+                };
+                self.connect_upstream(t).await.map(Arc::new)
+            })
+            .await
+            .clone()
+    }
+
+    async fn connect_upstream(&self, t: &ServerTarget) -> Result<Upstream, String> {
+        let endpoint = |s: &policy::Server| Endpoint {
+            name: s.name.clone(),
+            host: s.host.clone(),
+            port: s.port,
+            host_key: s.host_key.clone(),
+        };
+        let target = endpoint(&t.server);
+        let credential = Credential::Identity(self.shared.identity.clone());
+        let identity = Credential::Identity(self.shared.identity.clone());
+        let hop = t.via.as_ref().map(endpoint);
+        let hop_account = t
+            .via
+            .as_ref()
+            .and_then(|v| v.default_account().map(str::to_string))
+            .unwrap_or_else(|| "root".into());
+        let via = hop.as_ref().map(|h| (h, hop_account.as_str(), &identity));
+        match upstream::connect(&target, &t.allowed.account, &credential, via).await {
+            Ok(u) => Ok(u),
+            Err(e) => {
+                if let UpstreamError::HostKeyMismatch {
+                    server,
+                    expected,
+                    presented,
+                } = &e
+                {
+                    self.shared
+                        .audit(
+                            self.base_event(EventKind::HostkeyMismatch)
+                                .server(server.clone())
+                                .detail("expected", expected.clone())
+                                .detail("presented", presented.clone()),
+                        )
+                        .await;
+                }
+                tracing::warn!(session = %self.id, "upstream: {e}");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Records an exit status for the session's end event.
+    pub fn set_exit(&self, code: i64) {
+        if let Ok(mut e) = self.last_exit.lock() {
+            *e = Some(code);
+        }
+    }
+
+    /// Called when the client connection is gone.
+    pub fn connection_closed(self: &Arc<Self>) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.cancel.cancel();
+        let state = self.clone();
+        tokio::spawn(async move { state.finish().await });
+    }
+
+    async fn finish(&self) {
+        self.shared.unregister(&self.id);
+        let up = i64::try_from(self.bytes_up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let down = i64::try_from(self.bytes_down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let exit = self.last_exit.lock().ok().and_then(|e| *e);
+        let reason = self.end_reason();
+        let now = Shared::now();
+        if let Err(e) = self
+            .shared
+            .store
+            .session_end(&self.id, now, up, down, exit, &reason)
+            .await
+        {
+            tracing::error!("session end row: {e}");
+        }
+        if self.server_target().is_some() {
+            let secs = (now - self.started_at).as_seconds_f64();
+            self.shared
+                .audit(
+                    self.base_event(EventKind::SessionEnd)
+                        .detail("bytes_up", up)
+                        .detail("bytes_down", down)
+                        .detail("exit_status", exit)
+                        .detail("duration_secs", secs)
+                        .detail("reason", reason),
+                )
+                .await;
+        }
+    }
+}
+
+/// Ends the connection on idle timeout, `max_session` or grant expiry, and
+/// disconnects the client shortly after any cancellation (kill, shutdown).
+async fn watchdog(state: Arc<ConnState>) {
+    let idle_limit = state
+        .server_target()
+        .and_then(|t| t.server.idle_timeout)
+        .unwrap_or(state.shared.config.limits.idle_timeout);
+    let max_session = state.server_target().and_then(|t| t.server.max_session);
+    let grant_expires = state.server_target().and_then(|t| t.allowed.grant_expires);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = state.cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if state.idle_for() >= idle_limit {
+            state.end("idle timeout");
+        } else if max_session.is_some_and(|m| state.started.elapsed() >= m) {
+            state.end("maximum session duration reached");
+        } else if grant_expires.is_some_and(|e| Shared::now() >= e) {
+            state.end("the grant that authorized this session has expired");
+        }
+    }
+    if state.closed.load(Ordering::SeqCst) {
+        return;
+    }
+    // Give channel tasks a moment to tell the client why, then hang up.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let reason = state.end_reason();
+    let _ = state
+        .handle
+        .disconnect(
+            russh::Disconnect::ByApplication,
+            format!("gatehouse: {reason}"),
+            "en".into(),
+        )
+        .await;
+}

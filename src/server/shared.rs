@@ -1,0 +1,167 @@
+//! State shared by every connection of one running bastion.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, RwLock};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use russh::keys::PrivateKey;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::AuditEvent;
+use crate::config::Config;
+use crate::policy::Policy;
+use crate::store::Store;
+
+/// Why a live session was ended from outside its own connection.
+#[derive(Debug, Clone)]
+pub struct EndReason(pub String);
+
+/// What the registry knows of a live session, so that kills, grant expiry
+/// and shutdown can reach it.
+pub struct LiveSession {
+    pub user: String,
+    pub server: Option<String>,
+    pub grant: Option<i64>,
+    pub cancel: CancellationToken,
+    /// Set before `cancel` fires: the message shown to the client.
+    pub reason: Arc<Mutex<Option<EndReason>>>,
+}
+
+impl LiveSession {
+    pub fn end(&self, reason: &str) {
+        if let Ok(mut r) = self.reason.lock()
+            && r.is_none()
+        {
+            *r = Some(EndReason(reason.to_string()));
+        }
+        self.cancel.cancel();
+    }
+}
+
+pub struct Shared {
+    pub config: Config,
+    policy: RwLock<Arc<Policy>>,
+    pub store: Store,
+    pub identity: Arc<PrivateKey>,
+    /// Unauthenticated connections at once (`max_startups`).
+    pub startups: Arc<Semaphore>,
+    /// Authentication attempts per source address (`auth_per_minute_per_source`).
+    pub auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    pub sessions: Mutex<HashMap<String, LiveSession>>,
+    /// Sources whose failed-authentication budget is spent, until when.
+    blocked: Mutex<HashMap<IpAddr, std::time::Instant>>,
+    /// Fires on SIGTERM/SIGINT.
+    pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    pub fn new(config: Config, policy: Policy, store: Store, identity: PrivateKey) -> Arc<Shared> {
+        let per_minute =
+            NonZeroU32::new(config.limits.auth_per_minute_per_source).unwrap_or(NonZeroU32::MIN);
+        let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute));
+        Arc::new(Shared {
+            startups: Arc::new(Semaphore::new(config.limits.max_startups)),
+            config,
+            policy: RwLock::new(Arc::new(policy)),
+            store,
+            identity: Arc::new(identity),
+            auth_limiter,
+            sessions: Mutex::new(HashMap::new()),
+            blocked: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The policy in force now; a reload swaps it for new sessions.
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn set_policy(&self, policy: Policy) {
+        let mut guard = match self.policy.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(policy);
+    }
+
+    /// Writes an audit event. Returns false (and logs) when the store
+    /// failed, so callers that must fail closed can.
+    pub async fn audit(&self, ev: AuditEvent) -> bool {
+        match self.store.audit(&ev).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(kind = %ev.kind, "audit write failed: {e}");
+                false
+            }
+        }
+    }
+
+    pub fn register(&self, id: &str, live: LiveSession) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(id.to_string(), live);
+        }
+    }
+
+    pub fn unregister(&self, id: &str) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(id);
+        }
+    }
+
+    /// Ends the sessions selected by `pick` with `reason`; returns their ids.
+    pub fn end_sessions(
+        &self,
+        reason: &str,
+        pick: impl Fn(&str, &LiveSession) -> bool,
+    ) -> Vec<String> {
+        let mut ended = Vec::new();
+        if let Ok(s) = self.sessions.lock() {
+            for (id, live) in s.iter() {
+                if pick(id, live) {
+                    live.end(reason);
+                    ended.push(id.clone());
+                }
+            }
+        }
+        ended
+    }
+
+    /// Counts a failed authentication against the source's budget
+    /// (`auth_per_minute_per_source`); once spent, the source is refused
+    /// until the budget refills. Successful logins cost nothing, so busy
+    /// legitimate users are never throttled.
+    pub fn note_source_failure(&self, source: IpAddr) {
+        if let Err(not_until) = self.auth_limiter.check_key(&source) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            if let Ok(mut b) = self.blocked.lock() {
+                if b.len() > 100_000 {
+                    let now = std::time::Instant::now();
+                    b.retain(|_, until| *until > now);
+                }
+                b.insert(source, std::time::Instant::now() + wait);
+            }
+        }
+    }
+
+    pub fn source_blocked(&self, source: IpAddr) -> bool {
+        self.blocked
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&source).copied())
+            .is_some_and(|until| until > std::time::Instant::now())
+    }
+
+    pub fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}

@@ -1,0 +1,290 @@
+//! The bastion's side as an SSH client: logging in to a target (and, for
+//! `vpn` servers, through the `via` hop first) with a pinned host key.
+//! Staff never see what authenticates this leg: the identity key or a vault
+//! credential.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client;
+use russh::keys::PublicKeyOrCertificate;
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg};
+
+use crate::vault::Secret;
+
+/// How the bastion authenticates to a target account.
+#[derive(Clone)]
+pub enum Credential {
+    /// The bastion's identity key (the default).
+    Identity(Arc<PrivateKey>),
+    /// A vault password (password, then keyboard-interactive).
+    Password(Arc<Secret>),
+    /// A vault private key.
+    Key(Arc<PrivateKey>),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::Identity(_) => "Credential::Identity",
+            Credential::Password(_) => "Credential::Password([redacted])",
+            Credential::Key(_) => "Credential::Key([redacted])",
+        })
+    }
+}
+
+/// Where to connect and what host key to expect.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// `SHA256:...`; `None` refuses every key (fail closed).
+    pub host_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {server}: {message}")]
+    Connect { server: String, message: String },
+    #[error("host key of {server} does not match the pinned fingerprint")]
+    HostKeyMismatch {
+        server: String,
+        expected: Option<String>,
+        presented: String,
+    },
+    #[error("{server} refused the bastion's login as {account}")]
+    AuthRefused { server: String, account: String },
+    #[error("{server}: {message}")]
+    Protocol { server: String, message: String },
+    #[error("connecting to {server} timed out")]
+    Timeout { server: String },
+}
+
+/// Handler of the bastion-to-target connection: only checks the host key.
+pub struct TargetHandler {
+    expected: Option<String>,
+    /// The fingerprint the target presented, for the mismatch event.
+    presented: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for TargetHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        // Host certificates are not pinned by fingerprint: refuse them.
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false);
+        };
+        let fp = key.fingerprint(HashAlg::Sha256).to_string();
+        let ok = self.expected.as_deref() == Some(fp.as_str());
+        if let Ok(mut p) = self.presented.lock() {
+            *p = Some(fp);
+        }
+        Ok(ok)
+    }
+}
+
+pub type TargetHandle = client::Handle<TargetHandler>;
+
+/// A logged-in connection to a target.
+pub struct Upstream {
+    pub handle: TargetHandle,
+    /// The hop's connection for `vpn` servers, kept alive with the target's.
+    pub hop: Option<TargetHandle>,
+}
+
+pub fn client_config() -> Arc<client::Config> {
+    Arc::new(client::Config {
+        window_size: 2 * 1024 * 1024,
+        maximum_packet_size: 32 * 1024,
+        nodelay: true,
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        preferred: russh::Preferred {
+            // AES-GCM is hardware accelerated in ring; chacha is the fallback.
+            cipher: Cow::Borrowed(&[
+                russh::cipher::AES_128_GCM,
+                russh::cipher::AES_256_GCM,
+                russh::cipher::CHACHA20_POLY1305,
+                russh::cipher::AES_256_CTR,
+                russh::cipher::AES_128_CTR,
+            ]),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Logs in to `target` as `account`, through `via` (a hop reached with the
+/// identity key as `via_account`) when given.
+pub async fn connect(
+    target: &Endpoint,
+    account: &str,
+    credential: &Credential,
+    via: Option<(&Endpoint, &str, &Credential)>,
+) -> Result<Upstream, UpstreamError> {
+    let fut = async {
+        match via {
+            None => {
+                let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+                    .await
+                    .map_err(|e| UpstreamError::Connect {
+                        server: target.name.clone(),
+                        message: e.to_string(),
+                    })?;
+                let _ = tcp.set_nodelay(true);
+                let handle = handshake(target, account, credential, tcp).await?;
+                Ok(Upstream { handle, hop: None })
+            }
+            Some((hop, hop_account, hop_cred)) => {
+                let tcp = tokio::net::TcpStream::connect((hop.host.as_str(), hop.port))
+                    .await
+                    .map_err(|e| UpstreamError::Connect {
+                        server: hop.name.clone(),
+                        message: e.to_string(),
+                    })?;
+                let _ = tcp.set_nodelay(true);
+                let hop_handle = handshake(hop, hop_account, hop_cred, tcp).await?;
+                let ch = hop_handle
+                    .channel_open_direct_tcpip(
+                        target.host.clone(),
+                        u32::from(target.port),
+                        "127.0.0.1",
+                        0,
+                    )
+                    .await
+                    .map_err(|e| UpstreamError::Connect {
+                        server: target.name.clone(),
+                        message: format!("through {}: {e}", hop.name),
+                    })?;
+                let handle = handshake(target, account, credential, ch.into_stream()).await?;
+                Ok(Upstream {
+                    handle,
+                    hop: Some(hop_handle),
+                })
+            }
+        }
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout {
+            server: target.name.clone(),
+        }),
+    }
+}
+
+async fn handshake<S>(
+    target: &Endpoint,
+    account: &str,
+    credential: &Credential,
+    stream: S,
+) -> Result<TargetHandle, UpstreamError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let presented = Arc::new(Mutex::new(None));
+    let handler = TargetHandler {
+        expected: target.host_key.clone(),
+        presented: presented.clone(),
+    };
+    let mut handle = match client::connect_stream(client_config(), stream, handler).await {
+        Ok(h) => h,
+        Err(e) => {
+            let seen = presented.lock().ok().and_then(|p| p.clone());
+            if let Some(fp) = seen
+                && target.host_key.as_deref() != Some(fp.as_str())
+            {
+                return Err(UpstreamError::HostKeyMismatch {
+                    server: target.name.clone(),
+                    expected: target.host_key.clone(),
+                    presented: fp,
+                });
+            }
+            return Err(UpstreamError::Protocol {
+                server: target.name.clone(),
+                message: e.to_string(),
+            });
+        }
+    };
+    let proto = |e: russh::Error| UpstreamError::Protocol {
+        server: target.name.clone(),
+        message: e.to_string(),
+    };
+    let ok = match credential {
+        Credential::Identity(key) | Credential::Key(key) => {
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(proto)?
+                .flatten();
+            handle
+                .authenticate_publickey(account, PrivateKeyWithHashAlg::new(key.clone(), hash))
+                .await
+                .map_err(proto)?
+                .success()
+        }
+        Credential::Password(secret) => {
+            let r = handle
+                .authenticate_password(account, secret.expose())
+                .await
+                .map_err(proto)?;
+            if r.success() {
+                true
+            } else {
+                keyboard_interactive(&mut handle, account, secret)
+                    .await
+                    .map_err(proto)?
+            }
+        }
+    };
+    if !ok {
+        return Err(UpstreamError::AuthRefused {
+            server: target.name.clone(),
+            account: account.to_string(),
+        });
+    }
+    Ok(handle)
+}
+
+/// Answers every password-looking prompt with the secret (PAM's usual
+/// single "Password:" prompt).
+async fn keyboard_interactive(
+    handle: &mut TargetHandle,
+    account: &str,
+    secret: &Secret,
+) -> Result<bool, russh::Error> {
+    use client::KeyboardInteractiveAuthResponse as R;
+    let mut resp = handle
+        .authenticate_keyboard_interactive_start(account, None)
+        .await?;
+    for _ in 0..4 {
+        match resp {
+            R::Success => return Ok(true),
+            R::Failure { .. } => return Ok(false),
+            R::InfoRequest { ref prompts, .. } => {
+                let answers = prompts
+                    .iter()
+                    .map(|p| {
+                        if p.echo {
+                            String::new()
+                        } else {
+                            secret.expose().to_string()
+                        }
+                    })
+                    .collect();
+                resp = handle
+                    .authenticate_keyboard_interactive_respond(answers)
+                    .await?;
+            }
+        }
+    }
+    Ok(false)
+}
