@@ -45,6 +45,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.database, &config.node)
         .await
         .with_context(|| "cannot open the database")?;
+    let master = crate::vault::MasterKey::resolve(&config.master_key)?;
+    let vault = crate::vault::Vault::new(store.pool().clone(), master, config.vault.clone());
+    vault
+        .check_key()
+        .await
+        .with_context(|| "the vault's master key does not open this database's vault")?;
+    let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
+    for stale in store
+        .end_stale_sessions(&config.node, "bastion restarted")
+        .await
+        .unwrap_or_default()
+    {
+        tracing::warn!(session = %stale.id, "session left open by a previous run marked ended");
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -53,7 +67,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let users = policy.users.len();
     let servers = policy.servers.len();
     let digest = policy.digest.clone();
-    let shared = Shared::new(config, policy, store, identity);
+    let shared = Shared::new(config, policy, store, identity, vault, signer);
     shared
         .audit(
             AuditEvent::new(EventKind::PolicyReloaded)

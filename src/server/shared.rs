@@ -47,6 +47,10 @@ pub struct Shared {
     policy: RwLock<Arc<Policy>>,
     pub store: Store,
     pub identity: Arc<PrivateKey>,
+    /// Target credentials; the identity key is used where it holds none.
+    pub vault: crate::vault::Vault,
+    /// Signs recordings' sidecars.
+    pub signer: Arc<crate::recording::Signer>,
     /// Unauthenticated connections at once (`max_startups`).
     pub startups: Arc<Semaphore>,
     /// Authentication attempts per source address (`auth_per_minute_per_source`).
@@ -59,7 +63,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config, policy: Policy, store: Store, identity: PrivateKey) -> Arc<Shared> {
+    pub fn new(
+        config: Config,
+        policy: Policy,
+        store: Store,
+        identity: PrivateKey,
+        vault: crate::vault::Vault,
+        signer: crate::recording::Signer,
+    ) -> Arc<Shared> {
         let per_minute =
             NonZeroU32::new(config.limits.auth_per_minute_per_source).unwrap_or(NonZeroU32::MIN);
         let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute));
@@ -69,6 +80,8 @@ impl Shared {
             policy: RwLock::new(Arc::new(policy)),
             store,
             identity: Arc::new(identity),
+            vault,
+            signer: Arc::new(signer),
             auth_limiter,
             sessions: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),
