@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::channel::{ChanEvent, ClientWriter, PtyReq, Start, refuse};
 use super::conn::ConnState;
 use crate::audit::EventKind;
+use crate::recording::{Kind, Recorder, RecorderOptions, RecordingMeta};
 
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -78,6 +79,56 @@ pub async fn run(
             return;
         }
     };
+    let account = target.allowed.account.clone();
+    let rec = if state.should_record_account(&account) {
+        let meta = RecordingMeta {
+            id: state.next_recording_id(),
+            session: state.id.clone(),
+            user: state.user.clone(),
+            server: server.clone(),
+            account: account.clone(),
+            source: state.source.to_string(),
+            grant: target.allowed.grant,
+            kind: match &start {
+                Start::Shell => Kind::Shell,
+                Start::Exec(_) => Kind::Exec,
+                Start::Subsystem(_) => Kind::Subsystem,
+            },
+            command: match &start {
+                Start::Shell => None,
+                Start::Exec(c) => Some(c.clone()),
+                Start::Subsystem(n) => Some(n.clone()),
+            },
+            term: pty.as_ref().map(|p| p.term.clone()),
+            width: pty.as_ref().map(|p| p.cols).unwrap_or(80),
+            height: pty.as_ref().map(|p| p.rows).unwrap_or(24),
+            started_at: crate::server::shared::Shared::now(),
+        };
+        let opts = RecorderOptions::from_config(&state.shared.config.recording);
+        match Recorder::start(
+            &state.shared.config.recordings,
+            meta,
+            state.shared.signer.clone(),
+            opts,
+        )
+        .await
+        {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(session = %state.id, "recording cannot start: {e}");
+                refuse(
+                    &client,
+                    has_pty,
+                    "gatehouse: this session must be recorded and the recording cannot be written; refused",
+                    255,
+                )
+                .await;
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let target_ch = match upstream.handle.channel_open_session().await {
         Ok(c) => c,
         Err(e) => {
@@ -125,7 +176,32 @@ pub async fn run(
         }
     }
     let _ = id;
-    pump(&state, client, &mut rx, &backlog, target_ch, true, has_pty).await;
+    let outcome = pump(
+        &state,
+        client,
+        &mut rx,
+        &backlog,
+        target_ch,
+        true,
+        has_pty,
+        rec.as_ref(),
+    )
+    .await;
+    if let Some(r) = rec {
+        let status = outcome.exit_status.and_then(|s| i32::try_from(s).ok());
+        if let Err(e) = r.finish(status, outcome.exit_signal).await {
+            tracing::error!(session = %state.id, "recording did not finish cleanly: {e}");
+        }
+    }
+}
+
+/// How a pumped channel ended.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub up: u64,
+    pub down: u64,
+    pub exit_status: Option<u32>,
+    pub exit_signal: Option<String>,
 }
 
 /// A forward through the target's sshd: a client direct-tcpip channel piped
@@ -137,10 +213,14 @@ pub async fn pipe_channels(
     backlog: &AtomicUsize,
     target: Channel<ClientMsg>,
 ) -> (u64, u64) {
-    pump(state, client, rx, backlog, target, false, false).await
+    let o = pump(state, client, rx, backlog, target, false, false, None).await;
+    (o.up, o.down)
 }
 
 /// Moves bytes both ways until either side closes or the session is ended.
+/// With a recorder, every byte passes through it first; a recording
+/// failure ends the channel (fail closed).
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     state: &Arc<ConnState>,
     client: ClientWriter,
@@ -149,11 +229,14 @@ async fn pump(
     target: Channel<ClientMsg>,
     session: bool,
     has_pty: bool,
-) -> (u64, u64) {
+    rec: Option<&Recorder>,
+) -> Outcome {
     let (mut tread, twrite) = target.split();
     let mut up = 0u64;
     let mut down = 0u64;
     let mut refused = false;
+    let mut exit_status = None;
+    let mut exit_signal = None;
     // Client -> target. Waits on the target's window: fine, the
     // client-facing loop never waits on this task.
     let to_target = async {
@@ -161,6 +244,12 @@ async fn pump(
             match ev {
                 ChanEvent::Data(b) => {
                     let n = b.len();
+                    if let Some(rec) = rec
+                        && rec.input(&b).await.is_err()
+                    {
+                        backlog.fetch_sub(n, Ordering::Relaxed);
+                        break;
+                    }
                     let r = twrite.data_bytes(b).await;
                     backlog.fetch_sub(n, Ordering::Relaxed);
                     up += n as u64;
@@ -203,12 +292,19 @@ async fn pump(
     };
     // Target -> client. Waits on the client's window; russh's bounded queue
     // on the target connection is the backpressure towards the target.
+    let mut exit_code = None;
+    let mut exit_sig = None;
     let to_client = async {
         let mut started = !session;
         while let Some(msg) = tread.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
                     let n = data.len() as u64;
+                    if let Some(rec) = rec
+                        && rec.output(&data).await.is_err()
+                    {
+                        break;
+                    }
                     if client.data_bytes(data).await.is_err() {
                         break;
                     }
@@ -218,6 +314,11 @@ async fn pump(
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
                     let n = data.len() as u64;
+                    if let Some(rec) = rec
+                        && rec.stderr(&data).await.is_err()
+                    {
+                        break;
+                    }
                     if client.extended_data_bytes(ext, data).await.is_err() {
                         break;
                     }
@@ -230,6 +331,7 @@ async fn pump(
                 }
                 ChannelMsg::ExitStatus { exit_status } => {
                     state.set_exit(i64::from(exit_status));
+                    exit_code = Some(exit_status);
                     let _ = client.exit_status(exit_status).await;
                 }
                 ChannelMsg::ExitSignal {
@@ -239,6 +341,7 @@ async fn pump(
                     lang_tag,
                 } => {
                     state.set_exit(128);
+                    exit_sig = Some(format!("{signal_name:?}"));
                     let _ = state
                         .handle
                         .exit_signal_request(
@@ -271,13 +374,29 @@ async fn pump(
             let _ = client.close().await;
         }
     };
-    let ended = tokio::select! {
-        _ = async { tokio::join!(to_target, to_client) } => false,
-        _ = state.cancel.cancelled() => true,
+    let rec_failed = async {
+        match rec {
+            Some(r) => r.failed().await,
+            None => std::future::pending().await,
+        }
     };
-    if ended {
-        let reason = state.end_reason();
+    let ended = tokio::select! {
+        _ = async { tokio::join!(to_target, to_client) } => None,
+        _ = state.cancel.cancelled() => Some(state.end_reason()),
+        why = rec_failed => {
+            tracing::error!(session = %state.id, "recording failed: {why}");
+            Some("the recording of this session failed; session ended".to_string())
+        }
+    };
+    if let Some(reason) = ended {
         refuse(&client, has_pty, &format!("gatehouse: {reason}"), 255).await;
     }
-    (up, down)
+    exit_status = exit_status.or(exit_code);
+    exit_signal = exit_signal.or(exit_sig);
+    Outcome {
+        up,
+        down,
+        exit_status,
+        exit_signal,
+    }
 }

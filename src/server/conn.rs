@@ -484,7 +484,9 @@ impl ConnState {
             host_key: s.host_key.clone(),
         };
         let target = endpoint(&t.server);
-        let credential = self.credential_for(&t.server.name, &t.allowed.account).await?;
+        let credential = self
+            .credential_for(&t.server.name, &t.allowed.account)
+            .await?;
         let identity = Credential::Identity(self.shared.identity.clone());
         let hop = t.via.as_ref().map(endpoint);
         let hop_account = t
