@@ -272,7 +272,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["decision"], "deny");
         assert_eq!(v["code"], "KO_ACCESS_DENIED");
-        assert_eq!(v["reason"], "access denied");
+        assert_eq!(v["reason"], "no such server, or you may not reach it");
         assert_eq!(v["request"]["user"], "bob");
         assert_eq!(v["request"]["server"], "nope");
         let (out, _) = explain_output(&policy(), &q("web", None), &[], NOW, true).unwrap();

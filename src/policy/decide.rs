@@ -34,7 +34,7 @@ use super::{
 use crate::grants::Grant;
 
 /// The one reason an unknown server and a forbidden one share.
-const ACCESS_DENIED: &str = "access denied";
+const ACCESS_DENIED: &str = "no such server, or you may not reach it";
 
 /// Characters that chain or redirect shell commands. A command holding one
 /// matches an `allow_commands` pattern only if the pattern holds it too, so
@@ -1038,11 +1038,11 @@ keys = []
         );
         assert_eq!(
             reason(ask("bob", "", None, jump("secret", 22), &[])),
-            "access denied"
+            ACCESS_DENIED
         );
         assert_eq!(
             reason(ask("bob", "", None, jump("nowhere", 22), &[])),
-            "access denied"
+            ACCESS_DENIED
         );
     }
 
@@ -1052,8 +1052,8 @@ keys = []
         let forbidden = ask("bob", "secret", None, Action::Session, &[]);
         assert_eq!(denied(&unknown), Some(DenyCode::AccessDenied));
         assert_eq!(denied(&forbidden), Some(DenyCode::AccessDenied));
-        assert_eq!(reason(unknown), "access denied");
-        assert_eq!(reason(forbidden), "access denied");
+        assert_eq!(reason(unknown), ACCESS_DENIED);
+        assert_eq!(reason(forbidden), ACCESS_DENIED);
         // Forwards and accounts do not leak it either.
         let unknown = ask("bob", "nope", Some("root"), fwd("localhost", 1521), &[]);
         let forbidden = ask("bob", "secret", Some("zzz"), fwd("localhost", 1521), &[]);

@@ -130,7 +130,7 @@ pub async fn decide_target(
                 None => Target::Denied {
                     server: Some(server_name),
                     account: parsed.account,
-                    reason: "access denied".into(),
+                    reason: "no such server, or you may not reach it".into(),
                 },
             }
         }

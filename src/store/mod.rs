@@ -517,24 +517,4 @@ mod tests {
         assert!(msg.contains("u:***@h"), "{msg}");
         assert!(!msg.contains("pw"), "{msg}");
     }
-    pub async fn grant_insert(&self, g: &Grant) -> Result<i64, StoreError> {
-        let _ = g;
-        Err(StoreError::NotImplemented)
-    }
-    pub async fn grant_get(&self, id: i64) -> Result<Option<Grant>, StoreError> {
-        let _ = id;
-        Err(StoreError::NotImplemented)
-    }
-    pub async fn grant_update(&self, g: &Grant) -> Result<(), StoreError> {
-        let _ = g;
-        Err(StoreError::NotImplemented)
-    }
-    pub async fn grants_list(&self, user: Option<&str>) -> Result<Vec<Grant>, StoreError> {
-        let _ = user;
-        Err(StoreError::NotImplemented)
-    }
-    pub async fn grants_expire_due(&self, now: OffsetDateTime) -> Result<Vec<Grant>, StoreError> {
-        let _ = now;
-        Err(StoreError::NotImplemented)
-    }
 }
