@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::client::Client;
 use super::keys::{Key, KeyKind, fingerprint, keygen_at};
 use super::process::{ChildGuard, OutputExt, run, run_with_stdin};
-use super::{TestDir, free_port, is_listening, log_tail, wait_until};
+use super::{TestDir, free_port, is_listening_by, log_tail, wait_until};
 
 /// How the bastion is configured. `Default` gives a SQLite database in
 /// `HOME/data` and no policy file.
@@ -33,6 +33,9 @@ pub struct GatehouseOpts {
     pub policies: Vec<(String, String)>,
     /// Extra environment for `gatehouse serve` (e.g. `GATEHOUSE_MASTER_KEY`).
     pub env: Vec<(String, String)>,
+    /// Program run instead of the `gatehouse` binary; only the harness's
+    /// own tests use it, with a stand-in server.
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for GatehouseOpts {
@@ -43,6 +46,7 @@ impl Default for GatehouseOpts {
             extra_toml: String::new(),
             policies: Vec::new(),
             env: Vec::new(),
+            binary: None,
         }
     }
 }
@@ -66,6 +70,10 @@ impl GatehouseOpts {
     }
     pub fn name(mut self, name: &str) -> Self {
         self.name = name.into();
+        self
+    }
+    pub fn binary(mut self, program: &Path) -> Self {
+        self.binary = Some(program.to_path_buf());
         self
     }
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -218,7 +226,7 @@ impl Gatehouse {
     /// Spawns `gatehouse serve`; true once it listens, false if it exited
     /// or did not listen within 20 s (then it is killed).
     fn spawn_and_wait(&mut self) -> bool {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(self.program());
         cmd.arg("--config")
             .arg(&self.config_path)
             .arg("serve")
@@ -235,8 +243,9 @@ impl Gatehouse {
             Some(&self.stderr_log),
         );
         let port = self.port;
+        let pid = child.pid();
         let up = wait_until(Duration::from_secs(20), || {
-            is_listening(port) || child.try_wait().is_some()
+            is_listening_by(port, pid) || child.try_wait().is_some()
         });
         if up && child.try_wait().is_none() {
             self.child = Some(child);
@@ -245,6 +254,13 @@ impl Gatehouse {
             drop(child);
             false
         }
+    }
+
+    fn program(&self) -> PathBuf {
+        self.opts
+            .binary
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(BIN))
     }
 
     fn read_identity(&self) -> Key {
@@ -304,7 +320,7 @@ impl Gatehouse {
     }
 
     pub fn cli_command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(self.program());
         c.arg("--config")
             .arg(&self.config_path)
             .args(args)
@@ -333,6 +349,28 @@ impl Gatehouse {
             .into_iter()
             .filter(|e| e.get("kind").and_then(|k| k.as_str()) == Some(kind))
             .collect()
+    }
+
+    /// Polls `audit export` until an event of `kind` matching `pred`
+    /// exists and returns it; fails the test after `timeout`.
+    pub fn wait_for_event(
+        &self,
+        kind: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut found = None;
+        let ok = wait_until(timeout, || {
+            found = self.audit_events_of(kind).into_iter().find(|e| pred(e));
+            found.is_some()
+        });
+        match found {
+            Some(e) if ok => e,
+            _ => panic!(
+                "no {kind} event within {timeout:?}; events:\n{:#?}",
+                self.audit_events()
+            ),
+        }
     }
 
     /// Replaces (or adds) policy file `file_name`: written beside, then

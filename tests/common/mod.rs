@@ -118,35 +118,58 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-/// Whether something listens on TCP `port` at 127.0.0.1 or the wildcard
-/// address. Read from /proc/net/tcp{,6} rather than by connecting, so that
+/// Socket inodes listening on TCP `port` at 127.0.0.1 or the wildcard
+/// address, read from /proc/net/tcp{,6} rather than by connecting, so that
 /// waiting for the bastion does not show up in its audit log as a probe.
-pub fn is_listening(port: u16) -> bool {
+fn listening_inodes(port: u16) -> Vec<String> {
     let want = format!(":{port:04X}");
+    let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
         };
         for line in text.lines().skip(1) {
-            let mut f = line.split_whitespace();
-            let (Some(_), Some(local), Some(_), Some(state)) =
-                (f.next(), f.next(), f.next(), f.next())
-            else {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            if f.len() < 10 || f[3] != "0A" || !f[1].ends_with(&want) {
                 continue;
-            };
-            // 0A is TCP_LISTEN.
-            if state == "0A" && local.ends_with(&want) {
-                let addr = &local[..local.len() - want.len()];
-                let loopback_or_any = matches!(addr, "0100007F" | "00000000")
-                    || addr.chars().all(|c| c == '0')
-                    || addr == "0000000000000000FFFF00000100007F";
-                if loopback_or_any {
-                    return true;
-                }
+            }
+            let addr = &f[1][..f[1].len() - want.len()];
+            let loopback_or_any = addr == "0100007F"
+                || addr.chars().all(|c| c == '0')
+                || addr == "0000000000000000FFFF00000100007F";
+            if loopback_or_any {
+                inodes.push(f[9].to_string());
             }
         }
     }
-    false
+    inodes
+}
+
+/// Whether anything listens on TCP `port` at 127.0.0.1 (or the wildcard).
+pub fn is_listening(port: u16) -> bool {
+    !listening_inodes(port).is_empty()
+}
+
+/// Whether process `pid` itself holds a socket listening on `port`: a
+/// server that lost the race for a port must not pass for ready because
+/// some other process listens there.
+pub fn is_listening_by(port: u16, pid: u32) -> bool {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .map(|target| {
+                let t = target.to_string_lossy();
+                inodes.iter().any(|i| t == format!("socket:[{i}]"))
+            })
+            .unwrap_or(false)
+    })
 }
 
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.
@@ -220,4 +243,46 @@ pub fn set_password(account: &str, password: &str) {
         format!("{account}:{password}\n").as_bytes(),
     )
     .assert_success("chpasswd");
+}
+
+/// A `[[user]]` policy entry for `name` holding `key`, in `groups`.
+/// Append more keys (`roles = [...]`) to the returned text as needed.
+pub fn policy_user(name: &str, key: &Key, groups: &[&str]) -> String {
+    format!(
+        "\n[[user]]\nname = {}\nkeys = [{}]\ngroups = {}\n",
+        toml_str(name),
+        toml_str(&key.public),
+        toml_list(groups)
+    )
+}
+
+/// A `[[server]]` policy entry for a target sshd: its address and pinned
+/// host key, `mode`, `accounts` (the first is the default) and `allow`.
+pub fn policy_server(
+    name: &str,
+    target: &Sshd,
+    mode: &str,
+    accounts: &[&str],
+    allow: &[&str],
+) -> String {
+    format!(
+        "\n[[server]]\nname = {}\naddress = {}\nhost_key = {}\nmode = {}\naccounts = {}\nallow = {}\n",
+        toml_str(name),
+        toml_str(&target.address()),
+        toml_str(&target.host_key_fingerprint),
+        toml_str(mode),
+        toml_list(accounts),
+        toml_list(allow)
+    )
+}
+
+/// A TOML basic string.
+pub fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A TOML array of strings.
+pub fn toml_list(items: &[&str]) -> String {
+    let v: Vec<String> = items.iter().map(|s| toml_str(s)).collect();
+    format!("[{}]", v.join(", "))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::keys::{Key, KeyKind, keygen_at};
 use super::process::ChildGuard;
-use super::{TestDir, ensure_account, free_port, is_listening, log_tail, set_mode, wait_until};
+use super::{TestDir, ensure_account, free_port, is_listening_by, log_tail, set_mode, wait_until};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -123,8 +123,9 @@ impl Sshd {
                 Some(&log_path),
                 Some(&log_path),
             );
+            let pid = child.pid();
             let up = wait_until(Duration::from_secs(10), || {
-                is_listening(port) || child.try_wait().is_some()
+                is_listening_by(port, pid) || child.try_wait().is_some()
             });
             if up && child.try_wait().is_none() {
                 return Sshd {
