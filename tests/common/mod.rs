@@ -8,7 +8,9 @@
 //! diagnosis), and every client command has a deadline so that a hang
 //! fails the test instead of blocking CI.
 //!
-//! Set `GATEHOUSE_KEEP_TEST_DIR=1` to keep the test folders for a look.
+//! Servers (sshd, the bastion) also get SIGKILL from the kernel if the test
+//! process dies without unwinding, so start them from the test's own
+//! thread. Set `GATEHOUSE_KEEP_TEST_DIR=1` to keep the test folders.
 // Each test binary uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
@@ -26,7 +28,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use client::Client;
+pub use client::{Client, HOST, shell_quote};
 pub use gatehouse::{Gatehouse, GatehouseOpts, merge as gatehouse_merge};
 pub use keys::{Key, KeyKind, fingerprint, keygen, keygen_at};
 pub use process::{

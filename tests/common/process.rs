@@ -223,7 +223,7 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     /// Spawns `cmd` in its own process group with stdin from /dev/null and
-    /// stdout/stderr appended to `log` (or discarded when `None`).
+    /// stdout/stderr appended to the given files (discarded when `None`).
     pub fn spawn(
         name: &str,
         cmd: &mut Command,
