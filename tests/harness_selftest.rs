@@ -367,7 +367,6 @@ fn bastion_runner_against_a_stand_in_server() {
 
 /// The whole path: stock ssh -> gatehouse -> real sshd target.
 #[test]
-#[ignore = "enable once `gatehouse serve` is implemented"]
 fn exec_through_the_bastion() {
     let dir = TestDir::new();
     let identity = Gatehouse::prepare_identity(&dir);
