@@ -305,6 +305,74 @@ pub fn verify(info: &RecordingInfo, public_key: Option<&[u8]>) -> Vec<Problem> {
     problems
 }
 
+/// Seals recordings that a crash or kill left unfinished, so that from now
+/// on they are tamper-evident too: a torn last line is cut off (the cast
+/// then plays to its last whole event), and the sidecar is completed with
+/// `interrupted: true`, `ended_at` = start + last event time, the cast's
+/// hash and a signature. Byte counts and stream hashes stay unknown (0 and
+/// null). Call it at startup, before any recorder runs: a live recording
+/// must not be sealed. Returns the ids sealed; one that cannot be sealed is
+/// logged and left as it is.
+pub fn seal_interrupted(
+    root: &Path,
+    signer: &signing::Signer,
+) -> Result<Vec<String>, RecordingError> {
+    let mut sealed = Vec::new();
+    for info in scan(root)? {
+        let Some(meta) = &info.meta else { continue };
+        if meta.complete || !info.cast_exists {
+            continue;
+        }
+        match seal_one(&info, meta, signer) {
+            Ok(()) => sealed.push(info.id.clone()),
+            Err(e) => {
+                tracing::warn!(recording = %info.id, "cannot seal an interrupted recording: {e}")
+            }
+        }
+    }
+    Ok(sealed)
+}
+
+fn seal_one(
+    info: &RecordingInfo,
+    meta: &Sidecar,
+    signer: &signing::Signer,
+) -> Result<(), RecordingError> {
+    let path = &info.cast_path;
+    let bytes = std::fs::read(path).map_err(|e| RecordingError::io(path, e))?;
+    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if whole < bytes.len() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| RecordingError::io(path, e))?;
+        f.set_len(whole as u64)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| RecordingError::io(path, e))?;
+    }
+    let kept = bytes.get(..whole).unwrap_or_default();
+    let (_, mut reader) = super::cast::Reader::new(kept)?;
+    let mut last = 0.0f64;
+    while let Some(ev) = reader.next_event() {
+        last = last.max(ev?.time);
+    }
+    let started = OffsetDateTime::parse(&meta.started_at, &Rfc3339)
+        .map_err(|e| RecordingError::Format(format!("started_at: {e}")))?;
+    let ended = started + time::Duration::seconds_f64(last);
+    let mut s = meta.clone();
+    s.complete = true;
+    s.interrupted = true;
+    s.ended_at = Some(
+        ended
+            .format(&Rfc3339)
+            .map_err(|e| RecordingError::Format(format!("ended_at: {e}")))?,
+    );
+    s.cast_sha256 = Some(hex::encode(ring::digest::digest(&SHA256, kept).as_ref()));
+    s.signing_key = Some(signer.public_key_hex());
+    s.signature = Some(hex::encode(signer.sign(&s.signed_message())));
+    s.write(&info.sidecar_path)
+}
+
 /// Hex SHA-256 of a file, read in blocks.
 pub fn sha256_file(path: &Path) -> Result<String, RecordingError> {
     let mut file = std::fs::File::open(path).map_err(|e| RecordingError::io(path, e))?;

@@ -8,7 +8,8 @@
 //! - [`sidecar`]: the sidecar document and exactly what its signature covers.
 //! - [`signing`]: the Ed25519 signing key ([`Signer`]).
 //! - [`catalog`]: finding recordings on disk ([`scan`], [`find`]), checking
-//!   them ([`verify`]) and their review state ([`add_review`]).
+//!   them ([`verify`]), sealing those a crash cut short
+//!   ([`seal_interrupted`]) and their review state ([`add_review`]).
 //! - [`search`]: where a text appeared on screen or was typed.
 
 pub mod cast;
@@ -20,7 +21,9 @@ pub mod signing;
 
 use std::path::{Path, PathBuf};
 
-pub use catalog::{Problem, RecordingInfo, Review, ReviewState, add_review, find, scan, verify};
+pub use catalog::{
+    Problem, RecordingInfo, Review, ReviewState, add_review, find, scan, seal_interrupted, verify,
+};
 pub use recorder::{
     FLUSH_INTERVAL, Kind, Recorder, RecorderOptions, RecordingMeta, RecordingSummary,
 };

@@ -206,10 +206,17 @@ impl Recorder {
         };
 
         let pty = meta.term.is_some();
+        // Exec channels usually come without a window size: play them in
+        // a standard terminal rather than a 0x0 one.
+        let (width, height) = if meta.width == 0 || meta.height == 0 {
+            (80, 24)
+        } else {
+            (meta.width.min(10_000), meta.height.min(10_000))
+        };
         let header = Header {
             version: 2,
-            width: meta.width.clamp(1, 10_000),
-            height: meta.height.clamp(1, 10_000),
+            width,
+            height,
             timestamp: Some(started_at.unix_timestamp()),
             command: meta.command.clone(),
             title: Some(title(&meta)),
@@ -257,6 +264,7 @@ impl Recorder {
             text_cap: (!pty).then_some(opts.text_cap as u64),
             text_recorded_bytes: None,
             text_truncated: None,
+            interrupted: false,
             cast: format!("{}.cast", meta.id),
             cast_sha256: None,
             signing_key: Some(signer.public_key_hex()),
@@ -490,17 +498,7 @@ impl Writer {
             let step = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(Cmd::Finish { exit_status, exit_signal, reply }) => {
-                        let result = self.finish(exit_status, exit_signal).await;
-                        match &result {
-                            Ok(_) => {
-                                state.send_replace(State::Finished);
-                            }
-                            Err(e) => {
-                                let reason = e.to_string();
-                                state.send_replace(State::Failed(reason.clone()));
-                                self.record_failure(reason).await;
-                            }
-                        }
+                        let result = self.close(exit_status, exit_signal, &state).await;
                         let _ = reply.send(result);
                         return;
                     }
@@ -508,20 +506,14 @@ impl Writer {
                     None => {
                         // Every handle dropped without finish (the session
                         // task died): close the recording properly anyway.
-                        match self.finish(None, None).await {
-                            Ok(_) => {
-                                state.send_replace(State::Finished);
-                            }
-                            Err(e) => {
-                                let reason = e.to_string();
-                                state.send_replace(State::Failed(reason.clone()));
-                                self.record_failure(reason).await;
-                            }
-                        }
+                        let _ = self.close(None, None, &state).await;
                         return;
                     }
                 },
-                _ = tick.tick() => self.sync().await,
+                _ = tick.tick() => {
+                    last_sync = Instant::now();
+                    self.sync().await
+                }
             };
             // A steady stream of data must not starve the periodic sync.
             let step = match step {
@@ -546,6 +538,28 @@ impl Writer {
                 return;
             }
         }
+    }
+
+    /// Finishes the recording and publishes the outcome.
+    async fn close(
+        &mut self,
+        exit_status: Option<i32>,
+        exit_signal: Option<String>,
+        state: &watch::Sender<State>,
+    ) -> Result<RecordingSummary, RecordingError> {
+        let result = self.finish(exit_status, exit_signal).await;
+        match &result {
+            Ok(_) => {
+                state.send_replace(State::Finished);
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!(cast = %self.cast_path.display(), "recording failed: {reason}");
+                state.send_replace(State::Failed(reason.clone()));
+                self.record_failure(reason).await;
+            }
+        }
+        result
     }
 
     async fn handle(&mut self, cmd: Cmd) -> Result<(), RecordingError> {

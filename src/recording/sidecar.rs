@@ -23,6 +23,19 @@
 //! for a recording to verify. Because `cast_sha256` is signed, changing one
 //! byte of the cast, or any signed field of the sidecar, breaks the
 //! signature or the hash check.
+//!
+//! An auditor can check a recording with the public key alone
+//! (`signing_ed25519.pub`), e.g. in Python with `cryptography`:
+//!
+//! ```text
+//! s = json.load(open("ID.json"))
+//! get = lambda n: s["bytes"][n[6:]] if n.startswith("bytes.") else s[n]
+//! msg = "gatehouse-recording-v1\n" + "".join(
+//!     f"{n}={json.dumps(get(n), ensure_ascii=False)}\n" for n in SIGNED_FIELDS)
+//! assert hashlib.sha256(open("ID.cast", "rb").read()).hexdigest() == s["cast_sha256"]
+//! Ed25519PublicKey.from_public_bytes(bytes.fromhex(PUB)).verify(
+//!     bytes.fromhex(s["signature"]), msg.encode())
+//! ```
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -67,6 +80,7 @@ pub const SIGNED_FIELDS: &[&str] = &[
     "text_cap",
     "text_recorded_bytes",
     "text_truncated",
+    "interrupted",
     "cast",
     "cast_sha256",
     "signing_key",
@@ -141,6 +155,10 @@ pub struct Sidecar {
     /// Sessions without a PTY: why output stopped being kept as text.
     #[serde(default)]
     pub text_truncated: Option<String>,
+    /// The recording was cut short (bastion crash or kill) and sealed as
+    /// found at the next start; `ended_at` is then its last event.
+    #[serde(default)]
+    pub interrupted: bool,
     /// The cast's file name, beside this sidecar.
     pub cast: String,
     #[serde(default)]
@@ -191,6 +209,7 @@ impl Sidecar {
                 "text_cap" => enc(&self.text_cap),
                 "text_recorded_bytes" => enc(&self.text_recorded_bytes),
                 "text_truncated" => enc(&self.text_truncated),
+                "interrupted" => enc(&self.interrupted),
                 "cast" => enc(&self.cast),
                 "cast_sha256" => enc(&self.cast_sha256),
                 "signing_key" => enc(&self.signing_key),
@@ -289,6 +308,7 @@ mod tests {
             text_cap: Some(10),
             text_recorded_bytes: Some(2),
             text_truncated: None,
+            interrupted: false,
             cast: "s1.cast".into(),
             cast_sha256: Some("cd".into()),
             signing_key: Some("ef".into()),

@@ -156,14 +156,13 @@ async fn utf8_split_across_chunks_is_carried_not_replaced() {
 async fn exec_without_pty_keeps_text_up_to_the_cap_and_hashes_everything() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("r");
-    let rec = Recorder::start(
-        &root,
-        meta("e1", Kind::Exec, None, Some("cat /etc/hosts")),
-        signer(dir.path()),
-        opts(true, 10),
-    )
-    .await
-    .unwrap();
+    // No window size, as with most exec channels.
+    let mut m = meta("e1", Kind::Exec, None, Some("cat /etc/hosts"));
+    m.width = 0;
+    m.height = 0;
+    let rec = Recorder::start(&root, m, signer(dir.path()), opts(true, 10))
+        .await
+        .unwrap();
     let stdout = b"line one\nline two\nline three\n";
     rec.output(&stdout[..12]).await.unwrap();
     rec.output(&stdout[12..]).await.unwrap();
@@ -208,6 +207,7 @@ async fn exec_without_pty_keeps_text_up_to_the_cap_and_hashes_everything() {
     let header = std::fs::read_to_string(&s.cast_path).unwrap();
     let first = header.lines().next().unwrap();
     assert!(first.contains("\"command\":\"cat /etc/hosts\""), "{first}");
+    assert!(first.contains("\"width\":80,\"height\":24"), "{first}");
     assert!(
         first.contains("alice as root@prod-db (exec): cat /etc/hosts"),
         "{first}"
@@ -330,8 +330,16 @@ async fn data_reaches_the_file_without_finish() {
         landed,
         "output never reached the file while the session ran"
     );
+    // Later output too, by the periodic flush alone.
+    rec.output(b"and later\r\n").await.unwrap();
+    let landed =
+        eventually(|| std::fs::read_to_string(&cast).is_ok_and(|t| t.contains("and later"))).await;
+    assert!(
+        landed,
+        "later output never reached the file while the session ran"
+    );
     // What is on disk already plays: a header and whole event lines.
-    assert_eq!(output_text(&cast), "still running\r\n");
+    assert_eq!(output_text(&cast), "still running\r\nand later\r\n");
     rec.finish(None, None).await.unwrap();
 }
 
@@ -526,4 +534,47 @@ fn scan_reads_sidecars_and_reviews() {
         find(root, "../a"),
         Err(RecordingError::InvalidId(_))
     ));
+}
+
+#[tokio::test]
+async fn an_interrupted_recording_is_sealed_as_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("r");
+    let s = signer(dir.path());
+    let rec = Recorder::start(
+        &root,
+        meta("c1", Kind::Shell, Some("xterm"), None),
+        s.clone(),
+        opts(false, 0),
+    )
+    .await
+    .unwrap();
+    rec.output(b"before the crash\r\n").await.unwrap();
+    let cast = rec.cast_path().to_path_buf();
+    assert!(eventually(|| std::fs::read_to_string(&cast).is_ok_and(|t| t.contains("crash"))).await);
+    // As if the process died: copy what is on disk, plus a torn line.
+    let copy_root = dir.path().join("after-crash");
+    let day = copy_root.join("2026-03-04");
+    std::fs::create_dir_all(&day).unwrap();
+    let mut bytes = std::fs::read(&cast).unwrap();
+    bytes.extend_from_slice(b"[9.0, \"o\", \"tor");
+    std::fs::write(day.join("c1.cast"), &bytes).unwrap();
+    std::fs::copy(sidecar_path(&cast), day.join("c1.json")).unwrap();
+    rec.finish(None, None).await.unwrap();
+
+    let problems = verify(&find(&copy_root, "c1").unwrap(), Some(s.public_key()));
+    assert!(
+        matches!(problems.as_slice(), [Problem::Incomplete { error: None }]),
+        "{problems:?}"
+    );
+    assert_eq!(seal_interrupted(&copy_root, &s).unwrap(), ["c1"]);
+    let info = find(&copy_root, "c1").unwrap();
+    assert_eq!(verify(&info, Some(s.public_key())), []);
+    let sc = info.meta.unwrap();
+    assert!(sc.interrupted && sc.complete);
+    assert!(sc.ended_at.unwrap().starts_with("2026-03-04T23:59:59"));
+    let text = std::fs::read_to_string(day.join("c1.cast")).unwrap();
+    assert!(text.ends_with("before the crash\\r\\n\"]\n"), "{text}");
+    // Already sealed: nothing more to do.
+    assert!(seal_interrupted(&copy_root, &s).unwrap().is_empty());
 }
