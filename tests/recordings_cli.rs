@@ -23,7 +23,18 @@ impl Env {
         let config = dir.path().join("gatehouse.toml");
         std::fs::write(
             &config,
-            "[server]\nrecordings = \"recs\"\nsigning_key = \"keys/signing_ed25519.pk8\"\n",
+            "[server]\nrecordings = \"recs\"\nsigning_key = \"keys/signing_ed25519.pk8\"\n\
+             policies = \"policies\"\ndatabase = \"sqlite://data/g.db\"\n",
+        )
+        .unwrap();
+        // Reviewers are policy users with the auditor role.
+        std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+        std::fs::write(
+            dir.path().join("policies/staff.toml"),
+            "[[user]]\nname = \"carol\"\nroles = [\"auditor\"]\nkeys = [\"ssh-ed25519 \
+             AAAAC3NzaC1lZDI1NTE5AAAAIDzXhOm/CKaSOWAp/1cSJfYiJiaPNkrM2OFPyrc4A1yR carol\"]\n\
+             [[user]]\nname = \"dave\"\nkeys = [\"ssh-ed25519 \
+             AAAAC3NzaC1lZDI1NTE5AAAAIHjOZyM6GB2D9P69i7SbNU2u6oAidpC5wDIB1O6Afy/E dave\"]\n",
         )
         .unwrap();
         let signer =
@@ -223,6 +234,22 @@ async fn list_filters_and_shows_review_state() {
         Some(2)
     );
     assert_eq!(env.run(&["list", "--state", "odd"]).status.code(), Some(2));
+    // Only auditors review, and each review is an audit event.
+    let out = env.run(&["review", "sess-1", "--by", "dave"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs role auditor"));
+    let audit = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg(&env.config)
+        .args(["audit", "export"])
+        .output()
+        .unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert_eq!(
+        audit.matches("\"recording.reviewed\"").count(),
+        2,
+        "{audit}"
+    );
     let out = env.run(&["review", "nope", "--by", "carol"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -50,7 +50,7 @@ pub async fn run(config: Config, cmd: RecordingsCmd) -> anyhow::Result<i32> {
         RecordingsCmd::Search { text, json } => search(root, &text, json),
         RecordingsCmd::Verify { id, json } => verify_cmd(&config, id.as_deref(), json),
         RecordingsCmd::Review { id, by, note, flag } => {
-            review(root, &id, &by, note.as_deref(), flag)
+            review(&config, &id, &by, note.as_deref(), flag).await
         }
     }
 }
@@ -356,11 +356,51 @@ fn verify_cmd(config: &Config, id: Option<&str>, as_json: bool) -> anyhow::Resul
     Ok(0)
 }
 
-fn review(root: &Path, id: &str, by: &str, note: Option<&str>, flag: bool) -> anyhow::Result<i32> {
+/// Reviews are an auditor's act: the reviewer must hold the `auditor` (or
+/// `admin`) role in the policy, and each review is an audit event.
+async fn review(
+    config: &Config,
+    id: &str,
+    by: &str,
+    note: Option<&str>,
+    flag: bool,
+) -> anyhow::Result<i32> {
     if by.trim().is_empty() {
         return Err(Exit::new(2, "review: --by must name the reviewer").into());
     }
+    let policy = crate::policy::Policy::load_dir(&config.policies).map_err(|d| {
+        anyhow::anyhow!(
+            "{} problem(s) in the policy files (run `gatehouse policy check`)",
+            d.len()
+        )
+    })?;
+    let allowed = policy.user(by).is_some_and(|u| {
+        u.has_role(crate::policy::Role::Auditor) || u.has_role(crate::policy::Role::Admin)
+    });
+    if !allowed {
+        return Err(Exit::new(
+            1,
+            format!("{by} may not review recordings (needs role auditor)"),
+        )
+        .into());
+    }
+    let store = crate::store::Store::open(&config.database, &config.node).await?;
+    let root = config.recordings.as_path();
     let info = add_review(root, id, by, note, flag, OffsetDateTime::now_utc())?;
+    let meta = info.meta.as_ref();
+    let mut ev = crate::audit::AuditEvent::new(crate::audit::EventKind::RecordingReviewed)
+        .user(by)
+        .detail("recording", info.id.clone())
+        .detail("state", info.state.to_string())
+        .detail("flagged", flag)
+        .detail("note", note.map(str::to_string));
+    if let Some(m) = meta {
+        ev = ev
+            .server(m.server.clone())
+            .account(m.account.clone())
+            .session(m.session.clone());
+    }
+    store.audit(&ev).await?;
     println!("{}: {} by {by}", info.id, info.state);
     Ok(0)
 }

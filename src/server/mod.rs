@@ -52,6 +52,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| "the vault's master key does not open this database's vault")?;
     let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
+    match crate::recording::seal_interrupted(&config.recordings, &signer) {
+        Ok(sealed) if !sealed.is_empty() => {
+            tracing::warn!(
+                "sealed {} recording(s) interrupted by a previous run",
+                sealed.len()
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!("cannot seal interrupted recordings: {e}"),
+    }
     for stale in store
         .end_stale_sessions(&config.node, "bastion restarted")
         .await
