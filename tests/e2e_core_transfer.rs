@@ -54,9 +54,8 @@ fn one_gib_download_through_exec() {
     assert_eq!(received.len(), 1, "{out}");
     assert_eq!(sent.len(), 1, "{err}");
     assert_eq!(received, sent, "1 GiB download differs");
-    let end = w
-        .gh
-        .wait_for_event("session.end", Duration::from_secs(10), |_| true);
+    let end =
+        w.gh.wait_for_event("session.end", Duration::from_secs(10), |_| true);
     assert!(
         detail(&end, "bytes_down").as_u64().unwrap_or(0) >= 1 << 30,
         "{end:#}"
@@ -77,9 +76,8 @@ fn one_gib_upload_through_exec() {
     assert_eq!(received.len(), 1, "{out}");
     assert_eq!(sent.len(), 1, "{err}");
     assert_eq!(received, sent, "1 GiB upload differs");
-    let end = w
-        .gh
-        .wait_for_event("session.end", Duration::from_secs(10), |_| true);
+    let end =
+        w.gh.wait_for_event("session.end", Duration::from_secs(10), |_| true);
     assert_eq!(detail(&end, "bytes_up"), 1u64 << 30, "{end:#}");
 }
 
@@ -149,9 +147,7 @@ fn rsync_full_then_incremental() {
     std::fs::write(src.join("a.txt"), b"alpha two\n").unwrap();
     std::fs::write(src.join("sub/c.txt"), b"charlie\n").unwrap();
     std::fs::remove_file(src.join("sub/b.txt")).unwrap();
-    let out = w
-        .client
-        .rsync(&["-a", "--delete", "--stats", &from, &dest]);
+    let out = w.client.rsync(&["-a", "--delete", "--stats", &from, &dest]);
     out.assert_success("rsync incremental");
     assert_eq!(std::fs::read(dst.join("a.txt")).unwrap(), b"alpha two\n");
     assert_eq!(std::fs::read(dst.join("sub/c.txt")).unwrap(), b"charlie\n");
