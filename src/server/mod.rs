@@ -5,13 +5,18 @@
 //! (logging in to targets), [`command_mode`] and [`grants_cmd`].
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditEvent, EventKind};
 use crate::config::Config;
@@ -245,26 +250,98 @@ async fn serve_connection(
     let id = uuid::Uuid::new_v4().simple().to_string();
     let authed = Arc::new(AtomicBool::new(false));
     let (seq, evicted) = shared.unauth_add();
-    let run = serve_ssh(shared.clone(), cfg, socket, peer, permit, id, authed, seq);
+    let cut = CancellationToken::new();
+    let socket = Cuttable::new(socket, cut.clone());
+    let run = serve_ssh(
+        shared.clone(),
+        cfg,
+        socket,
+        peer,
+        permit,
+        id,
+        authed,
+        seq,
+        cut.clone(),
+    );
     tokio::select! {
         _ = run => {}
         _ = evicted.cancelled() => {
+            // Dropping `run` alone would leave russh's session task (and
+            // the startup permit its handler holds) running.
+            cut.cancel();
             tracing::debug!(%peer, "unauthenticated connection evicted (max_startups)");
         }
     }
     shared.unauth_done(seq);
 }
 
+/// The client's socket, which the bastion can cut. russh's
+/// `RunningSession` cannot be aborted, and its session loop does not read
+/// its handle while the first key exchange is pending, so a peer that sends
+/// a banner and then stalls would otherwise keep its connection, and its
+/// `max_startups` permit, for ever. Once `cut` is cancelled, reads see EOF
+/// and writes fail, which ends the session task.
+struct Cuttable {
+    inner: tokio::net::TcpStream,
+    token: CancellationToken,
+    cut: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl Cuttable {
+    fn new(inner: tokio::net::TcpStream, token: CancellationToken) -> Cuttable {
+        let cut = Box::pin(token.clone().cancelled_owned());
+        Cuttable { inner, token, cut }
+    }
+}
+
+impl AsyncRead for Cuttable {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        // Polled first so that a cut wakes a pending read.
+        if this.cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Cuttable {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.token.is_cancelled() {
+            return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn serve_ssh(
     shared: Arc<Shared>,
     cfg: Arc<russh::server::Config>,
-    socket: tokio::net::TcpStream,
+    socket: Cuttable,
     peer: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
     id: String,
     authed: Arc<AtomicBool>,
     seq: u64,
+    cut: CancellationToken,
 ) {
     let deadline = tokio::time::Instant::now() + shared.config.limits.login_grace_time;
     let handler = handler::ConnHandler::new(
@@ -293,13 +370,21 @@ async fn serve_ssh(
     let grace_timer = async {
         tokio::time::sleep_until(deadline).await;
         if !authed.load(Ordering::SeqCst) {
-            let _ = handle
-                .disconnect(
+            // Says why when the key exchange is over; a peer stalling it
+            // never lets the session read this, so the socket is cut after.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                handle.disconnect(
                     russh::Disconnect::ByApplication,
                     "gatehouse: login grace time expired".into(),
                     "en".into(),
-                )
-                .await;
+                ),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if !authed.load(Ordering::SeqCst) {
+                cut.cancel();
+            }
             tracing::debug!(%peer, "login grace time expired");
         }
         std::future::pending::<()>().await

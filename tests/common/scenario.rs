@@ -31,6 +31,7 @@ pub enum Backend {
 
 /// Runs each named scenario `fn NAME(Backend)` once per backend, as the
 /// tests `NAME::sqlite` and `NAME::postgres`.
+#[allow(unused_macros)]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -45,6 +46,7 @@ macro_rules! on_both_backends {
         }
     )*};
 }
+#[allow(unused_imports)]
 pub(crate) use on_both_backends;
 
 /// A database for one bastion; a PostgreSQL one is dropped with it.
