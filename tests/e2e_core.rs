@@ -70,6 +70,14 @@ fn exec_exit_signal_matches_openssh() {
     );
     assert_eq!(through.code(), Some(255));
     assert_eq!(through.stderr_text(), direct.stderr_text());
+    // 255 is also what ssh says when no status came at all: check, in
+    // ssh's own debug log, that an exit-signal TERM arrived.
+    let verbose = w.client.ssh_opts(&["-v"], WEB1, &[script]);
+    let log = verbose.stderr_text();
+    assert!(
+        log.contains("rtype exit-signal"),
+        "no exit-signal reached the client:\n{log}"
+    );
 
     // The session end records that the command died of a signal.
     let end =
@@ -88,8 +96,8 @@ fn pty_shell_prompt_typing_resize_exit() {
     // Computed remotely, so the match cannot be the typed echo.
     t.send_line("echo marker-$((6*7))");
     t.wait_for("marker-42", Duration::from_secs(30));
-    t.send_line("tty; echo TERM=$TERM");
-    let pane = t.wait_for("TERM=", Duration::from_secs(30));
+    t.send_line("tty; echo tty-done-$((1+1))");
+    let pane = t.wait_for("tty-done-2", Duration::from_secs(30));
     assert!(pane.contains("/dev/pts/"), "no PTY on the target:\n{pane}");
     t.send_line("stty size");
     t.wait_for("40 120", Duration::from_secs(30));
@@ -415,6 +423,21 @@ fn malformed_login_names(backend: Backend) {
             assert!(out.stderr_text().starts_with(DENIED), "{out:?}");
         }
     }
+    // Each refusal is an audit event: after authentication for a known
+    // staff name with a bad tail, at authentication for the rest.
+    w.gh.wait_for_event("access.denied", Duration::from_secs(10), |e| {
+        str_at(e, "user") == "alice" && detail(e, "code") == "KO_BAD_LOGIN"
+    });
+    let bad =
+        w.gh.wait_for_event("auth.failure", Duration::from_secs(10), |e| {
+            detail(e, "code") == "BAD_LOGIN"
+        });
+    assert!(
+        detail(&bad, "login")
+            .as_str()
+            .is_some_and(|l| l.len() <= 400),
+        "the refused name is kept bounded: {bad:#}"
+    );
     // Through a raw SSH client: names OpenSSH would not send as they are.
     let names = [
         "alice\u{1}\u{7f}@web1".to_string(),
