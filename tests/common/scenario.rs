@@ -91,10 +91,9 @@ pub struct Setup {
     pub toml: String,
     /// Lines appended to web1's `[[server]]` table (`record = "always"`).
     pub web1_extra: String,
-    /// More policy text after web1 (users, servers); may use
-    /// [`World::target`] through `policy_server` only after start, so
-    /// scenarios that need more servers of the same target use
-    /// [`Setup::servers`].
+    /// More policy text after the servers (users, groups...). Servers on
+    /// the same target go in [`Setup::servers`], since the target's port
+    /// and host key are only known once it runs.
     pub policy_extra: String,
     /// Further servers on the same target: `(name, accounts, extra lines)`,
     /// all in ssh-forwarding mode, allowed to group support.
