@@ -363,6 +363,22 @@ impl ConnState {
             .await
             .map_err(|_| "the bastion cannot reach its database".to_string())?;
         let (server, account, action) = match &self.target {
+            // The login's session was refused, but forwards are decided on
+            // their own: mode desktop refuses sessions and allows forwards
+            // to its ports. Every other refusal (eligibility, clone,
+            // account, source, grant) is decided the same way again.
+            Target::Denied {
+                server: Some(server),
+                account,
+                ..
+            } => (
+                server.clone(),
+                account.clone(),
+                Action::LocalForward {
+                    host: host.to_string(),
+                    port,
+                },
+            ),
             Target::Denied { reason, .. } => {
                 self.audit_denied(
                     &Action::LocalForward {
@@ -422,13 +438,23 @@ impl ConnState {
 
     /// `-R`: allowed only where the mode allows it (audited either way).
     pub async fn remote_forward_allowed(&self, port: u16) -> bool {
-        let Target::Server(t) = &self.target else {
-            self.audit_denied(
-                &Action::RemoteForward { port },
-                "remote forwarding needs a target",
-            )
-            .await;
-            return false;
+        // A login whose session was refused (e.g. mode desktop) still gets
+        // the mode's own reason for -R.
+        let (server, account) = match &self.target {
+            Target::Server(t) => (t.server.name.as_str(), Some(t.allowed.account.as_str())),
+            Target::Denied {
+                server: Some(s),
+                account,
+                ..
+            } => (s.as_str(), account.as_deref()),
+            _ => {
+                self.audit_denied(
+                    &Action::RemoteForward { port },
+                    "remote forwarding needs a target",
+                )
+                .await;
+                return false;
+            }
         };
         let policy = self.shared.policy();
         let grants = self
@@ -439,8 +465,8 @@ impl ConnState {
             .unwrap_or_default();
         let req = Request {
             user: &self.user,
-            server: &t.server.name,
-            account: Some(&t.allowed.account),
+            server,
+            account,
             source: self.source,
             action: Action::RemoteForward { port },
         };
