@@ -24,6 +24,7 @@ pub mod command_mode;
 pub mod conn;
 pub mod grants_cmd;
 pub mod handler;
+pub mod lineedit;
 pub mod login;
 pub mod shared;
 pub mod upstream;
