@@ -1060,7 +1060,8 @@ mod tests {
 
     #[test]
     fn editing_keys() {
-        let cases: &[(&str, &[u8], Vec<(String, bool)>)] = &[
+        type Case = (&'static str, &'static [u8], Vec<(String, bool)>);
+        let cases: &[Case] = &[
             ("plain", b"ls -l\r", vec![exact("ls -l")]),
             ("LF enters", b"ls\n", vec![exact("ls")]),
             ("CRLF: two lines", b"ls\r\n", vec![exact("ls"), exact("")]),
