@@ -26,6 +26,7 @@ pub mod grants_cmd;
 pub mod handler;
 pub mod lineedit;
 pub mod login;
+pub mod sftp;
 pub mod shared;
 pub mod upstream;
 mod watch;
