@@ -1504,3 +1504,34 @@ fn bench_build() {
         r.sessions.len()
     );
 }
+
+#[tokio::test]
+async fn the_nightly_run_writes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::config::Config {
+        reports: dir.path().join("reports"),
+        recordings: dir.path().join("recordings"),
+        ..Default::default()
+    };
+    let fake = Fake {
+        input: day_input(),
+        calls: Default::default(),
+    };
+    let policy = crate::policy::Policy::default();
+    let now = datetime!(2026-03-11 00:05 UTC);
+    let first = job::write_if_missing(&config, &fake, &policy, DAY, now)
+        .await
+        .unwrap()
+        .expect("written");
+    assert_eq!(first.len(), 4);
+    let again = job::write_if_missing(&config, &fake, &policy, DAY, now)
+        .await
+        .unwrap();
+    assert_eq!(again, None, "already there");
+    // A missing file is made again.
+    std::fs::remove_file(config.reports.join("2026-03-10.md")).unwrap();
+    let redo = job::write_if_missing(&config, &fake, &policy, DAY, now)
+        .await
+        .unwrap();
+    assert_eq!(redo.map(|p| p.len()), Some(4));
+}
