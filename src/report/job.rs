@@ -118,6 +118,13 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
+    /// `serve` spawns the job: its future must be `Send + 'static`.
+    #[allow(dead_code)]
+    fn the_job_can_be_spawned(config: Config, store: Store) {
+        fn spawnable<T: std::future::Future + Send + 'static>(_: T) {}
+        spawnable(daily_job(config, store, || Arc::new(Policy::default())));
+    }
+
     #[test]
     fn runs_at_five_past_midnight() {
         assert_eq!(
@@ -142,3 +149,4 @@ mod tests {
         );
     }
 }
+
