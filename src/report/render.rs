@@ -813,6 +813,12 @@ fn policy_detail(c: &PolicyChange) -> String {
     parts.join("; ")
 }
 
+/// `[text](url)`: the text escaped, the URL percent-encoded by
+/// [`Links::cast`], so neither can end the link or the table cell.
+fn md_link(links: &Links, text: &str, rel: &str) -> String {
+    format!("[{}]({})", escape::md(text), links.cast(rel))
+}
+
 struct Md(String);
 
 impl Md {
@@ -821,6 +827,12 @@ impl Md {
         self.0.push('\n');
     }
     fn table(&mut self, cols: &[&str], rows: Vec<Vec<String>>) {
+        self.table_raw(cols, rows, None);
+    }
+
+    /// Like `table`, but column `raw` holds Markdown this module built from
+    /// escaped parts (a link) and is not escaped again.
+    fn table_raw(&mut self, cols: &[&str], rows: Vec<Vec<String>>, raw: Option<usize>) {
         if rows.is_empty() {
             self.line("_None._\n");
             return;
@@ -830,8 +842,13 @@ impl Md {
         for r in rows {
             let cells: Vec<String> = r
                 .iter()
-                .map(|c| {
-                    let e = escape::md(c);
+                .enumerate()
+                .map(|(i, c)| {
+                    let e = if Some(i) == raw {
+                        c.clone()
+                    } else {
+                        escape::md(c)
+                    };
                     if e.is_empty() { " ".to_string() } else { e }
                 })
                 .collect();
@@ -841,7 +858,7 @@ impl Md {
     }
 }
 
-pub fn markdown(report: &Report) -> String {
+pub fn markdown(report: &Report, links: &Links) -> String {
     let mut m = Md(String::with_capacity(32 * 1024));
     let s = &report.summary;
     m.line(&format!("# Gatehouse daily report {}\n", report.date));
@@ -893,7 +910,7 @@ pub fn markdown(report: &Report) -> String {
     }
 
     m.line("## Sessions\n");
-    m.table(
+    m.table_raw(
         &[
             "Start",
             "User",
@@ -932,7 +949,8 @@ pub fn markdown(report: &Report) -> String {
                     bytes(x.bytes_up),
                     bytes(x.bytes_down),
                     x.recording_path
-                        .clone()
+                        .as_deref()
+                        .map(|p| md_link(links, x.recording.as_deref().unwrap_or(&x.id), p))
                         .unwrap_or_else(|| "not recorded".into()),
                     x.grant.map(|g| format!("#{g}")).unwrap_or_default(),
                     opt(&x.mode).to_string(),
@@ -940,9 +958,10 @@ pub fn markdown(report: &Report) -> String {
                 ]
             })
             .collect(),
+        Some(8),
     );
     m.line("## Recordings to review\n");
-    m.table(
+    m.table_raw(
         &[
             "Date",
             "Recording",
@@ -958,7 +977,7 @@ pub fn markdown(report: &Report) -> String {
             .map(|r| {
                 vec![
                     r.date.clone(),
-                    r.path.clone(),
+                    md_link(links, &r.id, &r.path),
                     opt(&r.user).to_string(),
                     opt(&r.server).to_string(),
                     opt(&r.account).to_string(),
@@ -967,6 +986,7 @@ pub fn markdown(report: &Report) -> String {
                 ]
             })
             .collect(),
+        Some(1),
     );
     m.line("## Suspicious\n");
     m.table(

@@ -1164,7 +1164,16 @@ fn hostile_strings_are_escaped_in_html() {
 
 #[test]
 fn hostile_strings_are_escaped_in_markdown() {
-    let md = render::markdown(&hostile_report());
+    let md = render::markdown(
+        &hostile_report(),
+        &render::Links {
+            recordings: "../recordings".into(),
+        },
+    );
+    assert!(
+        md.contains("[h1](../recordings/2026-03-10/h1.cast)"),
+        "{md}"
+    );
     assert!(!md.contains('\x1b'));
     assert!(!md.contains('\x07'));
     assert!(!md.contains("<script>"));
@@ -1237,7 +1246,13 @@ fn every_section_is_rendered() {
     assert_eq!(html.matches("<rect ").count(), 24, "one bar per hour");
     assert!(html.contains("href=\"../recordings/2026-03-08/old.cast\""));
     assert!(html.contains("grant #7 until 2026-03-11T04:05:00Z, approved by carol"));
-    let md = render::markdown(&r);
+    let md = render::markdown(
+        &r,
+        &render::Links {
+            recordings: "../recordings".into(),
+        },
+    );
+    assert!(md.contains("[old](../recordings/2026-03-08/old.cast)"));
     for h in [
         "## Summary",
         "## Sessions",

@@ -84,7 +84,7 @@ pub fn write_report(
     for &f in formats {
         let bytes = match f {
             Format::Html => render::html(report, &links).into_bytes(),
-            Format::Markdown => render::markdown(report).into_bytes(),
+            Format::Markdown => render::markdown(report, &links).into_bytes(),
             Format::Csv => render::csv(report).into_bytes(),
             Format::Json => render::json(report).map_err(|e| ReportError::Render(e.to_string()))?,
         };
