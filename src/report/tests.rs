@@ -1301,6 +1301,10 @@ fn files_are_written_for_each_format() {
         4,
         "no temporary files"
     );
+    // To look at it: GATEHOUSE_KEEP_REPORT=/tmp/day.html
+    if let Some(keep) = std::env::var_os("GATEHOUSE_KEEP_REPORT") {
+        std::fs::copy(out.join("2026-03-10.html"), keep).unwrap();
+    }
 }
 
 /// A fake source for `generate`: fixed facts and events.
