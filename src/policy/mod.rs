@@ -19,9 +19,13 @@ use crate::grants::Grant;
 
 mod check;
 mod decide;
+pub mod explain;
 mod raw;
 
-pub use decide::{Reach, authenticate, check_command, decide, reachable, should_record};
+pub use check::{parse_address, parse_cidr};
+pub use decide::{
+    Reach, ReachGrant, authenticate, check_command, decide, reachable, should_record,
+};
 
 /// One problem found in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -170,6 +174,10 @@ pub struct Server {
     pub clone: Option<String>,
     pub deny_commands: Vec<String>,
     pub allow_commands: Vec<String>,
+    /// `deny_commands` compiled once when the policy is checked.
+    pub deny_globs: globset::GlobSet,
+    /// `allow_commands` compiled once when the policy is checked.
+    pub allow_globs: globset::GlobSet,
     /// Longest a session may last (`max_session = "8h"`), `None`: unlimited.
     pub max_session: Option<Duration>,
     /// Per-server idle timeout overriding `[limits] idle_timeout`.

@@ -1,1 +1,302 @@
-//! Raw serde types of the policy files.
+//! Reading policy files: the folder walk, TOML parsing with recovery, and the
+//! raw serde types of `[[user]]` and `[[server]]` entries.
+//!
+//! Each file is parsed into a spanned TOML tree first (so that every syntax
+//! error in it is reported, not just the first), then each entry is
+//! deserialized on its own with `deny_unknown_fields`: one bad entry does
+//! not hide problems in the others. Spans are kept on every value that
+//! `check` validates, so that its diagnostics point at the offending value.
+//!
+//! # Server keys beyond the contract example
+//!
+//! Besides the keys shown in contract section 3, a `[[server]]` entry takes:
+//!
+//! - `max_session = "8h"`: the longest a session may last (humantime
+//!   duration); default unlimited.
+//! - `idle_timeout = "15m"`: overrides `[limits] idle_timeout` of
+//!   gatehouse.toml for this server.
+//! - `end_on_blocked_command = true`: a blocked interactive line ends the
+//!   session instead of only being refused; default `false`.
+//!
+//! Defaults of the contract's optional keys: `record = "privileged"`,
+//! `require_grant = false`, `ports = []`, `allow = []`, `allow_from = []`
+//! (anywhere), `deny_commands = []`, `allow_commands = []`. `accounts` may
+//! be left out only in mode `clone` (nobody logs in to a clone-mode entry).
+//!
+//! `expires` on a user takes a quoted date (`"2027-06-30"`) or a bare TOML
+//! date (`2027-06-30`).
+//!
+//! Files and folders whose names start with `.` (such as `.git`) are
+//! skipped; symbolic links to folders are not followed.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::Diagnostic;
+
+/// Folder depth below which `*.toml` files are no longer looked for.
+const MAX_DEPTH: usize = 16;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUser {
+    pub name: Spanned<String>,
+    pub keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allow_from: Vec<Spanned<String>>,
+    /// A string or a TOML date: checked in `check`.
+    #[serde(default)]
+    pub expires: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub host_key: Option<Spanned<String>>,
+    pub mode: Spanned<String>,
+    #[serde(default)]
+    pub accounts: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// i64 so that 0 or 70000 reach `check` and get a precise message.
+    #[serde(default)]
+    pub ports: Option<Spanned<Vec<Spanned<i64>>>>,
+    #[serde(default)]
+    pub record: Option<Spanned<String>>,
+    #[serde(default)]
+    pub require_grant: bool,
+    #[serde(default)]
+    pub allow_from: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub via: Option<Spanned<String>>,
+    #[serde(default)]
+    pub clone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub deny_commands: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allow_commands: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub max_session: Option<Spanned<String>>,
+    #[serde(default)]
+    pub idle_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub end_on_blocked_command: bool,
+}
+
+/// One deserialized entry and where its table starts.
+#[derive(Debug)]
+pub(crate) struct Entry<T> {
+    pub value: T,
+    /// Span of the entry's table (the `[[server]]` header and its body).
+    pub span: Range<usize>,
+}
+
+/// What one file yielded.
+#[derive(Debug, Default)]
+pub(crate) struct ParsedFile {
+    pub users: Vec<Entry<RawUser>>,
+    pub servers: Vec<Entry<RawServer>>,
+    /// Names of entries that could not be deserialized: references to them
+    /// are not reported again as unknown.
+    pub broken_users: Vec<String>,
+    pub broken_servers: Vec<String>,
+    /// Groups listed by users whose entry could not be deserialized.
+    pub broken_groups: Vec<String>,
+    /// Problems as (span, message); `check` turns them into diagnostics.
+    pub problems: Vec<(Range<usize>, String)>,
+}
+
+/// Lists every `*.toml` under `dir`, recursively, sorted by path, with its
+/// text. Read failures become diagnostics; the other files are still read.
+pub(crate) fn read_dir_sources(dir: &Path) -> (Vec<(PathBuf, String)>, Vec<Diagnostic>) {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => walk(dir, 0, &mut files, &mut problems),
+        Ok(_) => problems.push(whole_file(dir, "policy folder is not a folder".into())),
+        Err(e) => problems.push(whole_file(dir, format!("cannot read policy folder: {e}"))),
+    }
+    files.sort();
+    let mut sources = Vec::with_capacity(files.len());
+    for path in files {
+        match std::fs::read(&path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => sources.push((path, text)),
+                Err(e) => {
+                    problems.push(whole_file(&path, format!("file is not UTF-8: {e}")));
+                }
+            },
+            Err(e) => problems.push(whole_file(&path, format!("cannot read file: {e}"))),
+        }
+    }
+    (sources, problems)
+}
+
+fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<Diagnostic>) {
+    if depth > MAX_DEPTH {
+        problems.push(whole_file(dir, "policy folders nested too deep".into()));
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(whole_file(dir, format!("cannot read policy folder: {e}")));
+            return;
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(whole_file(dir, format!("cannot read policy folder: {e}")));
+                continue;
+            }
+        };
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        // file_type() does not follow symbolic links: a linked folder is
+        // skipped (no loops), a linked file is read through metadata().
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            walk(&path, depth + 1, files, problems);
+        } else if path.extension().is_some_and(|e| e == "toml")
+            && (kind.is_file() || std::fs::metadata(&path).is_ok_and(|m| m.is_file()))
+        {
+            files.push(path);
+        }
+    }
+}
+
+fn whole_file(path: &Path, message: String) -> Diagnostic {
+    Diagnostic {
+        file: path.to_path_buf(),
+        line: 1,
+        col: 1,
+        message,
+    }
+}
+
+/// Parses one file's text into entries and problems.
+pub(crate) fn parse_file(text: &str) -> ParsedFile {
+    let mut out = ParsedFile::default();
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    let broken = !syntax_errors.is_empty();
+    for e in syntax_errors {
+        out.problems
+            .push((e.span().unwrap_or(0..0), one_line(e.message())));
+    }
+    for (key, value) in root.into_inner() {
+        let kind = key.get_ref().as_ref();
+        let key_span = key.span();
+        match kind {
+            "user" | "server" => {}
+            other => {
+                if !broken {
+                    out.problems.push((
+                        key_span,
+                        format!("unknown key `{other}`: a policy file holds [[user]] and [[server]] entries"),
+                    ));
+                }
+                continue;
+            }
+        }
+        let value_span = value.span();
+        let DeValue::Array(items) = value.into_inner() else {
+            if !broken {
+                out.problems.push((
+                    value_span,
+                    format!("`{kind}` must be an array of tables: write [[{kind}]]"),
+                ));
+            }
+            continue;
+        };
+        for item in items {
+            let span = item.span();
+            let name = entry_string(item.get_ref(), "name");
+            let groups = entry_strings(item.get_ref(), "groups");
+            if !matches!(item.get_ref(), DeValue::Table(_)) {
+                if !broken {
+                    out.problems
+                        .push((span, format!("each `{kind}` entry must be a table")));
+                }
+                continue;
+            }
+            let de = toml::de::ValueDeserializer::from(item);
+            if kind == "user" {
+                match RawUser::deserialize(de) {
+                    Ok(value) if !broken => out.users.push(Entry { value, span }),
+                    Ok(value) => {
+                        out.broken_users.push(value.name.into_inner());
+                        out.broken_groups.extend(groups);
+                    }
+                    Err(e) => {
+                        out.broken_users.extend(name);
+                        out.broken_groups.extend(groups);
+                        if !broken {
+                            out.problems
+                                .push((e.span().unwrap_or(span), one_line(e.message())));
+                        }
+                    }
+                }
+            } else {
+                match RawServer::deserialize(de) {
+                    Ok(value) if !broken => out.servers.push(Entry { value, span }),
+                    Ok(value) => out.broken_servers.push(value.name.into_inner()),
+                    Err(e) => {
+                        out.broken_servers.extend(name);
+                        if !broken {
+                            out.problems
+                                .push((e.span().unwrap_or(span), one_line(e.message())));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A string field of an entry that may not deserialize as a whole.
+fn entry_string(value: &DeValue<'_>, key: &str) -> Option<String> {
+    entry_field(value, key).and_then(|v| v.as_str().map(str::to_owned))
+}
+
+/// The strings of an array field of an entry that may not deserialize.
+fn entry_strings(value: &DeValue<'_>, key: &str) -> Vec<String> {
+    entry_field(value, key)
+        .and_then(DeValue::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.get_ref().as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn entry_field<'a, 'i>(value: &'a DeValue<'i>, key: &str) -> Option<&'a DeValue<'i>> {
+    let DeValue::Table(t) = value else {
+        return None;
+    };
+    t.iter()
+        .find(|(k, _)| k.get_ref().as_ref() == key)
+        .map(|(_, v)| v.get_ref())
+}
+
+fn one_line(s: &str) -> String {
+    s.trim().replace('\n', " ")
+}

@@ -11,7 +11,12 @@ use tokio::sync::mpsc;
 
 use super::channel::{ChanEvent, ClientWriter, PtyReq, Start, refuse};
 use super::conn::ConnState;
+use super::lineedit::{LineTracker, Segment};
+use super::sftp::{SftpAudit, SftpOp};
 use crate::audit::EventKind;
+use crate::policy;
+use crate::recording::{Kind, Recorder, RecorderOptions, RecordingMeta};
+use std::sync::Mutex;
 
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -78,6 +83,56 @@ pub async fn run(
             return;
         }
     };
+    let account = target.allowed.account.clone();
+    let rec = if state.should_record_account(&account) {
+        let meta = RecordingMeta {
+            id: state.next_recording_id(),
+            session: state.id.clone(),
+            user: state.user.clone(),
+            server: server.clone(),
+            account: account.clone(),
+            source: state.source.to_string(),
+            grant: target.allowed.grant,
+            kind: match &start {
+                Start::Shell => Kind::Shell,
+                Start::Exec(_) => Kind::Exec,
+                Start::Subsystem(_) => Kind::Subsystem,
+            },
+            command: match &start {
+                Start::Shell => None,
+                Start::Exec(c) => Some(c.clone()),
+                Start::Subsystem(n) => Some(n.clone()),
+            },
+            term: pty.as_ref().map(|p| p.term.clone()),
+            width: pty.as_ref().map(|p| p.cols).unwrap_or(80),
+            height: pty.as_ref().map(|p| p.rows).unwrap_or(24),
+            started_at: crate::server::shared::Shared::now(),
+        };
+        let opts = RecorderOptions::from_config(&state.shared.config.recording);
+        match Recorder::start(
+            &state.shared.config.recordings,
+            meta,
+            state.shared.signer.clone(),
+            opts,
+        )
+        .await
+        {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(session = %state.id, "recording cannot start: {e}");
+                refuse(
+                    &client,
+                    has_pty,
+                    "gatehouse: this session must be recorded and the recording cannot be written; refused",
+                    255,
+                )
+                .await;
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let target_ch = match upstream.handle.channel_open_session().await {
         Ok(c) => c,
         Err(e) => {
@@ -125,7 +180,41 @@ pub async fn run(
         }
     }
     let _ = id;
-    pump(&state, client, &mut rx, &backlog, target_ch, true, has_pty).await;
+    let inspect = match &start {
+        Start::Shell if has_pty => Inspect::Shell {
+            tracker: Mutex::new(LineTracker::new()),
+            server: Box::new(target.server.clone()),
+        },
+        Start::Subsystem(name) if name == "sftp" => Inspect::Sftp(Mutex::new(SftpAudit::new())),
+        _ => Inspect::None,
+    };
+    let outcome = pump(
+        &state,
+        client,
+        &mut rx,
+        &backlog,
+        target_ch,
+        true,
+        has_pty,
+        rec.as_ref(),
+        &inspect,
+    )
+    .await;
+    if let Some(r) = rec {
+        let status = outcome.exit_status.and_then(|s| i32::try_from(s).ok());
+        if let Err(e) = r.finish(status, outcome.exit_signal).await {
+            tracing::error!(session = %state.id, "recording did not finish cleanly: {e}");
+        }
+    }
+}
+
+/// How a pumped channel ended.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub up: u64,
+    pub down: u64,
+    pub exit_status: Option<u32>,
+    pub exit_signal: Option<String>,
 }
 
 /// A forward through the target's sshd: a client direct-tcpip channel piped
@@ -137,10 +226,25 @@ pub async fn pipe_channels(
     backlog: &AtomicUsize,
     target: Channel<ClientMsg>,
 ) -> (u64, u64) {
-    pump(state, client, rx, backlog, target, false, false).await
+    let o = pump(
+        state,
+        client,
+        rx,
+        backlog,
+        target,
+        false,
+        false,
+        None,
+        &Inspect::None,
+    )
+    .await;
+    (o.up, o.down)
 }
 
 /// Moves bytes both ways until either side closes or the session is ended.
+/// With a recorder, every byte passes through it first; a recording
+/// failure ends the channel (fail closed).
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     state: &Arc<ConnState>,
     client: ClientWriter,
@@ -149,11 +253,15 @@ async fn pump(
     target: Channel<ClientMsg>,
     session: bool,
     has_pty: bool,
-) -> (u64, u64) {
+    rec: Option<&Recorder>,
+    inspect: &Inspect,
+) -> Outcome {
     let (mut tread, twrite) = target.split();
     let mut up = 0u64;
     let mut down = 0u64;
     let mut refused = false;
+    let mut exit_status = None;
+    let mut exit_signal = None;
     // Client -> target. Waits on the target's window: fine, the
     // client-facing loop never waits on this task.
     let to_target = async {
@@ -161,7 +269,28 @@ async fn pump(
             match ev {
                 ChanEvent::Data(b) => {
                     let n = b.len();
-                    let r = twrite.data_bytes(b).await;
+                    if let Some(rec) = rec
+                        && rec.input(&b).await.is_err()
+                    {
+                        backlog.fetch_sub(n, Ordering::Relaxed);
+                        break;
+                    }
+                    let r = match inspect {
+                        Inspect::None => twrite.data_bytes(b).await.map_err(|_| ()),
+                        Inspect::Shell { .. } => {
+                            shell_input(state, &client, &twrite, inspect, &b).await
+                        }
+                        Inspect::Sftp(audit) => {
+                            let ops = audit.lock().map_err(|_| ()).map(|mut a| a.client_bytes(&b));
+                            match ops {
+                                Ok(Ok(ops)) => {
+                                    audit_sftp(state, ops).await;
+                                    twrite.data_bytes(b).await.map_err(|_| ())
+                                }
+                                _ => Err(()),
+                            }
+                        }
+                    };
                     backlog.fetch_sub(n, Ordering::Relaxed);
                     up += n as u64;
                     state.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
@@ -182,6 +311,9 @@ async fn pump(
                     let _ = twrite
                         .window_change(cols, rows, pix_width, pix_height)
                         .await;
+                    if let Some(rec) = rec {
+                        let _ = rec.resize(cols, rows).await;
+                    }
                 }
                 ChanEvent::Signal(sig) => {
                     let _ = twrite.signal(sig).await;
@@ -203,12 +335,41 @@ async fn pump(
     };
     // Target -> client. Waits on the client's window; russh's bounded queue
     // on the target connection is the backpressure towards the target.
+    let mut exit_code = None;
+    let mut exit_sig = None;
+    let mut sftp_broken = false;
     let to_client = async {
         let mut started = !session;
         while let Some(msg) = tread.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
                     let n = data.len() as u64;
+                    match inspect {
+                        Inspect::Shell { tracker, .. } => {
+                            if let Ok(mut t) = tracker.lock() {
+                                t.scan_output(&data);
+                            }
+                        }
+                        Inspect::Sftp(audit) => {
+                            let ops = audit
+                                .lock()
+                                .map_err(|_| ())
+                                .map(|mut a| a.server_bytes(&data));
+                            match ops {
+                                Ok(Ok(ops)) => audit_sftp(state, ops).await,
+                                _ => {
+                                    sftp_broken = true;
+                                    break;
+                                }
+                            }
+                        }
+                        Inspect::None => {}
+                    }
+                    if let Some(rec) = rec
+                        && rec.output(&data).await.is_err()
+                    {
+                        break;
+                    }
                     if client.data_bytes(data).await.is_err() {
                         break;
                     }
@@ -218,6 +379,11 @@ async fn pump(
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
                     let n = data.len() as u64;
+                    if let Some(rec) = rec
+                        && rec.stderr(&data).await.is_err()
+                    {
+                        break;
+                    }
                     if client.extended_data_bytes(ext, data).await.is_err() {
                         break;
                     }
@@ -230,6 +396,7 @@ async fn pump(
                 }
                 ChannelMsg::ExitStatus { exit_status } => {
                     state.set_exit(i64::from(exit_status));
+                    exit_code = Some(exit_status);
                     let _ = client.exit_status(exit_status).await;
                 }
                 ChannelMsg::ExitSignal {
@@ -239,6 +406,7 @@ async fn pump(
                     lang_tag,
                 } => {
                     state.set_exit(128);
+                    exit_sig = Some(format!("{signal_name:?}"));
                     let _ = state
                         .handle
                         .exit_signal_request(
@@ -271,13 +439,148 @@ async fn pump(
             let _ = client.close().await;
         }
     };
-    let ended = tokio::select! {
-        _ = async { tokio::join!(to_target, to_client) } => false,
-        _ = state.cancel.cancelled() => true,
+    let rec_failed = async {
+        match rec {
+            Some(r) => r.failed().await,
+            None => std::future::pending().await,
+        }
     };
-    if ended {
-        let reason = state.end_reason();
+    let ended = tokio::select! {
+        _ = async { tokio::join!(to_target, to_client) } => None,
+        _ = state.cancel.cancelled() => Some(state.end_reason()),
+        why = rec_failed => {
+            tracing::error!(session = %state.id, "recording failed: {why}");
+            Some("the recording of this session failed; session ended".to_string())
+        }
+    };
+    if let Some(reason) = ended {
         refuse(&client, has_pty, &format!("gatehouse: {reason}"), 255).await;
     }
-    (up, down)
+    if let Inspect::Sftp(audit) = inspect {
+        let rest = audit
+            .lock()
+            .map_err(|_| ())
+            .map(|mut a| a.finish())
+            .unwrap_or_default();
+        audit_sftp(state, rest).await;
+    }
+    exit_status = exit_status.or(exit_code);
+    exit_signal = exit_signal.or(exit_sig);
+    Outcome {
+        up,
+        down,
+        exit_status,
+        exit_signal,
+    }
+}
+
+/// What the bastion reads in a channel's stream besides passing it on.
+pub enum Inspect {
+    None,
+    /// An interactive shell: each submitted line is checked against the
+    /// server's `deny_commands` and audited.
+    Shell {
+        tracker: Mutex<LineTracker>,
+        server: Box<policy::Server>,
+    },
+    /// The sftp subsystem: file operations become `sftp.op` events.
+    Sftp(Mutex<SftpAudit>),
+}
+
+/// Passes typed input to the target line by line: a submitted line that
+/// matches `deny_commands` is not delivered (the shell's line is killed
+/// instead), the user is told why, and `command.blocked` is written;
+/// every delivered line is an `exec` event.
+async fn shell_input(
+    state: &Arc<ConnState>,
+    client: &ClientWriter,
+    twrite: &russh::ChannelWriteHalf<ClientMsg>,
+    inspect: &Inspect,
+    input: &[u8],
+) -> Result<(), ()> {
+    let Inspect::Shell { tracker, server } = inspect else {
+        return Err(());
+    };
+    let segments = match tracker.lock() {
+        Ok(mut t) => t.feed(input),
+        Err(_) => return Err(()),
+    };
+    for seg in segments {
+        match seg {
+            Segment::Pass(bytes) => twrite.data_bytes(bytes).await.map_err(|_| ())?,
+            Segment::Submit(sub) => {
+                let shown = if sub.secret {
+                    "[hidden input]".to_string()
+                } else {
+                    sub.line.clone()
+                };
+                let blocked = sub
+                    .commands()
+                    .into_iter()
+                    .find_map(|c| policy::check_command(server, c, true).err());
+                match blocked {
+                    Some(d) => {
+                        twrite
+                            .data_bytes(sub.blocked_replacement())
+                            .await
+                            .map_err(|_| ())?;
+                        let _ = client
+                            .extended_data_bytes(
+                                1,
+                                bytes::Bytes::from(format!(
+                                    "\r\ngatehouse: command blocked: {}\r\n",
+                                    d.reason
+                                )),
+                            )
+                            .await;
+                        state
+                            .shared
+                            .audit(
+                                state
+                                    .base_event(EventKind::CommandBlocked)
+                                    .detail("command", shown)
+                                    .detail("interactive", true)
+                                    .detail("uncertain", sub.uncertain)
+                                    .detail("reason", d.reason.clone())
+                                    .detail("rule", d.rule.clone()),
+                            )
+                            .await;
+                        if server.end_on_blocked_command {
+                            state.end("a blocked command ended this session (server policy)");
+                        }
+                    }
+                    None => {
+                        twrite.data_bytes(sub.bytes.clone()).await.map_err(|_| ())?;
+                        if !sub.line.trim().is_empty() {
+                            state
+                                .shared
+                                .audit(
+                                    state
+                                        .base_event(EventKind::Exec)
+                                        .detail("kind", "line")
+                                        .detail("command", shown)
+                                        .detail("uncertain", sub.uncertain),
+                                )
+                                .await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn audit_sftp(state: &Arc<ConnState>, ops: Vec<SftpOp>) {
+    for op in ops {
+        let mut ev = state
+            .base_event(EventKind::SftpOp)
+            .detail("op", op.name())
+            .detail("status", op.status.as_str())
+            .detail("write", op.is_write());
+        for (k, v) in op.details() {
+            ev = ev.detail(k, v);
+        }
+        state.shared.audit(ev).await;
+    }
 }

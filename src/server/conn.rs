@@ -130,7 +130,7 @@ pub async fn decide_target(
                 None => Target::Denied {
                     server: Some(server_name),
                     account: parsed.account,
-                    reason: "access denied".into(),
+                    reason: "no such server, or you may not reach it".into(),
                 },
             }
         }
@@ -484,7 +484,9 @@ impl ConnState {
             host_key: s.host_key.clone(),
         };
         let target = endpoint(&t.server);
-        let credential = Credential::Identity(self.shared.identity.clone());
+        let credential = self
+            .credential_for(&t.server.name, &t.allowed.account)
+            .await?;
         let identity = Credential::Identity(self.shared.identity.clone());
         let hop = t.via.as_ref().map(endpoint);
         let hop_account = t
@@ -515,6 +517,39 @@ impl ConnState {
                 Err(e.to_string())
             }
         }
+    }
+
+    /// The vault's credential for the target account, else the identity
+    /// key. Each vault use is a `vault.read` event (never the secret).
+    async fn credential_for(&self, server: &str, account: &str) -> Result<Credential, String> {
+        let cred = self.shared.vault.get(server, account).await.map_err(|e| {
+            tracing::error!("vault: {e}");
+            "the bastion cannot read its vault".to_string()
+        })?;
+        let Some(cred) = cred else {
+            return Ok(Credential::Identity(self.shared.identity.clone()));
+        };
+        let out = if let Some(pw) = cred.password() {
+            Credential::Password(Arc::new(pw.clone()))
+        } else {
+            match cred.private_key() {
+                Ok(Some(k)) => Credential::Key(Arc::new(k)),
+                _ => return Err("the vault's credential for this account is unusable".into()),
+            }
+        };
+        let audited = self
+            .shared
+            .audit(
+                self.base_event(EventKind::VaultRead)
+                    .server(server)
+                    .account(account)
+                    .detail("kind", cred.meta.kind.as_str()),
+            )
+            .await;
+        if !audited {
+            return Err("the bastion cannot write its audit log".into());
+        }
+        Ok(out)
     }
 
     /// Records an exit status for the session's end event.

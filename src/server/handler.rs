@@ -46,6 +46,8 @@ pub struct ConnHandler {
     channels: HashMap<ChannelId, mpsc::UnboundedSender<ChanEvent>>,
     backlog: Arc<AtomicUsize>,
     failures_here: u32,
+    /// Number in the registry of unauthenticated connections.
+    unauth_seq: u64,
 }
 
 impl ConnHandler {
@@ -55,6 +57,7 @@ impl ConnHandler {
         id: String,
         startup: OwnedSemaphorePermit,
         authed: Arc<AtomicBool>,
+        unauth_seq: u64,
     ) -> Self {
         ConnHandler {
             shared,
@@ -67,6 +70,7 @@ impl ConnHandler {
             channels: HashMap::new(),
             backlog: Arc::new(AtomicUsize::new(0)),
             failures_here: 0,
+            unauth_seq,
         }
     }
 
@@ -256,6 +260,7 @@ impl Handler for ConnHandler {
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         self.startup = None;
         self.authed.store(true, Ordering::SeqCst);
+        self.shared.unauth_done(self.unauth_seq);
         let Some((staff, target)) = self.pending.take() else {
             return Err(russh::Error::Disconnect);
         };

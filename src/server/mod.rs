@@ -24,7 +24,9 @@ pub mod command_mode;
 pub mod conn;
 pub mod grants_cmd;
 pub mod handler;
+pub mod lineedit;
 pub mod login;
+pub mod sftp;
 pub mod shared;
 pub mod upstream;
 mod watch;
@@ -45,6 +47,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.database, &config.node)
         .await
         .with_context(|| "cannot open the database")?;
+    let master = crate::vault::MasterKey::resolve(&config.master_key)?;
+    let vault = crate::vault::Vault::new(store.pool().clone(), master, config.vault.clone());
+    vault
+        .check_key()
+        .await
+        .with_context(|| "the vault's master key does not open this database's vault")?;
+    let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
+    match crate::recording::seal_interrupted(&config.recordings, &signer) {
+        Ok(sealed) if !sealed.is_empty() => {
+            tracing::warn!(
+                "sealed {} recording(s) interrupted by a previous run",
+                sealed.len()
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!("cannot seal interrupted recordings: {e}"),
+    }
+    for stale in store
+        .end_stale_sessions(&config.node, "bastion restarted")
+        .await
+        .unwrap_or_default()
+    {
+        tracing::warn!(session = %stale.id, "session left open by a previous run marked ended");
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -53,7 +79,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let users = policy.users.len();
     let servers = policy.servers.len();
     let digest = policy.digest.clone();
-    let shared = Shared::new(config, policy, store, identity);
+    let shared = Shared::new(config, policy, store, identity, vault, signer);
     shared
         .audit(
             AuditEvent::new(EventKind::PolicyReloaded)
@@ -79,6 +105,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tracing::info!("shutting down: closing sessions");
         }
     }
+    shared.end_sessions("the bastion is shutting down", |_, _| true);
     shared.shutdown.cancel();
     // Let sessions tell their clients and flush recordings and audit.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -125,6 +152,10 @@ fn ssh_config(_config: &Config, host_key: russh::keys::PrivateKey) -> russh::ser
     }
 }
 
+/// An unauthenticated connection older than this may be evicted when
+/// `max_startups` is reached.
+const EVICT_AFTER: Duration = Duration::from_secs(1);
+
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
@@ -145,12 +176,32 @@ async fn accept_loop(
             },
             _ = shared.shutdown.cancelled() => return Ok(()),
         };
-        let Ok(permit) = shared.startups.clone().try_acquire_owned() else {
-            // max_startups reached: refuse at once (audited, rate-limited by
-            // the flood itself being bounded by the accept loop).
-            drop(socket);
-            refuse_connection(&shared, peer).await;
-            continue;
+        let permit = match shared.startups.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // max_startups reached. Evict the oldest unauthenticated
+                // connection that has had a fair chance (a flood of idle
+                // connections must not lock staff out), else refuse.
+                if shared.evict_oldest_unauth(EVICT_AFTER) {
+                    match tokio::time::timeout(
+                        Duration::from_millis(200),
+                        shared.startups.clone().acquire_owned(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(p)) => p,
+                        _ => {
+                            drop(socket);
+                            refuse_connection(&shared, peer).await;
+                            continue;
+                        }
+                    }
+                } else {
+                    drop(socket);
+                    refuse_connection(&shared, peer).await;
+                    continue;
+                }
+            }
         };
         let _ = socket.set_nodelay(true);
         let shared = shared.clone();
@@ -195,9 +246,37 @@ async fn serve_connection(
 ) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let authed = Arc::new(AtomicBool::new(false));
+    let (seq, evicted) = shared.unauth_add();
+    let run = serve_ssh(shared.clone(), cfg, socket, peer, permit, id, authed, seq);
+    tokio::select! {
+        _ = run => {}
+        _ = evicted.cancelled() => {
+            tracing::debug!(%peer, "unauthenticated connection evicted (max_startups)");
+        }
+    }
+    shared.unauth_done(seq);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_ssh(
+    shared: Arc<Shared>,
+    cfg: Arc<russh::server::Config>,
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    id: String,
+    authed: Arc<AtomicBool>,
+    seq: u64,
+) {
     let deadline = tokio::time::Instant::now() + shared.config.limits.login_grace_time;
-    let handler =
-        handler::ConnHandler::new(shared.clone(), peer, id.clone(), permit, authed.clone());
+    let handler = handler::ConnHandler::new(
+        shared.clone(),
+        peer,
+        id.clone(),
+        permit,
+        authed.clone(),
+        seq,
+    );
     let running =
         match tokio::time::timeout_at(deadline, russh::server::run_stream(cfg, socket, handler))
             .await

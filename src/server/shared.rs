@@ -47,8 +47,17 @@ pub struct Shared {
     policy: RwLock<Arc<Policy>>,
     pub store: Store,
     pub identity: Arc<PrivateKey>,
+    /// Target credentials; the identity key is used where it holds none.
+    pub vault: crate::vault::Vault,
+    /// Signs recordings' sidecars.
+    pub signer: Arc<crate::recording::Signer>,
     /// Unauthenticated connections at once (`max_startups`).
     pub startups: Arc<Semaphore>,
+    /// The unauthenticated connections holding a startup slot, oldest
+    /// first, so a flood of idle connections can be evicted in favour of
+    /// new ones (which, if legitimate, authenticate within milliseconds).
+    unauth: Mutex<std::collections::BTreeMap<u64, (std::time::Instant, CancellationToken)>>,
+    unauth_seq: std::sync::atomic::AtomicU64,
     /// Authentication attempts per source address (`auth_per_minute_per_source`).
     pub auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub sessions: Mutex<HashMap<String, LiveSession>>,
@@ -59,16 +68,27 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config, policy: Policy, store: Store, identity: PrivateKey) -> Arc<Shared> {
+    pub fn new(
+        config: Config,
+        policy: Policy,
+        store: Store,
+        identity: PrivateKey,
+        vault: crate::vault::Vault,
+        signer: crate::recording::Signer,
+    ) -> Arc<Shared> {
         let per_minute =
             NonZeroU32::new(config.limits.auth_per_minute_per_source).unwrap_or(NonZeroU32::MIN);
         let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute));
         Arc::new(Shared {
             startups: Arc::new(Semaphore::new(config.limits.max_startups)),
+            unauth: Mutex::new(std::collections::BTreeMap::new()),
+            unauth_seq: std::sync::atomic::AtomicU64::new(0),
             config,
             policy: RwLock::new(Arc::new(policy)),
             store,
             identity: Arc::new(identity),
+            vault,
+            signer: Arc::new(signer),
             auth_limiter,
             sessions: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),
@@ -159,6 +179,46 @@ impl Shared {
             .ok()
             .and_then(|b| b.get(&source).copied())
             .is_some_and(|until| until > std::time::Instant::now())
+    }
+
+    /// Registers an unauthenticated connection; returns its number and the
+    /// token that evicts it.
+    pub fn unauth_add(&self) -> (u64, CancellationToken) {
+        let seq = self
+            .unauth_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = CancellationToken::new();
+        if let Ok(mut m) = self.unauth.lock() {
+            m.insert(seq, (std::time::Instant::now(), token.clone()));
+        }
+        (seq, token)
+    }
+
+    /// The connection authenticated or ended.
+    pub fn unauth_done(&self, seq: u64) {
+        if let Ok(mut m) = self.unauth.lock() {
+            m.remove(&seq);
+        }
+    }
+
+    /// Evicts the oldest unauthenticated connection if it has waited at
+    /// least `min_age`; returns whether one was evicted.
+    pub fn evict_oldest_unauth(&self, min_age: std::time::Duration) -> bool {
+        let Ok(mut m) = self.unauth.lock() else {
+            return false;
+        };
+        let oldest = m
+            .iter()
+            .min_by_key(|(_, (t, _))| *t)
+            .filter(|(_, (t, _))| t.elapsed() >= min_age)
+            .map(|(k, _)| *k);
+        match oldest.and_then(|k| m.remove(&k)) {
+            Some((_, token)) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn now() -> OffsetDateTime {

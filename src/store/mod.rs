@@ -1,18 +1,70 @@
 //! The database: the audit hash chain, sessions, grants, lockouts and seen
 //! sources, on SQLite (embedded default) or PostgreSQL (several bastion
 //! nodes sharing one state). Everything the bastion remembers lives here.
+//!
+//! One [`Store`] runs the same SQL on both backends through sqlx's `Any`
+//! driver: `$1`-style placeholders (SQLite accepts `$N`), only 64-bit
+//! integers and text in columns, timestamps as TEXT in one fixed RFC 3339
+//! form ([`ts_text`]) so they compare and sort lexically on both. Schema
+//! changes are numbered migrations under `migrations/{sqlite,postgres}/`,
+//! applied by [`Store::open`].
+//!
+//! Each concern has its own file, each a further `impl Store` block:
+//! [`audit`](self::audit) (the chain), `sessions`, `lockout` (failures,
+//! lockouts, first-seen sources) and `grants`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
 use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
-use crate::audit::{AuditEvent, AuditRecord};
-use crate::grants::Grant;
+mod audit;
+mod grants;
+mod lockout;
+mod sessions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database could not be opened or reached (URL without password).
+    #[error("database {url}: {message}")]
+    Open { url: String, message: String },
+    #[error("database {url}: migrations: {source}")]
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A statement failed; `context` says what the store was doing.
+    #[error("database: {context}: {source}")]
+    Query {
+        context: &'static str,
+        source: sqlx::Error,
+    },
+    /// Free-form database fault with its context.
     #[error("database: {0}")]
     Db(String),
-    #[error("not implemented")]
-    NotImplemented,
+    /// A stored value does not parse (a damaged or tampered row).
+    #[error("database holds a bad value: {0}")]
+    Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A value the caller passed cannot be stored (e.g. a timestamp out of range).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Attaches what the store was doing to a sqlx error.
+pub(crate) trait Ctx<T> {
+    fn ctx(self, context: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Ctx<T> for Result<T, sqlx::Error> {
+    fn ctx(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Query { context, source })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,105 +108,413 @@ pub struct ChainReport {
 pub struct ChainFault {
     pub node: String,
     pub seq: i64,
+    /// The offending row; `None` when the event was removed.
     pub id: Option<i64>,
     pub problem: String,
 }
 
+impl std::fmt::Display for ChainFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.id {
+            Some(id) => write!(
+                f,
+                "event id {id} (node {}, seq {}): {}",
+                self.node, self.seq, self.problem
+            ),
+            None => write!(
+                f,
+                "event node {} seq {}: {}",
+                self.node, self.seq, self.problem
+            ),
+        }
+    }
+}
+
+/// The database handle. Cheap to clone: every clone shares one pool and one
+/// append lock.
 #[derive(Clone)]
-pub struct Store {}
+pub struct Store {
+    pool: AnyPool,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    /// This process's node name: its audit chain segment.
+    node: String,
+    /// Serializes this process's audit appends, so they queue here rather
+    /// than contend for the database's write lock. Across processes the
+    /// chain-head row lock (PostgreSQL) or the write lock (SQLite) decides.
+    append_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .field("node", &self.inner.node)
+            .finish_non_exhaustive()
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long a statement waits for SQLite's write lock (another process
+/// appending, a report reading) before failing.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
 
 impl Store {
+    /// Opens (creating if needed) the database at `url` and applies pending
+    /// migrations. `sqlite://PATH` creates the file and its folder and uses
+    /// WAL; `postgres://` connects. `node` names this bastion's audit chain.
     pub async fn open(url: &str, node: &str) -> Result<Store, StoreError> {
-        let _ = (url, node);
-        Err(StoreError::NotImplemented)
+        sqlx::any::install_default_drivers();
+        let shown = redact_url(url);
+        let open_err = |message: String| StoreError::Open {
+            url: shown.clone(),
+            message,
+        };
+        if node.is_empty() {
+            return Err(open_err("empty node name".into()));
+        }
+        let (backend, connect_url) = if let Some(rest) = strip_sqlite_scheme(url) {
+            (Backend::Sqlite, prepare_sqlite(rest).map_err(open_err)?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(open_err(
+                "unsupported database URL (expected sqlite://PATH or postgres://...)".into(),
+            ));
+        };
+        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let options = match backend {
+            Backend::Sqlite => options.max_connections(8).after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers (reports, exports) run beside the
+                    // writer; FULL sync keeps every committed audit event
+                    // on disk even if the host loses power.
+                    conn.execute(sqlx::AssertSqlSafe(format!(
+                        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
+                         PRAGMA journal_mode = WAL; \
+                         PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON;"
+                    )))
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options.max_connections(10),
+        };
+        let pool = options
+            .connect(&connect_url)
+            .await
+            .map_err(|e| open_err(redact_message(&e.to_string(), url)))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        if let Err(source) = migrator.run(&pool).await {
+            pool.close().await;
+            return Err(StoreError::Migrate {
+                url: shown.clone(),
+                source,
+            });
+        }
+        Ok(Store {
+            pool,
+            inner: Arc::new(Inner {
+                backend,
+                node: node.to_string(),
+                append_lock: tokio::sync::Mutex::new(()),
+            }),
+        })
     }
+
     pub fn backend(&self) -> Backend {
-        Backend::Sqlite
+        self.inner.backend
     }
-    pub async fn audit(&self, ev: &AuditEvent) -> Result<AuditRecord, StoreError> {
-        let _ = ev;
-        Err(StoreError::NotImplemented)
+
+    /// This process's node name (its audit chain segment).
+    pub fn node(&self) -> &str {
+        &self.inner.node
     }
-    pub async fn export(
+
+    /// The pool, for further `impl Store` blocks in this module.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection (waits for checked-out ones to return).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A transaction that holds the write lock from its first statement:
+    /// `BEGIN IMMEDIATE` on SQLite (a deferred transaction that reads then
+    /// writes can fail with SQLITE_BUSY instead of waiting); a plain `BEGIN`
+    /// on PostgreSQL, where callers lock rows with `FOR UPDATE`.
+    pub(crate) async fn begin_write(
         &self,
-        since: Option<OffsetDateTime>,
-        until: Option<OffsetDateTime>,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
-        let _ = (since, until);
-        Err(StoreError::NotImplemented)
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.backend() {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .ctx("begin transaction")
     }
-    pub async fn verify_chain(&self) -> Result<ChainReport, StoreError> {
-        Err(StoreError::NotImplemented)
+}
+
+fn strip_sqlite_scheme(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+}
+
+/// Creates the database's folder and makes sure sqlx creates the file
+/// (`mode=rwc`); returns the URL to connect with.
+fn prepare_sqlite(rest: &str) -> Result<String, String> {
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err("no file name in sqlite URL".into());
     }
-    pub async fn session_start(&self, s: &SessionRow) -> Result<(), StoreError> {
-        let _ = s;
-        Err(StoreError::NotImplemented)
+    let mode = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("mode="));
+    let in_memory = path == ":memory:" || mode == Some("memory");
+    // `mode=ro` / `mode=rw` ask for an existing file: create nothing then.
+    let create = !in_memory && matches!(mode, None | Some("rwc"));
+    if create {
+        let parent = std::path::Path::new(path).parent();
+        if let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create folder {}: {e}", dir.display()))?;
+        }
+        // Created here, owner-only, before SQLite would create it with the
+        // umask's mode: it holds the audit log and the vault. SQLite gives
+        // its -wal and -shm files the same mode.
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {path}: {e}")),
+        }
     }
-    pub async fn session_end(
-        &self,
-        id: &str,
-        ended_at: OffsetDateTime,
-        bytes_up: i64,
-        bytes_down: i64,
-        exit_status: Option<i64>,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        let _ = (id, ended_at, bytes_up, bytes_down, exit_status, reason);
-        Err(StoreError::NotImplemented)
+    let mut url = format!("sqlite://{path}");
+    match (query, mode) {
+        (Some(q), Some(_)) => {
+            url.push('?');
+            url.push_str(q);
+        }
+        (Some(q), None) => {
+            url.push('?');
+            url.push_str(q);
+            url.push_str("&mode=rwc");
+        }
+        (None, _) if !in_memory => url.push_str("?mode=rwc"),
+        (None, _) => {}
     }
-    pub async fn sessions_live(&self) -> Result<Vec<SessionRow>, StoreError> {
-        Err(StoreError::NotImplemented)
+    Ok(url)
+}
+
+/// The URL with any password replaced by `***` (user info and `password=`
+/// query parameters), for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _password)) => format!("{user}:***@{host}"),
+                    None => format!("{userinfo}@{host}"),
+                },
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => head.to_string(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
-    pub async fn request_kill(&self, id: &str) -> Result<bool, StoreError> {
-        let _ = id;
-        Err(StoreError::NotImplemented)
+    out
+}
+
+/// Removes the password of `url` from a driver error message, in case the
+/// driver quoted it.
+fn redact_message(message: &str, url: &str) -> String {
+    match password_of(url) {
+        Some(p) if !p.is_empty() => message.replace(p, "***"),
+        _ => message.to_string(),
     }
-    pub async fn kill_requests(&self, node: &str) -> Result<Vec<String>, StoreError> {
-        let _ = node;
-        Err(StoreError::NotImplemented)
+}
+
+fn password_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    Some(userinfo.split_once(':')?.1)
+}
+
+/// Timestamps are stored as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds).
+const TS_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+/// The stored form of a timestamp: RFC 3339 UTC, exactly six fractional
+/// digits, so that text order is time order. Years outside 0000..=9999
+/// would break that and are refused.
+pub(crate) fn ts_text(t: OffsetDateTime) -> Result<String, StoreError> {
+    let utc = t.to_offset(time::UtcOffset::UTC);
+    if !(0..=9999).contains(&utc.year()) {
+        return Err(StoreError::Invalid(format!(
+            "timestamp {t} is outside the years 0000-9999"
+        )));
     }
-    pub async fn auth_failure(&self, user: &str, now: OffsetDateTime) -> Result<u32, StoreError> {
-        let _ = (user, now);
-        Err(StoreError::NotImplemented)
+    utc.format(TS_FORMAT)
+        .map_err(|e| StoreError::Invalid(format!("timestamp {t}: {e}")))
+}
+
+/// Parses a stored timestamp (also any RFC 3339 text, for rows written by
+/// hand).
+pub(crate) fn parse_ts(s: &str) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::parse(s, TS_FORMAT)
+        .or_else(|_| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
+
+/// `now`, truncated to what the database keeps (microseconds).
+pub(crate) fn now_utc() -> OffsetDateTime {
+    truncate_micros(OffsetDateTime::now_utc())
+}
+
+pub(crate) fn truncate_micros(t: OffsetDateTime) -> OffsetDateTime {
+    let nanos = t.nanosecond();
+    t.replace_nanosecond(nanos - nanos % 1000).unwrap_or(t)
+}
+
+/// Reads column `col`, naming the column in the error.
+pub(crate) fn get<'r, T>(row: &'r AnyRow, col: &'static str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get::<T, _>(col)
+        .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+}
+
+pub(crate) fn get_ts(row: &AnyRow, col: &'static str) -> Result<OffsetDateTime, StoreError> {
+    let s: String = get(row, col)?;
+    parse_ts(&s)
+}
+
+pub(crate) fn get_opt_ts(
+    row: &AnyRow,
+    col: &'static str,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    let s: Option<String> = get(row, col)?;
+    s.as_deref().map(parse_ts).transpose()
+}
+
+fn opt_ts_text(t: Option<OffsetDateTime>) -> Result<Option<String>, StoreError> {
+    t.map(ts_text).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn timestamps_have_one_sortable_form() {
+        let a = datetime!(2026-01-02 03:04:05.000_006_789 UTC);
+        assert_eq!(ts_text(a).unwrap(), "2026-01-02T03:04:05.000006Z");
+        let b = datetime!(2026-01-02 05:04:05 +02:00);
+        assert_eq!(ts_text(b).unwrap(), "2026-01-02T03:04:05.000000Z");
+        assert!(ts_text(b).unwrap() < ts_text(a).unwrap());
+        assert_eq!(
+            parse_ts("2026-01-02T03:04:05.000006Z").unwrap(),
+            datetime!(2026-01-02 03:04:05.000_006 UTC)
+        );
+        assert_eq!(
+            parse_ts("2026-01-02T05:04:05+02:00").unwrap(),
+            datetime!(2026-01-02 03:04:05 UTC)
+        );
+        assert!(parse_ts("yesterday").is_err());
+        assert!(ts_text(datetime!(-0001-01-01 0:00 UTC)).is_err());
     }
-    pub async fn auth_success(&self, user: &str) -> Result<(), StoreError> {
-        let _ = user;
-        Err(StoreError::NotImplemented)
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://gh:s3cret@db.internal:5432/gh?sslmode=require"),
+            "postgres://gh:***@db.internal:5432/gh?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://db/gh?user=gh&password=s3cret"),
+            "postgres://db/gh?user=gh&password=***"
+        );
+        assert_eq!(redact_url("sqlite://data/g.db"), "sqlite://data/g.db");
+        assert_eq!(
+            redact_message("auth failed for s3cret", "postgres://gh:s3cret@db/gh"),
+            "auth failed for ***"
+        );
     }
-    pub async fn lock_user(&self, user: &str, until: OffsetDateTime) -> Result<(), StoreError> {
-        let _ = (user, until);
-        Err(StoreError::NotImplemented)
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/g.db");
+        let url = prepare_sqlite(path.to_str().unwrap()).unwrap();
+        assert_eq!(url, format!("sqlite://{}?mode=rwc", path.display()));
+        assert!(dir.path().join("a/b").is_dir());
+        let ro = dir.path().join("ro/g.db");
+        assert_eq!(
+            prepare_sqlite(&format!("{}?mode=ro", ro.display())).unwrap(),
+            format!("sqlite://{}?mode=ro", ro.display())
+        );
+        assert!(!dir.path().join("ro").exists(), "read-only creates nothing");
+        assert_eq!(prepare_sqlite(":memory:").unwrap(), "sqlite://:memory:");
     }
-    pub async fn locked_until(&self, user: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-        let _ = user;
-        Err(StoreError::NotImplemented)
-    }
-    pub async fn unlock(&self, user: &str) -> Result<bool, StoreError> {
-        let _ = user;
-        Err(StoreError::NotImplemented)
-    }
-    pub async fn grants_for(&self, user: &str) -> Result<Vec<Grant>, StoreError> {
-        let _ = user;
-        Err(StoreError::NotImplemented)
-    }
-    pub async fn grant_insert(&self, g: &Grant) -> Result<i64, StoreError> {
-        let _ = g;
-        Err(StoreError::NotImplemented)
-    }
-    pub async fn grant_get(&self, id: i64) -> Result<Option<Grant>, StoreError> {
-        let _ = id;
-        Err(StoreError::NotImplemented)
-    }
-    pub async fn grant_update(&self, g: &Grant) -> Result<(), StoreError> {
-        let _ = g;
-        Err(StoreError::NotImplemented)
-    }
-    pub async fn grants_list(&self, user: Option<&str>) -> Result<Vec<Grant>, StoreError> {
-        let _ = user;
-        Err(StoreError::NotImplemented)
-    }
-    pub async fn grants_expire_due(&self, now: OffsetDateTime) -> Result<Vec<Grant>, StoreError> {
-        let _ = now;
-        Err(StoreError::NotImplemented)
+
+    #[tokio::test]
+    async fn open_creates_the_file_and_reports_bad_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/g.db");
+        let store = Store::open(&format!("sqlite://{}", path.display()), "n1")
+            .await
+            .unwrap();
+        assert_eq!(store.backend(), Backend::Sqlite);
+        assert!(path.exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        store.close().await;
+
+        let err = Store::open("mysql://u:pw@h/db", "n1").await.unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("u:***@h"), "{msg}");
+        assert!(!msg.contains("pw"), "{msg}");
     }
 }

@@ -1,0 +1,322 @@
+//! The asciicast v2 format: the header line, event lines, a streaming
+//! reader, and the UTF-8 decoder that carries a sequence split across PTY
+//! chunks over to the next chunk.
+//!
+//! asciicast is line-based: line 1 is a JSON header object, every other
+//! line a JSON array `[time, code, data]` with `time` in seconds since the
+//! start. Writers only ever emit whole lines, so a file cut short by a crash
+//! is valid up to its last newline; the reader tolerates a torn last line.
+
+use std::io::BufRead;
+
+use serde::{Deserialize, Serialize};
+
+use super::RecordingError;
+
+/// The first line of a cast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub version: u32,
+    pub width: u32,
+    pub height: u32,
+    /// Unix time of the start, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Env>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Env {
+    #[serde(rename = "TERM", default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<String>,
+    #[serde(rename = "SHELL", default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+}
+
+/// An event code: output, input, resize, marker (others are kept as is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Output,
+    Input,
+    Resize,
+    Marker,
+    Other,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Output => "o",
+            Code::Input => "i",
+            Code::Resize => "r",
+            Code::Marker => "m",
+            Code::Other => "?",
+        }
+    }
+
+    fn parse(s: &str) -> Code {
+        match s {
+            "o" => Code::Output,
+            "i" => Code::Input,
+            "r" => Code::Resize,
+            "m" => Code::Marker,
+            _ => Code::Other,
+        }
+    }
+}
+
+/// One event line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub time: f64,
+    pub code: Code,
+    pub data: String,
+}
+
+impl Event {
+    /// `COLSxROWS` of a resize event.
+    pub fn resize_size(&self) -> Option<(u32, u32)> {
+        let (c, r) = self.data.split_once('x')?;
+        Some((c.trim().parse().ok()?, r.trim().parse().ok()?))
+    }
+}
+
+/// The header as one line, newline included.
+pub fn header_line(header: &Header) -> Result<String, RecordingError> {
+    let mut s = serde_json::to_string(header)
+        .map_err(|e| RecordingError::Format(format!("cannot encode the cast header: {e}")))?;
+    s.push('\n');
+    Ok(s)
+}
+
+/// One event as one line, newline included. Times are written with
+/// microsecond precision, which players accept as a plain float.
+pub fn event_line(time: f64, code: Code, data: &str) -> String {
+    // serde_json escapes every control character, so the line never breaks.
+    let data = serde_json::Value::String(data.to_owned()).to_string();
+    format!("[{time:.6}, \"{}\", {data}]\n", code.as_str())
+}
+
+/// Reads a cast one line at a time.
+pub struct Reader<R> {
+    input: R,
+    line: String,
+    line_no: usize,
+    /// Set when the last line was torn (no newline and not JSON): the cast
+    /// was cut short by a crash; everything before it is still good.
+    pub torn_tail: bool,
+}
+
+impl<R: BufRead> Reader<R> {
+    /// Reads and parses the header line.
+    pub fn new(mut input: R) -> Result<(Header, Reader<R>), RecordingError> {
+        let mut line = String::new();
+        input
+            .read_line(&mut line)
+            .map_err(|e| RecordingError::Format(format!("cannot read the cast: {e}")))?;
+        let header: Header = serde_json::from_str(line.trim_end())
+            .map_err(|e| RecordingError::Format(format!("line 1: not an asciicast header: {e}")))?;
+        if header.version != 2 {
+            return Err(RecordingError::Format(format!(
+                "line 1: asciicast version {} (only 2 is supported)",
+                header.version
+            )));
+        }
+        Ok((
+            header,
+            Reader {
+                input,
+                line,
+                line_no: 1,
+                torn_tail: false,
+            },
+        ))
+    }
+
+    /// The next event, `None` at the end.
+    pub fn next_event(&mut self) -> Option<Result<Event, RecordingError>> {
+        loop {
+            self.line.clear();
+            match self.input.read_line(&mut self.line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    return Some(Err(RecordingError::Format(format!(
+                        "line {}: cannot read: {e}",
+                        self.line_no + 1
+                    ))));
+                }
+            }
+            self.line_no += 1;
+            let complete = self.line.ends_with('\n');
+            let text = self.line.trim_end();
+            if text.is_empty() {
+                continue;
+            }
+            match parse_event(text) {
+                Ok(ev) => return Some(Ok(ev)),
+                Err(_) if !complete => {
+                    self.torn_tail = true;
+                    return None;
+                }
+                Err(msg) => {
+                    return Some(Err(RecordingError::Format(format!(
+                        "line {}: {msg}",
+                        self.line_no
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+fn parse_event(text: &str) -> Result<Event, String> {
+    let (time, code, data): (f64, String, String) =
+        serde_json::from_str(text).map_err(|e| format!("not an asciicast event: {e}"))?;
+    if !time.is_finite() || time < 0.0 {
+        return Err(format!("bad event time {time}"));
+    }
+    Ok(Event {
+        time,
+        code: Code::parse(&code),
+        data,
+    })
+}
+
+/// Turns a byte stream into text, carrying an incomplete UTF-8 sequence at
+/// the end of one chunk over to the next and replacing truly invalid bytes
+/// with U+FFFD.
+#[derive(Debug, Default)]
+pub struct Utf8Decoder {
+    carry: Vec<u8>,
+}
+
+impl Utf8Decoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes `chunk`; the returned flag says whether invalid bytes were
+    /// replaced.
+    pub fn decode(&mut self, chunk: &[u8]) -> (String, bool) {
+        let mut bytes = std::mem::take(&mut self.carry);
+        bytes.extend_from_slice(chunk);
+        let mut out = String::with_capacity(bytes.len());
+        let mut invalid = false;
+        let mut rest: &[u8] = &bytes;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    out.push_str(s);
+                    break;
+                }
+                Err(e) => {
+                    let (good, bad) = rest.split_at(e.valid_up_to());
+                    // `good` is valid UTF-8 by construction.
+                    out.push_str(std::str::from_utf8(good).unwrap_or_default());
+                    match e.error_len() {
+                        Some(n) => {
+                            out.push('\u{FFFD}');
+                            invalid = true;
+                            rest = bad.get(n..).unwrap_or_default();
+                        }
+                        None => {
+                            // An incomplete sequence at the very end: wait
+                            // for the rest of it.
+                            self.carry = bad.to_vec();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        (out, invalid)
+    }
+
+    /// Ends the stream: a still-incomplete sequence becomes U+FFFD.
+    pub fn finish(&mut self) -> Option<String> {
+        if self.carry.is_empty() {
+            None
+        } else {
+            self.carry.clear();
+            Some("\u{FFFD}".to_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_utf8_sequences_are_carried_to_the_next_chunk() {
+        let text = "héllo → 世界 🎉";
+        let bytes = text.as_bytes();
+        // Every possible split point, including inside multi-byte sequences.
+        for cut in 0..=bytes.len() {
+            let mut d = Utf8Decoder::new();
+            let (a, bad_a) = d.decode(&bytes[..cut]);
+            let (b, bad_b) = d.decode(&bytes[cut..]);
+            assert!(!bad_a && !bad_b, "cut {cut}");
+            assert_eq!(format!("{a}{b}"), text, "cut {cut}");
+            assert_eq!(d.finish(), None);
+        }
+        // One byte at a time.
+        let mut d = Utf8Decoder::new();
+        let joined: String = bytes.iter().map(|b| d.decode(&[*b]).0).collect();
+        assert_eq!(joined, text);
+    }
+
+    #[test]
+    fn invalid_bytes_become_replacement_characters() {
+        let mut d = Utf8Decoder::new();
+        let (s, bad) = d.decode(b"a\xffb\xc3(");
+        assert!(bad);
+        assert_eq!(s, "a\u{FFFD}b\u{FFFD}(");
+        let (s, _) = d.decode(b"x\xe2\x82");
+        assert_eq!(s, "x");
+        assert_eq!(d.finish().as_deref(), Some("\u{FFFD}"));
+    }
+
+    #[test]
+    fn events_round_trip_through_the_reader() {
+        let header = Header {
+            version: 2,
+            width: 80,
+            height: 24,
+            timestamp: Some(1),
+            command: None,
+            title: Some("t".into()),
+            env: Some(Env {
+                term: Some("xterm".into()),
+                shell: None,
+            }),
+        };
+        let mut cast = header_line(&header).unwrap();
+        cast.push_str(&event_line(0.5, Code::Output, "a\"b\n\u{1b}[0m\u{0}"));
+        cast.push_str(&event_line(1.25, Code::Resize, "100x40"));
+        cast.push_str("[2.0, \"o\", \"tor"); // a crash mid-line
+        let (h, mut r) = Reader::new(cast.as_bytes()).unwrap();
+        assert_eq!(h, header);
+        let e1 = r.next_event().unwrap().unwrap();
+        assert_eq!(e1.data, "a\"b\n\u{1b}[0m\u{0}");
+        assert_eq!(e1.code, Code::Output);
+        let e2 = r.next_event().unwrap().unwrap();
+        assert_eq!(e2.resize_size(), Some((100, 40)));
+        assert!(r.next_event().is_none());
+        assert!(r.torn_tail);
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_is_an_error() {
+        let cast = "{\"version\":2,\"width\":1,\"height\":1}\nnope\n[1.0, \"o\", \"x\"]\n";
+        let (_, mut r) = Reader::new(cast.as_bytes()).unwrap();
+        let err = r.next_event().unwrap().unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+}

@@ -1,0 +1,783 @@
+//! The live recorder: one per recorded channel.
+//!
+//! The session task hands bytes to a [`Recorder`] (cheap to clone, one clone
+//! per direction); a writer task owns the file. The channel between them is
+//! bounded, so a slow disk slows the session instead of growing memory. The
+//! writer turns bytes into whole asciicast lines, writes them out and
+//! `fsync`s at least every [`FLUSH_INTERVAL`], so a bastion killed
+//! mid-session leaves a playable cast up to then.
+//!
+//! Fail closed: the first write error puts the recorder in a failed state.
+//! From then on every call returns `Err`, and [`Recorder::failed`] resolves
+//! so the session task can end the session with the reason. Recording never
+//! stops silently.
+//!
+//! Two modes, chosen by whether the channel has a PTY (`meta.term`):
+//! - PTY (shells, `ssh -t` commands): every output byte becomes "o" events
+//!   (UTF-8 split across chunks is carried over, invalid bytes become
+//!   U+FFFD), resizes "r", keystrokes "i" when `record_input` is on.
+//! - No PTY (exec, subsystems): the data may be binary and huge, so only
+//!   the first `text_cap` bytes of output that is text are kept as "o"
+//!   events (bare `\n` shown as `\r\n` so it plays like a terminal), and
+//!   the sidecar carries the byte counts and SHA-256 of stdin, stdout and
+//!   stderr. Input is hashed and counted, never stored.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring::digest::{Context, SHA256};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::cast::{self, Code, Env, Header, Utf8Decoder};
+use super::sidecar::{self, ByteCounts, Sidecar};
+use super::signing::Signer;
+use super::{RecordingError, cast_path, sidecar_path, validate_id};
+
+/// Written lines reach the file and are `fsync`ed at least this often.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Commands queued to the writer; a full queue makes callers wait.
+const QUEUE_DEPTH: usize = 64;
+
+/// Pending lines are written out early once they reach this size.
+const WRITE_THRESHOLD: usize = 64 * 1024;
+
+/// What kind of channel is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Shell,
+    Exec,
+    Subsystem,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Shell => "shell",
+            Kind::Exec => "exec",
+            Kind::Subsystem => "subsystem",
+        }
+    }
+}
+
+/// Who, where, as whom, from where, when: fixed at the start.
+#[derive(Debug, Clone)]
+pub struct RecordingMeta {
+    /// File name stem: `[A-Za-z0-9._-]`, e.g. the session id, or
+    /// `SESSION-2` for a session's second channel.
+    pub id: String,
+    pub session: String,
+    pub user: String,
+    pub server: String,
+    pub account: String,
+    /// Client address, `IP:PORT`.
+    pub source: String,
+    pub grant: Option<i64>,
+    pub kind: Kind,
+    /// Exec command or subsystem name.
+    pub command: Option<String>,
+    /// The client's TERM when a PTY was requested; `None` means no PTY.
+    pub term: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    /// Decides the date folder (its UTC date).
+    pub started_at: OffsetDateTime,
+}
+
+/// Recorder settings, usually from `[recording]` in gatehouse.toml.
+#[derive(Debug, Clone, Copy)]
+pub struct RecorderOptions {
+    /// Keep keystrokes as "i" events (PTY sessions).
+    pub record_input: bool,
+    /// Without a PTY: at most this many output bytes are kept as text.
+    pub text_cap: usize,
+}
+
+impl RecorderOptions {
+    pub fn from_config(c: &crate::config::RecordingConfig) -> Self {
+        RecorderOptions {
+            record_input: c.record_input,
+            text_cap: c.exec_text_cap,
+        }
+    }
+}
+
+/// What a finished recording produced.
+#[derive(Debug, Clone)]
+pub struct RecordingSummary {
+    pub cast_path: PathBuf,
+    pub sidecar_path: PathBuf,
+    /// The signed sidecar as written.
+    pub sidecar: Sidecar,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Running,
+    Failed(String),
+    Finished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdin,
+    Stdout,
+    Stderr,
+}
+
+enum Cmd {
+    Data {
+        stream: Stream,
+        at: Duration,
+        data: Vec<u8>,
+    },
+    Resize {
+        at: Duration,
+        cols: u32,
+        rows: u32,
+    },
+    Finish {
+        exit_status: Option<i32>,
+        exit_signal: Option<String>,
+        reply: oneshot::Sender<Result<RecordingSummary, RecordingError>>,
+    },
+}
+
+/// A handle on a live recording. Clone it to feed it from several tasks;
+/// call [`Recorder::finish`] once, from any clone, when the channel closes.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Cmd>,
+    state: watch::Receiver<State>,
+    start: Instant,
+    cast_path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("cast_path", &self.cast_path)
+            .finish()
+    }
+}
+
+impl Recorder {
+    /// Creates `ROOT/YYYY-MM-DD/ID.cast` (never overwriting one), writes the
+    /// header and a provisional sidecar, and starts the writer task.
+    pub async fn start(
+        root: &Path,
+        meta: RecordingMeta,
+        signer: Arc<Signer>,
+        opts: RecorderOptions,
+    ) -> Result<Recorder, RecordingError> {
+        validate_id(&meta.id)?;
+        let started_at = meta.started_at.to_offset(time::UtcOffset::UTC);
+        let cast_path = cast_path(root, started_at.date(), &meta.id);
+        let sidecar_path = sidecar_path(&cast_path);
+        let dir = cast_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| root.to_path_buf());
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(&dir)
+            .await
+            .map_err(|e| RecordingError::io(&dir, e))?;
+        let mut file = match tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&cast_path)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(RecordingError::Exists(meta.id.clone()));
+            }
+            Err(e) => return Err(RecordingError::io(&cast_path, e)),
+        };
+
+        let pty = meta.term.is_some();
+        // Exec channels usually come without a window size: play them in
+        // a standard terminal rather than a 0x0 one.
+        let (width, height) = if meta.width == 0 || meta.height == 0 {
+            (80, 24)
+        } else {
+            (meta.width.min(10_000), meta.height.min(10_000))
+        };
+        let header = Header {
+            version: 2,
+            width,
+            height,
+            timestamp: Some(started_at.unix_timestamp()),
+            command: meta.command.clone(),
+            title: Some(title(&meta)),
+            env: Some(Env {
+                term: meta.term.clone(),
+                shell: None,
+            }),
+        };
+        let header_line = cast::header_line(&header)?;
+        let mut cast_hash = Context::new(&SHA256);
+        cast_hash.update(header_line.as_bytes());
+        file.write_all(header_line.as_bytes())
+            .await
+            .map_err(|e| RecordingError::io(&cast_path, e))?;
+        file.flush()
+            .await
+            .map_err(|e| RecordingError::io(&cast_path, e))?;
+
+        let sidecar = Sidecar {
+            format: sidecar::FORMAT,
+            id: meta.id.clone(),
+            session: meta.session.clone(),
+            user: meta.user.clone(),
+            server: meta.server.clone(),
+            account: meta.account.clone(),
+            source: meta.source.clone(),
+            grant: meta.grant,
+            kind: meta.kind,
+            command: meta.command.clone(),
+            term: meta.term.clone(),
+            width: header.width,
+            height: header.height,
+            started_at: started_at
+                .format(&Rfc3339)
+                .map_err(|e| RecordingError::Format(format!("start time: {e}")))?,
+            ended_at: None,
+            complete: false,
+            exit_status: None,
+            exit_signal: None,
+            bytes: ByteCounts::default(),
+            stdin_sha256: None,
+            stdout_sha256: None,
+            stderr_sha256: None,
+            input_recorded: pty && opts.record_input,
+            text_cap: (!pty).then_some(opts.text_cap as u64),
+            text_recorded_bytes: None,
+            text_truncated: None,
+            interrupted: false,
+            cast: format!("{}.cast", meta.id),
+            cast_sha256: None,
+            signing_key: Some(signer.public_key_hex()),
+            signature: None,
+            error: None,
+        };
+        write_sidecar(sidecar.clone(), sidecar_path.clone()).await?;
+
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (state_tx, state_rx) = watch::channel(State::Running);
+        let writer = Writer {
+            file,
+            cast_path: cast_path.clone(),
+            sidecar_path,
+            sidecar,
+            signer,
+            pty,
+            record_input: opts.record_input,
+            text_cap: opts.text_cap as u64,
+            text_recorded: 0,
+            cap_reached: false,
+            text_notes: Vec::new(),
+            out_text: TextStream::default(),
+            err_text: TextStream::default(),
+            in_decoder: Utf8Decoder::new(),
+            bytes: ByteCounts::default(),
+            stdin_hash: Context::new(&SHA256),
+            stdout_hash: Context::new(&SHA256),
+            stderr_hash: Context::new(&SHA256),
+            cast_hash,
+            pending: Vec::new(),
+            unsynced: false,
+            last_time: 0.0,
+        };
+        tokio::spawn(writer.run(rx, state_tx));
+        Ok(Recorder {
+            tx,
+            state: state_rx,
+            start: Instant::now(),
+            cast_path: Arc::new(cast_path),
+        })
+    }
+
+    /// Output from the server (stdout, or the PTY).
+    pub async fn output(&self, data: &[u8]) -> Result<(), RecordingError> {
+        self.data(Stream::Stdout, data).await
+    }
+
+    /// Extended data (stderr) from the server.
+    pub async fn stderr(&self, data: &[u8]) -> Result<(), RecordingError> {
+        self.data(Stream::Stderr, data).await
+    }
+
+    /// Input from the client: counted and hashed; kept as "i" events only
+    /// with a PTY and `record_input`.
+    pub async fn input(&self, data: &[u8]) -> Result<(), RecordingError> {
+        self.data(Stream::Stdin, data).await
+    }
+
+    /// A window size change.
+    pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
+        let at = self.start.elapsed();
+        self.send(Cmd::Resize { at, cols, rows }).await
+    }
+
+    /// Flushes, fsyncs, hashes the cast, signs and writes the final sidecar.
+    /// Returns `Err` if recording failed at any point.
+    pub async fn finish(
+        self,
+        exit_status: Option<i32>,
+        exit_signal: Option<String>,
+    ) -> Result<RecordingSummary, RecordingError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Cmd::Finish {
+            exit_status,
+            exit_signal,
+            reply,
+        })
+        .await?;
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(self.stopped_error()),
+        }
+    }
+
+    /// Resolves with the reason once recording has failed; never resolves
+    /// for a recording that finishes normally. Select on it in the session
+    /// task to end the session when recording is no longer possible.
+    pub fn failed(&self) -> impl Future<Output = String> + Send + 'static {
+        let mut rx = self.state.clone();
+        async move {
+            loop {
+                let state = rx.borrow_and_update().clone();
+                match state {
+                    State::Failed(reason) => return reason,
+                    State::Finished => std::future::pending::<()>().await,
+                    State::Running => {}
+                }
+                if rx.changed().await.is_err() {
+                    let last = rx.borrow().clone();
+                    return match last {
+                        State::Failed(reason) => reason,
+                        State::Finished => std::future::pending().await,
+                        State::Running => "the recorder stopped unexpectedly".into(),
+                    };
+                }
+            }
+        }
+    }
+
+    /// The failure reason, if recording has failed.
+    pub fn failure(&self) -> Option<String> {
+        match &*self.state.borrow() {
+            State::Failed(reason) => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    /// Where the cast is being written.
+    pub fn cast_path(&self) -> &Path {
+        &self.cast_path
+    }
+
+    async fn data(&self, stream: Stream, data: &[u8]) -> Result<(), RecordingError> {
+        let at = self.start.elapsed();
+        if data.is_empty() {
+            return self.check();
+        }
+        self.send(Cmd::Data {
+            stream,
+            at,
+            data: data.to_vec(),
+        })
+        .await
+    }
+
+    fn check(&self) -> Result<(), RecordingError> {
+        match &*self.state.borrow() {
+            State::Running => Ok(()),
+            State::Failed(reason) => Err(RecordingError::Failed(reason.clone())),
+            State::Finished => Err(RecordingError::Finished),
+        }
+    }
+
+    async fn send(&self, cmd: Cmd) -> Result<(), RecordingError> {
+        self.check()?;
+        self.tx.send(cmd).await.map_err(|_| self.stopped_error())
+    }
+
+    fn stopped_error(&self) -> RecordingError {
+        match &*self.state.borrow() {
+            State::Failed(reason) => RecordingError::Failed(reason.clone()),
+            State::Finished => RecordingError::Finished,
+            State::Running => RecordingError::Failed("the recorder stopped unexpectedly".into()),
+        }
+    }
+}
+
+/// The cast title: who became whom where, and what ran.
+fn title(meta: &RecordingMeta) -> String {
+    let base = format!(
+        "{} as {}@{} ({})",
+        meta.user,
+        meta.account,
+        meta.server,
+        meta.kind.as_str()
+    );
+    match &meta.command {
+        Some(c) => {
+            let short: String = c.chars().take(200).collect();
+            let more = if short.len() < c.len() { "..." } else { "" };
+            format!("{base}: {short}{more}")
+        }
+        None => base,
+    }
+}
+
+async fn write_sidecar(sidecar: Sidecar, path: PathBuf) -> Result<(), RecordingError> {
+    tokio::task::spawn_blocking(move || sidecar.write(&path))
+        .await
+        .map_err(|e| RecordingError::Failed(format!("sidecar writer: {e}")))?
+}
+
+/// Text kept from one stream when there is no PTY.
+#[derive(Default)]
+struct TextStream {
+    decoder: Utf8Decoder,
+    /// Binary data seen: no more text from this stream.
+    stopped: bool,
+    /// The last character kept was `\r` (so a following `\n` stays as is).
+    last_cr: bool,
+}
+
+struct Writer {
+    file: tokio::fs::File,
+    cast_path: PathBuf,
+    sidecar_path: PathBuf,
+    /// The provisional sidecar, completed at the end.
+    sidecar: Sidecar,
+    signer: Arc<Signer>,
+    pty: bool,
+    record_input: bool,
+    text_cap: u64,
+    text_recorded: u64,
+    /// Output went over `text_cap`: no more text is kept.
+    cap_reached: bool,
+    text_notes: Vec<String>,
+    out_text: TextStream,
+    err_text: TextStream,
+    in_decoder: Utf8Decoder,
+    bytes: ByteCounts,
+    stdin_hash: Context,
+    stdout_hash: Context,
+    stderr_hash: Context,
+    /// Over every byte written to the cast, header included.
+    cast_hash: Context,
+    /// Whole lines not yet written to the file.
+    pending: Vec<u8>,
+    /// Lines written since the last fsync.
+    unsynced: bool,
+    /// Times only move forward, even if two tasks' events cross in the queue.
+    last_time: f64,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, state: watch::Sender<State>) {
+        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sync = Instant::now();
+        loop {
+            let step = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Cmd::Finish { exit_status, exit_signal, reply }) => {
+                        let result = self.close(exit_status, exit_signal, &state).await;
+                        let _ = reply.send(result);
+                        return;
+                    }
+                    Some(cmd) => self.handle(cmd).await,
+                    None => {
+                        // Every handle dropped without finish (the session
+                        // task died): close the recording properly anyway.
+                        let _ = self.close(None, None, &state).await;
+                        return;
+                    }
+                },
+                _ = tick.tick() => {
+                    last_sync = Instant::now();
+                    self.sync().await
+                }
+            };
+            // A steady stream of data must not starve the periodic sync.
+            let step = match step {
+                Ok(()) if last_sync.elapsed() >= FLUSH_INTERVAL => {
+                    last_sync = Instant::now();
+                    self.sync().await
+                }
+                other => other,
+            };
+            if let Err(e) = step {
+                let reason = e.to_string();
+                tracing::error!(cast = %self.cast_path.display(), "recording failed: {reason}");
+                state.send_replace(State::Failed(reason.clone()));
+                // Refuse everything still queued or yet to come.
+                rx.close();
+                while let Some(cmd) = rx.recv().await {
+                    if let Cmd::Finish { reply, .. } = cmd {
+                        let _ = reply.send(Err(RecordingError::Failed(reason.clone())));
+                    }
+                }
+                self.record_failure(reason).await;
+                return;
+            }
+        }
+    }
+
+    /// Finishes the recording and publishes the outcome.
+    async fn close(
+        &mut self,
+        exit_status: Option<i32>,
+        exit_signal: Option<String>,
+        state: &watch::Sender<State>,
+    ) -> Result<RecordingSummary, RecordingError> {
+        let result = self.finish(exit_status, exit_signal).await;
+        match &result {
+            Ok(_) => {
+                state.send_replace(State::Finished);
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!(cast = %self.cast_path.display(), "recording failed: {reason}");
+                state.send_replace(State::Failed(reason.clone()));
+                self.record_failure(reason).await;
+            }
+        }
+        result
+    }
+
+    async fn handle(&mut self, cmd: Cmd) -> Result<(), RecordingError> {
+        match cmd {
+            Cmd::Data { stream, at, data } => {
+                let t = self.time(at);
+                match stream {
+                    Stream::Stdout => {
+                        self.bytes.stdout += data.len() as u64;
+                        self.stdout_hash.update(&data);
+                        self.output_text(t, Stream::Stdout, &data);
+                    }
+                    Stream::Stderr => {
+                        self.bytes.stderr += data.len() as u64;
+                        self.stderr_hash.update(&data);
+                        self.output_text(t, Stream::Stderr, &data);
+                    }
+                    Stream::Stdin => {
+                        self.bytes.stdin += data.len() as u64;
+                        self.stdin_hash.update(&data);
+                        if self.pty && self.record_input {
+                            let (text, _) = self.in_decoder.decode(&data);
+                            self.push(t, Code::Input, &text);
+                        }
+                    }
+                }
+            }
+            Cmd::Resize { at, cols, rows } => {
+                let t = self.time(at);
+                self.push(t, Code::Resize, &format!("{cols}x{rows}"));
+            }
+            Cmd::Finish { .. } => {}
+        }
+        if self.pending.len() >= WRITE_THRESHOLD {
+            self.write_pending().await?;
+        }
+        Ok(())
+    }
+
+    fn time(&mut self, at: Duration) -> f64 {
+        let t = at.as_secs_f64().max(self.last_time);
+        self.last_time = t;
+        t
+    }
+
+    fn output_text(&mut self, t: f64, which: Stream, data: &[u8]) {
+        if self.pty {
+            let decoder = match which {
+                Stream::Stderr => &mut self.err_text.decoder,
+                _ => &mut self.out_text.decoder,
+            };
+            let (text, _) = decoder.decode(data);
+            self.push(t, Code::Output, &text);
+            return;
+        }
+        let name = if which == Stream::Stderr {
+            "stderr"
+        } else {
+            "stdout"
+        };
+        let stream = match which {
+            Stream::Stderr => &mut self.err_text,
+            _ => &mut self.out_text,
+        };
+        if stream.stopped || self.cap_reached {
+            return;
+        }
+        let room = self.text_cap.saturating_sub(self.text_recorded);
+        let take = usize::try_from(room).unwrap_or(usize::MAX).min(data.len());
+        let (text, invalid) = stream.decoder.decode(data.get(..take).unwrap_or_default());
+        if invalid || text.contains('\0') {
+            stream.stopped = true;
+            self.text_notes.push(format!(
+                "binary data on {name} at {t:.3}s: not recorded as text from then on"
+            ));
+            self.push(
+                t,
+                Code::Output,
+                &format!("\r\n[gatehouse: binary data on {name} not recorded as text]\r\n"),
+            );
+            return;
+        }
+        self.text_recorded += take as u64;
+        let text = crlf(&text, &mut stream.last_cr);
+        self.push(t, Code::Output, &text);
+        if take < data.len() {
+            // Output went over the cap: stop keeping text, and say so.
+            self.cap_reached = true;
+            self.text_notes.push(format!(
+                "text cap of {} bytes reached at {t:.3}s: later output counted and hashed only",
+                self.text_cap
+            ));
+            self.push(
+                t,
+                Code::Output,
+                &format!(
+                    "\r\n[gatehouse: output beyond {} bytes not recorded as text; see the sidecar]\r\n",
+                    self.text_cap
+                ),
+            );
+        }
+    }
+
+    /// Queues one event line (nothing for empty text).
+    fn push(&mut self, t: f64, code: Code, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let line = cast::event_line(t, code, text);
+        self.cast_hash.update(line.as_bytes());
+        self.pending.extend_from_slice(line.as_bytes());
+    }
+
+    async fn write_pending(&mut self) -> Result<(), RecordingError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.pending)
+            .await
+            .map_err(|e| RecordingError::io(&self.cast_path, e))?;
+        self.pending.clear();
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Everything queued so far reaches the disk.
+    async fn sync(&mut self) -> Result<(), RecordingError> {
+        self.write_pending().await?;
+        if self.unsynced {
+            self.file
+                .flush()
+                .await
+                .map_err(|e| RecordingError::io(&self.cast_path, e))?;
+            self.file
+                .sync_data()
+                .await
+                .map_err(|e| RecordingError::io(&self.cast_path, e))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    async fn finish(
+        &mut self,
+        exit_status: Option<i32>,
+        exit_signal: Option<String>,
+    ) -> Result<RecordingSummary, RecordingError> {
+        let t = self.last_time;
+        if self.pty {
+            for tail in [
+                self.out_text.decoder.finish(),
+                self.err_text.decoder.finish(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                self.push(t, Code::Output, &tail);
+            }
+            if self.record_input
+                && let Some(tail) = self.in_decoder.finish()
+            {
+                self.push(t, Code::Input, &tail);
+            }
+        }
+        self.sync().await?;
+        let ended_at = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .map_err(|e| RecordingError::Format(format!("end time: {e}")))?;
+        let cast_hash = std::mem::replace(&mut self.cast_hash, Context::new(&SHA256));
+        let hex_of = |c: &Context| hex::encode(c.clone().finish().as_ref());
+        let mut s = self.sidecar.clone();
+        s.ended_at = Some(ended_at);
+        s.complete = true;
+        s.exit_status = exit_status;
+        s.exit_signal = exit_signal;
+        s.bytes = self.bytes;
+        s.stdin_sha256 = Some(hex_of(&self.stdin_hash));
+        s.stdout_sha256 = Some(hex_of(&self.stdout_hash));
+        s.stderr_sha256 = Some(hex_of(&self.stderr_hash));
+        if !self.pty {
+            s.text_recorded_bytes = Some(self.text_recorded);
+            s.text_truncated = (!self.text_notes.is_empty()).then(|| self.text_notes.join("; "));
+        }
+        s.cast_sha256 = Some(hex::encode(cast_hash.finish().as_ref()));
+        s.signing_key = Some(self.signer.public_key_hex());
+        s.signature = Some(hex::encode(self.signer.sign(&s.signed_message())));
+        write_sidecar(s.clone(), self.sidecar_path.clone()).await?;
+        self.sidecar = s.clone();
+        Ok(RecordingSummary {
+            cast_path: self.cast_path.clone(),
+            sidecar_path: self.sidecar_path.clone(),
+            sidecar: s,
+        })
+    }
+
+    /// Best effort: the provisional sidecar says why recording stopped.
+    async fn record_failure(&mut self, reason: String) {
+        let mut s = self.sidecar.clone();
+        s.complete = false;
+        s.signature = None;
+        s.bytes = self.bytes;
+        s.error = Some(reason);
+        if let Err(e) = write_sidecar(s, self.sidecar_path.clone()).await {
+            tracing::error!("cannot note the recording failure in the sidecar: {e}");
+        }
+    }
+}
+
+/// Shows bare `\n` as `\r\n`, as a terminal would after `onlcr`.
+fn crlf(text: &str, last_cr: &mut bool) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    for c in text.chars() {
+        if c == '\n' && !*last_cr {
+            out.push('\r');
+        }
+        out.push(c);
+        *last_cr = c == '\r';
+    }
+    out
+}

@@ -1,0 +1,608 @@
+//! The audit log: an append-only table whose rows form one hash chain per
+//! bastion node. Each event carries its node, a sequence number (1, 2, 3..
+//! per node), the previous event's hash and its own hash: SHA-256 over a
+//! length-prefixed encoding of every stored field ([`chain_hash`]). A
+//! per-node head row (`audit_heads`) holds the last sequence number and
+//! hash; appends lock it, so a removed tail shows as a head that promises
+//! more events than exist.
+//!
+//! Nodes sharing one PostgreSQL database each append to their own segment
+//! and never wait for one another; two processes of the same node (the
+//! server and an admin's CLI) serialize on the head row.
+
+use std::collections::HashMap;
+
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use ring::digest;
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+
+use super::{Backend, ChainFault, ChainReport, Ctx, Store, StoreError, get, now_utc, ts_text};
+use crate::audit::{AuditEvent, AuditRecord};
+
+/// `prev_hash` of each node's first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Bounds used when the caller gives none: every storable timestamp lies
+/// within them.
+const TS_MIN: &str = "0000-01-01T00:00:00.000000Z";
+const TS_MAX: &str = "9999-12-31T23:59:59.999999Z";
+
+const SELECT_EVENTS: &str = "SELECT id, ts, kind, username, server, account, session_id, source, \
+     detail, node, seq, prev_hash, hash FROM audit_events";
+
+/// An event row as stored, `detail` still as text: the hash covers the
+/// stored text, never a re-serialization of it.
+struct StoredEvent {
+    id: i64,
+    ts: String,
+    kind: String,
+    user: Option<String>,
+    server: Option<String>,
+    account: Option<String>,
+    session: Option<String>,
+    source: Option<String>,
+    detail: String,
+    node: String,
+    seq: i64,
+    prev_hash: String,
+    hash: String,
+}
+
+impl StoredEvent {
+    fn from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+        Ok(StoredEvent {
+            id: get(row, "id")?,
+            ts: get(row, "ts")?,
+            kind: get(row, "kind")?,
+            user: get(row, "username")?,
+            server: get(row, "server")?,
+            account: get(row, "account")?,
+            session: get(row, "session_id")?,
+            source: get(row, "source")?,
+            detail: get(row, "detail")?,
+            node: get(row, "node")?,
+            seq: get(row, "seq")?,
+            prev_hash: get(row, "prev_hash")?,
+            hash: get(row, "hash")?,
+        })
+    }
+
+    fn computed_hash(&self) -> String {
+        chain_hash(&ChainFields {
+            node: &self.node,
+            seq: self.seq,
+            ts: &self.ts,
+            kind: &self.kind,
+            user: self.user.as_deref(),
+            server: self.server.as_deref(),
+            account: self.account.as_deref(),
+            session: self.session.as_deref(),
+            source: self.source.as_deref(),
+            detail: &self.detail,
+            prev_hash: &self.prev_hash,
+        })
+    }
+
+    fn into_record(self) -> Result<AuditRecord, StoreError> {
+        let detail = serde_json::from_str(&self.detail)
+            .map_err(|e| StoreError::Corrupt(format!("audit event id {}: detail: {e}", self.id)))?;
+        Ok(AuditRecord {
+            id: self.id,
+            ts: self.ts,
+            kind: self.kind,
+            user: self.user,
+            server: self.server,
+            account: self.account,
+            session: self.session,
+            source: self.source,
+            detail,
+            node: self.node,
+            seq: self.seq,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        })
+    }
+}
+
+/// The fields one event's hash covers.
+pub(crate) struct ChainFields<'a> {
+    pub node: &'a str,
+    pub seq: i64,
+    pub ts: &'a str,
+    pub kind: &'a str,
+    pub user: Option<&'a str>,
+    pub server: Option<&'a str>,
+    pub account: Option<&'a str>,
+    pub session: Option<&'a str>,
+    pub source: Option<&'a str>,
+    pub detail: &'a str,
+    pub prev_hash: &'a str,
+}
+
+/// Hex SHA-256 over a canonical encoding: a version tag, then each field in
+/// a fixed order, text as a presence byte plus a 64-bit big-endian length
+/// plus the bytes, `seq` as 8 big-endian bytes. Length prefixes make the
+/// encoding unambiguous (no field can borrow bytes from its neighbour), and
+/// absent differs from empty.
+pub(crate) fn chain_hash(f: &ChainFields<'_>) -> String {
+    fn text(ctx: &mut digest::Context, v: Option<&str>) {
+        match v {
+            None => ctx.update(&[0]),
+            Some(s) => {
+                ctx.update(&[1]);
+                ctx.update(&(s.len() as u64).to_be_bytes());
+                ctx.update(s.as_bytes());
+            }
+        }
+    }
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(b"gatehouse-audit-v1\0");
+    text(&mut ctx, Some(f.node));
+    ctx.update(&f.seq.to_be_bytes());
+    text(&mut ctx, Some(f.ts));
+    text(&mut ctx, Some(f.kind));
+    text(&mut ctx, f.user);
+    text(&mut ctx, f.server);
+    text(&mut ctx, f.account);
+    text(&mut ctx, f.session);
+    text(&mut ctx, f.source);
+    text(&mut ctx, Some(f.detail));
+    text(&mut ctx, Some(f.prev_hash));
+    hex::encode(ctx.finish().as_ref())
+}
+
+impl Store {
+    /// Appends `ev` to this node's chain and returns it as stored. The event
+    /// is committed (and on SQLite synced) when this returns: callers that
+    /// must fail closed treat an `Err` as "not recorded".
+    pub async fn audit(&self, ev: &AuditEvent) -> Result<AuditRecord, StoreError> {
+        let detail = serde_json::to_string(&ev.detail)
+            .map_err(|e| StoreError::Invalid(format!("audit detail: {e}")))?;
+        let node = self.node().to_string();
+        let kind = ev.kind.as_str();
+
+        let _serial = self.inner.append_lock.lock().await;
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO audit_heads (node, seq, hash) VALUES ($1, 0, $2) \
+             ON CONFLICT (node) DO NOTHING",
+        )
+        .bind(&node)
+        .bind(GENESIS_HASH)
+        .execute(&mut *tx)
+        .await
+        .ctx("create audit chain head")?;
+        let head_sql = match self.backend() {
+            Backend::Postgres => "SELECT seq, hash FROM audit_heads WHERE node = $1 FOR UPDATE",
+            Backend::Sqlite => "SELECT seq, hash FROM audit_heads WHERE node = $1",
+        };
+        let head = sqlx::query(head_sql)
+            .bind(&node)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("read audit chain head")?;
+        let last_seq: i64 = get(&head, "seq")?;
+        let prev_hash: String = get(&head, "hash")?;
+        let seq = last_seq
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt(format!("audit chain of node {node} is full")))?;
+        // Taken under the lock, so a node's events are in time order too.
+        let ts = ts_text(now_utc())?;
+        let hash = chain_hash(&ChainFields {
+            node: &node,
+            seq,
+            ts: &ts,
+            kind,
+            user: ev.user.as_deref(),
+            server: ev.server.as_deref(),
+            account: ev.account.as_deref(),
+            session: ev.session.as_deref(),
+            source: ev.source.as_deref(),
+            detail: &detail,
+            prev_hash: &prev_hash,
+        });
+        let row = sqlx::query(
+            "INSERT INTO audit_events (ts, kind, username, server, account, session_id, source, \
+             detail, node, seq, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        )
+        .bind(&ts)
+        .bind(kind)
+        .bind(ev.user.as_deref())
+        .bind(ev.server.as_deref())
+        .bind(ev.account.as_deref())
+        .bind(ev.session.as_deref())
+        .bind(ev.source.as_deref())
+        .bind(&detail)
+        .bind(&node)
+        .bind(seq)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("append audit event")?;
+        let id: i64 = get(&row, "id")?;
+        sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE node = $3")
+            .bind(seq)
+            .bind(&hash)
+            .bind(&node)
+            .execute(&mut *tx)
+            .await
+            .ctx("advance audit chain head")?;
+        tx.commit().await.ctx("commit audit event")?;
+        Ok(AuditRecord {
+            id,
+            ts,
+            kind: kind.to_string(),
+            user: ev.user.clone(),
+            server: ev.server.clone(),
+            account: ev.account.clone(),
+            session: ev.session.clone(),
+            source: ev.source.clone(),
+            detail: ev.detail.clone(),
+            node,
+            seq,
+            prev_hash,
+            hash,
+        })
+    }
+
+    /// Events with `since <= ts < until`, ordered by id. Loads them all:
+    /// for large ranges use [`Store::export_stream`] or [`Store::export_each`].
+    pub async fn export(
+        &self,
+        since: Option<OffsetDateTime>,
+        until: Option<OffsetDateTime>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.export_stream(since, until).try_collect().await
+    }
+
+    /// Calls `f` for each event with `since <= ts < until`, in id order,
+    /// holding one event in memory at a time.
+    pub async fn export_each<F>(
+        &self,
+        since: Option<OffsetDateTime>,
+        until: Option<OffsetDateTime>,
+        mut f: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnMut(AuditRecord),
+    {
+        let mut events = self.export_stream(since, until);
+        while let Some(ev) = events.next().await {
+            f(ev?);
+        }
+        Ok(())
+    }
+
+    /// The events with `since <= ts < until` as a stream, in id order. The
+    /// stream ends after the first error.
+    pub fn export_stream(
+        &self,
+        since: Option<OffsetDateTime>,
+        until: Option<OffsetDateTime>,
+    ) -> BoxStream<'_, Result<AuditRecord, StoreError>> {
+        let bound = |t: Option<OffsetDateTime>, default: &str| match t {
+            Some(t) => ts_text(t),
+            None => Ok(default.to_string()),
+        };
+        let (since, until) = match (bound(since, TS_MIN), bound(until, TS_MAX)) {
+            (Ok(s), Ok(u)) => (s, u),
+            (Err(e), _) | (_, Err(e)) => return stream::once(async { Err(e) }).boxed(),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_EVENTS} WHERE ts >= $1 AND ts < $2 ORDER BY id"
+        )))
+        .bind(since)
+        .bind(until)
+        .fetch(self.pool());
+        stop_after_error(rows.map(|row| {
+            row.ctx("read audit events")
+                .and_then(|r| StoredEvent::from_row(&r))
+                .and_then(StoredEvent::into_record)
+        }))
+    }
+
+    /// Recomputes every node's chain and reports the first fault, if any:
+    /// a changed event (its hash does not match its fields), an inserted
+    /// one (its sequence number or `prev_hash` does not follow its
+    /// predecessor, or it lies past its node's chain head), or a removed
+    /// one (a sequence gap, or a chain head that promises more events than
+    /// exist). Streams the table once, inside one read snapshot so that
+    /// events appended meanwhile (a live server) are not mistaken for
+    /// faults.
+    pub async fn verify_chain(&self) -> Result<ChainReport, StoreError> {
+        let mut tx = match self.backend() {
+            Backend::Postgres => {
+                self.pool()
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+            }
+            // A deferred read transaction in WAL mode sees one snapshot,
+            // taken at its first read, until it ends.
+            Backend::Sqlite => self.pool().begin().await,
+        }
+        .ctx("begin read snapshot")?;
+
+        let mut nodes: HashMap<String, NodeWalk> = HashMap::new();
+        let heads = sqlx::query("SELECT node, seq, hash FROM audit_heads")
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("read audit chain heads")?;
+        for head in &heads {
+            let node: String = get(head, "node")?;
+            let seq: i64 = get(head, "seq")?;
+            let hash: String = get(head, "hash")?;
+            nodes.insert(node, NodeWalk::new(Some((seq, hash))));
+        }
+
+        let mut faults: Vec<(FaultKey, ChainFault)> = Vec::new();
+        let mut events: u64 = 0;
+        {
+            let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT_EVENTS} ORDER BY id")))
+                .fetch(&mut *tx);
+            while let Some(row) = rows.next().await {
+                let ev = StoredEvent::from_row(&row.ctx("read audit events")?)?;
+                events += 1;
+                let walk = nodes
+                    .entry(ev.node.clone())
+                    .or_insert_with(|| NodeWalk::new(None));
+                if walk.broken {
+                    continue;
+                }
+                if let Some(fault) = walk.step(&ev) {
+                    walk.broken = true;
+                    faults.push(fault);
+                }
+            }
+        }
+        tx.rollback().await.ctx("end read snapshot")?;
+
+        for (node, walk) in &nodes {
+            if walk.broken {
+                continue;
+            }
+            if let Some(fault) = walk.finish(node) {
+                faults.push(fault);
+            }
+        }
+        let first_bad = faults
+            .into_iter()
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, f)| f);
+        Ok(ChainReport { events, first_bad })
+    }
+}
+
+/// Ends a stream after its first error, so callers that keep polling do not
+/// read on past a fault.
+fn stop_after_error<'a, T: Send + 'a>(
+    s: impl futures::Stream<Item = Result<T, StoreError>> + Send + 'a,
+) -> BoxStream<'a, Result<T, StoreError>> {
+    s.scan(false, |failed, item| {
+        if *failed {
+            return futures::future::ready(None);
+        }
+        *failed = item.is_err();
+        futures::future::ready(Some(item))
+    })
+    .boxed()
+}
+
+/// Orders faults by where they sit in the table: a fault at row `id` sorts
+/// at `(id, 0)`; a removal sorts just after the last intact row before it,
+/// `(prev_id, 1)`, since the removed rows had ids above that one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct FaultKey(i64, u8);
+
+impl FaultKey {
+    fn at(id: i64) -> FaultKey {
+        FaultKey(id, 0)
+    }
+    fn after(id: i64) -> FaultKey {
+        FaultKey(id, 1)
+    }
+}
+
+/// Verification state of one node's chain.
+struct NodeWalk {
+    /// The node's chain head row: last `seq` and `hash`. `None` when the
+    /// node has events but no head, which `audit` never leaves behind.
+    head: Option<(i64, String)>,
+    /// Id of the last intact row (0 before the first).
+    last_id: i64,
+    last_seq: i64,
+    last_hash: String,
+    broken: bool,
+}
+
+impl NodeWalk {
+    fn new(head: Option<(i64, String)>) -> NodeWalk {
+        NodeWalk {
+            head,
+            last_id: 0,
+            last_seq: 0,
+            last_hash: GENESIS_HASH.to_string(),
+            broken: false,
+        }
+    }
+
+    fn step(&mut self, ev: &StoredEvent) -> Option<(FaultKey, ChainFault)> {
+        let expected = self.last_seq.saturating_add(1);
+        let fault = |key: FaultKey, seq: i64, id: Option<i64>, problem: String| {
+            Some((
+                key,
+                ChainFault {
+                    node: ev.node.clone(),
+                    seq,
+                    id,
+                    problem,
+                },
+            ))
+        };
+        if ev.seq > expected {
+            let missing = if ev.seq - expected == 1 {
+                format!("seq {expected} is missing")
+            } else {
+                format!("seq {expected}..{} are missing", ev.seq - 1)
+            };
+            let after = if self.last_id == 0 {
+                "at the start of the chain".to_string()
+            } else {
+                format!("after id {}", self.last_id)
+            };
+            return fault(
+                FaultKey::after(self.last_id),
+                expected,
+                None,
+                format!("removed: {missing} ({after}, before id {})", ev.id),
+            );
+        }
+        if ev.seq < expected {
+            return fault(
+                FaultKey::at(ev.id),
+                ev.seq,
+                Some(ev.id),
+                format!(
+                    "inserted: seq {} repeats or goes back (expected {expected})",
+                    ev.seq
+                ),
+            );
+        }
+        let head_seq = match &self.head {
+            None => {
+                return fault(
+                    FaultKey::at(ev.id),
+                    ev.seq,
+                    Some(ev.id),
+                    "inserted: the node has no chain head".into(),
+                );
+            }
+            Some((seq, _)) => *seq,
+        };
+        if ev.seq > head_seq {
+            return fault(
+                FaultKey::at(ev.id),
+                ev.seq,
+                Some(ev.id),
+                format!("inserted: past the node's chain head (seq {head_seq})"),
+            );
+        }
+        if ev.prev_hash != self.last_hash {
+            return fault(
+                FaultKey::at(ev.id),
+                ev.seq,
+                Some(ev.id),
+                "inserted or reordered: prev_hash does not match the previous event".into(),
+            );
+        }
+        let computed = ev.computed_hash();
+        if computed != ev.hash {
+            return fault(
+                FaultKey::at(ev.id),
+                ev.seq,
+                Some(ev.id),
+                "changed: stored fields do not match the event's hash".into(),
+            );
+        }
+        self.last_id = ev.id;
+        self.last_seq = ev.seq;
+        self.last_hash = computed;
+        None
+    }
+
+    /// After the walk: compares the last intact event with the head row.
+    fn finish(&self, node: &str) -> Option<(FaultKey, ChainFault)> {
+        let (head_seq, head_hash) = self.head.as_ref()?;
+        let fault = |key: FaultKey, seq: i64, id: Option<i64>, problem: String| {
+            Some((
+                key,
+                ChainFault {
+                    node: node.to_string(),
+                    seq,
+                    id,
+                    problem,
+                },
+            ))
+        };
+        if *head_seq > self.last_seq {
+            let first_missing = self.last_seq.saturating_add(1);
+            let range = if *head_seq == first_missing {
+                format!("seq {first_missing} is missing")
+            } else {
+                format!("seq {first_missing}..{head_seq} are missing")
+            };
+            let after = if self.last_id == 0 {
+                "the node has no events left".to_string()
+            } else {
+                format!("after id {}, the last event left", self.last_id)
+            };
+            return fault(
+                FaultKey::after(self.last_id),
+                first_missing,
+                None,
+                format!("removed: {range} ({after})"),
+            );
+        }
+        // `step` refused rows past the head, so here the seqs are equal.
+        if *head_hash != self.last_hash {
+            return fault(
+                FaultKey::at(self.last_id),
+                self.last_seq,
+                (self.last_id != 0).then_some(self.last_id),
+                "changed: the chain head's hash does not match the last event".into(),
+            );
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields<'a>(detail: &'a str, user: Option<&'a str>) -> ChainFields<'a> {
+        ChainFields {
+            node: "n1",
+            seq: 1,
+            ts: "2026-01-01T00:00:00.000000Z",
+            kind: "exec",
+            user,
+            server: None,
+            account: None,
+            session: None,
+            source: None,
+            detail,
+            prev_hash: GENESIS_HASH,
+        }
+    }
+
+    #[test]
+    fn hash_covers_every_field_unambiguously() {
+        let base = chain_hash(&fields("{}", Some("alice")));
+        assert_eq!(base.len(), 64);
+        assert_eq!(base, chain_hash(&fields("{}", Some("alice"))));
+        assert_ne!(base, chain_hash(&fields("{\"a\":1}", Some("alice"))));
+        // Absent differs from empty.
+        assert_ne!(
+            chain_hash(&fields("{}", None)),
+            chain_hash(&fields("{}", Some("")))
+        );
+        // Moving bytes between neighbouring fields changes the hash.
+        let mut a = fields("{}", Some("ab"));
+        a.server = Some("c");
+        let mut b = fields("{}", Some("a"));
+        b.server = Some("bc");
+        assert_ne!(chain_hash(&a), chain_hash(&b));
+        let mut c = fields("{}", Some("alice"));
+        c.seq = 2;
+        assert_ne!(base, chain_hash(&c));
+    }
+
+    #[test]
+    fn fault_order_puts_a_removal_before_later_rows() {
+        assert!(FaultKey::after(4) < FaultKey::at(5));
+        assert!(FaultKey::at(4) < FaultKey::after(4));
+    }
+}

@@ -1,0 +1,102 @@
+//! Per-user authentication state shared by every node: consecutive
+//! failures, lockouts, and the source addresses each user has been seen
+//! from. It lives in the database so a user locked out on one node is
+//! locked out on all of them.
+
+use time::OffsetDateTime;
+
+use super::{Ctx, Store, StoreError, get, get_opt_ts, now_utc, ts_text};
+
+impl Store {
+    /// Counts one more failed authentication for `user`; returns the
+    /// consecutive failures so far (this one included).
+    pub async fn auth_failure(&self, user: &str, now: OffsetDateTime) -> Result<u32, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO lockouts (username, failures, last_failure) VALUES ($1, 1, $2) \
+             ON CONFLICT (username) DO UPDATE \
+             SET failures = lockouts.failures + 1, last_failure = excluded.last_failure \
+             RETURNING failures",
+        )
+        .bind(user)
+        .bind(ts_text(now)?)
+        .fetch_one(self.pool())
+        .await
+        .ctx("count authentication failure")?;
+        let n: i64 = get(&row, "failures")?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// A successful authentication: the consecutive-failure count restarts.
+    pub async fn auth_success(&self, user: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE lockouts SET failures = 0 WHERE username = $1")
+            .bind(user)
+            .execute(self.pool())
+            .await
+            .ctx("reset authentication failures")?;
+        Ok(())
+    }
+
+    /// Locks `user` out until `until`. The failure count restarts, so once
+    /// the lockout ends the user has the full number of attempts again.
+    pub async fn lock_user(&self, user: &str, until: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO lockouts (username, failures, locked_until) VALUES ($1, 0, $2) \
+             ON CONFLICT (username) DO UPDATE \
+             SET failures = 0, locked_until = excluded.locked_until",
+        )
+        .bind(user)
+        .bind(ts_text(until)?)
+        .execute(self.pool())
+        .await
+        .ctx("lock user")?;
+        Ok(())
+    }
+
+    /// When `user`'s lockout ends, or `None` if they are not locked out
+    /// (never were, were unlocked, or the lockout has expired).
+    pub async fn locked_until(&self, user: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row = sqlx::query("SELECT locked_until FROM lockouts WHERE username = $1")
+            .bind(user)
+            .fetch_optional(self.pool())
+            .await
+            .ctx("read lockout")?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let until = get_opt_ts(&row, "locked_until")?;
+        Ok(until.filter(|t| *t > now_utc()))
+    }
+
+    /// Lifts `user`'s lockout and resets their failure count. `true` if
+    /// they were locked out.
+    pub async fn unlock(&self, user: &str) -> Result<bool, StoreError> {
+        let was_locked = self.locked_until(user).await?.is_some();
+        sqlx::query("UPDATE lockouts SET failures = 0, locked_until = NULL WHERE username = $1")
+            .bind(user)
+            .execute(self.pool())
+            .await
+            .ctx("unlock user")?;
+        Ok(was_locked)
+    }
+
+    /// Notes that `user` connected from `source`; `true` the first time
+    /// this user is seen from this address.
+    pub async fn source_seen(
+        &self,
+        user: &str,
+        source: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO seen_sources (username, source, first_seen) VALUES ($1, $2, $3) \
+             ON CONFLICT (username, source) DO NOTHING",
+        )
+        .bind(user)
+        .bind(source)
+        .bind(ts_text(now)?)
+        .execute(self.pool())
+        .await
+        .ctx("record source address")?;
+        Ok(done.rows_affected() > 0)
+    }
+}

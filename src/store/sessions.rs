@@ -1,0 +1,192 @@
+//! Sessions: one row per SSH session, live while `ended_at` is NULL. A kill
+//! request is a flag on the row: any node's CLI sets it, the node running
+//! the session polls [`Store::kill_requests`] and ends it.
+
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+
+use super::{
+    Ctx, SessionRow, Store, StoreError, get, get_opt_ts, get_ts, now_utc, opt_ts_text, ts_text,
+};
+
+const SESSION_COLUMNS: &str = "id, username, server, account, source, node, started_at, \
+     ended_at, mode, grant_id, recorded, bytes_up, bytes_down, exit_status, end_reason";
+
+fn session_from_row(row: &AnyRow) -> Result<SessionRow, StoreError> {
+    let recorded: i64 = get(row, "recorded")?;
+    Ok(SessionRow {
+        id: get(row, "id")?,
+        user: get(row, "username")?,
+        server: get(row, "server")?,
+        account: get(row, "account")?,
+        source: get(row, "source")?,
+        node: get(row, "node")?,
+        started_at: get_ts(row, "started_at")?,
+        ended_at: get_opt_ts(row, "ended_at")?,
+        mode: get(row, "mode")?,
+        grant_id: get(row, "grant_id")?,
+        recorded: recorded != 0,
+        bytes_up: get(row, "bytes_up")?,
+        bytes_down: get(row, "bytes_down")?,
+        exit_status: get(row, "exit_status")?,
+        end_reason: get(row, "end_reason")?,
+    })
+}
+
+impl Store {
+    /// Records a new session. Its id must be new.
+    pub async fn session_start(&self, s: &SessionRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id, username, server, account, source, node, started_at, \
+             ended_at, mode, grant_id, recorded, bytes_up, bytes_down, exit_status, end_reason, \
+             kill_requested) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0)",
+        )
+        .bind(&s.id)
+        .bind(&s.user)
+        .bind(s.server.as_deref())
+        .bind(s.account.as_deref())
+        .bind(&s.source)
+        .bind(&s.node)
+        .bind(ts_text(s.started_at)?)
+        .bind(opt_ts_text(s.ended_at)?)
+        .bind(s.mode.as_deref())
+        .bind(s.grant_id)
+        .bind(i64::from(s.recorded))
+        .bind(s.bytes_up)
+        .bind(s.bytes_down)
+        .bind(s.exit_status)
+        .bind(s.end_reason.as_deref())
+        .execute(self.pool())
+        .await
+        .ctx("record session start")?;
+        Ok(())
+    }
+
+    /// Marks a session ended. Ending an already ended session changes
+    /// nothing (the first end wins); an unknown id is an error.
+    pub async fn session_end(
+        &self,
+        id: &str,
+        ended_at: OffsetDateTime,
+        bytes_up: i64,
+        bytes_down: i64,
+        exit_status: Option<i64>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET ended_at = $1, bytes_up = $2, bytes_down = $3, \
+             exit_status = $4, end_reason = $5 WHERE id = $6 AND ended_at IS NULL",
+        )
+        .bind(ts_text(ended_at)?)
+        .bind(bytes_up)
+        .bind(bytes_down)
+        .bind(exit_status)
+        .bind(reason)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .ctx("record session end")?;
+        if done.rows_affected() == 0 && self.session_get(id).await?.is_none() {
+            return Err(StoreError::NotFound(format!("session {id}")));
+        }
+        Ok(())
+    }
+
+    /// One session, live or ended.
+    pub async fn session_get(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .ctx("read session")?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// Live sessions on every node, oldest first.
+    pub async fn sessions_live(&self) -> Result<Vec<SessionRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE ended_at IS NULL ORDER BY started_at, id"
+        )))
+        .fetch_all(self.pool())
+        .await
+        .ctx("list live sessions")?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    /// Sessions that overlap `[from, to)`: started before `to` and not
+    /// ended before `from` (live ones included), oldest first. A session
+    /// crossing midnight belongs to both days.
+    pub async fn sessions_between(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE started_at < $1 AND (ended_at IS NULL OR ended_at >= $2) \
+             ORDER BY started_at, id"
+        )))
+        .bind(ts_text(to)?)
+        .bind(ts_text(from)?)
+        .fetch_all(self.pool())
+        .await
+        .ctx("list sessions")?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    /// Asks the node running session `id` to end it. `true` if a live
+    /// session with that id exists.
+    pub async fn request_kill(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET kill_requested = 1 WHERE id = $1 AND ended_at IS NULL",
+        )
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .ctx("request session kill")?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Ids of live sessions on `node` that someone asked to kill.
+    pub async fn kill_requests(&self, node: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM sessions WHERE node = $1 AND ended_at IS NULL \
+             AND kill_requested <> 0 ORDER BY id",
+        )
+        .bind(node)
+        .fetch_all(self.pool())
+        .await
+        .ctx("read kill requests")?;
+        rows.iter().map(|r| get(r, "id")).collect()
+    }
+
+    /// At start-up: ends the sessions a crashed process of `node` left
+    /// live, with `reason`, and returns them (as they are now) so the
+    /// caller can audit each end.
+    pub async fn end_stale_sessions(
+        &self,
+        node: &str,
+        reason: &str,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        let now = ts_text(now_utc())?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE sessions SET ended_at = $1, end_reason = $2 \
+             WHERE node = $3 AND ended_at IS NULL \
+             RETURNING {SESSION_COLUMNS}"
+        )))
+        .bind(now)
+        .bind(reason)
+        .bind(node)
+        .fetch_all(self.pool())
+        .await
+        .ctx("end stale sessions")?;
+        let mut ended = rows
+            .iter()
+            .map(session_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        ended.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+        Ok(ended)
+    }
+}

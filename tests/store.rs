@@ -1,0 +1,828 @@
+//! The store on both backends: every test body runs once on SQLite (a temp
+//! file) and once on PostgreSQL (a fresh database on the test cluster, see
+//! support/pg.rs). Tampering goes through a separate raw connection, as an
+//! attacker with database access would.
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::collections::HashSet;
+use std::process::Command;
+
+use gatehouse::audit::{AuditEvent, EventKind};
+use gatehouse::grants::{Grant, GrantState};
+use gatehouse::store::{Backend, SessionRow, Store, StoreError};
+use sqlx::AnyPool;
+use time::{Duration, OffsetDateTime};
+
+/// One empty database on one backend, removed when dropped.
+struct Db {
+    url: String,
+    backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<pg::TestDb>,
+}
+
+impl Db {
+    async fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("data/g.db").display());
+        Db {
+            url,
+            backend: Backend::Sqlite,
+            _dir: Some(dir),
+            _pg: None,
+        }
+    }
+
+    async fn postgres() -> Db {
+        let db = pg::fresh_db().await;
+        Db {
+            url: db.url.clone(),
+            backend: Backend::Postgres,
+            _dir: None,
+            _pg: Some(db),
+        }
+    }
+
+    async fn open(&self, node: &str) -> Store {
+        let store = Store::open(&self.url, node).await.unwrap();
+        assert_eq!(store.backend(), self.backend);
+        store
+    }
+
+    /// A connection of our own, outside the store, for tampering.
+    async fn raw(&self) -> AnyPool {
+        sqlx::any::install_default_drivers();
+        AnyPool::connect(&self.url).await.unwrap()
+    }
+}
+
+async fn exec(pool: &AnyPool, sql: &str) -> u64 {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(pool)
+        .await
+        .unwrap()
+        .rows_affected()
+}
+
+/// Runs `body` once per backend, each in a test named after the backend.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Db::sqlite().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Db::postgres().await).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    audit_append_export_verify,
+    audit_tampered_detail_is_named,
+    audit_removed_middle_event_is_a_gap,
+    audit_removed_last_event_is_detected,
+    audit_inserted_event_is_detected,
+    audit_two_nodes_interleaved,
+    audit_concurrent_appends_keep_the_chain,
+    sessions_lifecycle_and_kill_requests,
+    lockout_counts_and_unlocks,
+    grants_crud_and_expiry,
+    sources_first_seen,
+);
+
+fn event(i: usize) -> AuditEvent {
+    AuditEvent::new(EventKind::Exec)
+        .user("alice")
+        .server("prod-db")
+        .account("oracle")
+        .session(format!("s{i}"))
+        .source("198.51.100.7")
+        .detail("cmd", format!("echo {i}"))
+        .detail("n", i)
+}
+
+async fn append(store: &Store, n: usize) -> Vec<gatehouse::audit::AuditRecord> {
+    let mut out = Vec::new();
+    for i in 1..=n {
+        out.push(store.audit(&event(i)).await.unwrap());
+    }
+    out
+}
+
+async fn audit_append_export_verify(db: Db) {
+    let store = db.open("n1").await;
+    let mut recs = append(&store, 4).await;
+    // An event with nothing but a kind, and a nested detail.
+    let bare = AuditEvent::new(EventKind::PolicyReloaded)
+        .detail("files", serde_json::json!(["a.toml", {"b": [1, 2]}]));
+    recs.push(store.audit(&bare).await.unwrap());
+
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r.node, "n1");
+        assert_eq!(r.seq, i as i64 + 1);
+        assert_eq!(r.hash.len(), 64);
+        if i == 0 {
+            assert_eq!(r.prev_hash, "0".repeat(64));
+        } else {
+            assert_eq!(r.prev_hash, recs[i - 1].hash);
+            assert!(r.id > recs[i - 1].id);
+            assert!(r.ts >= recs[i - 1].ts);
+        }
+        // RFC 3339 UTC.
+        OffsetDateTime::parse(&r.ts, &time::format_description::well_known::Rfc3339).unwrap();
+        assert!(r.ts.ends_with('Z'));
+    }
+    assert_eq!(recs[0].kind, "exec");
+    assert_eq!(recs[0].user.as_deref(), Some("alice"));
+    assert_eq!(recs[0].detail["cmd"], "echo 1");
+    assert_eq!(recs[4].kind, "policy.reloaded");
+    assert_eq!(recs[4].user, None);
+
+    let all = store.export(None, None).await.unwrap();
+    assert_eq!(all, recs);
+
+    let mut seen = Vec::new();
+    store
+        .export_each(None, None, |r| seen.push(r.id))
+        .await
+        .unwrap();
+    assert_eq!(seen, recs.iter().map(|r| r.id).collect::<Vec<_>>());
+
+    // since is inclusive, until exclusive.
+    let t3 =
+        OffsetDateTime::parse(&recs[2].ts, &time::format_description::well_known::Rfc3339).unwrap();
+    let from3 = store.export(Some(t3), None).await.unwrap();
+    assert!(from3.iter().all(|r| r.ts >= recs[2].ts));
+    assert!(from3.iter().any(|r| r.id == recs[2].id));
+    let before3 = store.export(None, Some(t3)).await.unwrap();
+    assert!(before3.iter().all(|r| r.ts < recs[2].ts));
+    assert_eq!(before3.len() + from3.len(), 5);
+    let future = OffsetDateTime::now_utc() + Duration::hours(1);
+    assert!(store.export(Some(future), None).await.unwrap().is_empty());
+
+    let report = store.verify_chain().await.unwrap();
+    assert_eq!(report.events, 5);
+    assert_eq!(report.first_bad, None);
+
+    // Re-opening continues the same chain.
+    store.close().await;
+    let again = db.open("n1").await;
+    let next = again.audit(&event(6)).await.unwrap();
+    assert_eq!(next.seq, 6);
+    assert_eq!(next.prev_hash, recs[4].hash);
+    assert_eq!(again.verify_chain().await.unwrap().first_bad, None);
+}
+
+async fn audit_tampered_detail_is_named(db: Db) {
+    let store = db.open("n1").await;
+    let recs = append(&store, 5).await;
+    let raw = db.raw().await;
+    let n = exec(
+        &raw,
+        &format!(
+            "UPDATE audit_events SET detail = '{{\"cmd\":\"ls\",\"n\":3}}' WHERE id = {}",
+            recs[2].id
+        ),
+    )
+    .await;
+    assert_eq!(n, 1);
+    let report = store.verify_chain().await.unwrap();
+    let bad = report.first_bad.expect("tampering not detected");
+    assert_eq!(bad.id, Some(recs[2].id));
+    assert_eq!(bad.seq, 3);
+    assert_eq!(bad.node, "n1");
+    assert!(bad.problem.contains("changed"), "{}", bad.problem);
+
+    // Recomputing that row's hash moves the break to the next link.
+    // (The attacker cannot rewrite the rest without the whole chain.)
+    exec(
+        &raw,
+        &format!(
+            "UPDATE audit_events SET detail = '{}' WHERE id = {}",
+            serde_json::to_string(&recs[2].detail).unwrap(),
+            recs[2].id
+        ),
+    )
+    .await;
+    assert_eq!(store.verify_chain().await.unwrap().first_bad, None);
+    exec(
+        &raw,
+        &format!(
+            "UPDATE audit_events SET hash = '{}' WHERE id = {}",
+            "ab".repeat(32),
+            recs[3].id
+        ),
+    )
+    .await;
+    let bad = store.verify_chain().await.unwrap().first_bad.unwrap();
+    assert_eq!(bad.id, Some(recs[3].id));
+}
+
+async fn audit_removed_middle_event_is_a_gap(db: Db) {
+    let store = db.open("n1").await;
+    let recs = append(&store, 5).await;
+    let raw = db.raw().await;
+    exec(
+        &raw,
+        &format!("DELETE FROM audit_events WHERE id = {}", recs[2].id),
+    )
+    .await;
+    let report = store.verify_chain().await.unwrap();
+    assert_eq!(report.events, 4);
+    let bad = report.first_bad.expect("removal not detected");
+    assert_eq!(bad.seq, 3);
+    assert_eq!(bad.id, None);
+    assert_eq!(bad.node, "n1");
+    assert!(bad.problem.contains("removed"), "{}", bad.problem);
+    assert!(
+        bad.problem.contains(&format!("after id {}", recs[1].id)),
+        "{}",
+        bad.problem
+    );
+}
+
+async fn audit_removed_last_event_is_detected(db: Db) {
+    let store = db.open("n1").await;
+    let recs = append(&store, 5).await;
+    let raw = db.raw().await;
+    exec(
+        &raw,
+        &format!("DELETE FROM audit_events WHERE id = {}", recs[4].id),
+    )
+    .await;
+    let bad = store.verify_chain().await.unwrap().first_bad.unwrap();
+    assert_eq!(bad.seq, 5);
+    assert_eq!(bad.id, None);
+    assert!(bad.problem.contains("removed"), "{}", bad.problem);
+
+    // Removing everything is detected too.
+    exec(&raw, "DELETE FROM audit_events").await;
+    let bad = store.verify_chain().await.unwrap().first_bad.unwrap();
+    assert_eq!(bad.seq, 1);
+    assert!(bad.problem.contains("removed"), "{}", bad.problem);
+}
+
+async fn audit_inserted_event_is_detected(db: Db) {
+    let store = db.open("n1").await;
+    let recs = append(&store, 3).await;
+    let raw = db.raw().await;
+    // A forged copy of event 2 appended at the end with seq 4: its
+    // prev_hash points at event 1, not event 3.
+    let r = &recs[1];
+    exec(
+        &raw,
+        &format!(
+            "INSERT INTO audit_events (ts, kind, username, server, account, session_id, source, \
+             detail, node, seq, prev_hash, hash) VALUES ('{}', 'exec', 'alice', NULL, NULL, \
+             NULL, NULL, '{{}}', 'n1', 4, '{}', '{}')",
+            r.ts, r.prev_hash, r.hash
+        ),
+    )
+    .await;
+    let bad = store.verify_chain().await.unwrap().first_bad.unwrap();
+    assert_eq!(bad.seq, 4);
+    assert!(bad.problem.contains("inserted"), "{}", bad.problem);
+
+    // A whole forged node, with a chain that is internally correct but
+    // that no `audit` call wrote (no chain head).
+    exec(&raw, "DELETE FROM audit_events WHERE seq = 4").await;
+    assert_eq!(store.verify_chain().await.unwrap().first_bad, None);
+    exec(
+        &raw,
+        &format!(
+            "INSERT INTO audit_events (ts, kind, username, server, account, session_id, source, \
+             detail, node, seq, prev_hash, hash) VALUES ('{}', 'exec', NULL, NULL, NULL, \
+             NULL, NULL, '{{}}', 'ghost', 1, '{}', 'x')",
+            r.ts,
+            "0".repeat(64)
+        ),
+    )
+    .await;
+    let bad = store.verify_chain().await.unwrap().first_bad.unwrap();
+    assert_eq!(bad.node, "ghost");
+    assert!(bad.problem.contains("no chain head"), "{}", bad.problem);
+}
+
+async fn audit_two_nodes_interleaved(db: Db) {
+    let a = db.open("node-a").await;
+    let b = db.open("node-b").await;
+    let mut b_recs = Vec::new();
+    for i in 0..6 {
+        let ra = a.audit(&event(i)).await.unwrap();
+        assert_eq!(ra.seq, i as i64 + 1);
+        if i % 2 == 0 {
+            b_recs.push(b.audit(&event(i)).await.unwrap());
+        }
+    }
+    assert_eq!(
+        b_recs.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let report = a.verify_chain().await.unwrap();
+    assert_eq!(report.events, 9);
+    assert_eq!(report.first_bad, None);
+    assert_eq!(b.verify_chain().await.unwrap().first_bad, None);
+
+    let raw = db.raw().await;
+    exec(
+        &raw,
+        &format!(
+            "UPDATE audit_events SET username = 'mallory' WHERE id = {}",
+            b_recs[1].id
+        ),
+    )
+    .await;
+    let bad = a.verify_chain().await.unwrap().first_bad.unwrap();
+    assert_eq!(bad.node, "node-b");
+    assert_eq!(bad.seq, 2);
+    assert_eq!(bad.id, Some(b_recs[1].id));
+}
+
+async fn audit_concurrent_appends_keep_the_chain(db: Db) {
+    let store = db.open("n1").await;
+    // A second handle on the same node stands in for a second process
+    // (an admin's CLI beside the server): it has its own in-process lock.
+    let other = db.open("n1").await;
+    let mut tasks = Vec::new();
+    for t in 0..12 {
+        let s = if t % 3 == 0 {
+            other.clone()
+        } else {
+            store.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..10 {
+                seqs.push(s.audit(&event(t * 100 + i)).await.unwrap().seq);
+            }
+            seqs
+        }));
+    }
+    // Verifying while appends run sees a consistent snapshot, never a
+    // half-appended chain.
+    for _ in 0..5 {
+        let report = store.verify_chain().await.unwrap();
+        assert_eq!(report.first_bad, None, "during appends");
+        tokio::task::yield_now().await;
+    }
+    let mut all = HashSet::new();
+    for t in tasks {
+        for seq in t.await.unwrap() {
+            assert!(all.insert(seq), "seq {seq} handed out twice");
+        }
+    }
+    assert_eq!(all, (1..=120).collect::<HashSet<i64>>());
+    let report = store.verify_chain().await.unwrap();
+    assert_eq!(report.events, 120);
+    assert_eq!(report.first_bad, None);
+}
+
+fn session(id: &str, node: &str, started_at: OffsetDateTime) -> SessionRow {
+    SessionRow {
+        id: id.into(),
+        user: "bob".into(),
+        server: Some("prod-db".into()),
+        account: Some("oracle".into()),
+        source: "203.0.113.9".into(),
+        node: node.into(),
+        started_at,
+        ended_at: None,
+        mode: Some("ssh-forwarding".into()),
+        grant_id: Some(7),
+        recorded: true,
+        bytes_up: 0,
+        bytes_down: 0,
+        exit_status: None,
+        end_reason: None,
+    }
+}
+
+async fn sessions_lifecycle_and_kill_requests(db: Db) {
+    let store = db.open("n1").await;
+    let t0 = time::macros::datetime!(2026-03-01 10:00:00.123456 UTC);
+    let s1 = session("s1", "n1", t0);
+    let mut s2 = session("s2", "n1", t0 + Duration::minutes(5));
+    s2.server = None;
+    s2.account = None;
+    s2.grant_id = None;
+    s2.recorded = false;
+    let s3 = session("s3", "n2", t0 + Duration::minutes(10));
+    for s in [&s1, &s2, &s3] {
+        store.session_start(s).await.unwrap();
+    }
+    assert!(store.session_start(&s1).await.is_err(), "duplicate id");
+    assert_eq!(store.session_get("s2").await.unwrap(), Some(s2.clone()));
+    assert_eq!(store.session_get("nope").await.unwrap(), None);
+    let live = store.sessions_live().await.unwrap();
+    assert_eq!(live, vec![s1.clone(), s2.clone(), s3.clone()]);
+
+    assert!(store.request_kill("s1").await.unwrap());
+    assert!(!store.request_kill("nope").await.unwrap());
+    assert_eq!(store.kill_requests("n1").await.unwrap(), vec!["s1"]);
+    assert!(store.kill_requests("n2").await.unwrap().is_empty());
+
+    let end = t0 + Duration::minutes(20);
+    store
+        .session_end("s1", end, 100, 2000, Some(0), "killed")
+        .await
+        .unwrap();
+    // A second end changes nothing.
+    store
+        .session_end("s1", end + Duration::hours(1), 1, 1, Some(1), "eof")
+        .await
+        .unwrap();
+    let ended = store.session_get("s1").await.unwrap().unwrap();
+    assert_eq!(ended.ended_at, Some(end));
+    assert_eq!((ended.bytes_up, ended.bytes_down), (100, 2000));
+    assert_eq!(ended.exit_status, Some(0));
+    assert_eq!(ended.end_reason.as_deref(), Some("killed"));
+    assert!(matches!(
+        store
+            .session_end("nope", end, 0, 0, None, "eof")
+            .await
+            .unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+    assert!(store.kill_requests("n1").await.unwrap().is_empty());
+    assert!(!store.request_kill("s1").await.unwrap(), "already ended");
+    assert_eq!(store.sessions_live().await.unwrap().len(), 2);
+
+    // Overlap with [t0+15m, t0+16m): s1 (ended later), s2 and s3 (live).
+    let between = store
+        .sessions_between(t0 + Duration::minutes(15), t0 + Duration::minutes(16))
+        .await
+        .unwrap();
+    assert_eq!(
+        between.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec!["s1", "s2", "s3"]
+    );
+    // After s1 ended: not s1. Before s3 started: not s3.
+    let between = store
+        .sessions_between(t0 + Duration::minutes(30), t0 + Duration::minutes(31))
+        .await
+        .unwrap();
+    assert_eq!(between.len(), 2);
+    let between = store
+        .sessions_between(t0, t0 + Duration::minutes(6))
+        .await
+        .unwrap();
+    assert_eq!(
+        between.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec!["s1", "s2"]
+    );
+
+    let stale = store.end_stale_sessions("n1", "crashed").await.unwrap();
+    assert_eq!(stale.len(), 1);
+    assert_eq!(stale[0].id, "s2");
+    assert_eq!(stale[0].end_reason.as_deref(), Some("crashed"));
+    assert!(stale[0].ended_at.is_some());
+    let live = store.sessions_live().await.unwrap();
+    assert_eq!(live, vec![s3]);
+}
+
+async fn lockout_counts_and_unlocks(db: Db) {
+    let store = db.open("n1").await;
+    let other_node = db.open("n2").await;
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(store.auth_failure("carol", now).await.unwrap(), 1);
+    assert_eq!(store.auth_failure("carol", now).await.unwrap(), 2);
+    // Counted across nodes: it is the database's count.
+    assert_eq!(other_node.auth_failure("carol", now).await.unwrap(), 3);
+    assert_eq!(store.auth_failure("dave", now).await.unwrap(), 1);
+    store.auth_success("carol").await.unwrap();
+    assert_eq!(store.auth_failure("carol", now).await.unwrap(), 1);
+    store.auth_success("nobody-yet").await.unwrap();
+
+    assert_eq!(store.locked_until("carol").await.unwrap(), None);
+    let until = now + Duration::hours(6);
+    store.lock_user("carol", until).await.unwrap();
+    let got = other_node.locked_until("carol").await.unwrap().unwrap();
+    assert!((got - until).abs() < Duration::milliseconds(1));
+    // Locking restarts the count.
+    assert_eq!(store.auth_failure("carol", now).await.unwrap(), 1);
+
+    assert!(other_node.unlock("carol").await.unwrap());
+    assert_eq!(store.locked_until("carol").await.unwrap(), None);
+    assert_eq!(store.auth_failure("carol", now).await.unwrap(), 1);
+    assert!(!store.unlock("carol").await.unwrap());
+    assert!(!store.unlock("never-seen").await.unwrap());
+
+    // An expired lockout is no lockout.
+    store
+        .lock_user("dave", now - Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(store.locked_until("dave").await.unwrap(), None);
+    assert!(!store.unlock("dave").await.unwrap());
+}
+
+fn grant(user: &str) -> Grant {
+    Grant {
+        id: 0,
+        user: user.into(),
+        server: "prod-db".into(),
+        accounts: vec!["oracle".into(), "root".into()],
+        ports: vec![1521, 80],
+        from: vec!["198.51.100.0/24".parse().unwrap()],
+        reason: "TICKET-42".into(),
+        state: GrantState::Pending,
+        requested_by: user.into(),
+        approved_by: None,
+        decided_by: None,
+        decision_note: None,
+        requested_at: time::macros::datetime!(2026-03-01 09:00 UTC),
+        decided_at: None,
+        duration_secs: Some(3600),
+        expires_at: None,
+    }
+}
+
+async fn grants_crud_and_expiry(db: Db) {
+    let store = db.open("n1").await;
+    let mut g = grant("bob");
+    g.id = store.grant_insert(&g).await.unwrap();
+    assert!(g.id > 0);
+    assert_eq!(store.grant_get(g.id).await.unwrap(), Some(g.clone()));
+    assert_eq!(store.grant_get(g.id + 1000).await.unwrap(), None);
+
+    let mut other = grant("erin");
+    other.accounts = vec![];
+    other.ports = vec![];
+    other.from = vec![];
+    other.duration_secs = None;
+    other.id = store.grant_insert(&other).await.unwrap();
+    assert!(other.id > g.id);
+
+    // Approve: four-eyes is the caller's rule; the store keeps the result.
+    let decided = time::macros::datetime!(2026-03-01 09:30 UTC);
+    let mut approved = g.clone();
+    approved.state = GrantState::Approved;
+    approved.approved_by = Some("alice".into());
+    approved.decided_by = Some("alice".into());
+    approved.decision_note = Some("ok".into());
+    approved.decided_at = Some(decided);
+    approved.expires_at = Some(decided + Duration::hours(1));
+    assert!(
+        store
+            .grant_update_if(&approved, GrantState::Pending)
+            .await
+            .unwrap()
+    );
+    // A second approver loses the race.
+    assert!(
+        !store
+            .grant_update_if(&approved, GrantState::Pending)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.grant_get(g.id).await.unwrap(), Some(approved.clone()));
+
+    // Permanent approval for erin.
+    let mut permanent = other.clone();
+    permanent.state = GrantState::Approved;
+    permanent.approved_by = Some("alice".into());
+    permanent.decided_by = Some("alice".into());
+    permanent.decided_at = Some(decided);
+    store.grant_update(&permanent).await.unwrap();
+
+    let mut missing = g.clone();
+    missing.id = g.id + 1000;
+    assert!(matches!(
+        store.grant_update(&missing).await.unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+
+    assert_eq!(
+        store.grants_for("bob").await.unwrap(),
+        vec![approved.clone()]
+    );
+    assert_eq!(
+        store.grants_list(Some("erin")).await.unwrap(),
+        vec![permanent.clone()]
+    );
+    assert_eq!(store.grants_list(None).await.unwrap().len(), 2);
+    assert!(store.grants_for("nobody").await.unwrap().is_empty());
+
+    // Not yet due.
+    let due = store
+        .grants_expire_due(decided + Duration::minutes(59))
+        .await
+        .unwrap();
+    assert!(due.is_empty());
+    // Due at exactly expires_at; the permanent grant never is.
+    let due = store
+        .grants_expire_due(decided + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, g.id);
+    assert_eq!(due[0].state, GrantState::Expired);
+    assert!(
+        store
+            .grants_expire_due(decided + Duration::days(365))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.grant_get(g.id).await.unwrap().unwrap().state,
+        GrantState::Expired
+    );
+    assert_eq!(
+        store.grant_get(other.id).await.unwrap().unwrap().state,
+        GrantState::Approved
+    );
+}
+
+async fn sources_first_seen(db: Db) {
+    let store = db.open("n1").await;
+    let now = OffsetDateTime::now_utc();
+    assert!(store.source_seen("bob", "203.0.113.9", now).await.unwrap());
+    assert!(!store.source_seen("bob", "203.0.113.9", now).await.unwrap());
+    assert!(store.source_seen("bob", "203.0.113.10", now).await.unwrap());
+    assert!(
+        store
+            .source_seen("carol", "203.0.113.9", now)
+            .await
+            .unwrap()
+    );
+    let again = db.open("n2").await;
+    assert!(
+        !again
+            .source_seen("carol", "203.0.113.9", now)
+            .await
+            .unwrap()
+    );
+}
+
+// ---- the CLI on a real database file ----
+
+struct CliEnv {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    url: String,
+}
+
+impl CliEnv {
+    fn new() -> CliEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("data/g.db").display());
+        let config = dir.path().join("gatehouse.toml");
+        std::fs::write(
+            &config,
+            format!("[server]\ndatabase = \"{url}\"\nnode = \"cli-node\"\n"),
+        )
+        .unwrap();
+        CliEnv { dir, config, url }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test]
+async fn cli_audit_export_and_verify() {
+    let env = CliEnv::new();
+    let store = Store::open(&env.url, "cli-node").await.unwrap();
+    let recs = append(&store, 4).await;
+
+    let out = env.run(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "audit chain intact: 4 events");
+
+    let out = env.run(&["audit", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for key in [
+        "ts", "kind", "user", "server", "account", "session", "source", "detail",
+    ] {
+        assert!(lines[0].get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(lines[0]["kind"], "exec");
+    assert_eq!(lines[0]["ts"], recs[0].ts.as_str());
+    assert_eq!(lines[3]["detail"]["cmd"], "echo 4");
+
+    // Dates select whole days; every event here is from today.
+    let today = OffsetDateTime::now_utc().date().to_string();
+    let out = env.run(&["audit", "export", "--since", &today, "--until", &today]);
+    assert_eq!(text(&out.stdout).lines().count(), 4);
+    let out = env.run(&["audit", "export", "--until", "2000-01-01"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "");
+    // Until is inclusive of the given instant.
+    let out = env.run(&["audit", "export", "--until", &recs[1].ts]);
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+    let out = env.run(&["audit", "export", "--since", "last week"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).starts_with("error: --since"));
+
+    let raw = AnyPool::connect(&env.url).await.unwrap();
+    exec(
+        &raw,
+        &format!(
+            "UPDATE audit_events SET detail = '{{\"cmd\":\"true\"}}' WHERE id = {}",
+            recs[1].id
+        ),
+    )
+    .await;
+    let out = env.run(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: audit chain broken at event id {} (node cli-node, seq 2): changed",
+            recs[1].id
+        )),
+        "{err}"
+    );
+
+    let out = env.run(&["audit", "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events"], 4);
+    assert_eq!(report["first_bad"]["id"], recs[1].id);
+    assert_eq!(report["first_bad"]["seq"], 2);
+}
+
+#[tokio::test]
+async fn cli_sessions_and_unlock() {
+    let env = CliEnv::new();
+    let store = Store::open(&env.url, "cli-node").await.unwrap();
+    store
+        .session_start(&session(
+            "sess-1",
+            "other-node",
+            OffsetDateTime::now_utc() - Duration::minutes(3),
+        ))
+        .await
+        .unwrap();
+
+    let out = env.run(&["sessions", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("ID"), "{stdout}");
+    assert!(header.contains("DURATION"), "{stdout}");
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("sess-1"), "{stdout}");
+    assert!(row.contains("bob") && row.contains("prod-db") && row.contains("oracle"));
+
+    let out = env.run(&["sessions", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["id"], "sess-1");
+    assert!(listed[0]["duration_secs"].as_i64().unwrap() >= 180);
+
+    let out = env.run(&["sessions", "kill", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr).trim(), "error: no live session nope");
+    let out = env.run(&["sessions", "kill", "sess-1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        store.kill_requests("other-node").await.unwrap(),
+        vec!["sess-1"]
+    );
+
+    let out = env.run(&["unlock", "carol"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("carol was not locked"));
+    store
+        .lock_user("carol", OffsetDateTime::now_utc() + Duration::hours(1))
+        .await
+        .unwrap();
+    let out = env.run(&["unlock", "carol"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "unlocked carol");
+    assert_eq!(store.locked_until("carol").await.unwrap(), None);
+
+    let events = store.export(None, None).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["session.killed", "unlock", "unlock"]);
+    assert_eq!(events[2].user.as_deref(), Some("carol"));
+    assert_eq!(events[2].detail["was_locked"], true);
+    assert_eq!(events[1].detail["was_locked"], false);
+    assert_eq!(events[0].node, "cli-node");
+    assert_eq!(store.verify_chain().await.unwrap().first_bad, None);
+}
