@@ -4,10 +4,7 @@
 //!
 //! [`LiveSource`] (below the line marked `LIVE`) is the one piece bound to
 //! the store, recordings, policy and vault APIs of the moment: keep it
-//! small, it is the only part to adapt when those change. On this branch
-//! it is written against main's placeholders (sessions and recordings
-//! report themselves unavailable); the `report-live` branch holds the
-//! version for the merged store, recording, policy and vault modules.
+//! small, it is the only part to adapt when those change.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -194,6 +191,7 @@ pub async fn generate<S: ReportSource>(
 pub struct LiveSource {
     pub store: Store,
     pub recordings: PathBuf,
+    pub vault: crate::config::VaultConfig,
 }
 
 impl LiveSource {
@@ -201,39 +199,64 @@ impl LiveSource {
         LiveSource {
             store,
             recordings: config.recordings.clone(),
+            vault: config.vault.clone(),
         }
     }
 }
 
-/// Who may reach what at `as_of`, from the policy's `reachable`.
+/// Who may reach what at `as_of`, from the policy's `reachable`: one row
+/// per active grant, and one for the standing rule: access by policy, or,
+/// where sessions need a grant and none is active, eligibility to ask.
 pub fn entitlements(
     policy: &Policy,
     grants: &[Grant],
     as_of: OffsetDateTime,
 ) -> Vec<EntitlementFact> {
-    let by_id: HashMap<i64, &Grant> = grants.iter().map(|g| (g.id, g)).collect();
     let mut out = Vec::new();
     for user in policy.users.keys() {
         for r in crate::policy::reachable(policy, user, grants, as_of) {
-            let through = match r.grant {
-                Some(id) => Through::Grant {
-                    id,
-                    until: by_id.get(&id).and_then(|g| g.expires_at),
-                    approved_by: by_id.get(&id).and_then(|g| g.approved_by.clone()),
-                },
-                None => Through::Policy {
-                    rule: r.via.clone(),
-                },
-            };
-            out.push(EntitlementFact {
-                user: user.clone(),
-                server: r.server.clone(),
-                mode: r.mode.as_str().to_string(),
-                accounts: r.accounts.clone(),
-                ports: r.ports.clone(),
-                any_port: false,
-                through,
-            });
+            let mode = r.mode.as_str().to_string();
+            let grant_only = policy
+                .server(&r.server)
+                .is_some_and(|s| s.mode == crate::policy::Mode::OnRequest || s.require_grant);
+            if let Some(rule) = &r.policy {
+                if !grant_only {
+                    out.push(EntitlementFact {
+                        user: user.clone(),
+                        server: r.server.clone(),
+                        mode: mode.clone(),
+                        accounts: r.accounts.clone(),
+                        ports: r.ports.clone(),
+                        any_port: r.any_port,
+                        through: Through::Policy { rule: rule.clone() },
+                    });
+                } else if r.grants.is_empty() {
+                    out.push(EntitlementFact {
+                        user: user.clone(),
+                        server: r.server.clone(),
+                        mode: mode.clone(),
+                        accounts: Vec::new(),
+                        ports: Vec::new(),
+                        any_port: false,
+                        through: Through::GrantRequired { rule: rule.clone() },
+                    });
+                }
+            }
+            for g in &r.grants {
+                out.push(EntitlementFact {
+                    user: user.clone(),
+                    server: r.server.clone(),
+                    mode: mode.clone(),
+                    accounts: g.accounts.clone(),
+                    ports: g.ports.clone(),
+                    any_port: false,
+                    through: Through::Grant {
+                        id: g.id,
+                        until: g.until,
+                        approved_by: g.approved_by.clone(),
+                    },
+                });
+            }
         }
     }
     out
@@ -246,22 +269,15 @@ impl ReportSource for LiveSource {
         to: OffsetDateTime,
         sink: &mut (dyn FnMut(AuditRecord) + Send),
     ) -> Result<(), ReportError> {
-        // Streams once the store offers `export_each`; until then the
-        // store's `export` returns the day as one list.
-        for ev in self.store.export(Some(from), Some(to)).await? {
-            sink(ev);
-        }
-        Ok(())
+        Ok(self.store.export_each(Some(from), Some(to), sink).await?)
     }
 
     async fn sessions(
         &self,
-        _from: OffsetDateTime,
-        _to: OffsetDateTime,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
     ) -> Result<Vec<SessionRow>, ReportError> {
-        Err(ReportError::Unavailable(
-            "this build's store cannot list a day's sessions (Store::sessions_between)".into(),
-        ))
+        Ok(self.store.sessions_between(from, to).await?)
     }
 
     async fn grants(&self) -> Result<Vec<Grant>, ReportError> {
@@ -273,24 +289,95 @@ impl ReportSource for LiveSource {
         since: OffsetDateTime,
         until: OffsetDateTime,
     ) -> Result<LoginHistory, ReportError> {
+        // Reads every event of the period for its auth.success events; a
+        // store query by kind would spare that at very high volumes.
         let mut h = LoginHistory::default();
-        for ev in self.store.export(Some(since), Some(until)).await? {
-            h.note(&ev);
-        }
+        self.store
+            .export_each(Some(since), Some(until), |ev| h.note(&ev))
+            .await?;
         Ok(h)
     }
 
     async fn credentials(
         &self,
-        _as_of: OffsetDateTime,
+        as_of: OffsetDateTime,
     ) -> Result<Option<Vec<CredentialFact>>, ReportError> {
-        Ok(None)
+        let list = crate::vault::status(self.store.pool(), &self.vault, as_of)
+            .await
+            .map_err(|e| ReportError::Unavailable(e.to_string()))?;
+        Ok(Some(
+            list.into_iter()
+                .map(|c| CredentialFact {
+                    server: c.meta.server,
+                    account: c.meta.account,
+                    kind: c.meta.kind.as_str().to_string(),
+                    third_party: c.meta.third_party,
+                    created: c.meta.created_at,
+                    rotated: c.meta.rotated_at,
+                    last_used: c.meta.last_used_at,
+                    rotation_due: c.compliance.rotation_due,
+                    complies: c.compliance.complies,
+                    reasons: c.compliance.reasons,
+                })
+                .collect(),
+        ))
     }
 
     async fn recordings(&self) -> Result<Vec<RecordingFact>, ReportError> {
-        let _ = &self.recordings;
-        Err(ReportError::Unavailable(
-            "this build cannot read the recordings catalog (recording::scan)".into(),
-        ))
+        let root = self.recordings.clone();
+        let found = tokio::task::spawn_blocking(move || crate::recording::scan(&root))
+            .await
+            .map_err(|e| ReportError::Recordings(e.to_string()))?
+            .map_err(|e| ReportError::Recordings(e.to_string()))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|r| recording_fact(&self.recordings, r))
+            .collect())
     }
+}
+
+fn recording_fact(
+    root: &std::path::Path,
+    r: crate::recording::RecordingInfo,
+) -> Option<RecordingFact> {
+    use crate::recording::ReviewState as S;
+    let date = super::parse_date(&r.date)?;
+    let path = r
+        .cast_path
+        .strip_prefix(root)
+        .ok()
+        .map(|p| {
+            p.components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .unwrap_or_else(|| format!("{}/{}.cast", r.date, r.id));
+    let meta = r.meta.as_ref();
+    Some(RecordingFact {
+        date,
+        session: meta.map(|m| m.session.clone()),
+        user: meta.map(|m| m.user.clone()),
+        server: meta.map(|m| m.server.clone()),
+        account: meta.map(|m| m.account.clone()),
+        started_at: meta.and_then(|m| {
+            OffsetDateTime::parse(
+                &m.started_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()
+        }),
+        path,
+        state: match r.state {
+            S::Unreviewed => ReviewState::Unreviewed,
+            S::Reviewed => ReviewState::Reviewed,
+            S::Flagged => ReviewState::Flagged,
+        },
+        problem: if r.cast_exists {
+            r.meta_error.clone()
+        } else {
+            Some("the cast file is missing".into())
+        },
+        id: r.id,
+    })
 }
