@@ -25,7 +25,14 @@ pub fn spawn_jobs(shared: Arc<Shared>) -> Jobs {
     let mut set = JoinSet::new();
     set.spawn(policy_watcher(shared.clone()));
     set.spawn(session_sweeper(shared.clone()));
-    set.spawn(rotation_scheduler(shared));
+    set.spawn(rotation_scheduler(shared.clone()));
+    // Yesterday's report, shortly after midnight UTC (and caught up at start).
+    let s = shared.clone();
+    set.spawn(crate::report::daily_job(
+        shared.config.clone(),
+        shared.store.clone(),
+        move || s.policy(),
+    ));
     Jobs(set)
 }
 
