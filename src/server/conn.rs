@@ -59,6 +59,13 @@ pub struct ConnState {
     pub last_exit: Mutex<Option<i64>>,
     channel_seq: AtomicU32,
     closed: AtomicBool,
+    /// Remote forwards (`-R`) the client asked for and the target bound:
+    /// (address, port).
+    remote_forwards: Mutex<std::collections::HashSet<(String, u32)>>,
+    /// Channels the target opens for those forwards; taken by the task
+    /// that bridges them once the first forward is bound.
+    forwarded_tx: tokio::sync::mpsc::UnboundedSender<upstream::Forwarded>,
+    forwarded_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<upstream::Forwarded>>>,
 }
 
 /// Decides, at authentication, what this login may do.
@@ -168,6 +175,7 @@ impl ConnState {
     ) -> Arc<ConnState> {
         let cancel = shared.shutdown.child_token();
         let reason = Arc::new(Mutex::new(None));
+        let (forwarded_tx, forwarded_rx) = tokio::sync::mpsc::unbounded_channel();
         let state = Arc::new(ConnState {
             shared: shared.clone(),
             id: id.clone(),
@@ -186,6 +194,9 @@ impl ConnState {
             last_exit: Mutex::new(None),
             channel_seq: AtomicU32::new(0),
             closed: AtomicBool::new(false),
+            remote_forwards: Mutex::new(std::collections::HashSet::new()),
+            forwarded_tx,
+            forwarded_rx: Mutex::new(Some(forwarded_rx)),
         });
         let (server, grant) = match &state.target {
             Target::Server(t) => (Some(t.server.name.clone()), t.allowed.grant),
@@ -437,7 +448,10 @@ impl ConnState {
     }
 
     /// `-R`: allowed only where the mode allows it (audited either way).
-    pub async fn remote_forward_allowed(&self, port: u16) -> bool {
+    /// The target's sshd binds the port; connections to it come back as
+    /// forwarded-tcpip channels, bridged to the client by `forwarded_loop`.
+    pub async fn remote_forward(self: &Arc<Self>, address: &str, port: &mut u32) -> bool {
+        let p = u16::try_from(*port).unwrap_or(0);
         // A login whose session was refused (e.g. mode desktop) still gets
         // the mode's own reason for -R.
         let (server, account) = match &self.target {
@@ -449,7 +463,7 @@ impl ConnState {
             } => (s.as_str(), account.as_deref()),
             _ => {
                 self.audit_denied(
-                    &Action::RemoteForward { port },
+                    &Action::RemoteForward { port: p },
                     "remote forwarding needs a target",
                 )
                 .await;
@@ -468,24 +482,85 @@ impl ConnState {
             server,
             account,
             source: self.source,
-            action: Action::RemoteForward { port },
+            action: Action::RemoteForward { port: p },
         };
-        match policy::decide(&policy, &req, &grants, Shared::now()) {
-            Decision::Allow(_) => {
-                // Remote forwards are not bridged yet: refuse honestly.
+        let allowed = match policy::decide(&policy, &req, &grants, Shared::now()) {
+            Decision::Allow(a) => a,
+            Decision::Deny(d) => {
+                self.audit_denied(&Action::RemoteForward { port: p }, &d.reason)
+                    .await;
+                return false;
+            }
+        };
+        let up = match self.upstream().await {
+            Ok(u) => u,
+            Err(e) => {
+                self.audit_denied(&Action::RemoteForward { port: p }, &e)
+                    .await;
+                return false;
+            }
+        };
+        let bound = match tokio::time::timeout(
+            Duration::from_secs(10),
+            up.handle.tcpip_forward(address, *port),
+        )
+        .await
+        {
+            Ok(Ok(b)) => b,
+            _ => {
                 self.audit_denied(
-                    &Action::RemoteForward { port },
-                    "remote forwarding is not supported by this bastion yet",
+                    &Action::RemoteForward { port: p },
+                    "the target refused to listen",
                 )
                 .await;
-                false
+                return false;
             }
-            Decision::Deny(d) => {
-                self.audit_denied(&Action::RemoteForward { port }, &d.reason)
-                    .await;
-                false
-            }
+        };
+        if *port == 0 {
+            *port = bound;
         }
+        if let Ok(mut set) = self.remote_forwards.lock() {
+            set.insert((address.to_string(), *port));
+        }
+        if let Some(rx) = self.forwarded_rx.lock().ok().and_then(|mut r| r.take()) {
+            tokio::spawn(super::channel::forwarded_loop(self.clone(), rx));
+        }
+        self.shared
+            .audit(
+                self.base_event(EventKind::ForwardOpen)
+                    .detail("direction", "remote")
+                    .detail("bind", format!("{address}:{port}"))
+                    .detail("flagged", allowed.flagged),
+            )
+            .await;
+        true
+    }
+
+    pub async fn cancel_remote_forward(&self, address: &str, port: u32) -> bool {
+        let known = self
+            .remote_forwards
+            .lock()
+            .map(|mut s| s.remove(&(address.to_string(), port)))
+            .unwrap_or(false);
+        if !known {
+            return false;
+        }
+        if let Ok(up) = self.upstream().await {
+            let _ = up.handle.cancel_tcpip_forward(address, port).await;
+        }
+        true
+    }
+
+    /// Whether the target may open a channel for this bound forward.
+    pub fn remote_forward_known(&self, address: &str, port: u32) -> bool {
+        self.remote_forwards
+            .lock()
+            .map(|s| {
+                s.iter().any(|(a, p)| {
+                    *p == port && (a == address || a.is_empty() || address.is_empty())
+                })
+            })
+            .unwrap_or(false)
     }
 
     /// The logged-in connection to the target, opened on first use and
@@ -521,7 +596,16 @@ impl ConnState {
             .and_then(|v| v.default_account().map(str::to_string))
             .unwrap_or_else(|| "root".into());
         let via = hop.as_ref().map(|h| (h, hop_account.as_str(), &identity));
-        match upstream::connect(&target, &t.allowed.account, &credential, via).await {
+        let forwards = Some(self.forwarded_tx.clone());
+        match upstream::connect_with_forwards(
+            &target,
+            &t.allowed.account,
+            &credential,
+            via,
+            forwards,
+        )
+        .await
+        {
             Ok(u) => Ok(u),
             Err(e) => {
                 if let UpstreamError::HostKeyMismatch {
