@@ -44,7 +44,13 @@ impl World {
         let carol = keygen(dir.path(), "carol", KeyKind::Ed25519);
         let svc = Service::start();
         let on_request = |name: &str| {
-            policy_server(name, &target, "on-request", &["root", "ghtest"], &["group:support"])
+            policy_server(
+                name,
+                &target,
+                "on-request",
+                &["root", "ghtest"],
+                &["group:support"],
+            )
         };
         let policy = policy_user("alice", &alice, &["support"])
             + "roles = [\"approver\"]\n"
@@ -54,7 +60,13 @@ impl World {
             + &on_request("ondb")
             + &on_request("ondb2")
             + &on_request("ondb3")
-            + &policy_server("web", &target, "ssh-forwarding", &["root"], &["group:support"])
+            + &policy_server(
+                "web",
+                &target,
+                "ssh-forwarding",
+                &["root"],
+                &["group:support"],
+            )
             + &format!("ports = [{}]\n", svc.port);
         let gh = Gatehouse::start_with(&dir, backend.opts().policy("policy.toml", &policy));
         World {
@@ -149,7 +161,13 @@ fn grant_workflow_over_ssh(backend: Backend) {
     // No grant: nothing.
     assert_denied(&bob.ssh("bob@ondb", &["echo leaked"]), need);
     assert_open_failed(
-        &ssh_w(&bob, &[], "bob@ondb", &format!("localhost:{}", w.svc.port), b"x"),
+        &ssh_w(
+            &bob,
+            &[],
+            "bob@ondb",
+            &format!("localhost:{}", w.svc.port),
+            b"x",
+        ),
         need,
     );
 
@@ -165,7 +183,8 @@ fn grant_workflow_over_ssh(backend: Backend) {
     let out = bob.ssh("bob", &[&format!("approve {id}")]);
     assert_eq!(out.code(), Some(1), "{out:?}");
     assert!(
-        out.stderr_text().contains("nobody approves their own request"),
+        out.stderr_text()
+            .contains("nobody approves their own request"),
         "{}",
         out.stderr_text()
     );
@@ -200,12 +219,24 @@ fn grant_workflow_over_ssh(backend: Backend) {
     .assert_success("sftp under a grant");
     assert_eq!(sha256_file(&up), sha256_file(&down));
     let data = random_bytes(100_000);
-    let out = ssh_w(&bob, &[], "bob@ondb", &format!("localhost:{}", w.svc.port), &data);
+    let out = ssh_w(
+        &bob,
+        &[],
+        "bob@ondb",
+        &format!("localhost:{}", w.svc.port),
+        &data,
+    );
     out.assert_success("forward to the granted port");
     assert!(out.stdout == data);
     // ...but only the granted port and account.
     assert_open_failed(
-        &ssh_w(&bob, &[], "bob@ondb", &format!("localhost:{}", w.target.port), b"x"),
+        &ssh_w(
+            &bob,
+            &[],
+            "bob@ondb",
+            &format!("localhost:{}", w.target.port),
+            b"x",
+        ),
         &format!("port {} is not open for forwarding on ondb", w.target.port),
     );
     assert_denied(
@@ -214,7 +245,9 @@ fn grant_workflow_over_ssh(backend: Backend) {
     );
     let starts = events_for(&w.gh, "session.start", "ondb");
     assert!(
-        starts.iter().any(|e| e["detail"]["grant"].as_i64() == Some(id)),
+        starts
+            .iter()
+            .any(|e| e["detail"]["grant"].as_i64() == Some(id)),
         "{starts:#?}"
     );
     let opens = events_for(&w.gh, "forward.open", "ondb");
@@ -228,16 +261,20 @@ fn grant_workflow_over_ssh(backend: Backend) {
     let spec = format!("{}:127.0.0.1:9", free_port());
     let out = ssh_args(
         &bob,
-        &["-N", "-o", "ExitOnForwardFailure=yes", "-R", &spec, &bob.destination("bob@ondb")],
+        &[
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-R",
+            &spec,
+            &bob.destination("bob@ondb"),
+        ],
     );
     assert_eq!(out.code(), Some(255), "{out:?}");
 
     // The grant shows in `grants` and `list`.
     let gs = w.cmd_json(&w.bob, "bob", "grants");
-    assert!(
-        gs.as_array().unwrap().iter().any(|g| g["id"] == id),
-        "{gs}"
-    );
+    assert!(gs.as_array().unwrap().iter().any(|g| g["id"] == id), "{gs}");
     let list = w.cmd_json(&w.bob, "bob", "list");
     let ondb = list["servers"]
         .as_array()
@@ -256,9 +293,10 @@ fn grant_workflow_over_ssh(backend: Backend) {
         &bob.ssh("bob@ondb2", &["echo leaked"]),
         "ondb2 needs an approved grant",
     );
-    let ev = w.gh.wait_for_event("access.denied", Duration::from_secs(10), |e| {
-        field(e, "server") == "ondb2"
-    });
+    let ev =
+        w.gh.wait_for_event("access.denied", Duration::from_secs(10), |e| {
+            field(e, "server") == "ondb2"
+        });
     assert_eq!(detail_str(&ev, "code"), "KO_GRANT_REQUIRED");
     assert!(detail_str(&ev, "rule").contains("from 127.0.0.1"), "{ev}");
 
@@ -272,9 +310,15 @@ fn grant_workflow_over_ssh(backend: Backend) {
     );
     assert_eq!(grant_events(&w.gh, "grant.denied", id3).len(), 1);
     // Decided grants cannot be decided again.
-    let out = w.client(&w.alice).ssh("alice", &[&format!("approve {id3}")]);
+    let out = w
+        .client(&w.alice)
+        .ssh("alice", &[&format!("approve {id3}")]);
     assert_eq!(out.code(), Some(1));
-    assert!(out.stderr_text().contains("not pending"), "{}", out.stderr_text());
+    assert!(
+        out.stderr_text().contains("not pending"),
+        "{}",
+        out.stderr_text()
+    );
 
     // Revocation cuts a live session off.
     let mut bg = w.long_session("ondb");
@@ -292,17 +336,19 @@ fn grant_expiry_ends_the_session(backend: Backend) {
     w.approve(id);
     let mut bg = w.long_session("ondb");
     assert_cut_off(&mut bg, "expired");
-    let ev = w.gh.wait_for_event("grant.expired", Duration::from_secs(10), |e| {
-        e["detail"]["grant"].as_i64() == Some(id)
-    });
+    let ev =
+        w.gh.wait_for_event("grant.expired", Duration::from_secs(10), |e| {
+            e["detail"]["grant"].as_i64() == Some(id)
+        });
     assert_eq!(detail_str(&ev, "state"), "expired");
     assert_denied(
         &bob.ssh("bob@ondb", &["echo leaked"]),
         "ondb needs an approved grant",
     );
-    let end = w.gh.wait_for_event("session.end", Duration::from_secs(10), |e| {
-        field(e, "server") == "ondb" && detail_str(e, "reason").contains("expired")
-    });
+    let end =
+        w.gh.wait_for_event("session.end", Duration::from_secs(10), |e| {
+            field(e, "server") == "ondb" && detail_str(e, "reason").contains("expired")
+        });
     assert_eq!(field(&end, "user"), "bob");
 }
 
@@ -328,7 +374,9 @@ fn grant_admin_cli(backend: Backend) {
     assert_eq!(out.code(), Some(1), "{out:?}");
     assert!(
         out.stderr_text().starts_with("error: ")
-            && out.stderr_text().contains("nobody approves their own request"),
+            && out
+                .stderr_text()
+                .contains("nobody approves their own request"),
         "{}",
         out.stderr_text()
     );
@@ -341,14 +389,27 @@ fn grant_admin_cli(backend: Backend) {
     assert_eq!(g["state"], "approved", "{g}");
 
     let all = cli_json(&["grant", "list", "--json"], "grant list");
-    assert!(all.as_array().unwrap().iter().any(|x| x["id"] == id), "{all}");
-    let mine = cli_json(&["grant", "list", "--user", "bob", "--json"], "grant list --user");
+    assert!(
+        all.as_array().unwrap().iter().any(|x| x["id"] == id),
+        "{all}"
+    );
+    let mine = cli_json(
+        &["grant", "list", "--user", "bob", "--json"],
+        "grant list --user",
+    );
     assert!(mine.as_array().unwrap().iter().all(|x| x["user"] == "bob"));
-    let none = cli_json(&["grant", "list", "--user", "carol", "--json"], "grant list carol");
+    let none = cli_json(
+        &["grant", "list", "--user", "carol", "--json"],
+        "grant list carol",
+    );
     assert_eq!(none.as_array().unwrap().len(), 0, "{none}");
     let text = gh.cli(&["grant", "list"]);
     text.assert_success("grant list");
-    assert!(text.stdout_text().contains(&format!("#{id}")), "{}", text.stdout_text());
+    assert!(
+        text.stdout_text().contains(&format!("#{id}")),
+        "{}",
+        text.stdout_text()
+    );
 
     // What the CLI approved, the running bastion honours.
     let bob = w.client(&w.bob);
@@ -364,7 +425,9 @@ fn grant_admin_cli(backend: Backend) {
     );
     let id2 = g["id"].as_i64().unwrap().to_string();
     let g = cli_json(
-        &["grant", "deny", &id2, "--by", "alice", "--reason", "later", "--json"],
+        &[
+            "grant", "deny", &id2, "--by", "alice", "--reason", "later", "--json",
+        ],
         "grant deny",
     );
     assert_eq!(g["state"], "denied", "{g}");
@@ -382,7 +445,11 @@ fn grant_admin_cli(backend: Backend) {
     ]);
     assert_eq!(out.code(), Some(1), "{out:?}");
     let out = gh.cli(&["grant", "request", "--user", "bob", "ondb", "--reason", "x"]);
-    assert_eq!(out.code(), Some(1), "neither --for nor --permanent: {out:?}");
+    assert_eq!(
+        out.code(),
+        Some(1),
+        "neither --for nor --permanent: {out:?}"
+    );
 
     // Revoking from the CLI (another process) cuts the live session off.
     let mut bg = w.long_session("ondb");
@@ -405,17 +472,31 @@ fn command_mode(backend: Backend) {
     let out = alice.ssh("alice", &[]);
     out.assert_success("ssh alice@bastion");
     let text = out.stdout_text();
-    for word in ["SERVER", "MODE", "ACCOUNTS", "ondb", "on-request", "web", "ssh-forwarding"] {
+    for word in [
+        "SERVER",
+        "MODE",
+        "ACCOUNTS",
+        "ondb",
+        "on-request",
+        "web",
+        "ssh-forwarding",
+    ] {
         assert!(text.contains(word), "list lacks {word}:\n{text}");
     }
     assert!(text.contains("needs a grant"), "{text}");
     let line = text.lines().find(|l| l.starts_with("web ")).unwrap();
-    assert!(line.contains("root") && line.contains(&w.svc.port.to_string()), "{line}");
+    assert!(
+        line.contains("root") && line.contains(&w.svc.port.to_string()),
+        "{line}"
+    );
     assert_eq!(alice.ssh("alice", &["list"]).stdout_text(), text);
 
     let list = w.cmd_json(&w.alice, "alice", "list");
     let servers = list["servers"].as_array().unwrap();
-    let names: Vec<&str> = servers.iter().filter_map(|s| s["server"].as_str()).collect();
+    let names: Vec<&str> = servers
+        .iter()
+        .filter_map(|s| s["server"].as_str())
+        .collect();
     assert_eq!(names, ["ondb", "ondb2", "ondb3", "web"]);
     let web = &servers[3];
     assert_eq!(web["mode"], "ssh-forwarding");
@@ -430,12 +511,20 @@ fn command_mode(backend: Backend) {
     assert_eq!(me["source"], "127.0.0.1");
     let out = alice.ssh("alice", &["whoami"]);
     out.assert_success("whoami");
-    assert!(out.stdout_text().contains("user: alice"), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("user: alice"),
+        "{}",
+        out.stdout_text()
+    );
 
     let gs = w.cmd_json(&w.alice, "alice", "grants");
     assert_eq!(gs, Value::Array(vec![]));
     let out = alice.ssh("alice", &["grants"]);
-    assert!(out.stdout_text().contains("(no grants)"), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("(no grants)"),
+        "{}",
+        out.stdout_text()
+    );
 
     // carol (no approver role) sees her own grants only.
     let id = w.request("ondb --for 1h --reason T-20");
@@ -444,21 +533,40 @@ fn command_mode(backend: Backend) {
     let all = w.cmd_json(&w.alice, "alice", "grants");
     assert_eq!(all[0]["id"], id, "{all}");
     let out = w.client(&w.bob).ssh("bob", &["list"]);
-    assert!(out.stdout_text().contains("GRANTS"), "{}", out.stdout_text());
-    assert!(out.stdout_text().contains(&format!("#{id}")), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("GRANTS"),
+        "{}",
+        out.stdout_text()
+    );
+    assert!(
+        out.stdout_text().contains(&format!("#{id}")),
+        "{}",
+        out.stdout_text()
+    );
 
     // Unknown command: usage, exit 2.
     let out = alice.ssh("alice", &["frobnicate"]);
     assert_eq!(out.code(), Some(2), "{out:?}");
-    assert!(out.stderr_text().contains("usage:"), "{}", out.stderr_text());
+    assert!(
+        out.stderr_text().contains("usage:"),
+        "{}",
+        out.stderr_text()
+    );
     assert!(out.stdout.is_empty());
     // A request without its required parts: usage (2) or refusal (1).
     let out = alice.ssh("alice", &["request", "ondb", "--bogus"]);
     assert_eq!(out.code(), Some(2), "{out:?}");
     let out = alice.ssh("alice", &["request", "ondb", "--for", "1h"]);
     assert_eq!(out.code(), Some(1), "{out:?}");
-    assert!(out.stderr_text().contains("reason"), "{}", out.stderr_text());
-    let out = alice.ssh("alice", &["request", "nosuch", "--for", "1h", "--reason", "x"]);
+    assert!(
+        out.stderr_text().contains("reason"),
+        "{}",
+        out.stderr_text()
+    );
+    let out = alice.ssh(
+        "alice",
+        &["request", "nosuch", "--for", "1h", "--reason", "x"],
+    );
     assert_eq!(out.code(), Some(1), "{out:?}");
     // Subsystems need a target.
     let out = alice.sftp_batch("alice", "ls\n");
@@ -483,7 +591,11 @@ fn policy_explain(backend: Backend) {
     let port = w.svc.port.to_string();
     let out = explain(&["alice", "web", "--port", &port]);
     assert_eq!(out.code(), Some(0), "{out:?}");
-    assert!(out.stdout_text().contains("through sshd"), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("through sshd"),
+        "{}",
+        out.stdout_text()
+    );
     let out = explain(&["alice", "web", "--port", "22"]);
     assert_eq!(out.code(), Some(1), "{out:?}");
     assert!(
@@ -515,7 +627,11 @@ fn policy_explain(backend: Backend) {
     ));
     let out = explain(&["bob", "ondb"]);
     assert_eq!(out.code(), Some(1), "pending grant: {out:?}");
-    assert!(out.stdout_text().contains("grant considered"), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("grant considered"),
+        "{}",
+        out.stdout_text()
+    );
     w.approve(id);
     let out = explain(&["bob", "ondb"]);
     assert_eq!(out.code(), Some(0), "{out:?}");

@@ -37,7 +37,13 @@ impl World {
         let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
         let stranger = keygen(dir.path(), "stranger", KeyKind::Ed25519);
         let policy = policy_user("alice", &alice, &["support"])
-            + &policy_server("web1", &target, "ssh-forwarding", &["root"], &["group:support"])
+            + &policy_server(
+                "web1",
+                &target,
+                "ssh-forwarding",
+                &["root"],
+                &["group:support"],
+            )
             + server_extra;
         let gh = Gatehouse::start_with(
             &dir,
@@ -102,9 +108,8 @@ fn lockout_and_unlock(backend: Backend) {
     for _ in 0..3 {
         w.assert_login_refused(&w.stranger, &[]);
     }
-    let ev = w
-        .gh
-        .wait_for_event("auth.lockout", Duration::from_secs(10), |e| {
+    let ev =
+        w.gh.wait_for_event("auth.lockout", Duration::from_secs(10), |e| {
             field(e, "user") == "alice"
         });
     assert_eq!(ev["detail"]["failures"].as_i64(), Some(3), "{ev}");
@@ -118,16 +123,24 @@ fn lockout_and_unlock(backend: Backend) {
 
     let out = w.gh.cli(&["unlock", "alice"]);
     out.assert_success("gatehouse unlock alice");
-    assert!(out.stdout_text().contains("unlocked alice"), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("unlocked alice"),
+        "{}",
+        out.stdout_text()
+    );
     w.assert_login_works(&[]);
-    let ev = w
-        .gh
-        .wait_for_event("unlock", Duration::from_secs(10), |e| field(e, "user") == "alice");
+    let ev = w.gh.wait_for_event("unlock", Duration::from_secs(10), |e| {
+        field(e, "user") == "alice"
+    });
     assert_eq!(ev["detail"]["was_locked"], true, "{ev}");
     // Unlocking someone who is not locked is fine, and says so.
     let out = w.gh.cli(&["unlock", "alice"]);
     out.assert_success("second unlock");
-    assert!(out.stdout_text().contains("was not locked"), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("was not locked"),
+        "{}",
+        out.stdout_text()
+    );
 }
 
 on_both_backends!(lockout_and_unlock);
@@ -150,9 +163,8 @@ fn source_refused_after(w: &World, failures: usize) {
         w.assert_login_refused(&w.stranger, &FROM_3);
     }
     w.assert_login_refused(&w.alice, &FROM_3);
-    let limited = w
-        .gh
-        .wait_for_event("auth.failure", Duration::from_secs(10), |e| {
+    let limited =
+        w.gh.wait_for_event("auth.failure", Duration::from_secs(10), |e| {
             detail_str(e, "code") == "RATE_LIMITED"
         });
     assert_eq!(field(&limited, "source"), "127.0.0.3");
@@ -188,8 +200,9 @@ fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                || e.kind() == std::io::ErrorKind::TimedOut =>
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
             {
                 return false;
             }
@@ -276,7 +289,13 @@ fn idle_timeout_and_max_session_end_sessions_with_a_message() {
     let identity = Gatehouse::prepare_identity_in(&w.gh.home);
     let target = Sshd::start(dir, SshdOpts::new().authorize("root", &identity.public));
     let policy = policy_user("alice", &w.alice, &["support"])
-        + &policy_server("web1", &target, "ssh-forwarding", &["root"], &["group:support"])
+        + &policy_server(
+            "web1",
+            &target,
+            "ssh-forwarding",
+            &["root"],
+            &["group:support"],
+        )
         + "max_session = \"3s\"\n";
     w.gh.write_policy("policy.toml", &policy);
     w.gh.wait_for_event("policy.reloaded", Duration::from_secs(15), |e| {

@@ -53,15 +53,29 @@ impl World {
 
 fn exec_ok(client: &Client, login: &str) {
     let out = client.ssh(login, &["echo exec-$((6*7)); exit 3"]);
-    assert_eq!(out.code(), Some(3), "exec on {login}: {}", out.stderr_text());
+    assert_eq!(
+        out.code(),
+        Some(3),
+        "exec on {login}: {}",
+        out.stderr_text()
+    );
     assert_eq!(out.stdout_text(), "exec-42\n");
 }
 
 fn shell_ok(client: &Client, login: &str) {
     // No PTY: the remote shell reads its commands from stdin.
     let out = client.ssh_with_stdin(login, &[], b"echo shell-$((7*6))\nexit 4\n");
-    assert_eq!(out.code(), Some(4), "shell on {login}: {}", out.stderr_text());
-    assert!(out.stdout_text().contains("shell-42"), "{}", out.stdout_text());
+    assert_eq!(
+        out.code(),
+        Some(4),
+        "shell on {login}: {}",
+        out.stderr_text()
+    );
+    assert!(
+        out.stdout_text().contains("shell-42"),
+        "{}",
+        out.stdout_text()
+    );
 }
 
 fn sftp_ok(dir: &TestDir, client: &Client, login: &str) {
@@ -209,16 +223,31 @@ fn global_mode_allows_everything_flagged() {
     assert_eq!(j["detail"]["flagged"], true, "{j}");
     assert_eq!(field(&j, "user"), "alice");
 
-    // Remote forwarding: the contract allows it in global mode, but it is
-    // not bridged yet (README): refused honestly and audited.
-    remote_forward_refused(&client, "alice@g1");
-    let denied = gh.wait_for_event("forward.denied", Duration::from_secs(10), |e| {
-        detail_str(e, "action").contains("RemoteForward")
-    });
-    assert!(
-        detail_str(&denied, "reason").contains("not supported"),
-        "{denied}"
+    // Remote forwarding: the target's sshd listens, connections come back
+    // through the bastion to the client's side (here: the service).
+    let rport = free_port();
+    let spec = format!("{rport}:127.0.0.1:{}", svc.port);
+    let dest = client.destination("alice@g1");
+    let mut bg = BackgroundSsh::start(
+        &w.dir,
+        &client,
+        &["-N", "-o", "ExitOnForwardFailure=yes", "-R", &spec, &dest],
     );
+    assert!(
+        wait_until(Duration::from_secs(20), || is_listening(rport)
+            || !bg.is_running()),
+        "the target did not bind the remote forward; ssh stderr:\n{}",
+        bg.stderr_text()
+    );
+    let data = random_bytes(100_000);
+    let back = tcp_roundtrip(rport, &data).expect("-R round trip");
+    assert!(back == data, "-R is not byte-exact");
+    let remote = gh.wait_for_event("forward.open", Duration::from_secs(10), |e| {
+        detail_str(e, "direction") == "remote"
+    });
+    assert_eq!(remote["detail"]["flagged"], true, "{remote}");
+    assert_eq!(field(&remote, "server"), "g1");
+    drop(bg);
 }
 
 /// `ssh -N -L A:localhost:ALLOWED -L B:localhost:REFUSED -D C LOGIN`: the
@@ -471,9 +500,21 @@ fn ssh_forwarding_mode_carries_forwards_through_sshd() {
     let svc = Service::start();
     let ports = format!("ports = [{}]\n", svc.port);
     let policy = w.users()
-        + &policy_server("sf1", &target, "ssh-forwarding", &["root"], &["group:support"])
+        + &policy_server(
+            "sf1",
+            &target,
+            "ssh-forwarding",
+            &["root"],
+            &["group:support"],
+        )
         + &ports
-        + &policy_server("sf2", &no_fwd, "ssh-forwarding", &["root"], &["group:support"])
+        + &policy_server(
+            "sf2",
+            &no_fwd,
+            "ssh-forwarding",
+            &["root"],
+            &["group:support"],
+        )
         + &ports;
     let gh = Gatehouse::start(&w.dir, "", &policy);
     let client = gh.client(&w.dir, &w.alice);
@@ -590,7 +631,10 @@ fn vpn_mode_goes_through_the_hop_with_both_host_keys_pinned() {
     jump_refused(&w, &gh, &inner, "ProxyJump is not allowed");
 
     // A wrong pinned key on either leg refuses the session.
-    for (login, server) in [("alice@in-badhop", "gw-badkey"), ("alice@in-badkey", "in-badkey")] {
+    for (login, server) in [
+        ("alice@in-badhop", "gw-badkey"),
+        ("alice@in-badkey", "in-badkey"),
+    ] {
         let out = client.ssh(login, &["echo leaked"]);
         assert_eq!(out.code(), Some(255), "{login}: {out:?}");
         assert!(!out.stdout_text().contains("leaked"));
@@ -673,7 +717,13 @@ fn clone_mode_refuses_everything_naming_the_clone() {
     let target = w.target();
     let svc = Service::start();
     let policy = w.users()
-        + &policy_server("copy", &target, "ssh-forwarding", &["root"], &["group:support"])
+        + &policy_server(
+            "copy",
+            &target,
+            "ssh-forwarding",
+            &["root"],
+            &["group:support"],
+        )
         + &format!("ports = [{}]\n", svc.port)
         + "\n[[server]]\nname = \"orig\"\naddress = \"127.0.0.1:1\"\nmode = \"clone\"\n\
            clone = \"copy\"\nallow = [\"group:support\"]\n";

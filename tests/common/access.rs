@@ -7,7 +7,7 @@
 //! `#[macro_use] #[path = "common/access.rs"] mod access;` next to
 //! `mod common;` and `#[path = "support/pg.rs"] mod pg;`, so the shared
 //! harness files stay as they are.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -130,14 +130,21 @@ fn exchange(s: &mut TcpStream, data: &[u8]) -> std::io::Result<Vec<u8>> {
 /// to `host:port`, then [`exchange`] of `data`. OpenSSH answers the
 /// SOCKS request before the bastion decides the channel, so a refused
 /// forward shows as an empty answer (the connection is closed).
-pub fn socks5_roundtrip(proxy: u16, host: &str, port: u16, data: &[u8]) -> std::io::Result<Vec<u8>> {
+pub fn socks5_roundtrip(
+    proxy: u16,
+    host: &str,
+    port: u16,
+    data: &[u8],
+) -> std::io::Result<Vec<u8>> {
     let mut s = TcpStream::connect(("127.0.0.1", proxy))?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.write_all(&[5, 1, 0])?;
     let mut hello = [0u8; 2];
     s.read_exact(&mut hello)?;
     if hello != [5, 0] {
-        return Err(std::io::Error::other(format!("SOCKS hello answer {hello:?}")));
+        return Err(std::io::Error::other(format!(
+            "SOCKS hello answer {hello:?}"
+        )));
     }
     let mut req = vec![5, 1, 0, 3, host.len() as u8];
     req.extend_from_slice(host.as_bytes());
