@@ -161,7 +161,23 @@ pub async fn run_session_channel(
         }
     };
     match &state.target {
-        Target::Denied { reason, .. } => {
+        Target::Denied {
+            reason,
+            audit_on_use,
+            ..
+        } => {
+            if *audit_on_use {
+                state
+                    .shared
+                    .audit(
+                        state
+                            .base_event(EventKind::AccessDenied)
+                            .detail("code", "KO_MODE_REFUSES")
+                            .detail("kind", start.kind())
+                            .detail("reason", reason.clone()),
+                    )
+                    .await;
+            }
             refuse(
                 &write,
                 pty.is_some(),

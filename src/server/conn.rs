@@ -28,6 +28,10 @@ pub enum Target {
         server: Option<String>,
         account: Option<String>,
         reason: String,
+        /// The refusal is audited when a session channel is actually
+        /// refused, not at login: a desktop login refuses sessions but its
+        /// forwards may be allowed, so a `-W` must not count as a denial.
+        audit_on_use: bool,
     },
     /// `ssh STAFF@bastion`: command mode (and ProxyJump).
     CommandMode,
@@ -94,6 +98,7 @@ pub async fn decide_target(
                 server: None,
                 account: None,
                 reason: e.to_string(),
+                audit_on_use: false,
             };
         }
     };
@@ -108,6 +113,7 @@ pub async fn decide_target(
                 server: Some(server_name),
                 account: parsed.account,
                 reason: "the bastion cannot reach its database".into(),
+                audit_on_use: false,
             };
         }
     };
@@ -138,9 +144,16 @@ pub async fn decide_target(
                     server: Some(server_name),
                     account: parsed.account,
                     reason: "no such server, or you may not reach it".into(),
+                    audit_on_use: false,
                 },
             }
         }
+        Decision::Deny(d) if d.code == crate::policy::DenyCode::ModeRefuses => Target::Denied {
+            server: Some(server_name),
+            account: parsed.account,
+            reason: d.reason,
+            audit_on_use: true,
+        },
         Decision::Deny(d) => {
             shared
                 .audit(
@@ -159,6 +172,7 @@ pub async fn decide_target(
                 server: Some(server_name),
                 account: parsed.account,
                 reason: d.reason,
+                audit_on_use: false,
             }
         }
     }
