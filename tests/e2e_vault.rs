@@ -57,7 +57,15 @@ fn scenario(database: Option<String>) {
             &[account, "root"],
             &["group:support"],
         )
-        + "record = \"always\"\n";
+        + "record = \"always\"\n"
+        + &policy_server(
+            "web2",
+            &target,
+            "ssh-forwarding",
+            &[account],
+            &["group:support"],
+        )
+        + "rotate_after_use = true\n";
     let mut opts = GatehouseOpts::new().policy("policy.toml", &policy);
     if let Some(url) = &database {
         opts = opts.database(url);
@@ -137,6 +145,33 @@ fn scenario(database: Option<String>) {
         out.stderr_text()
     );
 
+    // rotate_after_use: the password that logged a session in is rotated
+    // once the session ends.
+    target.authorize("root", &identity.public);
+    let third = "Third-Passw0rd-99!";
+    set_password(account, third);
+    gh.cli_with_stdin(
+        &["vault", "set", "web2", account, "--password-stdin"],
+        format!("{third}\n").as_bytes(),
+    )
+    .assert_success("vault set web2");
+    let out = client.ssh("alice@web2", &["id -un"]);
+    assert_eq!(
+        out.stdout_text(),
+        format!("{account}\n"),
+        "{}",
+        out.stderr_text()
+    );
+    gh.wait_for_event("vault.rotated", Duration::from_secs(20), |e| {
+        e["server"] == "web2" && e["user"] == "rotate_after_use"
+    });
+    let old = direct.ssh_password(account, third, &["true"]);
+    assert_ne!(
+        old.code(),
+        Some(0),
+        "rotated after use: the used password must be gone"
+    );
+
     // The passwords are nowhere: not in the casts, the audit log or the logs.
     assert!(gh.stop());
     let mut haystacks = vec![gh.log()];
@@ -147,6 +182,7 @@ fn scenario(database: Option<String>) {
     assert!(haystacks.len() >= 3, "expected recordings to check");
     for h in &haystacks {
         assert!(!h.contains(first), "the first password leaked");
+        assert!(!h.contains(third), "the third password leaked");
         assert!(!h.contains("Passw0rd"), "a password leaked");
     }
 }

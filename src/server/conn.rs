@@ -66,6 +66,8 @@ pub struct ConnState {
     /// Remote forwards (`-R`) the client asked for and the target bound:
     /// (address, port).
     remote_forwards: Mutex<std::collections::HashSet<(String, u32)>>,
+    /// A vault password logged this session in (for `rotate_after_use`).
+    used_vault_password: AtomicBool,
     /// Channels the target opens for those forwards; taken by the task
     /// that bridges them once the first forward is bound.
     forwarded_tx: tokio::sync::mpsc::UnboundedSender<upstream::Forwarded>,
@@ -209,6 +211,7 @@ impl ConnState {
             channel_seq: AtomicU32::new(0),
             closed: AtomicBool::new(false),
             remote_forwards: Mutex::new(std::collections::HashSet::new()),
+            used_vault_password: AtomicBool::new(false),
             forwarded_tx,
             forwarded_rx: Mutex::new(Some(forwarded_rx)),
         });
@@ -654,6 +657,7 @@ impl ConnState {
             return Ok(Credential::Identity(self.shared.identity.clone()));
         };
         let out = if let Some(pw) = cred.password() {
+            self.used_vault_password.store(true, Ordering::SeqCst);
             Credential::Password(Arc::new(pw.clone()))
         } else {
             match cred.private_key() {
@@ -695,6 +699,27 @@ impl ConnState {
 
     async fn finish(&self) {
         self.shared.unregister(&self.id);
+        if self.used_vault_password.load(Ordering::SeqCst)
+            && let Some(t) = self.server_target()
+            && t.server.rotate_after_use
+        {
+            let shared = self.shared.clone();
+            let (server, account) = (t.server.name.clone(), t.allowed.account.clone());
+            tokio::spawn(async move {
+                let policy = shared.policy();
+                let rotator = crate::vault::rotate::Rotator {
+                    vault: &shared.vault,
+                    store: &shared.store,
+                    policy: &policy,
+                    identity: shared.identity.clone(),
+                    admin_account: &shared.config.vault.rotation_admin_account,
+                    actor: "rotate_after_use",
+                };
+                if let Err(e) = rotator.rotate(&server, &account).await {
+                    tracing::warn!("rotation after use of {account}@{server}: {e}");
+                }
+            });
+        }
         let up = i64::try_from(self.bytes_up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         let down = i64::try_from(self.bytes_down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         let exit = self.last_exit.lock().ok().and_then(|e| *e);
