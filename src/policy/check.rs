@@ -561,6 +561,7 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
             max_session,
             idle_timeout,
             end_on_blocked_command: raw.end_on_blocked_command,
+            rotate_after_use: raw.rotate_after_use,
         },
     }
 }

@@ -184,6 +184,8 @@ pub struct Server {
     pub idle_timeout: Option<Duration>,
     /// What a blocked interactive line does: false keeps the session, true ends it.
     pub end_on_blocked_command: bool,
+    /// Rotate a vault password after each session that used it.
+    pub rotate_after_use: bool,
     /// Line in the file where the entry starts, for `explain`.
     pub origin: String,
 }

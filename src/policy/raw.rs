@@ -15,6 +15,8 @@
 //!   duration); default unlimited.
 //! - `idle_timeout = "15m"`: overrides `[limits] idle_timeout` of
 //!   gatehouse.toml for this server.
+//! - `rotate_after_use = true`: a vault password used to log in to this
+//!   server is rotated once the session ends (default `false`).
 //! - `end_on_blocked_command = true`: a blocked interactive line ends the
 //!   session instead of only being refused; default `false`.
 //!
@@ -92,6 +94,8 @@ pub(crate) struct RawServer {
     pub idle_timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub end_on_blocked_command: bool,
+    #[serde(default)]
+    pub rotate_after_use: bool,
 }
 
 /// One deserialized entry and where its table starts.

@@ -11,8 +11,12 @@ use tokio::sync::mpsc;
 
 use super::channel::{ChanEvent, ClientWriter, PtyReq, Start, refuse};
 use super::conn::ConnState;
+use super::lineedit::{LineTracker, Segment};
+use super::sftp::{SftpAudit, SftpOp};
 use crate::audit::EventKind;
+use crate::policy;
 use crate::recording::{Kind, Recorder, RecorderOptions, RecordingMeta};
+use std::sync::Mutex;
 
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -176,6 +180,14 @@ pub async fn run(
         }
     }
     let _ = id;
+    let inspect = match &start {
+        Start::Shell if has_pty => Inspect::Shell {
+            tracker: Mutex::new(LineTracker::new()),
+            server: Box::new(target.server.clone()),
+        },
+        Start::Subsystem(name) if name == "sftp" => Inspect::Sftp(Mutex::new(SftpAudit::new())),
+        _ => Inspect::None,
+    };
     let outcome = pump(
         &state,
         client,
@@ -185,6 +197,7 @@ pub async fn run(
         true,
         has_pty,
         rec.as_ref(),
+        &inspect,
     )
     .await;
     if let Some(r) = rec {
@@ -213,7 +226,18 @@ pub async fn pipe_channels(
     backlog: &AtomicUsize,
     target: Channel<ClientMsg>,
 ) -> (u64, u64) {
-    let o = pump(state, client, rx, backlog, target, false, false, None).await;
+    let o = pump(
+        state,
+        client,
+        rx,
+        backlog,
+        target,
+        false,
+        false,
+        None,
+        &Inspect::None,
+    )
+    .await;
     (o.up, o.down)
 }
 
@@ -230,6 +254,7 @@ async fn pump(
     session: bool,
     has_pty: bool,
     rec: Option<&Recorder>,
+    inspect: &Inspect,
 ) -> Outcome {
     let (mut tread, twrite) = target.split();
     let mut up = 0u64;
@@ -250,7 +275,22 @@ async fn pump(
                         backlog.fetch_sub(n, Ordering::Relaxed);
                         break;
                     }
-                    let r = twrite.data_bytes(b).await;
+                    let r = match inspect {
+                        Inspect::None => twrite.data_bytes(b).await.map_err(|_| ()),
+                        Inspect::Shell { .. } => {
+                            shell_input(state, &client, &twrite, inspect, &b).await
+                        }
+                        Inspect::Sftp(audit) => {
+                            let ops = audit.lock().map_err(|_| ()).map(|mut a| a.client_bytes(&b));
+                            match ops {
+                                Ok(Ok(ops)) => {
+                                    audit_sftp(state, ops).await;
+                                    twrite.data_bytes(b).await.map_err(|_| ())
+                                }
+                                _ => Err(()),
+                            }
+                        }
+                    };
                     backlog.fetch_sub(n, Ordering::Relaxed);
                     up += n as u64;
                     state.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
@@ -271,6 +311,9 @@ async fn pump(
                     let _ = twrite
                         .window_change(cols, rows, pix_width, pix_height)
                         .await;
+                    if let Some(rec) = rec {
+                        let _ = rec.resize(cols, rows).await;
+                    }
                 }
                 ChanEvent::Signal(sig) => {
                     let _ = twrite.signal(sig).await;
@@ -294,12 +337,34 @@ async fn pump(
     // on the target connection is the backpressure towards the target.
     let mut exit_code = None;
     let mut exit_sig = None;
+    let mut sftp_broken = false;
     let to_client = async {
         let mut started = !session;
         while let Some(msg) = tread.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
                     let n = data.len() as u64;
+                    match inspect {
+                        Inspect::Shell { tracker, .. } => {
+                            if let Ok(mut t) = tracker.lock() {
+                                t.scan_output(&data);
+                            }
+                        }
+                        Inspect::Sftp(audit) => {
+                            let ops = audit
+                                .lock()
+                                .map_err(|_| ())
+                                .map(|mut a| a.server_bytes(&data));
+                            match ops {
+                                Ok(Ok(ops)) => audit_sftp(state, ops).await,
+                                _ => {
+                                    sftp_broken = true;
+                                    break;
+                                }
+                            }
+                        }
+                        Inspect::None => {}
+                    }
                     if let Some(rec) = rec
                         && rec.output(&data).await.is_err()
                     {
@@ -391,6 +456,14 @@ async fn pump(
     if let Some(reason) = ended {
         refuse(&client, has_pty, &format!("gatehouse: {reason}"), 255).await;
     }
+    if let Inspect::Sftp(audit) = inspect {
+        let rest = audit
+            .lock()
+            .map_err(|_| ())
+            .map(|mut a| a.finish())
+            .unwrap_or_default();
+        audit_sftp(state, rest).await;
+    }
     exit_status = exit_status.or(exit_code);
     exit_signal = exit_signal.or(exit_sig);
     Outcome {
@@ -398,5 +471,116 @@ async fn pump(
         down,
         exit_status,
         exit_signal,
+    }
+}
+
+/// What the bastion reads in a channel's stream besides passing it on.
+pub enum Inspect {
+    None,
+    /// An interactive shell: each submitted line is checked against the
+    /// server's `deny_commands` and audited.
+    Shell {
+        tracker: Mutex<LineTracker>,
+        server: Box<policy::Server>,
+    },
+    /// The sftp subsystem: file operations become `sftp.op` events.
+    Sftp(Mutex<SftpAudit>),
+}
+
+/// Passes typed input to the target line by line: a submitted line that
+/// matches `deny_commands` is not delivered (the shell's line is killed
+/// instead), the user is told why, and `command.blocked` is written;
+/// every delivered line is an `exec` event.
+async fn shell_input(
+    state: &Arc<ConnState>,
+    client: &ClientWriter,
+    twrite: &russh::ChannelWriteHalf<ClientMsg>,
+    inspect: &Inspect,
+    input: &[u8],
+) -> Result<(), ()> {
+    let Inspect::Shell { tracker, server } = inspect else {
+        return Err(());
+    };
+    let segments = match tracker.lock() {
+        Ok(mut t) => t.feed(input),
+        Err(_) => return Err(()),
+    };
+    for seg in segments {
+        match seg {
+            Segment::Pass(bytes) => twrite.data_bytes(bytes).await.map_err(|_| ())?,
+            Segment::Submit(sub) => {
+                let shown = if sub.secret {
+                    "[hidden input]".to_string()
+                } else {
+                    sub.line.clone()
+                };
+                let blocked = sub
+                    .commands()
+                    .into_iter()
+                    .find_map(|c| policy::check_command(server, c, true).err());
+                match blocked {
+                    Some(d) => {
+                        twrite
+                            .data_bytes(sub.blocked_replacement())
+                            .await
+                            .map_err(|_| ())?;
+                        let _ = client
+                            .extended_data_bytes(
+                                1,
+                                bytes::Bytes::from(format!(
+                                    "\r\ngatehouse: command blocked: {}\r\n",
+                                    d.reason
+                                )),
+                            )
+                            .await;
+                        state
+                            .shared
+                            .audit(
+                                state
+                                    .base_event(EventKind::CommandBlocked)
+                                    .detail("command", shown)
+                                    .detail("interactive", true)
+                                    .detail("uncertain", sub.uncertain)
+                                    .detail("reason", d.reason.clone())
+                                    .detail("rule", d.rule.clone()),
+                            )
+                            .await;
+                        if server.end_on_blocked_command {
+                            state.end("a blocked command ended this session (server policy)");
+                        }
+                    }
+                    None => {
+                        twrite.data_bytes(sub.bytes.clone()).await.map_err(|_| ())?;
+                        if !sub.line.trim().is_empty() {
+                            state
+                                .shared
+                                .audit(
+                                    state
+                                        .base_event(EventKind::Exec)
+                                        .detail("kind", "line")
+                                        .detail("command", shown)
+                                        .detail("uncertain", sub.uncertain),
+                                )
+                                .await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn audit_sftp(state: &Arc<ConnState>, ops: Vec<SftpOp>) {
+    for op in ops {
+        let mut ev = state
+            .base_event(EventKind::SftpOp)
+            .detail("op", op.name())
+            .detail("status", op.status.as_str())
+            .detail("write", op.is_write());
+        for (k, v) in op.details() {
+            ev = ev.detail(k, v);
+        }
+        state.shared.audit(ev).await;
     }
 }

@@ -161,7 +161,23 @@ pub async fn run_session_channel(
         }
     };
     match &state.target {
-        Target::Denied { reason, .. } => {
+        Target::Denied {
+            reason,
+            audit_on_use,
+            ..
+        } => {
+            if *audit_on_use {
+                state
+                    .shared
+                    .audit(
+                        state
+                            .base_event(EventKind::AccessDenied)
+                            .detail("code", "KO_MODE_REFUSES")
+                            .detail("kind", start.kind())
+                            .detail("reason", reason.clone()),
+                    )
+                    .await;
+            }
             refuse(
                 &write,
                 pty.is_some(),
@@ -408,4 +424,86 @@ async fn pipe_tcp(
         _ = state.cancel.cancelled() => {}
     }
     (up, down)
+}
+
+/// Bridges the channels the target opens for remote forwards (`-R`) to new
+/// forwarded-tcpip channels towards the client, for ports the client asked
+/// for; anything else is refused.
+pub async fn forwarded_loop(
+    state: Arc<ConnState>,
+    mut rx: mpsc::UnboundedReceiver<super::upstream::Forwarded>,
+) {
+    loop {
+        let f = tokio::select! {
+            f = rx.recv() => match f { Some(f) => f, None => return },
+            _ = state.cancel.cancelled() => return,
+        };
+        if !state.remote_forward_known(&f.connected_address, f.connected_port) {
+            f.reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            continue;
+        }
+        let client = state
+            .handle
+            .channel_open_forwarded_tcpip(
+                f.connected_address.clone(),
+                f.connected_port,
+                f.originator_address.clone(),
+                f.originator_port,
+            )
+            .await;
+        let Ok(client) = client else {
+            f.reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            continue;
+        };
+        f.reply.accept().await;
+        let state = state.clone();
+        tokio::spawn(async move {
+            let (mut read, write) = client.split();
+            let backlog = Arc::new(AtomicUsize::new(0));
+            let (tx, mut events) = mpsc::unbounded_channel();
+            // Drain the client side promptly so the client-facing session
+            // loop never waits on this forward.
+            let drain_backlog = backlog.clone();
+            let drain = tokio::spawn(async move {
+                while let Some(msg) = read.wait().await {
+                    let ev = match msg {
+                        russh::ChannelMsg::Data { data } => {
+                            drain_backlog.fetch_add(data.len(), Ordering::Relaxed);
+                            ChanEvent::Data(data)
+                        }
+                        russh::ChannelMsg::Eof => ChanEvent::Eof,
+                        russh::ChannelMsg::Close => ChanEvent::Close,
+                        _ => continue,
+                    };
+                    if tx.send(ev).is_err() {
+                        break;
+                    }
+                }
+                let _ = tx.send(ChanEvent::Close);
+            });
+            let (up, down) =
+                super::bridge::pipe_channels(&state, write, &mut events, &backlog, f.channel).await;
+            drain.abort();
+            state
+                .shared
+                .audit(
+                    state
+                        .base_event(EventKind::ForwardClose)
+                        .detail("direction", "remote")
+                        .detail(
+                            "bind",
+                            format!("{}:{}", f.connected_address, f.connected_port),
+                        )
+                        .detail(
+                            "originator",
+                            format!("{}:{}", f.originator_address, f.originator_port),
+                        )
+                        .detail("bytes_up", up)
+                        .detail("bytes_down", down),
+                )
+                .await;
+        });
+    }
 }

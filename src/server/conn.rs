@@ -28,6 +28,10 @@ pub enum Target {
         server: Option<String>,
         account: Option<String>,
         reason: String,
+        /// The refusal is audited when a session channel is actually
+        /// refused, not at login: a desktop login refuses sessions but its
+        /// forwards may be allowed, so a `-W` must not count as a denial.
+        audit_on_use: bool,
     },
     /// `ssh STAFF@bastion`: command mode (and ProxyJump).
     CommandMode,
@@ -59,6 +63,15 @@ pub struct ConnState {
     pub last_exit: Mutex<Option<i64>>,
     channel_seq: AtomicU32,
     closed: AtomicBool,
+    /// Remote forwards (`-R`) the client asked for and the target bound:
+    /// (address, port).
+    remote_forwards: Mutex<std::collections::HashSet<(String, u32)>>,
+    /// A vault password logged this session in (for `rotate_after_use`).
+    used_vault_password: AtomicBool,
+    /// Channels the target opens for those forwards; taken by the task
+    /// that bridges them once the first forward is bound.
+    forwarded_tx: tokio::sync::mpsc::UnboundedSender<upstream::Forwarded>,
+    forwarded_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<upstream::Forwarded>>>,
 }
 
 /// Decides, at authentication, what this login may do.
@@ -87,6 +100,7 @@ pub async fn decide_target(
                 server: None,
                 account: None,
                 reason: e.to_string(),
+                audit_on_use: false,
             };
         }
     };
@@ -101,6 +115,7 @@ pub async fn decide_target(
                 server: Some(server_name),
                 account: parsed.account,
                 reason: "the bastion cannot reach its database".into(),
+                audit_on_use: false,
             };
         }
     };
@@ -131,9 +146,16 @@ pub async fn decide_target(
                     server: Some(server_name),
                     account: parsed.account,
                     reason: "no such server, or you may not reach it".into(),
+                    audit_on_use: false,
                 },
             }
         }
+        Decision::Deny(d) if d.code == crate::policy::DenyCode::ModeRefuses => Target::Denied {
+            server: Some(server_name),
+            account: parsed.account,
+            reason: d.reason,
+            audit_on_use: true,
+        },
         Decision::Deny(d) => {
             shared
                 .audit(
@@ -152,6 +174,7 @@ pub async fn decide_target(
                 server: Some(server_name),
                 account: parsed.account,
                 reason: d.reason,
+                audit_on_use: false,
             }
         }
     }
@@ -168,6 +191,7 @@ impl ConnState {
     ) -> Arc<ConnState> {
         let cancel = shared.shutdown.child_token();
         let reason = Arc::new(Mutex::new(None));
+        let (forwarded_tx, forwarded_rx) = tokio::sync::mpsc::unbounded_channel();
         let state = Arc::new(ConnState {
             shared: shared.clone(),
             id: id.clone(),
@@ -186,6 +210,10 @@ impl ConnState {
             last_exit: Mutex::new(None),
             channel_seq: AtomicU32::new(0),
             closed: AtomicBool::new(false),
+            remote_forwards: Mutex::new(std::collections::HashSet::new()),
+            used_vault_password: AtomicBool::new(false),
+            forwarded_tx,
+            forwarded_rx: Mutex::new(Some(forwarded_rx)),
         });
         let (server, grant) = match &state.target {
             Target::Server(t) => (Some(t.server.name.clone()), t.allowed.grant),
@@ -363,6 +391,22 @@ impl ConnState {
             .await
             .map_err(|_| "the bastion cannot reach its database".to_string())?;
         let (server, account, action) = match &self.target {
+            // The login's session was refused, but forwards are decided on
+            // their own: mode desktop refuses sessions and allows forwards
+            // to its ports. Every other refusal (eligibility, clone,
+            // account, source, grant) is decided the same way again.
+            Target::Denied {
+                server: Some(server),
+                account,
+                ..
+            } => (
+                server.clone(),
+                account.clone(),
+                Action::LocalForward {
+                    host: host.to_string(),
+                    port,
+                },
+            ),
             Target::Denied { reason, .. } => {
                 self.audit_denied(
                     &Action::LocalForward {
@@ -421,14 +465,27 @@ impl ConnState {
     }
 
     /// `-R`: allowed only where the mode allows it (audited either way).
-    pub async fn remote_forward_allowed(&self, port: u16) -> bool {
-        let Target::Server(t) = &self.target else {
-            self.audit_denied(
-                &Action::RemoteForward { port },
-                "remote forwarding needs a target",
-            )
-            .await;
-            return false;
+    /// The target's sshd binds the port; connections to it come back as
+    /// forwarded-tcpip channels, bridged to the client by `forwarded_loop`.
+    pub async fn remote_forward(self: &Arc<Self>, address: &str, port: &mut u32) -> bool {
+        let p = u16::try_from(*port).unwrap_or(0);
+        // A login whose session was refused (e.g. mode desktop) still gets
+        // the mode's own reason for -R.
+        let (server, account) = match &self.target {
+            Target::Server(t) => (t.server.name.as_str(), Some(t.allowed.account.as_str())),
+            Target::Denied {
+                server: Some(s),
+                account,
+                ..
+            } => (s.as_str(), account.as_deref()),
+            _ => {
+                self.audit_denied(
+                    &Action::RemoteForward { port: p },
+                    "remote forwarding needs a target",
+                )
+                .await;
+                return false;
+            }
         };
         let policy = self.shared.policy();
         let grants = self
@@ -439,27 +496,88 @@ impl ConnState {
             .unwrap_or_default();
         let req = Request {
             user: &self.user,
-            server: &t.server.name,
-            account: Some(&t.allowed.account),
+            server,
+            account,
             source: self.source,
-            action: Action::RemoteForward { port },
+            action: Action::RemoteForward { port: p },
         };
-        match policy::decide(&policy, &req, &grants, Shared::now()) {
-            Decision::Allow(_) => {
-                // Remote forwards are not bridged yet: refuse honestly.
+        let allowed = match policy::decide(&policy, &req, &grants, Shared::now()) {
+            Decision::Allow(a) => a,
+            Decision::Deny(d) => {
+                self.audit_denied(&Action::RemoteForward { port: p }, &d.reason)
+                    .await;
+                return false;
+            }
+        };
+        let up = match self.upstream().await {
+            Ok(u) => u,
+            Err(e) => {
+                self.audit_denied(&Action::RemoteForward { port: p }, &e)
+                    .await;
+                return false;
+            }
+        };
+        let bound = match tokio::time::timeout(
+            Duration::from_secs(10),
+            up.handle.tcpip_forward(address, *port),
+        )
+        .await
+        {
+            Ok(Ok(b)) => b,
+            _ => {
                 self.audit_denied(
-                    &Action::RemoteForward { port },
-                    "remote forwarding is not supported by this bastion yet",
+                    &Action::RemoteForward { port: p },
+                    "the target refused to listen",
                 )
                 .await;
-                false
+                return false;
             }
-            Decision::Deny(d) => {
-                self.audit_denied(&Action::RemoteForward { port }, &d.reason)
-                    .await;
-                false
-            }
+        };
+        if *port == 0 {
+            *port = bound;
         }
+        if let Ok(mut set) = self.remote_forwards.lock() {
+            set.insert((address.to_string(), *port));
+        }
+        if let Some(rx) = self.forwarded_rx.lock().ok().and_then(|mut r| r.take()) {
+            tokio::spawn(super::channel::forwarded_loop(self.clone(), rx));
+        }
+        self.shared
+            .audit(
+                self.base_event(EventKind::ForwardOpen)
+                    .detail("direction", "remote")
+                    .detail("bind", format!("{address}:{port}"))
+                    .detail("flagged", allowed.flagged),
+            )
+            .await;
+        true
+    }
+
+    pub async fn cancel_remote_forward(&self, address: &str, port: u32) -> bool {
+        let known = self
+            .remote_forwards
+            .lock()
+            .map(|mut s| s.remove(&(address.to_string(), port)))
+            .unwrap_or(false);
+        if !known {
+            return false;
+        }
+        if let Ok(up) = self.upstream().await {
+            let _ = up.handle.cancel_tcpip_forward(address, port).await;
+        }
+        true
+    }
+
+    /// Whether the target may open a channel for this bound forward.
+    pub fn remote_forward_known(&self, address: &str, port: u32) -> bool {
+        self.remote_forwards
+            .lock()
+            .map(|s| {
+                s.iter().any(|(a, p)| {
+                    *p == port && (a == address || a.is_empty() || address.is_empty())
+                })
+            })
+            .unwrap_or(false)
     }
 
     /// The logged-in connection to the target, opened on first use and
@@ -495,7 +613,16 @@ impl ConnState {
             .and_then(|v| v.default_account().map(str::to_string))
             .unwrap_or_else(|| "root".into());
         let via = hop.as_ref().map(|h| (h, hop_account.as_str(), &identity));
-        match upstream::connect(&target, &t.allowed.account, &credential, via).await {
+        let forwards = Some(self.forwarded_tx.clone());
+        match upstream::connect_with_forwards(
+            &target,
+            &t.allowed.account,
+            &credential,
+            via,
+            forwards,
+        )
+        .await
+        {
             Ok(u) => Ok(u),
             Err(e) => {
                 if let UpstreamError::HostKeyMismatch {
@@ -530,6 +657,7 @@ impl ConnState {
             return Ok(Credential::Identity(self.shared.identity.clone()));
         };
         let out = if let Some(pw) = cred.password() {
+            self.used_vault_password.store(true, Ordering::SeqCst);
             Credential::Password(Arc::new(pw.clone()))
         } else {
             match cred.private_key() {
@@ -571,6 +699,27 @@ impl ConnState {
 
     async fn finish(&self) {
         self.shared.unregister(&self.id);
+        if self.used_vault_password.load(Ordering::SeqCst)
+            && let Some(t) = self.server_target()
+            && t.server.rotate_after_use
+        {
+            let shared = self.shared.clone();
+            let (server, account) = (t.server.name.clone(), t.allowed.account.clone());
+            tokio::spawn(async move {
+                let policy = shared.policy();
+                let rotator = crate::vault::rotate::Rotator {
+                    vault: &shared.vault,
+                    store: &shared.store,
+                    policy: &policy,
+                    identity: shared.identity.clone(),
+                    admin_account: &shared.config.vault.rotation_admin_account,
+                    actor: "rotate_after_use",
+                };
+                if let Err(e) = rotator.rotate(&server, &account).await {
+                    tracing::warn!("rotation after use of {account}@{server}: {e}");
+                }
+            });
+        }
         let up = i64::try_from(self.bytes_up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         let down = i64::try_from(self.bytes_down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         let exit = self.last_exit.lock().ok().and_then(|e| *e);

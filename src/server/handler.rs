@@ -157,11 +157,21 @@ impl ConnHandler {
         }
     }
 
+    /// Queues an event for a channel's task. Data bytes are counted in the
+    /// backlog only when queued (channels the bastion opened itself, for
+    /// remote forwards, are read through their own handles).
     fn event(&mut self, channel: ChannelId, ev: ChanEvent) {
-        if let Some(tx) = self.channels.get(&channel)
-            && tx.send(ev).is_err()
-        {
+        let Some(tx) = self.channels.get(&channel) else {
+            return;
+        };
+        let n = match &ev {
+            ChanEvent::Data(b) | ChanEvent::ExtData(_, b) => b.len(),
+            _ => 0,
+        };
+        if tx.send(ev).is_err() {
             self.channels.remove(&channel);
+        } else if n > 0 {
+            self.backlog.fetch_add(n, Ordering::Relaxed);
         }
     }
 }
@@ -390,7 +400,6 @@ impl Handler for ConnHandler {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.backlog.fetch_add(data.len(), Ordering::Relaxed);
         if let Some(s) = &self.state {
             s.touch();
         }
@@ -405,7 +414,6 @@ impl Handler for ConnHandler {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.backlog.fetch_add(data.len(), Ordering::Relaxed);
         self.event(
             channel,
             ChanEvent::ExtData(code, Bytes::copy_from_slice(data)),
@@ -583,18 +591,20 @@ impl Handler for ConnHandler {
         let Some(state) = self.state.clone() else {
             return Ok(false);
         };
-        let p = u16::try_from(*port).unwrap_or(0);
-        let _ = address;
-        Ok(state.remote_forward_allowed(p).await)
+        let address: String = address.chars().take(255).collect();
+        Ok(state.remote_forward(&address, port).await)
     }
 
     async fn cancel_tcpip_forward(
         &mut self,
-        _address: &str,
-        _port: u32,
+        address: &str,
+        port: u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        Ok(false)
+        let Some(state) = self.state.clone() else {
+            return Ok(false);
+        };
+        Ok(state.cancel_remote_forward(address, port).await)
     }
 }
 

@@ -78,7 +78,10 @@ impl Shared {
     ) -> Arc<Shared> {
         let per_minute =
             NonZeroU32::new(config.limits.auth_per_minute_per_source).unwrap_or(NonZeroU32::MIN);
-        let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute));
+        // The budget is spent by the N-th failure: a burst of N-1 cells makes
+        // the N-th check fail, so the source is refused from then on.
+        let burst = NonZeroU32::new(per_minute.get().saturating_sub(1)).unwrap_or(NonZeroU32::MIN);
+        let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
         Arc::new(Shared {
             startups: Arc::new(Semaphore::new(config.limits.max_startups)),
             unauth: Mutex::new(std::collections::BTreeMap::new()),

@@ -62,11 +62,24 @@ pub enum UpstreamError {
     Timeout { server: String },
 }
 
-/// Handler of the bastion-to-target connection: only checks the host key.
+/// A forwarded-tcpip channel the target opened for a remote forward (`-R`).
+pub struct Forwarded {
+    pub channel: russh::Channel<client::Msg>,
+    pub reply: client::ChannelOpenHandle,
+    pub connected_address: String,
+    pub connected_port: u32,
+    pub originator_address: String,
+    pub originator_port: u32,
+}
+
+/// Handler of the bastion-to-target connection: checks the host key and
+/// hands remote-forward channels to the session (refused when it asked
+/// for none).
 pub struct TargetHandler {
     expected: Option<String>,
     /// The fingerprint the target presented, for the mismatch event.
     presented: Arc<Mutex<Option<String>>>,
+    forwards: Option<tokio::sync::mpsc::UnboundedSender<Forwarded>>,
 }
 
 impl client::Handler for TargetHandler {
@@ -86,6 +99,35 @@ impl client::Handler for TargetHandler {
             *p = Some(fp);
         }
         Ok(ok)
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let Some(tx) = &self.forwards else {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        // The session checks the port was one it asked for; dropping the
+        // reply (if the session is gone) refuses the channel.
+        let _ = tx.send(Forwarded {
+            channel,
+            reply,
+            connected_address: connected_address.chars().take(255).collect(),
+            connected_port,
+            originator_address: originator_address.chars().take(255).collect(),
+            originator_port,
+        });
+        Ok(())
     }
 }
 
@@ -131,6 +173,18 @@ pub async fn connect(
     credential: &Credential,
     via: Option<(&Endpoint, &str, &Credential)>,
 ) -> Result<Upstream, UpstreamError> {
+    connect_with_forwards(target, account, credential, via, None).await
+}
+
+/// [`connect`], handing channels the target opens for remote forwards to
+/// `forwards`.
+pub async fn connect_with_forwards(
+    target: &Endpoint,
+    account: &str,
+    credential: &Credential,
+    via: Option<(&Endpoint, &str, &Credential)>,
+    forwards: Option<tokio::sync::mpsc::UnboundedSender<Forwarded>>,
+) -> Result<Upstream, UpstreamError> {
     let fut = async {
         match via {
             None => {
@@ -141,7 +195,7 @@ pub async fn connect(
                         message: e.to_string(),
                     })?;
                 let _ = tcp.set_nodelay(true);
-                let handle = handshake(target, account, credential, tcp).await?;
+                let handle = handshake(target, account, credential, tcp, forwards).await?;
                 Ok(Upstream { handle, hop: None })
             }
             Some((hop, hop_account, hop_cred)) => {
@@ -152,7 +206,7 @@ pub async fn connect(
                         message: e.to_string(),
                     })?;
                 let _ = tcp.set_nodelay(true);
-                let hop_handle = handshake(hop, hop_account, hop_cred, tcp).await?;
+                let hop_handle = handshake(hop, hop_account, hop_cred, tcp, None).await?;
                 let ch = hop_handle
                     .channel_open_direct_tcpip(
                         target.host.clone(),
@@ -165,7 +219,8 @@ pub async fn connect(
                         server: target.name.clone(),
                         message: format!("through {}: {e}", hop.name),
                     })?;
-                let handle = handshake(target, account, credential, ch.into_stream()).await?;
+                let handle =
+                    handshake(target, account, credential, ch.into_stream(), forwards).await?;
                 Ok(Upstream {
                     handle,
                     hop: Some(hop_handle),
@@ -186,6 +241,7 @@ async fn handshake<S>(
     account: &str,
     credential: &Credential,
     stream: S,
+    forwards: Option<tokio::sync::mpsc::UnboundedSender<Forwarded>>,
 ) -> Result<TargetHandle, UpstreamError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -194,6 +250,7 @@ where
     let handler = TargetHandler {
         expected: target.host_key.clone(),
         presented: presented.clone(),
+        forwards,
     };
     let mut handle = match client::connect_stream(client_config(), stream, handler).await {
         Ok(h) => h,

@@ -24,7 +24,15 @@ impl Jobs {
 pub fn spawn_jobs(shared: Arc<Shared>) -> Jobs {
     let mut set = JoinSet::new();
     set.spawn(policy_watcher(shared.clone()));
-    set.spawn(session_sweeper(shared));
+    set.spawn(session_sweeper(shared.clone()));
+    set.spawn(rotation_scheduler(shared.clone()));
+    // Yesterday's report, shortly after midnight UTC (and caught up at start).
+    let s = shared.clone();
+    set.spawn(crate::report::daily_job(
+        shared.config.clone(),
+        shared.store.clone(),
+        move || s.policy(),
+    ));
     Jobs(set)
 }
 
@@ -172,6 +180,36 @@ async fn session_sweeper(shared: Arc<Shared>) {
                 }
             }
             Err(e) => tracing::warn!("kill requests: {e}"),
+        }
+    }
+}
+
+/// Rotates vault passwords whose rotation is due, in the background, with
+/// bounded concurrency (`[vault] rotation_concurrency`): a minute after
+/// start, then hourly. Each rotation is audited (`vault.rotated` or
+/// `vault.rotation_failed`); a failure leaves the old password in force.
+async fn rotation_scheduler(shared: Arc<Shared>) {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let policy = shared.policy();
+        let rotator = crate::vault::rotate::Rotator {
+            vault: &shared.vault,
+            store: &shared.store,
+            policy: &policy,
+            identity: shared.identity.clone(),
+            admin_account: &shared.config.vault.rotation_admin_account,
+            actor: "scheduler",
+        };
+        let (ok, failed) = crate::vault::rotate::rotate_due(
+            &rotator,
+            shared.config.vault.rotation_concurrency,
+            Shared::now(),
+        )
+        .await;
+        if ok + failed > 0 {
+            tracing::info!("scheduled rotation: {ok} rotated, {failed} failed");
         }
     }
 }

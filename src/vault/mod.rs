@@ -37,6 +37,7 @@ pub mod crypto;
 pub mod history;
 pub mod master;
 pub mod policy;
+pub mod rotate;
 pub mod secret;
 pub mod store;
 

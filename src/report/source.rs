@@ -1,0 +1,383 @@
+//! Where the report's facts come from. [`ReportSource`] names exactly what
+//! the report reads; [`gather`] and [`generate`] are written against it, so
+//! they run the same on the live store and on a fake in tests.
+//!
+//! [`LiveSource`] (below the line marked `LIVE`) is the one piece bound to
+//! the store, recordings, policy and vault APIs of the moment: keep it
+//! small, it is the only part to adapt when those change.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+
+use time::{Date, Duration, OffsetDateTime};
+
+use super::ReportError;
+use super::build::{DayBuilder, day_bounds};
+use super::input::*;
+use super::model::Report;
+use crate::audit::AuditRecord;
+use crate::config::Config;
+use crate::grants::Grant;
+use crate::policy::Policy;
+use crate::store::{SessionRow, Store};
+
+/// Successful logins in a period.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoginHistory {
+    /// Each user's last successful login.
+    pub last: HashMap<String, OffsetDateTime>,
+    /// Every `(user, source)` pair with a successful login.
+    pub seen: HashSet<(String, String)>,
+}
+
+impl LoginHistory {
+    /// Takes one audit event into account (only `auth.success` counts).
+    pub fn note(&mut self, ev: &AuditRecord) {
+        if ev.kind != "auth.success" {
+            return;
+        }
+        let Some(user) = ev.user.as_deref() else {
+            return;
+        };
+        if let Ok(t) = OffsetDateTime::parse(&ev.ts, &time::format_description::well_known::Rfc3339)
+        {
+            let last = self.last.entry(user.to_string()).or_insert(t);
+            if t > *last {
+                *last = t;
+            }
+        }
+        if let Some(src) = ev.source.as_deref() {
+            self.seen.insert((user.to_string(), src.to_string()));
+        }
+    }
+}
+
+/// Everything the report reads.
+pub trait ReportSource: Sync {
+    /// Calls `sink` with each audit event with `from <= ts < to`, in order,
+    /// without holding them all.
+    fn events(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        sink: &mut (dyn FnMut(AuditRecord) + Send),
+    ) -> impl Future<Output = Result<(), ReportError>> + Send;
+
+    /// Sessions overlapping `[from, to)`.
+    fn sessions(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<SessionRow>, ReportError>> + Send;
+
+    /// Every grant, in its current state.
+    fn grants(&self) -> impl Future<Output = Result<Vec<Grant>, ReportError>> + Send;
+
+    /// Successful logins with `since <= ts < until`.
+    fn logins(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> impl Future<Output = Result<LoginHistory, ReportError>> + Send;
+
+    /// Vault credentials with their compliance at `as_of`; `None` when
+    /// this bastion has no vault to read.
+    fn credentials(
+        &self,
+        as_of: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<Vec<CredentialFact>>, ReportError>> + Send;
+
+    /// Every recording on disk.
+    fn recordings(&self) -> impl Future<Output = Result<Vec<RecordingFact>, ReportError>> + Send;
+}
+
+/// Everything but the event stream, for the day `date`, judged at
+/// `min(now, end of the day)`. `events` is left empty: [`generate`]
+/// streams them.
+pub async fn gather<S: ReportSource>(
+    config: &Config,
+    source: &S,
+    policy: &Policy,
+    date: Date,
+    now: OffsetDateTime,
+) -> Result<ReportInput, ReportError> {
+    let (start, end) = day_bounds(date);
+    let as_of = now.min(end);
+    let sessions = source.sessions(start, end).await?;
+    let grants = source.grants().await?;
+    let history = source
+        .logins(end - Duration::days(super::build::DORMANT_DAYS), start)
+        .await?;
+    let recordings = source.recordings().await?;
+    let (credentials, vault_note) = match source.credentials(as_of).await {
+        Ok(Some(list)) if list.is_empty() => (
+            Some(list),
+            Some(
+                "The vault holds no credentials: the privileged accounts used this day are \
+                 listed from the sessions instead."
+                    .to_string(),
+            ),
+        ),
+        Ok(Some(list)) => (Some(list), None),
+        Ok(None) => (
+            None,
+            Some(
+                "No vault is available: the privileged accounts used this day are listed from \
+                 the sessions instead."
+                    .to_string(),
+            ),
+        ),
+        Err(e) => (None, Some(format!("The vault could not be read: {e}"))),
+    };
+    let users = policy
+        .users
+        .values()
+        .map(|u| UserFact {
+            name: u.name.clone(),
+            expires: u.expires,
+        })
+        .collect();
+    let servers = policy
+        .servers
+        .values()
+        .map(|s| ServerFact {
+            name: s.name.clone(),
+            mode: s.mode.as_str().to_string(),
+        })
+        .collect();
+    let entitlements = entitlements(policy, &grants, as_of);
+    Ok(ReportInput {
+        generated_at: Some(now),
+        events: Vec::new(),
+        sessions,
+        recordings,
+        grants,
+        users,
+        servers,
+        entitlements,
+        credentials,
+        vault_note,
+        privileged_globs: config.recording.privileged_accounts.clone(),
+        hours: WorkHours::from(&config.report),
+        seen_before: history.seen,
+        last_login: history.last,
+    })
+}
+
+/// The report for `date`: [`gather`], then the day's events streamed
+/// through a [`DayBuilder`] in one pass.
+pub async fn generate<S: ReportSource>(
+    config: &Config,
+    source: &S,
+    policy: &Policy,
+    date: Date,
+    now: OffsetDateTime,
+) -> Result<Report, ReportError> {
+    let input = gather(config, source, policy, date, now).await?;
+    let (start, end) = day_bounds(date);
+    let mut builder = DayBuilder::new(date);
+    source
+        .events(start, end, &mut |ev| builder.push(&ev))
+        .await?;
+    Ok(builder.finish(&input))
+}
+
+// ---------------------------------------------------------------- LIVE --
+// Bound to the current store / recording / policy / vault APIs.
+
+/// The live sources: the database, the recordings folder and the vault.
+#[derive(Clone)]
+pub struct LiveSource {
+    pub store: Store,
+    pub recordings: PathBuf,
+    pub vault: crate::config::VaultConfig,
+}
+
+impl LiveSource {
+    pub fn new(config: &Config, store: Store) -> Self {
+        LiveSource {
+            store,
+            recordings: config.recordings.clone(),
+            vault: config.vault.clone(),
+        }
+    }
+}
+
+/// Who may reach what at `as_of`, from the policy's `reachable`: one row
+/// per active grant, and one for the standing rule: access by policy, or,
+/// where sessions need a grant and none is active, eligibility to ask.
+pub fn entitlements(
+    policy: &Policy,
+    grants: &[Grant],
+    as_of: OffsetDateTime,
+) -> Vec<EntitlementFact> {
+    let mut out = Vec::new();
+    for user in policy.users.keys() {
+        for r in crate::policy::reachable(policy, user, grants, as_of) {
+            let mode = r.mode.as_str().to_string();
+            let grant_only = policy
+                .server(&r.server)
+                .is_some_and(|s| s.mode == crate::policy::Mode::OnRequest || s.require_grant);
+            if let Some(rule) = &r.policy {
+                if !grant_only {
+                    out.push(EntitlementFact {
+                        user: user.clone(),
+                        server: r.server.clone(),
+                        mode: mode.clone(),
+                        accounts: r.accounts.clone(),
+                        ports: r.ports.clone(),
+                        any_port: r.any_port,
+                        through: Through::Policy { rule: rule.clone() },
+                    });
+                } else if r.grants.is_empty() {
+                    out.push(EntitlementFact {
+                        user: user.clone(),
+                        server: r.server.clone(),
+                        mode: mode.clone(),
+                        accounts: Vec::new(),
+                        ports: Vec::new(),
+                        any_port: false,
+                        through: Through::GrantRequired { rule: rule.clone() },
+                    });
+                }
+            }
+            for g in &r.grants {
+                out.push(EntitlementFact {
+                    user: user.clone(),
+                    server: r.server.clone(),
+                    mode: mode.clone(),
+                    accounts: g.accounts.clone(),
+                    ports: g.ports.clone(),
+                    any_port: false,
+                    through: Through::Grant {
+                        id: g.id,
+                        until: g.until,
+                        approved_by: g.approved_by.clone(),
+                    },
+                });
+            }
+        }
+    }
+    out
+}
+
+impl ReportSource for LiveSource {
+    async fn events(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        sink: &mut (dyn FnMut(AuditRecord) + Send),
+    ) -> Result<(), ReportError> {
+        Ok(self.store.export_each(Some(from), Some(to), sink).await?)
+    }
+
+    async fn sessions(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<SessionRow>, ReportError> {
+        Ok(self.store.sessions_between(from, to).await?)
+    }
+
+    async fn grants(&self) -> Result<Vec<Grant>, ReportError> {
+        Ok(self.store.grants_list(None).await?)
+    }
+
+    async fn logins(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<LoginHistory, ReportError> {
+        // Reads every event of the period for its auth.success events; a
+        // store query by kind would spare that at very high volumes.
+        let mut h = LoginHistory::default();
+        self.store
+            .export_each(Some(since), Some(until), |ev| h.note(&ev))
+            .await?;
+        Ok(h)
+    }
+
+    async fn credentials(
+        &self,
+        as_of: OffsetDateTime,
+    ) -> Result<Option<Vec<CredentialFact>>, ReportError> {
+        let list = crate::vault::status(self.store.pool(), &self.vault, as_of)
+            .await
+            .map_err(|e| ReportError::Unavailable(e.to_string()))?;
+        Ok(Some(
+            list.into_iter()
+                .map(|c| CredentialFact {
+                    server: c.meta.server,
+                    account: c.meta.account,
+                    kind: c.meta.kind.as_str().to_string(),
+                    third_party: c.meta.third_party,
+                    created: c.meta.created_at,
+                    rotated: c.meta.rotated_at,
+                    last_used: c.meta.last_used_at,
+                    rotation_due: c.compliance.rotation_due,
+                    complies: c.compliance.complies,
+                    reasons: c.compliance.reasons,
+                })
+                .collect(),
+        ))
+    }
+
+    async fn recordings(&self) -> Result<Vec<RecordingFact>, ReportError> {
+        let root = self.recordings.clone();
+        let found = tokio::task::spawn_blocking(move || crate::recording::scan(&root))
+            .await
+            .map_err(|e| ReportError::Recordings(e.to_string()))?
+            .map_err(|e| ReportError::Recordings(e.to_string()))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|r| recording_fact(&self.recordings, r))
+            .collect())
+    }
+}
+
+fn recording_fact(
+    root: &std::path::Path,
+    r: crate::recording::RecordingInfo,
+) -> Option<RecordingFact> {
+    use crate::recording::ReviewState as S;
+    let date = super::parse_date(&r.date)?;
+    let path = r
+        .cast_path
+        .strip_prefix(root)
+        .ok()
+        .map(|p| {
+            p.components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .unwrap_or_else(|| format!("{}/{}.cast", r.date, r.id));
+    let meta = r.meta.as_ref();
+    Some(RecordingFact {
+        date,
+        session: meta.map(|m| m.session.clone()),
+        user: meta.map(|m| m.user.clone()),
+        server: meta.map(|m| m.server.clone()),
+        account: meta.map(|m| m.account.clone()),
+        started_at: meta.and_then(|m| {
+            OffsetDateTime::parse(
+                &m.started_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()
+        }),
+        path,
+        state: match r.state {
+            S::Unreviewed => ReviewState::Unreviewed,
+            S::Reviewed => ReviewState::Reviewed,
+            S::Flagged => ReviewState::Flagged,
+        },
+        problem: if r.cast_exists {
+            r.meta_error.clone()
+        } else {
+            Some("the cast file is missing".into())
+        },
+        id: r.id,
+    })
+}

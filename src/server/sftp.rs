@@ -1,0 +1,1595 @@
+//! SFTP audit: the file operations inside an SFTP channel, read from the
+//! bytes passing through the bastion.
+//!
+//! [`SftpAudit`] parses SFTP version 3 (draft-ietf-secsh-filexfer-02, what
+//! OpenSSH speaks, with OpenSSH's extensions) in both directions, from any
+//! chunking: a packet may span chunks, a chunk may hold several packets. It
+//! never changes the bytes; it returns [`SftpOp`]s to audit.
+//!
+//! An operation is reported once, when the server answers it, with the
+//! answer ([`Status`]): an `Open` when the HANDLE (or the failing STATUS)
+//! comes back, a `Remove` when its STATUS does, and so on. A `Close` carries
+//! the bytes the server returned in DATA replies to READs on that handle
+//! and the bytes of the WRITEs it acknowledged with OK. Requests still
+//! unanswered, and files never closed, are reported by
+//! [`SftpAudit::finish`] with [`Status::NoReply`] when the channel ends.
+//! READs, WRITEs, STATs, READDIRs and REALPATHs are not reported one by
+//! one.
+//!
+//! `SSH_FXP_SYMLINK`: OpenSSH's client and server send the target path
+//! first and the link path second, the reverse of the draft (OpenSSH's
+//! PROTOCOL, 4.1). The targets behind Gatehouse run OpenSSH's sftp-server,
+//! so the first string is read as the target. Another server that follows
+//! the draft would have the two swapped in the audit.
+//!
+//! Paths are shown as UTF-8, invalid bytes replaced, and cut after
+//! [`MAX_PATH`] bytes.
+//!
+//! Errors end the channel (the caller's part): a packet longer than
+//! [`MAX_PACKET`], a malformed packet, a version other than 3 (the audit
+//! could not read it), more than [`MAX_TRACKED`] requests in flight or
+//! handles open. After an error every call returns it again.
+
+use std::collections::BTreeMap;
+use std::mem;
+
+/// Largest packet accepted, not counting its 4-byte length: OpenSSH's own
+/// limit (SFTP_MAX_MSG_LENGTH), so no real client or server is refused.
+pub const MAX_PACKET: usize = 256 * 1024;
+/// Requests in flight, and handles open, tracked at most (each).
+pub const MAX_TRACKED: usize = 10_000;
+/// Bytes of paths and handles held for tracking, at most.
+const MAX_TRACKED_BYTES: usize = 4 * 1024 * 1024;
+/// Longest path kept in an operation, in bytes.
+pub const MAX_PATH: usize = 4096;
+/// The draft's limit on handle strings.
+const MAX_HANDLE: usize = 256;
+const MAX_MESSAGE: usize = 256;
+const MAX_EXT_NAME: usize = 64;
+
+const FXP_INIT: u8 = 1;
+const FXP_VERSION: u8 = 2;
+const FXP_OPEN: u8 = 3;
+const FXP_CLOSE: u8 = 4;
+const FXP_READ: u8 = 5;
+const FXP_WRITE: u8 = 6;
+const FXP_SETSTAT: u8 = 9;
+const FXP_FSETSTAT: u8 = 10;
+const FXP_OPENDIR: u8 = 11;
+const FXP_REMOVE: u8 = 13;
+const FXP_MKDIR: u8 = 14;
+const FXP_RMDIR: u8 = 15;
+const FXP_RENAME: u8 = 18;
+const FXP_SYMLINK: u8 = 20;
+const FXP_STATUS: u8 = 101;
+const FXP_HANDLE: u8 = 102;
+const FXP_DATA: u8 = 103;
+const FXP_NAME: u8 = 104;
+const FXP_ATTRS: u8 = 105;
+const FXP_EXTENDED: u8 = 200;
+const FXP_EXTENDED_REPLY: u8 = 201;
+
+const FXF_READ: u32 = 0x01;
+const FXF_WRITE: u32 = 0x02;
+const FXF_APPEND: u32 = 0x04;
+const FXF_CREAT: u32 = 0x08;
+const FXF_TRUNC: u32 = 0x10;
+const FXF_EXCL: u32 = 0x20;
+
+const FX_OK: u32 = 0;
+
+/// Extensions that only read: not reported.
+const READ_ONLY_EXTENSIONS: &[&[u8]] = &[
+    b"statvfs@openssh.com",
+    b"fstatvfs@openssh.com",
+    b"limits@openssh.com",
+    b"expand-path@openssh.com",
+    b"home-directory",
+    b"users-groups-by-id@openssh.com",
+    b"fsync@openssh.com",
+    b"check-file-name",
+    b"check-file-handle",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SftpError {
+    #[error("sftp packet of {0} bytes exceeds the limit of {MAX_PACKET}")]
+    TooLarge(u32),
+    #[error("malformed sftp packet: {0}")]
+    Malformed(&'static str),
+    #[error("sftp protocol version {0} cannot be audited (only version 3)")]
+    Version(u32),
+    #[error("too many sftp {0} tracked at once")]
+    TooMany(&'static str),
+}
+
+/// The server's answer to an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// An SSH_FX_* code other than OK, with the server's message.
+    Failed {
+        code: u32,
+        message: String,
+    },
+    /// The channel ended before the answer (or, for `Close`, before the
+    /// client closed the file).
+    NoReply,
+}
+
+impl Status {
+    fn from_reply(code: u32, message: String) -> Status {
+        if code == FX_OK {
+            Status::Ok
+        } else {
+            Status::Failed { code, message }
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::NoReply => "no reply",
+            Status::Failed { code, .. } => match code {
+                1 => "eof",
+                2 => "no such file",
+                3 => "permission denied",
+                4 => "failure",
+                5 => "bad message",
+                6 => "no connection",
+                7 => "connection lost",
+                8 => "unsupported",
+                _ => "error",
+            },
+        }
+    }
+}
+
+/// What an operation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpKind {
+    Open {
+        path: String,
+        read: bool,
+        write: bool,
+        create: bool,
+        truncate: bool,
+        append: bool,
+        exclusive: bool,
+    },
+    /// A file handle closed (directory handles are not reported).
+    Close {
+        path: String,
+        bytes_read: u64,
+        bytes_written: u64,
+    },
+    Opendir {
+        path: String,
+    },
+    Remove {
+        path: String,
+    },
+    /// SSH_FXP_RENAME or posix-rename@openssh.com.
+    Rename {
+        from: String,
+        to: String,
+    },
+    Mkdir {
+        path: String,
+    },
+    Rmdir {
+        path: String,
+    },
+    /// SETSTAT, FSETSTAT (the handle's path) or lsetstat@openssh.com.
+    Setstat {
+        path: String,
+    },
+    /// `link` made pointing at `target`.
+    Symlink {
+        link: String,
+        target: String,
+    },
+    /// hardlink@openssh.com: `link` made as a new name of `target`.
+    Link {
+        link: String,
+        target: String,
+    },
+    /// copy-data: the server copies between two open files.
+    CopyData {
+        from: String,
+        to: String,
+    },
+    /// An extension request this module does not know: it may write.
+    Extended {
+        name: String,
+    },
+}
+
+/// One audited operation and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SftpOp {
+    pub kind: OpKind,
+    pub status: Status,
+}
+
+impl SftpOp {
+    /// Whether the operation changes (or may change) the target's files.
+    pub fn is_write(&self) -> bool {
+        match &self.kind {
+            OpKind::Open {
+                write,
+                create,
+                truncate,
+                append,
+                ..
+            } => *write || *create || *truncate || *append,
+            OpKind::Close { .. } | OpKind::Opendir { .. } => false,
+            OpKind::Remove { .. }
+            | OpKind::Rename { .. }
+            | OpKind::Mkdir { .. }
+            | OpKind::Rmdir { .. }
+            | OpKind::Setstat { .. }
+            | OpKind::Symlink { .. }
+            | OpKind::Link { .. }
+            | OpKind::CopyData { .. }
+            | OpKind::Extended { .. } => true,
+        }
+    }
+
+    /// A stable short name: "open", "close", "opendir", "remove", "rename",
+    /// "mkdir", "rmdir", "setstat", "symlink", "link", "copy-data",
+    /// "extended".
+    pub fn name(&self) -> &'static str {
+        match &self.kind {
+            OpKind::Open { .. } => "open",
+            OpKind::Close { .. } => "close",
+            OpKind::Opendir { .. } => "opendir",
+            OpKind::Remove { .. } => "remove",
+            OpKind::Rename { .. } => "rename",
+            OpKind::Mkdir { .. } => "mkdir",
+            OpKind::Rmdir { .. } => "rmdir",
+            OpKind::Setstat { .. } => "setstat",
+            OpKind::Symlink { .. } => "symlink",
+            OpKind::Link { .. } => "link",
+            OpKind::CopyData { .. } => "copy-data",
+            OpKind::Extended { .. } => "extended",
+        }
+    }
+
+    /// The operation as audit details: `op`, the paths (`path`, or `from`
+    /// and `to`, or `link` and `target`, or `name`), for an open `mode`
+    /// ("r", "w", "rw") and `flags` ("create,truncate,append,exclusive" as
+    /// set), for a close `bytes_read` and `bytes_written`, then `status`
+    /// and, on failure, `code` and `message`.
+    pub fn details(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let mut d: Vec<(&'static str, serde_json::Value)> = vec![("op", self.name().into())];
+        match &self.kind {
+            OpKind::Open {
+                path,
+                read,
+                write,
+                create,
+                truncate,
+                append,
+                exclusive,
+            } => {
+                d.push(("path", path.as_str().into()));
+                let mode = match (read, write) {
+                    (true, true) => "rw",
+                    (false, true) => "w",
+                    _ => "r",
+                };
+                d.push(("mode", mode.into()));
+                let flags: Vec<&str> = [
+                    (*create, "create"),
+                    (*truncate, "truncate"),
+                    (*append, "append"),
+                    (*exclusive, "exclusive"),
+                ]
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect();
+                if !flags.is_empty() {
+                    d.push(("flags", flags.join(",").into()));
+                }
+            }
+            OpKind::Close {
+                path,
+                bytes_read,
+                bytes_written,
+            } => {
+                d.push(("path", path.as_str().into()));
+                d.push(("bytes_read", (*bytes_read).into()));
+                d.push(("bytes_written", (*bytes_written).into()));
+            }
+            OpKind::Opendir { path }
+            | OpKind::Remove { path }
+            | OpKind::Mkdir { path }
+            | OpKind::Rmdir { path }
+            | OpKind::Setstat { path } => d.push(("path", path.as_str().into())),
+            OpKind::Rename { from, to } | OpKind::CopyData { from, to } => {
+                d.push(("from", from.as_str().into()));
+                d.push(("to", to.as_str().into()));
+            }
+            OpKind::Symlink { link, target } | OpKind::Link { link, target } => {
+                d.push(("link", link.as_str().into()));
+                d.push(("target", target.as_str().into()));
+            }
+            OpKind::Extended { name } => d.push(("name", name.as_str().into())),
+        }
+        d.push(("status", self.status.as_str().into()));
+        if let Status::Failed { code, message } = &self.status {
+            d.push(("code", (*code).into()));
+            if !message.is_empty() {
+                d.push(("message", message.as_str().into()));
+            }
+        }
+        d
+    }
+}
+
+/// A request waiting for its answer.
+#[derive(Debug, Clone)]
+enum Pending {
+    Open {
+        path: String,
+        pflags: u32,
+    },
+    Opendir {
+        path: String,
+    },
+    Close {
+        handle: Vec<u8>,
+    },
+    Read {
+        handle: Vec<u8>,
+    },
+    Write {
+        handle: Vec<u8>,
+        len: u64,
+    },
+    Fsetstat {
+        handle: Vec<u8>,
+    },
+    CopyData {
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
+    /// Complete as it is; only the status is missing.
+    Op(OpKind),
+}
+
+impl Pending {
+    /// Bytes held, for the tracking budget.
+    fn cost(&self) -> usize {
+        match self {
+            Pending::Open { path, .. } | Pending::Opendir { path } => path.len(),
+            Pending::Close { handle }
+            | Pending::Read { handle }
+            | Pending::Write { handle, .. }
+            | Pending::Fsetstat { handle } => handle.len(),
+            Pending::CopyData { from, to } => from.len() + to.len(),
+            Pending::Op(kind) => match kind {
+                OpKind::Rename { from: a, to: b }
+                | OpKind::CopyData { from: a, to: b }
+                | OpKind::Symlink { link: a, target: b }
+                | OpKind::Link { link: a, target: b } => a.len() + b.len(),
+                OpKind::Open { path, .. }
+                | OpKind::Close { path, .. }
+                | OpKind::Opendir { path }
+                | OpKind::Remove { path }
+                | OpKind::Mkdir { path }
+                | OpKind::Rmdir { path }
+                | OpKind::Setstat { path } => path.len(),
+                OpKind::Extended { name } => name.len(),
+            },
+        }
+    }
+}
+
+/// An open handle.
+#[derive(Debug, Clone)]
+struct Handle {
+    path: String,
+    dir: bool,
+    read: u64,
+    written: u64,
+}
+
+/// A server answer, as far as matching it to its request needs.
+enum Reply {
+    Status(u32, String),
+    Handle(Vec<u8>),
+    Data(u64),
+    Other,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// Follows one SFTP channel. See the module doc.
+#[derive(Debug, Default)]
+pub struct SftpAudit {
+    /// Bytes of an incomplete packet, per direction.
+    client_buf: Vec<u8>,
+    server_buf: Vec<u8>,
+    init_seen: bool,
+    version_seen: bool,
+    pending: BTreeMap<u32, Pending>,
+    handles: BTreeMap<Vec<u8>, Handle>,
+    tracked_bytes: usize,
+    failed: Option<SftpError>,
+}
+
+impl SftpAudit {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Client to server bytes. Ops are returned only by
+    /// [`server_bytes`](Self::server_bytes) and [`finish`](Self::finish),
+    /// so this returns an empty list or an error; it has the same shape so
+    /// that both directions are driven alike.
+    pub fn client_bytes(&mut self, data: &[u8]) -> Result<Vec<SftpOp>, SftpError> {
+        self.run(Side::Client, data)
+    }
+
+    /// Server to client bytes: the operations these answers complete.
+    pub fn server_bytes(&mut self, data: &[u8]) -> Result<Vec<SftpOp>, SftpError> {
+        self.run(Side::Server, data)
+    }
+
+    /// The channel ended: requests never answered, and files still open
+    /// (as `Close`), with [`Status::NoReply`].
+    pub fn finish(&mut self) -> Vec<SftpOp> {
+        let mut ops = Vec::new();
+        for (_, p) in mem::take(&mut self.pending) {
+            let kind = match p {
+                Pending::Open { path, pflags } => open_kind(path, pflags),
+                Pending::Opendir { path } => OpKind::Opendir { path },
+                Pending::Close { handle } => match self.handles.remove(&handle) {
+                    Some(h) if !h.dir => close_kind(h),
+                    _ => continue,
+                },
+                Pending::Fsetstat { handle } => OpKind::Setstat {
+                    path: self.handle_path(&handle),
+                },
+                Pending::CopyData { from, to } => OpKind::CopyData {
+                    from: self.handle_path(&from),
+                    to: self.handle_path(&to),
+                },
+                Pending::Op(kind) => kind,
+                Pending::Read { .. } | Pending::Write { .. } => continue,
+            };
+            ops.push(SftpOp {
+                kind,
+                status: Status::NoReply,
+            });
+        }
+        for (_, h) in mem::take(&mut self.handles) {
+            if !h.dir {
+                ops.push(SftpOp {
+                    kind: close_kind(h),
+                    status: Status::NoReply,
+                });
+            }
+        }
+        self.tracked_bytes = 0;
+        ops
+    }
+
+    fn run(&mut self, side: Side, data: &[u8]) -> Result<Vec<SftpOp>, SftpError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let r = self.frame(side, data);
+        if let Err(e) = &r {
+            self.failed = Some(e.clone());
+            self.client_buf = Vec::new();
+            self.server_buf = Vec::new();
+        }
+        r
+    }
+
+    fn frame(&mut self, side: Side, data: &[u8]) -> Result<Vec<SftpOp>, SftpError> {
+        let mut buf = match side {
+            Side::Client => mem::take(&mut self.client_buf),
+            Side::Server => mem::take(&mut self.server_buf),
+        };
+        buf.extend_from_slice(data);
+        let mut ops = Vec::new();
+        let mut pos = 0;
+        while let Some(head) = buf.get(pos..pos + 4) {
+            let Ok(head) = <[u8; 4]>::try_from(head) else {
+                break;
+            };
+            let len = u32::from_be_bytes(head);
+            let n = len as usize;
+            if n > MAX_PACKET {
+                return Err(SftpError::TooLarge(len));
+            }
+            if n == 0 {
+                return Err(SftpError::Malformed("empty packet"));
+            }
+            let Some(packet) = buf.get(pos + 4..pos + 4 + n) else {
+                break;
+            };
+            match side {
+                Side::Client => self.request(packet)?,
+                Side::Server => self.reply(packet, &mut ops)?,
+            }
+            pos += 4 + n;
+        }
+        buf.drain(..pos);
+        match side {
+            Side::Client => self.client_buf = buf,
+            Side::Server => self.server_buf = buf,
+        }
+        Ok(ops)
+    }
+
+    fn request(&mut self, packet: &[u8]) -> Result<(), SftpError> {
+        let mut r = Reader(packet);
+        let ty = r.u8()?;
+        if !self.init_seen {
+            if ty != FXP_INIT {
+                return Err(SftpError::Malformed("the client did not begin with INIT"));
+            }
+            // The client's version and extensions: the server's VERSION
+            // decides.
+            r.u32()?;
+            self.init_seen = true;
+            return Ok(());
+        }
+        let pending = match ty {
+            FXP_INIT => return Err(SftpError::Malformed("a second INIT")),
+            FXP_OPEN => {
+                let id = r.u32()?;
+                let path = r.path()?;
+                let pflags = r.u32()?;
+                (id, Pending::Open { path, pflags })
+            }
+            FXP_OPENDIR => (r.u32()?, Pending::Opendir { path: r.path()? }),
+            FXP_CLOSE => (
+                r.u32()?,
+                Pending::Close {
+                    handle: r.handle()?,
+                },
+            ),
+            FXP_READ => (
+                r.u32()?,
+                Pending::Read {
+                    handle: r.handle()?,
+                },
+            ),
+            FXP_WRITE => {
+                let id = r.u32()?;
+                let handle = r.handle()?;
+                r.u64()?;
+                let len = r.string()?.len() as u64;
+                (id, Pending::Write { handle, len })
+            }
+            FXP_FSETSTAT => (
+                r.u32()?,
+                Pending::Fsetstat {
+                    handle: r.handle()?,
+                },
+            ),
+            FXP_SETSTAT => (r.u32()?, Pending::Op(OpKind::Setstat { path: r.path()? })),
+            FXP_REMOVE => (r.u32()?, Pending::Op(OpKind::Remove { path: r.path()? })),
+            FXP_MKDIR => (r.u32()?, Pending::Op(OpKind::Mkdir { path: r.path()? })),
+            FXP_RMDIR => (r.u32()?, Pending::Op(OpKind::Rmdir { path: r.path()? })),
+            FXP_RENAME => {
+                let id = r.u32()?;
+                let from = r.path()?;
+                let to = r.path()?;
+                (id, Pending::Op(OpKind::Rename { from, to }))
+            }
+            FXP_SYMLINK => {
+                let id = r.u32()?;
+                // OpenSSH's order: target first (see the module doc).
+                let target = r.path()?;
+                let link = r.path()?;
+                (id, Pending::Op(OpKind::Symlink { link, target }))
+            }
+            FXP_EXTENDED => {
+                let id = r.u32()?;
+                let name = r.string()?;
+                match self.extended(name, &mut r)? {
+                    Some(p) => (id, p),
+                    None => return Ok(()),
+                }
+            }
+            // STAT, LSTAT, FSTAT, READDIR, REALPATH, READLINK, and types
+            // unknown to version 3: nothing to audit.
+            _ => return Ok(()),
+        };
+        self.track(pending)
+    }
+
+    fn extended(&self, name: &[u8], r: &mut Reader) -> Result<Option<Pending>, SftpError> {
+        let p = match name {
+            b"posix-rename@openssh.com" => {
+                let from = r.path()?;
+                let to = r.path()?;
+                Pending::Op(OpKind::Rename { from, to })
+            }
+            b"hardlink@openssh.com" => {
+                let target = r.path()?;
+                let link = r.path()?;
+                Pending::Op(OpKind::Link { link, target })
+            }
+            b"lsetstat@openssh.com" => Pending::Op(OpKind::Setstat { path: r.path()? }),
+            b"copy-data" => {
+                let from = r.handle()?;
+                r.u64()?;
+                r.u64()?;
+                let to = r.handle()?;
+                Pending::CopyData { from, to }
+            }
+            n if READ_ONLY_EXTENSIONS.contains(&n) => return Ok(None),
+            n => Pending::Op(OpKind::Extended {
+                name: text(n, MAX_EXT_NAME),
+            }),
+        };
+        Ok(Some(p))
+    }
+
+    fn reply(&mut self, packet: &[u8], ops: &mut Vec<SftpOp>) -> Result<(), SftpError> {
+        let mut r = Reader(packet);
+        let ty = r.u8()?;
+        if !self.version_seen {
+            if ty != FXP_VERSION {
+                return Err(SftpError::Malformed(
+                    "the server did not begin with VERSION",
+                ));
+            }
+            let v = r.u32()?;
+            if v != 3 {
+                return Err(SftpError::Version(v));
+            }
+            self.version_seen = true;
+            return Ok(());
+        }
+        let (id, reply) = match ty {
+            FXP_STATUS => {
+                let id = r.u32()?;
+                let code = r.u32()?;
+                // Servers before version 3 ended the packet here.
+                let message = if r.is_empty() {
+                    String::new()
+                } else {
+                    text(r.string()?, MAX_MESSAGE)
+                };
+                (id, Reply::Status(code, message))
+            }
+            FXP_HANDLE => (r.u32()?, Reply::Handle(r.handle()?)),
+            FXP_DATA => {
+                let id = r.u32()?;
+                (id, Reply::Data(r.string()?.len() as u64))
+            }
+            FXP_NAME | FXP_ATTRS | FXP_EXTENDED_REPLY => (r.u32()?, Reply::Other),
+            FXP_VERSION => return Err(SftpError::Malformed("a second VERSION")),
+            _ => return Ok(()),
+        };
+        let Some(p) = self.pending.remove(&id) else {
+            // An answer to a request that is not audited.
+            return Ok(());
+        };
+        self.tracked_bytes = self.tracked_bytes.saturating_sub(p.cost());
+        let (kind, status) = match (p, reply) {
+            (Pending::Open { path, pflags }, Reply::Handle(h)) => {
+                let kind = open_kind(path.clone(), pflags);
+                self.add_handle(h, path, false)?;
+                (kind, Status::Ok)
+            }
+            (Pending::Opendir { path }, Reply::Handle(h)) => {
+                self.add_handle(h, path.clone(), true)?;
+                (OpKind::Opendir { path }, Status::Ok)
+            }
+            (Pending::Open { path, pflags }, Reply::Status(code, msg)) => {
+                (open_kind(path, pflags), Status::from_reply(code, msg))
+            }
+            (Pending::Opendir { path }, Reply::Status(code, msg)) => {
+                (OpKind::Opendir { path }, Status::from_reply(code, msg))
+            }
+            (Pending::Close { handle }, Reply::Status(code, msg)) => {
+                // The server drops the handle even when close fails.
+                match self.remove_handle(&handle) {
+                    Some(h) if h.dir => return Ok(()),
+                    Some(h) => (close_kind(h), Status::from_reply(code, msg)),
+                    None => (
+                        OpKind::Close {
+                            path: unknown_handle(&handle),
+                            bytes_read: 0,
+                            bytes_written: 0,
+                        },
+                        Status::from_reply(code, msg),
+                    ),
+                }
+            }
+            (Pending::Read { handle }, Reply::Data(n)) => {
+                if let Some(h) = self.handles.get_mut(&handle) {
+                    h.read = h.read.saturating_add(n);
+                }
+                return Ok(());
+            }
+            (Pending::Write { handle, len }, Reply::Status(code, _)) => {
+                if code == FX_OK
+                    && let Some(h) = self.handles.get_mut(&handle)
+                {
+                    h.written = h.written.saturating_add(len);
+                }
+                return Ok(());
+            }
+            // End of file, or a failed read.
+            (Pending::Read { .. }, Reply::Status(..)) => return Ok(()),
+            (Pending::Fsetstat { handle }, Reply::Status(code, msg)) => (
+                OpKind::Setstat {
+                    path: self.handle_path(&handle),
+                },
+                Status::from_reply(code, msg),
+            ),
+            (Pending::CopyData { from, to }, Reply::Status(code, msg)) => (
+                OpKind::CopyData {
+                    from: self.handle_path(&from),
+                    to: self.handle_path(&to),
+                },
+                Status::from_reply(code, msg),
+            ),
+            (Pending::Op(kind), Reply::Status(code, msg)) => (kind, Status::from_reply(code, msg)),
+            // Extensions may answer with EXTENDED_REPLY.
+            (Pending::Op(kind @ OpKind::Extended { .. }), Reply::Other) => (kind, Status::Ok),
+            _ => {
+                return Err(SftpError::Malformed(
+                    "the server's answer does not fit the request",
+                ));
+            }
+        };
+        ops.push(SftpOp { kind, status });
+        Ok(())
+    }
+
+    fn track(&mut self, (id, p): (u32, Pending)) -> Result<(), SftpError> {
+        let cost = p.cost();
+        // A client reusing an id in flight replaces the earlier request.
+        if let Some(old) = self.pending.remove(&id) {
+            self.tracked_bytes = self.tracked_bytes.saturating_sub(old.cost());
+        }
+        if self.pending.len() >= MAX_TRACKED {
+            return Err(SftpError::TooMany("requests in flight"));
+        }
+        if self.tracked_bytes + cost > MAX_TRACKED_BYTES {
+            return Err(SftpError::TooMany("path bytes"));
+        }
+        self.tracked_bytes += cost;
+        self.pending.insert(id, p);
+        Ok(())
+    }
+
+    fn add_handle(&mut self, handle: Vec<u8>, path: String, dir: bool) -> Result<(), SftpError> {
+        // A handle string may be reused once closed; a server handing out
+        // one still open would have it replaced here.
+        self.remove_handle(&handle);
+        let cost = handle.len() + path.len();
+        if self.handles.len() >= MAX_TRACKED {
+            return Err(SftpError::TooMany("open handles"));
+        }
+        if self.tracked_bytes + cost > MAX_TRACKED_BYTES {
+            return Err(SftpError::TooMany("path bytes"));
+        }
+        self.tracked_bytes += cost;
+        self.handles.insert(
+            handle,
+            Handle {
+                path,
+                dir,
+                read: 0,
+                written: 0,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove_handle(&mut self, handle: &[u8]) -> Option<Handle> {
+        let h = self.handles.remove(handle)?;
+        self.tracked_bytes = self
+            .tracked_bytes
+            .saturating_sub(handle.len() + h.path.len());
+        Some(h)
+    }
+
+    fn handle_path(&self, handle: &[u8]) -> String {
+        match self.handles.get(handle) {
+            Some(h) => h.path.clone(),
+            None => unknown_handle(handle),
+        }
+    }
+}
+
+fn open_kind(path: String, pflags: u32) -> OpKind {
+    OpKind::Open {
+        path,
+        read: pflags & FXF_READ != 0,
+        write: pflags & FXF_WRITE != 0,
+        create: pflags & FXF_CREAT != 0,
+        truncate: pflags & FXF_TRUNC != 0,
+        append: pflags & FXF_APPEND != 0,
+        exclusive: pflags & FXF_EXCL != 0,
+    }
+}
+
+fn close_kind(h: Handle) -> OpKind {
+    OpKind::Close {
+        path: h.path,
+        bytes_read: h.read,
+        bytes_written: h.written,
+    }
+}
+
+fn unknown_handle(handle: &[u8]) -> String {
+    format!("<unknown handle {}>", hex::encode(handle))
+}
+
+/// Bytes shown as text: invalid UTF-8 replaced, cut after `max` bytes.
+fn text(bytes: &[u8], max: usize) -> String {
+    match bytes.get(..max) {
+        Some(head) if bytes.len() > max => format!("{}...", String::from_utf8_lossy(head)),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Reads the fields of one packet; running short is `Malformed`.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SftpError> {
+        let (head, rest) = self.0.split_at_checked(n).ok_or(SftpError::Malformed(
+            "a field runs past the end of the packet",
+        ))?;
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn u8(&mut self) -> Result<u8, SftpError> {
+        Ok(self.take(1)?.first().copied().unwrap_or(0))
+    }
+
+    fn u32(&mut self) -> Result<u32, SftpError> {
+        let b = <[u8; 4]>::try_from(self.take(4)?)
+            .map_err(|_| SftpError::Malformed("a field runs past the end of the packet"))?;
+        Ok(u32::from_be_bytes(b))
+    }
+
+    fn u64(&mut self) -> Result<u64, SftpError> {
+        let b = <[u8; 8]>::try_from(self.take(8)?)
+            .map_err(|_| SftpError::Malformed("a field runs past the end of the packet"))?;
+        Ok(u64::from_be_bytes(b))
+    }
+
+    fn string(&mut self) -> Result<&'a [u8], SftpError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+
+    fn path(&mut self) -> Result<String, SftpError> {
+        Ok(text(self.string()?, MAX_PATH))
+    }
+
+    fn handle(&mut self) -> Result<Vec<u8>, SftpError> {
+        let h = self.string()?;
+        if h.len() > MAX_HANDLE {
+            return Err(SftpError::Malformed("a handle longer than 256 bytes"));
+        }
+        Ok(h.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Packet builders.
+
+    fn pkt(ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut p = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+        p.push(ty);
+        p.extend_from_slice(body);
+        p
+    }
+
+    /// A body from fields.
+    struct B(Vec<u8>);
+
+    impl B {
+        fn new(id: u32) -> B {
+            B(id.to_be_bytes().to_vec())
+        }
+        fn u32(mut self, v: u32) -> B {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        fn u64(mut self, v: u64) -> B {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        fn s(mut self, v: &[u8]) -> B {
+            self.0.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            self.0.extend_from_slice(v);
+            self
+        }
+        fn attrs(self) -> B {
+            // Empty ATTRS: flags 0.
+            self.u32(0)
+        }
+        fn pkt(self, ty: u8) -> Vec<u8> {
+            pkt(ty, &self.0)
+        }
+    }
+
+    fn init() -> Vec<u8> {
+        pkt(FXP_INIT, &3u32.to_be_bytes())
+    }
+    fn version(v: u32) -> Vec<u8> {
+        B(v.to_be_bytes().to_vec())
+            .s(b"posix-rename@openssh.com")
+            .s(b"1")
+            .pkt(FXP_VERSION)
+    }
+    fn open(id: u32, path: &str, pflags: u32) -> Vec<u8> {
+        B::new(id)
+            .s(path.as_bytes())
+            .u32(pflags)
+            .attrs()
+            .pkt(FXP_OPEN)
+    }
+    fn opendir(id: u32, path: &str) -> Vec<u8> {
+        B::new(id).s(path.as_bytes()).pkt(FXP_OPENDIR)
+    }
+    fn handle(id: u32, h: &[u8]) -> Vec<u8> {
+        B::new(id).s(h).pkt(FXP_HANDLE)
+    }
+    fn status(id: u32, code: u32) -> Vec<u8> {
+        B::new(id).u32(code).s(b"msg").s(b"").pkt(FXP_STATUS)
+    }
+    fn read(id: u32, h: &[u8], off: u64, len: u32) -> Vec<u8> {
+        B::new(id).s(h).u64(off).u32(len).pkt(FXP_READ)
+    }
+    fn data(id: u32, n: usize) -> Vec<u8> {
+        B::new(id).s(&vec![b'x'; n]).pkt(FXP_DATA)
+    }
+    fn write(id: u32, h: &[u8], off: u64, n: usize) -> Vec<u8> {
+        B::new(id).s(h).u64(off).s(&vec![b'y'; n]).pkt(FXP_WRITE)
+    }
+    fn close(id: u32, h: &[u8]) -> Vec<u8> {
+        B::new(id).s(h).pkt(FXP_CLOSE)
+    }
+    fn path_op(ty: u8, id: u32, path: &str) -> Vec<u8> {
+        B::new(id).s(path.as_bytes()).pkt(ty)
+    }
+    fn two_paths(ty: u8, id: u32, a: &str, b: &str) -> Vec<u8> {
+        B::new(id).s(a.as_bytes()).s(b.as_bytes()).pkt(ty)
+    }
+    fn ext(id: u32, name: &str, rest: B) -> Vec<u8> {
+        let mut b = B::new(id).s(name.as_bytes());
+        b.0.extend_from_slice(&rest.0);
+        b.pkt(FXP_EXTENDED)
+    }
+    fn fields() -> B {
+        B(Vec::new())
+    }
+
+    fn ok(kind: OpKind) -> SftpOp {
+        SftpOp {
+            kind,
+            status: Status::Ok,
+        }
+    }
+    fn failed(kind: OpKind, code: u32) -> SftpOp {
+        SftpOp {
+            kind,
+            status: Status::Failed {
+                code,
+                message: "msg".into(),
+            },
+        }
+    }
+    fn p(s: &str) -> String {
+        s.to_string()
+    }
+
+    /// A session: every request first (pipelined), then every answer, so
+    /// that both streams can be cut anywhere independently.
+    fn session() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<SftpOp>) {
+        let client = vec![
+            init(),
+            open(1, "/tmp/up", FXF_WRITE | FXF_CREAT | FXF_TRUNC),
+            write(2, b"H1", 0, 5),
+            write(3, b"H1", 5, 3),
+            close(4, b"H1"),
+            open(5, "/etc/passwd", FXF_READ),
+            read(6, b"H2", 0, 32768),
+            read(7, b"H2", 10, 32768),
+            close(8, b"H2"),
+            path_op(FXP_REMOVE, 9, "/tmp/old"),
+            two_paths(FXP_RENAME, 10, "/tmp/a", "/tmp/b"),
+            B::new(11).s(b"/tmp/d").attrs().pkt(FXP_MKDIR),
+            path_op(FXP_RMDIR, 12, "/tmp/e"),
+            B::new(13).s(b"/tmp/f").attrs().pkt(FXP_SETSTAT),
+            two_paths(FXP_SYMLINK, 14, "/etc/hosts", "/tmp/hosts-link"),
+            ext(15, "posix-rename@openssh.com", fields().s(b"/x").s(b"/y")),
+            opendir(16, "/var/log"),
+            path_op(17, 17, "/etc"), // STAT: not audited
+            ext(18, "statvfs@openssh.com", fields().s(b"/")),
+            ext(19, "hardlink@openssh.com", fields().s(b"/t").s(b"/l")),
+            open(20, "/tmp/up", FXF_WRITE | FXF_APPEND),
+            B::new(21).s(b"H3").attrs().pkt(FXP_FSETSTAT),
+            write(22, b"H3", 0, 4),
+            write(23, b"H3", 4, 4),
+            close(24, b"H4"),
+            B::new(25).u32(7).pkt(250), // unknown type
+            ext(26, "sha256@example.com", fields().s(b"/z")),
+        ];
+        let server = vec![
+            version(3),
+            handle(1, b"H1"),
+            status(2, FX_OK),
+            status(3, FX_OK),
+            status(4, FX_OK),
+            handle(5, b"H2"),
+            data(6, 10),
+            status(7, 1), // EOF
+            status(8, FX_OK),
+            status(9, FX_OK),
+            status(10, 3),
+            status(11, FX_OK),
+            status(12, 2),
+            status(13, FX_OK),
+            status(14, FX_OK),
+            status(15, FX_OK),
+            handle(16, b"D1"),
+            B::new(17).u32(0).pkt(FXP_ATTRS),
+            B::new(18).u64(1).pkt(FXP_EXTENDED_REPLY),
+            status(19, FX_OK),
+            handle(20, b"H3"),
+            status(21, FX_OK),
+            status(22, FX_OK),
+            status(23, 4),       // failed write: not counted
+            handle(1000, b"HX"), // answer to nothing: ignored
+            B::new(24).u32(99).pkt(FXP_STATUS),
+            B::new(26).s(b"digest").pkt(FXP_EXTENDED_REPLY),
+        ];
+        let want = vec![
+            ok(OpKind::Open {
+                path: p("/tmp/up"),
+                read: false,
+                write: true,
+                create: true,
+                truncate: true,
+                append: false,
+                exclusive: false,
+            }),
+            ok(OpKind::Close {
+                path: p("/tmp/up"),
+                bytes_read: 0,
+                bytes_written: 8,
+            }),
+            ok(OpKind::Open {
+                path: p("/etc/passwd"),
+                read: true,
+                write: false,
+                create: false,
+                truncate: false,
+                append: false,
+                exclusive: false,
+            }),
+            ok(OpKind::Close {
+                path: p("/etc/passwd"),
+                bytes_read: 10,
+                bytes_written: 0,
+            }),
+            ok(OpKind::Remove {
+                path: p("/tmp/old"),
+            }),
+            failed(
+                OpKind::Rename {
+                    from: p("/tmp/a"),
+                    to: p("/tmp/b"),
+                },
+                3,
+            ),
+            ok(OpKind::Mkdir { path: p("/tmp/d") }),
+            failed(OpKind::Rmdir { path: p("/tmp/e") }, 2),
+            ok(OpKind::Setstat { path: p("/tmp/f") }),
+            ok(OpKind::Symlink {
+                link: p("/tmp/hosts-link"),
+                target: p("/etc/hosts"),
+            }),
+            ok(OpKind::Rename {
+                from: p("/x"),
+                to: p("/y"),
+            }),
+            ok(OpKind::Opendir {
+                path: p("/var/log"),
+            }),
+            ok(OpKind::Link {
+                link: p("/l"),
+                target: p("/t"),
+            }),
+            ok(OpKind::Open {
+                path: p("/tmp/up"),
+                read: false,
+                write: true,
+                create: false,
+                truncate: false,
+                append: true,
+                exclusive: false,
+            }),
+            ok(OpKind::Setstat { path: p("/tmp/up") }),
+            SftpOp {
+                kind: OpKind::Close {
+                    path: p("<unknown handle 4834>"),
+                    bytes_read: 0,
+                    bytes_written: 0,
+                },
+                status: Status::Failed {
+                    code: 99,
+                    message: String::new(),
+                },
+            },
+            ok(OpKind::Extended {
+                name: p("sha256@example.com"),
+            }),
+        ];
+        (client, server, want)
+    }
+
+    /// Feeds the client chunks, then the server chunks.
+    fn drive(client: &[&[u8]], server: &[&[u8]]) -> (SftpAudit, Vec<SftpOp>) {
+        let mut a = SftpAudit::new();
+        let mut ops = Vec::new();
+        for c in client {
+            assert_eq!(a.client_bytes(c), Ok(vec![]));
+        }
+        for s in server {
+            ops.extend(a.server_bytes(s).unwrap());
+        }
+        (a, ops)
+    }
+
+    #[test]
+    fn a_session_in_whole_packets() {
+        let (client, server, want) = session();
+        let c: Vec<&[u8]> = client.iter().map(Vec::as_slice).collect();
+        let s: Vec<&[u8]> = server.iter().map(Vec::as_slice).collect();
+        let (mut a, ops) = drive(&c, &s);
+        assert_eq!(ops, want);
+        // Still open: H3 with its one acknowledged write, and the
+        // directory handle (not reported).
+        assert_eq!(
+            a.finish(),
+            vec![SftpOp {
+                kind: OpKind::Close {
+                    path: p("/tmp/up"),
+                    bytes_read: 0,
+                    bytes_written: 4,
+                },
+                status: Status::NoReply,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_session_cut_at_every_offset() {
+        let (client, server, want) = session();
+        let c = client.concat();
+        let s = server.concat();
+        for k in 0..=c.len() {
+            let (_, ops) = drive(&[&c[..k], &c[k..]], &[&s]);
+            assert_eq!(ops, want, "client cut at {k}");
+        }
+        for k in 0..=s.len() {
+            let (_, ops) = drive(&[&c], &[&s[..k], &s[k..]]);
+            assert_eq!(ops, want, "server cut at {k}");
+        }
+        // Byte by byte, and in odd chunk sizes.
+        for size in [1, 3, 7, 64] {
+            let cc: Vec<&[u8]> = c.chunks(size).collect();
+            let sc: Vec<&[u8]> = s.chunks(size).collect();
+            assert_eq!(drive(&cc, &sc).1, want, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn interleaved_like_a_real_client() {
+        let mut a = SftpAudit::new();
+        a.client_bytes(&init()).unwrap();
+        assert_eq!(a.server_bytes(&version(3)), Ok(vec![]));
+        a.client_bytes(&open(1, "/srv/f", FXF_READ)).unwrap();
+        let ops = a.server_bytes(&handle(1, b"\0\0\0\0")).unwrap();
+        assert_eq!(ops.len(), 1);
+        let mut up = Vec::new();
+        for i in 0..4u32 {
+            up.extend(read(10 + i, b"\0\0\0\0", u64::from(i) * 100, 100));
+        }
+        a.client_bytes(&up).unwrap();
+        let mut down = Vec::new();
+        for i in 0..3u32 {
+            down.extend(data(10 + i, 100));
+        }
+        down.extend(status(13, 1));
+        a.server_bytes(&down).unwrap();
+        a.client_bytes(&close(20, b"\0\0\0\0")).unwrap();
+        let ops = a.server_bytes(&status(20, FX_OK)).unwrap();
+        assert_eq!(
+            ops,
+            vec![ok(OpKind::Close {
+                path: p("/srv/f"),
+                bytes_read: 300,
+                bytes_written: 0
+            })]
+        );
+        // The handle string is free again: a new open may reuse it.
+        a.client_bytes(&open(21, "/srv/g", FXF_WRITE)).unwrap();
+        a.server_bytes(&handle(21, b"\0\0\0\0")).unwrap();
+        a.client_bytes(&write(22, b"\0\0\0\0", 0, 7)).unwrap();
+        a.server_bytes(&status(22, FX_OK)).unwrap();
+        assert_eq!(
+            a.finish(),
+            vec![SftpOp {
+                kind: OpKind::Close {
+                    path: p("/srv/g"),
+                    bytes_read: 0,
+                    bytes_written: 7
+                },
+                status: Status::NoReply
+            }]
+        );
+    }
+
+    #[test]
+    fn unanswered_requests_are_reported_at_the_end() {
+        let mut a = SftpAudit::new();
+        a.client_bytes(&init()).unwrap();
+        a.server_bytes(&version(3)).unwrap();
+        let mut up = path_op(FXP_REMOVE, 2, "/a");
+        up.extend(open(1, "/b", FXF_READ | FXF_WRITE | FXF_EXCL | FXF_CREAT));
+        a.client_bytes(&up).unwrap();
+        let ops = a.finish();
+        assert_eq!(
+            ops,
+            vec![
+                SftpOp {
+                    kind: OpKind::Open {
+                        path: p("/b"),
+                        read: true,
+                        write: true,
+                        create: true,
+                        truncate: false,
+                        append: false,
+                        exclusive: true,
+                    },
+                    status: Status::NoReply,
+                },
+                SftpOp {
+                    kind: OpKind::Remove { path: p("/a") },
+                    status: Status::NoReply,
+                },
+            ]
+        );
+        assert_eq!(a.finish(), vec![]);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_and_stays_one() {
+        let started = || {
+            let mut a = SftpAudit::new();
+            a.client_bytes(&init()).unwrap();
+            a.server_bytes(&version(3)).unwrap();
+            a
+        };
+        // Zero length.
+        let mut a = started();
+        assert_eq!(
+            a.client_bytes(&[0, 0, 0, 0]),
+            Err(SftpError::Malformed("empty packet"))
+        );
+        // The error sticks, whatever comes next.
+        assert!(a.client_bytes(&path_op(FXP_REMOVE, 1, "/a")).is_err());
+        assert!(a.server_bytes(&status(1, 0)).is_err());
+
+        // A length beyond the limit fails on its 4 bytes alone.
+        let mut a = started();
+        assert_eq!(
+            a.server_bytes(&[0xff, 0xff, 0xff, 0xff]),
+            Err(SftpError::TooLarge(u32::MAX))
+        );
+        let mut a = started();
+        let big = (MAX_PACKET as u32 + 1).to_be_bytes();
+        assert_eq!(
+            a.client_bytes(&big),
+            Err(SftpError::TooLarge(MAX_PACKET as u32 + 1))
+        );
+        // The limit itself is fine (a maximal WRITE).
+        let mut a = started();
+        let w = write(1, b"h", 0, MAX_PACKET - 1 - 4 - 5 - 8 - 4);
+        assert_eq!(w.len(), MAX_PACKET + 4);
+        assert_eq!(a.client_bytes(&w), Ok(vec![]));
+
+        // Fields running past the packet's end.
+        let mut a = started();
+        let mut bad = B::new(1).s(b"/etc/passwd").pkt(FXP_OPEN); // no pflags
+        assert!(matches!(a.client_bytes(&bad), Err(SftpError::Malformed(_))));
+        let mut a = started();
+        bad = B::new(1).u32(1000).pkt(FXP_REMOVE); // string longer than packet
+        assert!(matches!(a.client_bytes(&bad), Err(SftpError::Malformed(_))));
+        // An over-long handle.
+        let mut a = started();
+        assert!(matches!(
+            a.client_bytes(&close(1, &[7; 300])),
+            Err(SftpError::Malformed(_))
+        ));
+        // An answer that does not fit its request.
+        let mut a = started();
+        a.client_bytes(&path_op(FXP_REMOVE, 1, "/a")).unwrap();
+        assert!(matches!(
+            a.server_bytes(&data(1, 3)),
+            Err(SftpError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn the_handshake() {
+        // Requests before INIT, replies before VERSION.
+        let mut a = SftpAudit::new();
+        assert!(a.client_bytes(&open(1, "/a", FXF_READ)).is_err());
+        let mut a = SftpAudit::new();
+        assert!(a.server_bytes(&status(1, 0)).is_err());
+        // Only version 3 is audited.
+        let mut a = SftpAudit::new();
+        a.client_bytes(&pkt(FXP_INIT, &6u32.to_be_bytes())).unwrap();
+        assert_eq!(a.server_bytes(&version(6)), Err(SftpError::Version(6)));
+        // INIT with extensions; VERSION with extensions.
+        let mut a = SftpAudit::new();
+        let init_ext = B(3u32.to_be_bytes().to_vec())
+            .s(b"x@y")
+            .s(b"1")
+            .pkt(FXP_INIT);
+        a.client_bytes(&init_ext).unwrap();
+        a.server_bytes(&version(3)).unwrap();
+        assert!(a.server_bytes(&version(3)).is_err());
+    }
+
+    #[test]
+    fn unknown_packets_pass() {
+        let mut a = SftpAudit::new();
+        a.client_bytes(&init()).unwrap();
+        a.server_bytes(&version(3)).unwrap();
+        assert_eq!(a.client_bytes(&pkt(77, b"whatever")), Ok(vec![]));
+        assert_eq!(a.server_bytes(&pkt(177, b"")), Ok(vec![]));
+        // Not audited but answered: no ops.
+        a.client_bytes(&path_op(16, 3, ".")).unwrap(); // REALPATH
+        assert_eq!(a.server_bytes(&B::new(3).u32(0).pkt(FXP_NAME)), Ok(vec![]));
+    }
+
+    #[test]
+    fn tracking_is_bounded() {
+        let mut a = SftpAudit::new();
+        a.client_bytes(&init()).unwrap();
+        let mut up = Vec::new();
+        for id in 0..MAX_TRACKED as u32 {
+            up.extend(path_op(FXP_REMOVE, id, "/a"));
+        }
+        a.client_bytes(&up).unwrap();
+        // Reusing an id in flight is not a new entry.
+        a.client_bytes(&path_op(FXP_REMOVE, 0, "/b")).unwrap();
+        assert_eq!(
+            a.client_bytes(&path_op(FXP_REMOVE, MAX_TRACKED as u32, "/a")),
+            Err(SftpError::TooMany("requests in flight"))
+        );
+        // Long paths hit the byte budget first.
+        let mut a = SftpAudit::new();
+        a.client_bytes(&init()).unwrap();
+        let long = "p".repeat(MAX_PATH * 2);
+        let mut err = None;
+        for id in 0..2000u32 {
+            if let Err(e) = a.client_bytes(&path_op(FXP_REMOVE, id, &long)) {
+                err = Some((id, e));
+                break;
+            }
+        }
+        let (id, e) = err.unwrap();
+        assert_eq!(e, SftpError::TooMany("path bytes"));
+        // Paths are kept cut.
+        assert_eq!(id as usize, MAX_TRACKED_BYTES / (MAX_PATH + 3));
+    }
+
+    #[test]
+    fn long_and_odd_paths() {
+        let mut a = SftpAudit::new();
+        a.client_bytes(&init()).unwrap();
+        a.server_bytes(&version(3)).unwrap();
+        let long = "q".repeat(MAX_PATH + 10);
+        let mut up = path_op(FXP_REMOVE, 1, &long);
+        up.extend(B::new(2).s(b"/tmp/\xff\xfe").pkt(FXP_REMOVE));
+        a.client_bytes(&up).unwrap();
+        let mut down = status(1, 0);
+        down.extend(status(2, 0));
+        let ops = a.server_bytes(&down).unwrap();
+        let paths: Vec<String> = ops
+            .into_iter()
+            .map(|o| match o.kind {
+                OpKind::Remove { path } => path,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                format!("{}...", "q".repeat(MAX_PATH)),
+                p("/tmp/\u{fffd}\u{fffd}")
+            ]
+        );
+    }
+
+    #[test]
+    fn writes_and_details() {
+        let open = |read, write, create, truncate, append| SftpOp {
+            kind: OpKind::Open {
+                path: p("/f"),
+                read,
+                write,
+                create,
+                truncate,
+                append,
+                exclusive: false,
+            },
+            status: Status::Ok,
+        };
+        assert!(!open(true, false, false, false, false).is_write());
+        assert!(open(false, true, false, false, false).is_write());
+        assert!(open(true, false, true, false, false).is_write());
+        assert!(open(true, false, false, true, false).is_write());
+        assert!(open(false, false, false, false, true).is_write());
+        let cases = [
+            (
+                OpKind::Close {
+                    path: p("/f"),
+                    bytes_read: 1,
+                    bytes_written: 2,
+                },
+                false,
+            ),
+            (OpKind::Opendir { path: p("/") }, false),
+            (OpKind::Remove { path: p("/f") }, true),
+            (
+                OpKind::Rename {
+                    from: p("/a"),
+                    to: p("/b"),
+                },
+                true,
+            ),
+            (OpKind::Mkdir { path: p("/d") }, true),
+            (OpKind::Rmdir { path: p("/d") }, true),
+            (OpKind::Setstat { path: p("/f") }, true),
+            (
+                OpKind::Symlink {
+                    link: p("/l"),
+                    target: p("/t"),
+                },
+                true,
+            ),
+            (
+                OpKind::Link {
+                    link: p("/l"),
+                    target: p("/t"),
+                },
+                true,
+            ),
+            (
+                OpKind::CopyData {
+                    from: p("/a"),
+                    to: p("/b"),
+                },
+                true,
+            ),
+            (OpKind::Extended { name: p("x@y") }, true),
+        ];
+        for (kind, w) in cases {
+            assert_eq!(ok(kind.clone()).is_write(), w, "{kind:?}");
+        }
+        let d = failed(
+            OpKind::Open {
+                path: p("/etc/shadow"),
+                read: true,
+                write: true,
+                create: true,
+                truncate: true,
+                append: false,
+                exclusive: false,
+            },
+            3,
+        )
+        .details();
+        let d: Vec<(&str, String)> = d.into_iter().map(|(k, v)| (k, v.to_string())).collect();
+        assert_eq!(
+            d,
+            vec![
+                ("op", r#""open""#.to_string()),
+                ("path", r#""/etc/shadow""#.to_string()),
+                ("mode", r#""rw""#.to_string()),
+                ("flags", r#""create,truncate""#.to_string()),
+                ("status", r#""permission denied""#.to_string()),
+                ("code", "3".to_string()),
+                ("message", r#""msg""#.to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn copy_data_names_both_files() {
+        let mut a = SftpAudit::new();
+        a.client_bytes(&init()).unwrap();
+        a.server_bytes(&version(3)).unwrap();
+        a.client_bytes(&open(1, "/src", FXF_READ)).unwrap();
+        a.client_bytes(&open(2, "/dst", FXF_WRITE)).unwrap();
+        a.server_bytes(&handle(1, b"A")).unwrap();
+        a.server_bytes(&handle(2, b"B")).unwrap();
+        let req = ext(
+            3,
+            "copy-data",
+            fields().s(b"A").u64(0).u64(0).s(b"B").u64(0),
+        );
+        a.client_bytes(&req).unwrap();
+        assert_eq!(
+            a.server_bytes(&status(3, 0)).unwrap(),
+            vec![ok(OpKind::CopyData {
+                from: p("/src"),
+                to: p("/dst")
+            })]
+        );
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift).
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        for seed in 1..300u64 {
+            let mut a = SftpAudit::new();
+            let _ = a.client_bytes(&init());
+            let _ = a.server_bytes(&version(3));
+            let junk = noise(seed, 400);
+            // Small lengths, so that packets actually complete.
+            let mut framed = Vec::new();
+            for chunk in junk.chunks((seed % 40 + 1) as usize) {
+                framed.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+                framed.extend_from_slice(chunk);
+            }
+            for part in framed.chunks(13) {
+                let _ = a.client_bytes(part);
+                let _ = a.server_bytes(part);
+            }
+            let _ = a.client_bytes(&junk);
+            let _ = a.server_bytes(&junk);
+            a.finish();
+        }
+    }
+}
