@@ -248,7 +248,6 @@ on_both_backends!(recording_policy, pty_recording_live_then_bastion_killed);
 
 /// Contract section 7: resizes are recorded as "r" events.
 #[test]
-#[ignore = "bug: bridge.rs forwards window changes but never calls Recorder::resize (see report)"]
 fn pty_recording_has_resize_events() {
     let w = setup(Backend::Sqlite).web1("record = \"always\"").start();
     let t = w.client.tmux(&w.dir, "alice+root@web1", &[]);
