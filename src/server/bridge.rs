@@ -79,7 +79,12 @@ pub async fn run(
     let upstream = match state.upstream().await {
         Ok(u) => u,
         Err(e) => {
-            refuse(&client, has_pty, &format!("gatehouse: {e}"), 255).await;
+            let status = if e.starts_with(super::conn::DENIED_PREFIX) {
+                1
+            } else {
+                255
+            };
+            refuse(&client, has_pty, &format!("gatehouse: {e}"), status).await;
             return;
         }
     };
@@ -340,6 +345,10 @@ async fn pump(
     let mut sftp_broken = false;
     let to_client = async {
         let mut started = !session;
+        // A session's EOF is held until its exit status (or close): a
+        // client whose input is done closes the channel on EOF, and russh
+        // answers that close at once, so a later exit status would be lost.
+        let mut eof_held = false;
         while let Some(msg) = tread.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
@@ -391,6 +400,7 @@ async fn pump(
                     state.bytes_down.fetch_add(n, Ordering::Relaxed);
                     state.touch();
                 }
+                ChannelMsg::Eof if session => eof_held = true,
                 ChannelMsg::Eof => {
                     let _ = client.eof().await;
                 }
@@ -398,6 +408,9 @@ async fn pump(
                     state.set_exit(i64::from(exit_status));
                     exit_code = Some(exit_status);
                     let _ = client.exit_status(exit_status).await;
+                    if std::mem::take(&mut eof_held) {
+                        let _ = client.eof().await;
+                    }
                 }
                 ChannelMsg::ExitSignal {
                     signal_name,
@@ -417,6 +430,9 @@ async fn pump(
                             lang_tag,
                         )
                         .await;
+                    if std::mem::take(&mut eof_held) {
+                        let _ = client.eof().await;
+                    }
                 }
                 ChannelMsg::Success => started = true,
                 ChannelMsg::Failure if !started => {
@@ -426,6 +442,9 @@ async fn pump(
                 ChannelMsg::Close => break,
                 _ => {}
             }
+        }
+        if eof_held {
+            let _ = client.eof().await;
         }
         if refused {
             refuse(

@@ -19,6 +19,9 @@ use crate::audit::{AuditEvent, EventKind};
 use crate::policy::{self, Action, Allowed, Decision, Policy, Request};
 use crate::store::SessionRow;
 
+/// Upstream failures that are refusals start with this.
+pub const DENIED_PREFIX: &str = "access denied: ";
+
 /// What the login name decided at authentication.
 pub enum Target {
     /// A server the user may reach.
@@ -641,6 +644,13 @@ impl ConnState {
                         .await;
                 }
                 tracing::warn!(session = %self.id, "upstream: {e}");
+                // A pinned key that does not match is a refusal (contract
+                // section 5), not a fault: the client sees it as one.
+                if let UpstreamError::HostKeyMismatch { server, .. } = &e {
+                    return Err(format!(
+                        "{DENIED_PREFIX}the host key of {server} does not match its pinned fingerprint"
+                    ));
+                }
                 Err(e.to_string())
             }
         }
