@@ -12,15 +12,18 @@ use std::time::Instant;
 
 use gatehouse::policy::{self, Action, Policy, Request};
 
-const USERS: usize = 1_000;
-const SERVERS: usize = 10_000;
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+/// binary without it, as a quick smoke test of the same code path.
+fn full() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
 const KEY: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIDzXhOm/CKaSOWAp/1cSJfYiJiaPNkrM2OFPyrc4A1yR";
 
-fn policy_text() -> String {
+fn policy_text(users: usize, servers: usize) -> String {
     let mut s = String::with_capacity(4 << 20);
     // Keys must be unique per user: vary the last characters of a valid
     // ed25519 blob is not possible, so give each user a generated key.
-    for u in 0..USERS {
+    for u in 0..users {
         s.push_str(&format!(
             "[[user]]\nname = \"u{u}\"\nkeys = [\"{}\"]\ngroups = [\"g{}\"]\n\n",
             user_key(u),
@@ -28,7 +31,7 @@ fn policy_text() -> String {
         ));
     }
     let modes = ["ssh-forwarding", "firewall", "global", "on-request"];
-    for n in 0..SERVERS {
+    for n in 0..servers {
         let mode = modes[n % modes.len()];
         let extra = if mode == "firewall" {
             "allow_from = [\"127.0.0.0/8\"]\n"
@@ -41,8 +44,8 @@ fn policy_text() -> String {
             (n >> 8) & 255,
             n & 255,
             "A".repeat(43),
-            n % 50,
-            n % USERS
+            n % users.min(50),
+            n % users
         ));
     }
     s
@@ -65,8 +68,13 @@ fn user_key(u: usize) -> String {
 }
 
 fn main() {
+    let (users_n, servers_n, n) = if full() {
+        (1_000, 10_000, 2_000_000)
+    } else {
+        (20, 200, 10_000)
+    };
     let t = Instant::now();
-    let text = policy_text();
+    let text = policy_text(users_n, servers_n);
     let policy: Policy = match Policy::from_sources(&[(PathBuf::from("bench.toml"), text)]) {
         Ok(p) => p,
         Err(d) => {
@@ -83,16 +91,15 @@ fn main() {
         policy.servers.len(),
         t.elapsed()
     );
-    let names: Vec<String> = (0..SERVERS).map(|n| format!("s{n}")).collect();
-    let users: Vec<String> = (0..USERS).map(|u| format!("u{u}")).collect();
+    let names: Vec<String> = (0..servers_n).map(|n| format!("s{n}")).collect();
+    let users: Vec<String> = (0..users_n).map(|u| format!("u{u}")).collect();
     let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let now = time::OffsetDateTime::now_utc();
-    let n = 2_000_000usize;
     let start = Instant::now();
     let mut allowed = 0usize;
     for i in 0..n {
-        let user = &users[i % USERS];
-        let server = &names[(i * 7919) % SERVERS];
+        let user = &users[i % users_n];
+        let server = &names[(i * 7919) % servers_n];
         let action = if i % 3 == 0 {
             Action::LocalForward {
                 host: "localhost".into(),
