@@ -3,27 +3,16 @@
 //! evidence for recordings and the audit chain, and on-screen search. On
 //! SQLite and PostgreSQL.
 
+#[path = "support/backend.rs"]
+mod backend;
 mod common;
 #[path = "support/pg.rs"]
 mod pg;
 
 use std::time::Duration;
 
+use backend::with_backend;
 use common::*;
-
-fn with_backend(postgres: bool, body: impl FnOnce(Option<String>)) {
-    if postgres {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let db = rt.block_on(pg::fresh_db());
-        body(Some(db.url.clone()));
-        drop(db);
-    } else {
-        body(None);
-    }
-}
 
 struct World {
     dir: TestDir,

@@ -4,28 +4,16 @@
 //! committed; a failed rotation leaves the old password working. On SQLite
 //! and PostgreSQL.
 
+#[path = "support/backend.rs"]
+mod backend;
 mod common;
 #[path = "support/pg.rs"]
 mod pg;
 
 use std::time::Duration;
 
+use backend::with_backend;
 use common::*;
-
-/// Runs `body` with a database URL of the given backend (`None`: SQLite).
-fn with_backend(postgres: bool, body: impl FnOnce(Option<String>)) {
-    if postgres {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let db = rt.block_on(pg::fresh_db());
-        body(Some(db.url.clone()));
-        drop(db);
-    } else {
-        body(None);
-    }
-}
 
 /// One system account per backend: the two variants run in parallel and
 /// each changes its account's password.
