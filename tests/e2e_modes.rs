@@ -289,7 +289,9 @@ fn local_and_dynamic_forwards(
     bg.wait_listening(l_no);
     bg.wait_listening(d);
 
-    let data = random_bytes(300_000);
+    // Larger than the 2 MiB channel window and russh's per-channel queue:
+    // uploads through a forward once stalled there.
+    let data = random_bytes(5 << 20);
     let back = tcp_roundtrip(l_ok, &data).expect("-L round trip");
     assert!(back == data, "-L to the service is not byte-exact");
 

@@ -309,7 +309,13 @@ pub async fn run_forward_channel(
             };
             reply.accept().await;
             state.shared.audit(ev).await;
-            let (_r, client) = channel.split();
+            let (read, client) = channel.split();
+            // Dropped now: data reaches this task through `rx`. A held,
+            // unread half fills russh's bounded per-channel queue after
+            // `channel_buffer_size` packets and the session loop then waits
+            // on it: the client's window is never refilled (uploads through
+            // a forward stopped at 2 MiB) and the whole connection stalls.
+            drop(read);
             super::bridge::pipe_channels(&state, client, &mut rx, &backlog, target).await
         }
         Path_::Direct | Path_::Session => {
@@ -348,7 +354,9 @@ pub async fn run_forward_channel(
             let _ = tcp.set_nodelay(true);
             reply.accept().await;
             state.shared.audit(ev).await;
-            let (_r, client) = channel.split();
+            let (read, client) = channel.split();
+            // Dropped now, as above.
+            drop(read);
             pipe_tcp(&state, client, &mut rx, &backlog, tcp).await
         }
     };
