@@ -35,7 +35,15 @@ fn world(database: Option<String>) -> World {
             &["root"],
             &["group:support"],
         )
-        + "record = \"always\"\ndeny_commands = [\"shutdown*\", \"rm -rf /*\"]\n";
+        + "record = \"always\"\ndeny_commands = [\"shutdown*\", \"rm -rf /*\"]\n"
+        + &policy_server(
+            "web-ro",
+            &target,
+            "ssh-forwarding",
+            &["root"],
+            &["group:support"],
+        )
+        + "sftp_command = \"/usr/lib/openssh/sftp-server -R\"\n";
     let mut opts = GatehouseOpts::new().policy("policy.toml", &policy);
     if let Some(url) = &database {
         opts = opts.database(url);
@@ -156,6 +164,35 @@ fn scenario(database: Option<String>) {
         })
         .unwrap();
     assert_eq!(close["detail"]["bytes_written"], 11);
+
+    // A server whose SFTP is read-only (sftp_command): reads work, writes
+    // are refused by the target's sftp-server and still audited.
+    let ro_batch = format!(
+        "get {r}/../upload.txt {l}\n",
+        r = remote.display(),
+        l = w.dir.join("ro-back.txt").display()
+    );
+    w.client
+        .sftp_batch("alice@web-ro", &ro_batch)
+        .assert_success("read-only sftp get");
+    let put = w.client.sftp_batch(
+        "alice@web-ro",
+        &format!("put {} {}/ro.txt\n", file.display(), remote.display()),
+    );
+    assert_ne!(
+        put.code(),
+        Some(0),
+        "a write must fail on a read-only server: {put:?}"
+    );
+    assert!(!remote.join("ro.txt").exists());
+    let refused = gh.wait_for_event("sftp.op", Duration::from_secs(5), |e| {
+        e["server"] == "web-ro"
+            && e["detail"]["op"] == "open"
+            && e["detail"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/ro.txt"))
+    });
+    assert_ne!(refused["detail"]["status"], "ok", "{refused}");
 
     // On-screen search finds a word a remote command printed.
     let out = w

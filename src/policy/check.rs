@@ -562,6 +562,11 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
             idle_timeout,
             end_on_blocked_command: raw.end_on_blocked_command,
             rotate_after_use: raw.rotate_after_use,
+            sftp_command: raw
+                .sftp_command
+                .as_ref()
+                .map(|c| c.get_ref().trim().to_string())
+                .filter(|c| !c.is_empty()),
         },
     }
 }

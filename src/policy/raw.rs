@@ -15,6 +15,12 @@
 //!   duration); default unlimited.
 //! - `idle_timeout = "15m"`: overrides `[limits] idle_timeout` of
 //!   gatehouse.toml for this server.
+//! - `sftp_command = "/usr/lib/openssh/sftp-server -R"`: what the bastion
+//!   runs on the target for the `sftp` subsystem instead of requesting the
+//!   target's own subsystem. With OpenSSH's `sftp-server` this is how a
+//!   server refuses SFTP writes (`-R`, read-only) or chosen requests
+//!   (`-P remove,rename,...`); staff cannot change it. Refused requests
+//!   still appear as `sftp.op` events, with their failure status.
 //! - `rotate_after_use = true`: a vault password used to log in to this
 //!   server is rotated once the session ends (default `false`).
 //! - `end_on_blocked_command = true`: a blocked interactive line ends the
@@ -96,6 +102,8 @@ pub(crate) struct RawServer {
     pub end_on_blocked_command: bool,
     #[serde(default)]
     pub rotate_after_use: bool,
+    #[serde(default)]
+    pub sftp_command: Option<Spanned<String>>,
 }
 
 /// One deserialized entry and where its table starts.

@@ -170,7 +170,11 @@ pub async fn run(
     let sent = match &start {
         Start::Shell => target_ch.request_shell(true).await,
         Start::Exec(cmd) => target_ch.exec(true, cmd.as_bytes().to_vec()).await,
-        Start::Subsystem(name) => target_ch.request_subsystem(true, name.clone()).await,
+        Start::Subsystem(name) => match (&target.server.sftp_command, name.as_str()) {
+            // The server's own rule for SFTP (e.g. read-only sftp-server).
+            (Some(cmd), "sftp") => target_ch.exec(true, cmd.as_bytes().to_vec()).await,
+            _ => target_ch.request_subsystem(true, name.clone()).await,
+        },
     };
     if let Err(e) = sent {
         refuse(&client, has_pty, &format!("gatehouse: {server}: {e}"), 255).await;
