@@ -43,7 +43,15 @@ fn world(database: Option<String>) -> World {
             &["root"],
             &["group:support"],
         )
-        + "sftp_command = \"/usr/lib/openssh/sftp-server -R\"\n";
+        + "sftp_command = \"/usr/lib/openssh/sftp-server -R\"\n"
+        + &policy_server(
+            "web-paths",
+            &target,
+            "ssh-forwarding",
+            &["root"],
+            &["group:support"],
+        )
+        + "sftp_deny_paths = [\"*/secret/*\"]\n";
     let mut opts = GatehouseOpts::new().policy("policy.toml", &policy);
     if let Some(url) = &database {
         opts = opts.database(url);
@@ -193,6 +201,36 @@ fn scenario(database: Option<String>) {
                 .is_some_and(|p| p.ends_with("/ro.txt"))
     });
     assert_ne!(refused["detail"]["status"], "ok", "{refused}");
+
+    // Path rules: a request naming a refused path never reaches the target.
+    std::fs::create_dir_all(remote.join("secret")).unwrap();
+    std::fs::write(remote.join("secret/k.txt"), b"key").unwrap();
+    let ok = w.client.sftp_batch(
+        "alice@web-paths",
+        &format!(
+            "get {}/../upload.txt {}\n",
+            remote.display(),
+            w.dir.join("p1.txt").display()
+        ),
+    );
+    ok.assert_success("sftp get of an allowed path");
+    let denied = w.client.sftp_batch(
+        "alice@web-paths",
+        &format!("rm {}/secret/k.txt\n", remote.display()),
+    );
+    assert_ne!(denied.code(), Some(0), "{denied:?}");
+    assert!(
+        remote.join("secret/k.txt").exists(),
+        "the refused remove must not happen"
+    );
+    assert!(
+        denied.stderr_text().contains("is refused by policy"),
+        "{}",
+        denied.stderr_text()
+    );
+    gh.wait_for_event("sftp.op", Duration::from_secs(5), |e| {
+        e["server"] == "web-paths" && e["detail"]["op"] == "refused"
+    });
 
     // On-screen search finds a word a remote command printed.
     let out = w

@@ -477,6 +477,7 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
     let via = raw.via.as_ref().map(|v| v.get_ref().clone());
     let clone = raw.clone.as_ref().map(|v| v.get_ref().clone());
     let (deny_globs, deny_commands) = globs(sink, file, &raw.deny_commands);
+    let (sftp_deny_globs, sftp_deny_paths) = globs(sink, file, &raw.sftp_deny_paths);
     let (allow_globs, allow_commands) = globs(sink, file, &raw.allow_commands);
     let max_session = duration(sink, file, raw.max_session.as_ref());
     let idle_timeout = duration(sink, file, raw.idle_timeout.as_ref());
@@ -562,6 +563,8 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
             idle_timeout,
             end_on_blocked_command: raw.end_on_blocked_command,
             rotate_after_use: raw.rotate_after_use,
+            sftp_deny_paths,
+            sftp_deny_globs,
             sftp_command: raw
                 .sftp_command
                 .as_ref()

@@ -186,6 +186,9 @@ pub struct Server {
     pub end_on_blocked_command: bool,
     /// Rotate a vault password after each session that used it.
     pub rotate_after_use: bool,
+    /// SFTP requests naming a matching path end the SFTP channel.
+    pub sftp_deny_paths: Vec<String>,
+    pub sftp_deny_globs: globset::GlobSet,
     /// Command run on the target for the sftp subsystem (e.g. a read-only
     /// `sftp-server -R`), instead of the target's own subsystem.
     pub sftp_command: Option<String>,

@@ -21,6 +21,10 @@
 //!   server refuses SFTP writes (`-R`, read-only) or chosen requests
 //!   (`-P remove,rename,...`); staff cannot change it. Refused requests
 //!   still appear as `sftp.op` events, with their failure status.
+//! - `sftp_deny_paths = ["/etc/*", "*.key"]`: globs (`*` matches `/`
+//!   too); an SFTP request naming a matching path (open, opendir, remove,
+//!   rename, mkdir, rmdir, setstat, symlink, link) is never delivered: the
+//!   SFTP channel ends with the reason and an `sftp.op` refusal event.
 //! - `rotate_after_use = true`: a vault password used to log in to this
 //!   server is rotated once the session ends (default `false`).
 //! - `end_on_blocked_command = true`: a blocked interactive line ends the
@@ -104,6 +108,8 @@ pub(crate) struct RawServer {
     pub rotate_after_use: bool,
     #[serde(default)]
     pub sftp_command: Option<Spanned<String>>,
+    #[serde(default)]
+    pub sftp_deny_paths: Vec<Spanned<String>>,
 }
 
 /// One deserialized entry and where its table starts.

@@ -194,7 +194,10 @@ pub async fn run(
             tracker: Mutex::new(LineTracker::new()),
             server: Box::new(target.server.clone()),
         },
-        Start::Subsystem(name) if name == "sftp" => Inspect::Sftp(Mutex::new(SftpAudit::new())),
+        Start::Subsystem(name) if name == "sftp" => Inspect::Sftp {
+            audit: Mutex::new(SftpAudit::new()),
+            server: Box::new(target.server.clone()),
+        },
         _ => Inspect::None,
     };
     let outcome = pump(
@@ -266,6 +269,9 @@ async fn pump(
     inspect: &Inspect,
 ) -> Outcome {
     let (mut tread, twrite) = target.split();
+    // Fired when policy ends the channel from the client side (a refused
+    // SFTP path): the target side is then not waited for.
+    let policy_stop = tokio_util::sync::CancellationToken::new();
     let mut up = 0u64;
     let mut down = 0u64;
     let mut refused = false;
@@ -289,12 +295,27 @@ async fn pump(
                         Inspect::Shell { .. } => {
                             shell_input(state, &client, &twrite, inspect, &b).await
                         }
-                        Inspect::Sftp(audit) => {
-                            let ops = audit.lock().map_err(|_| ()).map(|mut a| a.client_bytes(&b));
+                        Inspect::Sftp { audit, server } => {
+                            let ops = audit
+                                .lock()
+                                .map_err(|_| ())
+                                .map(|mut a| (a.client_bytes(&b), a.take_requested_paths()));
                             match ops {
-                                Ok(Ok(ops)) => {
+                                Ok((Ok(ops), paths)) => {
                                     audit_sftp(state, ops).await;
-                                    twrite.data_bytes(b).await.map_err(|_| ())
+                                    match paths
+                                        .iter()
+                                        .find(|p| server.sftp_deny_globs.is_match(p.as_str()))
+                                    {
+                                        None => twrite.data_bytes(b).await.map_err(|_| ()),
+                                        Some(p) => {
+                                            // Never delivered: the channel ends here.
+                                            sftp_path_refused(state, &client, p).await;
+                                            let _ = twrite.close().await;
+                                            policy_stop.cancel();
+                                            Err(())
+                                        }
+                                    }
                                 }
                                 _ => Err(()),
                             }
@@ -363,7 +384,7 @@ async fn pump(
                                 t.scan_output(&data);
                             }
                         }
-                        Inspect::Sftp(audit) => {
+                        Inspect::Sftp { audit, .. } => {
                             let ops = audit
                                 .lock()
                                 .map_err(|_| ())
@@ -471,6 +492,7 @@ async fn pump(
     let ended = tokio::select! {
         _ = async { tokio::join!(to_target, to_client) } => None,
         _ = state.cancel.cancelled() => Some(state.end_reason()),
+        _ = policy_stop.cancelled() => Some("the SFTP channel was closed by policy".to_string()),
         why = rec_failed => {
             tracing::error!(session = %state.id, "recording failed: {why}");
             Some("the recording of this session failed; session ended".to_string())
@@ -479,7 +501,7 @@ async fn pump(
     if let Some(reason) = ended {
         refuse(&client, has_pty, &format!("gatehouse: {reason}"), 255).await;
     }
-    if let Inspect::Sftp(audit) = inspect {
+    if let Inspect::Sftp { audit, .. } = inspect {
         let rest = audit
             .lock()
             .map_err(|_| ())
@@ -507,7 +529,10 @@ pub enum Inspect {
         server: Box<policy::Server>,
     },
     /// The sftp subsystem: file operations become `sftp.op` events.
-    Sftp(Mutex<SftpAudit>),
+    Sftp {
+        audit: Mutex<SftpAudit>,
+        server: Box<policy::Server>,
+    },
 }
 
 /// Passes typed input to the target line by line: a submitted line that
@@ -592,6 +617,29 @@ async fn shell_input(
         }
     }
     Ok(())
+}
+
+/// An SFTP request named a path the server's `sftp_deny_paths` refuses.
+async fn sftp_path_refused(state: &Arc<ConnState>, client: &ClientWriter, path: &str) {
+    state
+        .shared
+        .audit(
+            state
+                .base_event(EventKind::SftpOp)
+                .detail("op", "refused")
+                .detail("path", path)
+                .detail("status", "refused")
+                .detail("reason", "path refused by the server's sftp_deny_paths"),
+        )
+        .await;
+    let _ = client
+        .extended_data_bytes(
+            1,
+            bytes::Bytes::from(format!(
+                "gatehouse: access denied: sftp path {path} is refused by policy\n"
+            )),
+        )
+        .await;
 }
 
 async fn audit_sftp(state: &Arc<ConnState>, ops: Vec<SftpOp>) {

@@ -422,9 +422,20 @@ pub struct SftpAudit {
     handles: BTreeMap<Vec<u8>, Handle>,
     tracked_bytes: usize,
     failed: Option<SftpError>,
+    /// Paths named by client requests since the last
+    /// [`take_requested_paths`](Self::take_requested_paths), for path rules.
+    requested: Vec<String>,
 }
 
 impl SftpAudit {
+    /// The paths client requests named (open, opendir, remove, rename,
+    /// mkdir, rmdir, setstat, symlink, link) since the last call: the
+    /// bridge checks them against the server's `sftp_deny_paths` before
+    /// the bytes that carry them are forwarded.
+    pub fn take_requested_paths(&mut self) -> Vec<String> {
+        mem::take(&mut self.requested)
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -607,6 +618,28 @@ impl SftpAudit {
             // unknown to version 3: nothing to audit.
             _ => return Ok(()),
         };
+        if self.requested.len() < 1024 {
+            match &pending.1 {
+                Pending::Open { path, .. } | Pending::Opendir { path } => {
+                    self.requested.push(path.clone())
+                }
+                Pending::Op(
+                    OpKind::Setstat { path }
+                    | OpKind::Remove { path }
+                    | OpKind::Mkdir { path }
+                    | OpKind::Rmdir { path },
+                ) => self.requested.push(path.clone()),
+                Pending::Op(OpKind::Rename { from, to }) => {
+                    self.requested.push(from.clone());
+                    self.requested.push(to.clone());
+                }
+                Pending::Op(OpKind::Symlink { link, target } | OpKind::Link { link, target }) => {
+                    self.requested.push(link.clone());
+                    self.requested.push(target.clone());
+                }
+                _ => {}
+            }
+        }
         self.track(pending)
     }
 
