@@ -61,6 +61,9 @@ async fn policy_watcher(shared: Arc<Shared>) {
         );
         return poll_policy(shared).await;
     }
+    // A change made between the start-up load and the watch being in place
+    // would otherwise go unseen until the next one.
+    reload(&shared).await;
     while rx.recv().await.is_some() {
         // Editors write in several steps: wait for the burst to settle.
         tokio::time::sleep(Duration::from_millis(300)).await;
