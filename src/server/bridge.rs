@@ -275,8 +275,6 @@ async fn pump(
     let mut up = 0u64;
     let mut down = 0u64;
     let mut refused = false;
-    let mut exit_status = None;
-    let mut exit_signal = None;
     // Client -> target. Waits on the target's window: fine, the
     // client-facing loop never waits on this task.
     let to_target = async {
@@ -509,13 +507,11 @@ async fn pump(
             .unwrap_or_default();
         audit_sftp(state, rest).await;
     }
-    exit_status = exit_status.or(exit_code);
-    exit_signal = exit_signal.or(exit_sig);
     Outcome {
         up,
         down,
-        exit_status,
-        exit_signal,
+        exit_status: exit_code,
+        exit_signal: exit_sig,
     }
 }
 
