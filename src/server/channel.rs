@@ -78,6 +78,21 @@ pub struct PtyReq {
 
 pub type ClientWriter = ChannelWriteHalf<Msg>;
 
+/// Refuses a channel open with a reason the client prints: code 1
+/// (administratively prohibited) for policy refusals, shown as
+/// `gatehouse: access denied: REASON`; code 2 (connect failed) when the
+/// destination could not be reached, shown as `gatehouse: REASON`.
+pub async fn refuse_open(reply: ChannelOpenHandle, denied: bool, reason: String) {
+    let (code, reason) = if denied {
+        (1, format!("gatehouse: access denied: {reason}"))
+    } else {
+        (2, format!("gatehouse: {reason}"))
+    };
+    reply
+        .reject(ChannelOpenFailure::Other { code, reason })
+        .await;
+}
+
 /// Writes a line to the client's stderr, then exit status, EOF and close.
 /// Bounded in time: a client that stopped reading must not keep the task.
 pub async fn refuse(write: &ClientWriter, pty: bool, line: &str, status: u32) {
@@ -234,23 +249,13 @@ pub async fn run_forward_channel(
     let allowed = match state.decide_forward(&host, port).await {
         Ok(a) => a,
         Err(reason) => {
-            reply
-                .reject(ChannelOpenFailure::Other {
-                    code: 1,
-                    reason: format!("gatehouse: access denied: {reason}"),
-                })
-                .await;
+            refuse_open(reply, true, reason).await;
             return;
         }
     };
     let jump = matches!(state.target, Target::CommandMode);
     let Some((dest_host, dest_port)) = allowed.dest.clone() else {
-        reply
-            .reject(ChannelOpenFailure::Other {
-                code: 1,
-                reason: "gatehouse: access denied: no destination".into(),
-            })
-            .await;
+        refuse_open(reply, true, "no destination".into()).await;
         return;
     };
     let mut ev = state
@@ -274,12 +279,7 @@ pub async fn run_forward_channel(
             let upstream = match state.upstream().await {
                 Ok(u) => u,
                 Err(e) => {
-                    reply
-                        .reject(ChannelOpenFailure::Other {
-                            code: 2,
-                            reason: format!("gatehouse: {e}"),
-                        })
-                        .await;
+                    refuse_open(reply, false, e.to_string()).await;
                     return;
                 }
             };
@@ -295,15 +295,12 @@ pub async fn run_forward_channel(
             {
                 Ok(c) => c,
                 Err(e) => {
-                    reply
-                        .reject(ChannelOpenFailure::Other {
-                            code: 2,
-                            reason: format!(
-                                "gatehouse: {} refused the forward: {e}",
-                                allowed.server
-                            ),
-                        })
-                        .await;
+                    refuse_open(
+                        reply,
+                        false,
+                        format!("{} refused the forward: {e}", allowed.server),
+                    )
+                    .await;
                     return;
                 }
             };
@@ -327,27 +324,21 @@ pub async fn run_forward_channel(
             {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
-                    reply
-                        .reject(ChannelOpenFailure::Other {
-                            code: 2,
-                            reason: format!(
-                                "gatehouse: cannot connect to {}:{}: {e}",
-                                allowed.server, dest_port
-                            ),
-                        })
-                        .await;
+                    refuse_open(
+                        reply,
+                        false,
+                        format!("cannot connect to {}:{}: {e}", allowed.server, dest_port),
+                    )
+                    .await;
                     return;
                 }
                 Err(_) => {
-                    reply
-                        .reject(ChannelOpenFailure::Other {
-                            code: 2,
-                            reason: format!(
-                                "gatehouse: connecting to {}:{} timed out",
-                                allowed.server, dest_port
-                            ),
-                        })
-                        .await;
+                    refuse_open(
+                        reply,
+                        false,
+                        format!("connecting to {}:{} timed out", allowed.server, dest_port),
+                    )
+                    .await;
                     return;
                 }
             };

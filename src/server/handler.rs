@@ -16,7 +16,7 @@ use russh::server::{
 use russh::{Channel, ChannelId, ChannelOpenFailure, Pty, Sig};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use super::channel::{self, ChanEvent};
+use super::channel::{self, ChanEvent, refuse_open};
 use super::conn::{ConnState, Target};
 use super::login;
 use super::shared::Shared;
@@ -334,12 +334,7 @@ impl Handler for ConnHandler {
         };
         let host: String = host_to_connect.chars().take(255).collect();
         let Ok(port) = u16::try_from(port_to_connect) else {
-            reply
-                .reject(ChannelOpenFailure::Other {
-                    code: 1,
-                    reason: "gatehouse: access denied: invalid port".into(),
-                })
-                .await;
+            refuse_open(reply, true, "invalid port".into()).await;
             return Ok(());
         };
         let id = channel.id();
@@ -369,12 +364,7 @@ impl Handler for ConnHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        reply
-            .reject(ChannelOpenFailure::Other {
-                code: 1,
-                reason: "gatehouse: access denied: X11 forwarding is refused".into(),
-            })
-            .await;
+        refuse_open(reply, true, "X11 forwarding is refused".into()).await;
         Ok(())
     }
 
@@ -385,12 +375,7 @@ impl Handler for ConnHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        reply
-            .reject(ChannelOpenFailure::Other {
-                code: 1,
-                reason: "gatehouse: access denied: unix socket forwarding is refused".into(),
-            })
-            .await;
+        refuse_open(reply, true, "unix socket forwarding is refused".into()).await;
         Ok(())
     }
 
