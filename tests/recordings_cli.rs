@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use gatehouse::recording::{Kind, Recorder, RecorderOptions, RecordingMeta, Signer};
 use serde_json::Value;
 use time::macros::datetime;
@@ -137,13 +138,27 @@ async fn make_two(env: &Env) -> (PathBuf, PathBuf) {
     let shell = env
         .start("sess-1", "alice", Kind::Shell, Some("xterm-256color"), None)
         .await;
-    shell.output(b"root@prod-db:~# ").await.unwrap();
-    shell.input(b"cat /etc/shadow\r").await.unwrap();
-    shell.output(b"cat /etc/\xc3").await.unwrap();
-    shell.output(b"\xa9shadow\r\n").await.unwrap();
+    shell
+        .output(Bytes::copy_from_slice(b"root@prod-db:~# "))
+        .await
+        .unwrap();
+    shell
+        .input(Bytes::copy_from_slice(b"cat /etc/shadow\r"))
+        .await
+        .unwrap();
+    shell
+        .output(Bytes::copy_from_slice(b"cat /etc/\xc3"))
+        .await
+        .unwrap();
+    shell
+        .output(Bytes::copy_from_slice(b"\xa9shadow\r\n"))
+        .await
+        .unwrap();
     shell.resize(100, 30).await.unwrap();
     shell
-        .output(b"\x1b[1mTOP-SECRET\x1b[0m value\r\n")
+        .output(Bytes::copy_from_slice(
+            b"\x1b[1mTOP-SECRET\x1b[0m value\r\n",
+        ))
         .await
         .unwrap();
     let s1 = shell.finish(Some(0), None).await.unwrap();
@@ -157,8 +172,12 @@ async fn make_two(env: &Env) -> (PathBuf, PathBuf) {
             Some("grep -r needle /srv"),
         )
         .await;
-    exec.output(b"/srv/a: needle here\n").await.unwrap();
-    exec.input(b"ignored stdin").await.unwrap();
+    exec.output(Bytes::copy_from_slice(b"/srv/a: needle here\n"))
+        .await
+        .unwrap();
+    exec.input(Bytes::copy_from_slice(b"ignored stdin"))
+        .await
+        .unwrap();
     let s2 = exec.finish(Some(1), None).await.unwrap();
     (s1.cast_path, s2.cast_path)
 }
@@ -403,7 +422,9 @@ async fn a_session_still_running_is_already_playable() {
     let rec = env
         .start("live-1", "alice", Kind::Shell, Some("xterm"), None)
         .await;
-    rec.output(b"halfway there\r\n").await.unwrap();
+    rec.output(Bytes::from_static(b"halfway there\r\n"))
+        .await
+        .unwrap();
     let cast = rec.cast_path().to_path_buf();
     let mut landed = false;
     for _ in 0..50 {

@@ -134,7 +134,9 @@ async fn report_daily_end_to_end() {
     )
     .await
     .unwrap();
-    rec.output(b"hello\r\n").await.unwrap();
+    rec.output(bytes::Bytes::from_static(b"hello\r\n"))
+        .await
+        .unwrap();
     rec.finish(Some(0), None).await.unwrap();
     let grant = gatehouse::grants::Grant {
         id: 0,

@@ -7,6 +7,7 @@
 //! start. Writers only ever emit whole lines, so a file cut short by a crash
 //! is valid up to its last newline; the reader tolerates a torn last line.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
@@ -97,9 +98,20 @@ pub fn header_line(header: &Header) -> Result<String, RecordingError> {
 /// One event as one line, newline included. Times are written with
 /// microsecond precision, which players accept as a plain float.
 pub fn event_line(time: f64, code: Code, data: &str) -> String {
-    // serde_json escapes every control character, so the line never breaks.
-    let data = serde_json::Value::String(data.to_owned()).to_string();
-    format!("[{time:.6}, \"{}\", {data}]\n", code.as_str())
+    let mut line = Vec::with_capacity(data.len() + 32);
+    write_event(&mut line, time, code, data);
+    // Only `str` and ASCII went in.
+    String::from_utf8(line).unwrap_or_default()
+}
+
+/// Appends one event line to `buf`, escaping `data` straight into it.
+pub fn write_event(buf: &mut Vec<u8>, time: f64, code: Code, data: &str) {
+    use std::io::Write as _;
+    // Writes into a Vec cannot fail; serde_json escapes every control
+    // character, so the line never breaks.
+    let _ = write!(buf, "[{time:.6}, \"{}\", ", code.as_str());
+    let _ = serde_json::to_writer(&mut *buf, data);
+    buf.extend_from_slice(b"]\n");
 }
 
 /// Reads a cast one line at a time.
@@ -203,7 +215,13 @@ impl Utf8Decoder {
 
     /// Decodes `chunk`; the returned flag says whether invalid bytes were
     /// replaced.
-    pub fn decode(&mut self, chunk: &[u8]) -> (String, bool) {
+    pub fn decode<'a>(&mut self, chunk: &'a [u8]) -> (Cow<'a, str>, bool) {
+        if self.carry.is_empty()
+            && let Ok(s) = std::str::from_utf8(chunk)
+        {
+            // The common case: a whole chunk of valid text, not copied.
+            return (Cow::Borrowed(s), false);
+        }
         let mut bytes = std::mem::take(&mut self.carry);
         bytes.extend_from_slice(chunk);
         let mut out = String::with_capacity(bytes.len());
@@ -235,7 +253,7 @@ impl Utf8Decoder {
                 }
             }
         }
-        (out, invalid)
+        (Cow::Owned(out), invalid)
     }
 
     /// Ends the stream: a still-incomplete sequence becomes U+FFFD.
@@ -268,7 +286,10 @@ mod tests {
         }
         // One byte at a time.
         let mut d = Utf8Decoder::new();
-        let joined: String = bytes.iter().map(|b| d.decode(&[*b]).0).collect();
+        let joined: String = bytes
+            .iter()
+            .map(|b| d.decode(&[*b]).0.into_owned())
+            .collect();
         assert_eq!(joined, text);
     }
 

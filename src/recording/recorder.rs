@@ -21,11 +21,18 @@
 //!   events (bare `\n` shown as `\r\n` so it plays like a terminal), and
 //!   the sidecar carries the byte counts and SHA-256 of stdin, stdout and
 //!   stderr. Input is hashed and counted, never stored.
+//!
+//! Byte counts and stream hashes are taken in the calling task, where the
+//! bytes pass anyway; only what the cast needs is queued to the writer
+//! (and, without a PTY, nothing once the text cap is reached or the stream
+//! turned binary). A gigabyte through exec is hashed, not copied and queued.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -136,7 +143,7 @@ enum Cmd {
     Data {
         stream: Stream,
         at: Duration,
-        data: Vec<u8>,
+        data: Bytes,
     },
     Resize {
         at: Duration,
@@ -150,6 +157,75 @@ enum Cmd {
     },
 }
 
+/// One stream's byte count and running SHA-256.
+struct Tally {
+    bytes: u64,
+    hash: Context,
+}
+
+impl Tally {
+    fn new() -> Mutex<Tally> {
+        Mutex::new(Tally {
+            bytes: 0,
+            hash: Context::new(&SHA256),
+        })
+    }
+}
+
+/// Shared by the handles and the writer: the tallies, and which streams
+/// the writer still wants the bytes of.
+struct Streams {
+    stdin: Mutex<Tally>,
+    stdout: Mutex<Tally>,
+    stderr: Mutex<Tally>,
+    want_stdin: AtomicBool,
+    want_stdout: AtomicBool,
+    want_stderr: AtomicBool,
+}
+
+impl Streams {
+    fn tally(&self, s: Stream) -> MutexGuard<'_, Tally> {
+        let m = match s {
+            Stream::Stdin => &self.stdin,
+            Stream::Stdout => &self.stdout,
+            Stream::Stderr => &self.stderr,
+        };
+        // Hashing cannot panic halfway, so a poisoned lock still holds a
+        // consistent tally.
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn want(&self, s: Stream) -> &AtomicBool {
+        match s {
+            Stream::Stdin => &self.want_stdin,
+            Stream::Stdout => &self.want_stdout,
+            Stream::Stderr => &self.want_stderr,
+        }
+    }
+
+    /// Counts and hashes so far.
+    fn totals(&self) -> (ByteCounts, [String; 3]) {
+        let mut bytes = ByteCounts::default();
+        let hex = |s: Stream, n: &mut u64| {
+            let t = self.tally(s);
+            *n = t.bytes;
+            hex::encode(t.hash.clone().finish().as_ref())
+        };
+        let stdin = hex(Stream::Stdin, &mut bytes.stdin);
+        let stdout = hex(Stream::Stdout, &mut bytes.stdout);
+        let stderr = hex(Stream::Stderr, &mut bytes.stderr);
+        (bytes, [stdin, stdout, stderr])
+    }
+
+    fn counts(&self) -> ByteCounts {
+        ByteCounts {
+            stdin: self.tally(Stream::Stdin).bytes,
+            stdout: self.tally(Stream::Stdout).bytes,
+            stderr: self.tally(Stream::Stderr).bytes,
+        }
+    }
+}
+
 /// A handle on a live recording. Clone it to feed it from several tasks;
 /// call [`Recorder::finish`] once, from any clone, when the channel closes.
 #[derive(Clone)]
@@ -158,6 +234,7 @@ pub struct Recorder {
     state: watch::Receiver<State>,
     start: Instant,
     cast_path: Arc<PathBuf>,
+    streams: Arc<Streams>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -275,7 +352,16 @@ impl Recorder {
 
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (state_tx, state_rx) = watch::channel(State::Running);
+        let streams = Arc::new(Streams {
+            stdin: Tally::new(),
+            stdout: Tally::new(),
+            stderr: Tally::new(),
+            want_stdin: AtomicBool::new(pty && opts.record_input),
+            want_stdout: AtomicBool::new(true),
+            want_stderr: AtomicBool::new(true),
+        });
         let writer = Writer {
+            streams: streams.clone(),
             file,
             cast_path: cast_path.clone(),
             sidecar_path,
@@ -290,10 +376,6 @@ impl Recorder {
             out_text: TextStream::default(),
             err_text: TextStream::default(),
             in_decoder: Utf8Decoder::new(),
-            bytes: ByteCounts::default(),
-            stdin_hash: Context::new(&SHA256),
-            stdout_hash: Context::new(&SHA256),
-            stderr_hash: Context::new(&SHA256),
             cast_hash,
             pending: Vec::new(),
             unsynced: false,
@@ -305,22 +387,23 @@ impl Recorder {
             state: state_rx,
             start: Instant::now(),
             cast_path: Arc::new(cast_path),
+            streams,
         })
     }
 
     /// Output from the server (stdout, or the PTY).
-    pub async fn output(&self, data: &[u8]) -> Result<(), RecordingError> {
+    pub async fn output(&self, data: Bytes) -> Result<(), RecordingError> {
         self.data(Stream::Stdout, data).await
     }
 
     /// Extended data (stderr) from the server.
-    pub async fn stderr(&self, data: &[u8]) -> Result<(), RecordingError> {
+    pub async fn stderr(&self, data: Bytes) -> Result<(), RecordingError> {
         self.data(Stream::Stderr, data).await
     }
 
     /// Input from the client: counted and hashed; kept as "i" events only
     /// with a PTY and `record_input`.
-    pub async fn input(&self, data: &[u8]) -> Result<(), RecordingError> {
+    pub async fn input(&self, data: Bytes) -> Result<(), RecordingError> {
         self.data(Stream::Stdin, data).await
     }
 
@@ -388,17 +471,21 @@ impl Recorder {
         &self.cast_path
     }
 
-    async fn data(&self, stream: Stream, data: &[u8]) -> Result<(), RecordingError> {
+    async fn data(&self, stream: Stream, data: Bytes) -> Result<(), RecordingError> {
         let at = self.start.elapsed();
+        self.check()?;
         if data.is_empty() {
-            return self.check();
+            return Ok(());
         }
-        self.send(Cmd::Data {
-            stream,
-            at,
-            data: data.to_vec(),
-        })
-        .await
+        {
+            let mut t = self.streams.tally(stream);
+            t.bytes += data.len() as u64;
+            t.hash.update(&data);
+        }
+        if !self.streams.want(stream).load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.send(Cmd::Data { stream, at, data }).await
     }
 
     fn check(&self) -> Result<(), RecordingError> {
@@ -459,6 +546,8 @@ struct TextStream {
 }
 
 struct Writer {
+    /// Counts and hashes (kept by the handles); which bytes to send here.
+    streams: Arc<Streams>,
     file: tokio::fs::File,
     cast_path: PathBuf,
     sidecar_path: PathBuf,
@@ -475,10 +564,6 @@ struct Writer {
     out_text: TextStream,
     err_text: TextStream,
     in_decoder: Utf8Decoder,
-    bytes: ByteCounts,
-    stdin_hash: Context,
-    stdout_hash: Context,
-    stderr_hash: Context,
     /// Over every byte written to the cast, header included.
     cast_hash: Context,
     /// Whole lines not yet written to the file.
@@ -567,19 +652,8 @@ impl Writer {
             Cmd::Data { stream, at, data } => {
                 let t = self.time(at);
                 match stream {
-                    Stream::Stdout => {
-                        self.bytes.stdout += data.len() as u64;
-                        self.stdout_hash.update(&data);
-                        self.output_text(t, Stream::Stdout, &data);
-                    }
-                    Stream::Stderr => {
-                        self.bytes.stderr += data.len() as u64;
-                        self.stderr_hash.update(&data);
-                        self.output_text(t, Stream::Stderr, &data);
-                    }
+                    Stream::Stdout | Stream::Stderr => self.output_text(t, stream, &data),
                     Stream::Stdin => {
-                        self.bytes.stdin += data.len() as u64;
-                        self.stdin_hash.update(&data);
                         if self.pty && self.record_input {
                             let (text, _) = self.in_decoder.decode(&data);
                             self.push(t, Code::Input, &text);
@@ -625,6 +699,7 @@ impl Writer {
             _ => &mut self.out_text,
         };
         if stream.stopped || self.cap_reached {
+            self.streams.want(which).store(false, Ordering::Relaxed);
             return;
         }
         let room = self.text_cap.saturating_sub(self.text_recorded);
@@ -632,6 +707,7 @@ impl Writer {
         let (text, invalid) = stream.decoder.decode(data.get(..take).unwrap_or_default());
         if invalid || text.contains('\0') {
             stream.stopped = true;
+            self.streams.want(which).store(false, Ordering::Relaxed);
             self.text_notes.push(format!(
                 "binary data on {name} at {t:.3}s: not recorded as text from then on"
             ));
@@ -648,6 +724,8 @@ impl Writer {
         if take < data.len() {
             // Output went over the cap: stop keeping text, and say so.
             self.cap_reached = true;
+            self.streams.want_stdout.store(false, Ordering::Relaxed);
+            self.streams.want_stderr.store(false, Ordering::Relaxed);
             self.text_notes.push(format!(
                 "text cap of {} bytes reached at {t:.3}s: later output counted and hashed only",
                 self.text_cap
@@ -668,9 +746,10 @@ impl Writer {
         if text.is_empty() {
             return;
         }
-        let line = cast::event_line(t, code, text);
-        self.cast_hash.update(line.as_bytes());
-        self.pending.extend_from_slice(line.as_bytes());
+        let from = self.pending.len();
+        cast::write_event(&mut self.pending, t, code, text);
+        self.cast_hash
+            .update(self.pending.get(from..).unwrap_or_default());
     }
 
     async fn write_pending(&mut self) -> Result<(), RecordingError> {
@@ -730,16 +809,16 @@ impl Writer {
             .format(&Rfc3339)
             .map_err(|e| RecordingError::Format(format!("end time: {e}")))?;
         let cast_hash = std::mem::replace(&mut self.cast_hash, Context::new(&SHA256));
-        let hex_of = |c: &Context| hex::encode(c.clone().finish().as_ref());
+        let (bytes, [stdin, stdout, stderr]) = self.streams.totals();
         let mut s = self.sidecar.clone();
         s.ended_at = Some(ended_at);
         s.complete = true;
         s.exit_status = exit_status;
         s.exit_signal = exit_signal;
-        s.bytes = self.bytes;
-        s.stdin_sha256 = Some(hex_of(&self.stdin_hash));
-        s.stdout_sha256 = Some(hex_of(&self.stdout_hash));
-        s.stderr_sha256 = Some(hex_of(&self.stderr_hash));
+        s.bytes = bytes;
+        s.stdin_sha256 = Some(stdin);
+        s.stdout_sha256 = Some(stdout);
+        s.stderr_sha256 = Some(stderr);
         if !self.pty {
             s.text_recorded_bytes = Some(self.text_recorded);
             s.text_truncated = (!self.text_notes.is_empty()).then(|| self.text_notes.join("; "));
@@ -761,7 +840,7 @@ impl Writer {
         let mut s = self.sidecar.clone();
         s.complete = false;
         s.signature = None;
-        s.bytes = self.bytes;
+        s.bytes = self.streams.counts();
         s.error = Some(reason);
         if let Err(e) = write_sidecar(s, self.sidecar_path.clone()).await {
             tracing::error!("cannot note the recording failure in the sidecar: {e}");

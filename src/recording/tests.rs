@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use ring::digest::{SHA256, digest};
 use time::macros::datetime;
 
@@ -84,11 +85,13 @@ async fn shell_recording_lands_in_the_date_folder_and_verifies() {
     // One clone per direction, as the proxy does.
     let out = rec.clone();
     let writer = tokio::spawn(async move {
-        out.output(b"$ ").await.unwrap();
+        out.output(Bytes::copy_from_slice(b"$ ")).await.unwrap();
         out.resize(100, 40).await.unwrap();
-        out.output("h\u{e9}llo\r\n".as_bytes()).await.unwrap();
+        out.output(Bytes::copy_from_slice("h\u{e9}llo\r\n".as_bytes()))
+            .await
+            .unwrap();
     });
-    rec.input(b"ls\r").await.unwrap();
+    rec.input(Bytes::copy_from_slice(b"ls\r")).await.unwrap();
     writer.await.unwrap();
     let summary = rec.finish(Some(0), None).await.unwrap();
 
@@ -135,11 +138,13 @@ async fn utf8_split_across_chunks_is_carried_not_replaced() {
     .unwrap();
     let text = "a\u{e9}\u{4e16}\u{1f389}z".as_bytes();
     for b in text {
-        rec.output(&[*b]).await.unwrap();
+        rec.output(Bytes::copy_from_slice(&[*b])).await.unwrap();
     }
-    rec.output(b"\xff").await.unwrap();
-    rec.output(b"\xe2\x82").await.unwrap(); // cut short by the end of the session
-    rec.input(b"typed").await.unwrap(); // record_input off: not stored
+    rec.output(Bytes::copy_from_slice(b"\xff")).await.unwrap();
+    rec.output(Bytes::copy_from_slice(b"\xe2\x82"))
+        .await
+        .unwrap(); // cut short by the end of the session
+    rec.input(Bytes::copy_from_slice(b"typed")).await.unwrap(); // record_input off: not stored
     let s = rec.finish(None, Some("TERM".into())).await.unwrap();
     let cast = s.cast_path.clone();
     assert_eq!(
@@ -164,10 +169,16 @@ async fn exec_without_pty_keeps_text_up_to_the_cap_and_hashes_everything() {
         .await
         .unwrap();
     let stdout = b"line one\nline two\nline three\n";
-    rec.output(&stdout[..12]).await.unwrap();
-    rec.output(&stdout[12..]).await.unwrap();
-    rec.stderr(b"warn\n").await.unwrap();
-    rec.input(b"secret stdin").await.unwrap();
+    rec.output(Bytes::copy_from_slice(&stdout[..12]))
+        .await
+        .unwrap();
+    rec.output(Bytes::copy_from_slice(&stdout[12..]))
+        .await
+        .unwrap();
+    rec.stderr(Bytes::copy_from_slice(b"warn\n")).await.unwrap();
+    rec.input(Bytes::copy_from_slice(b"secret stdin"))
+        .await
+        .unwrap();
     let s = rec.finish(Some(0), None).await.unwrap();
     let sc = &s.sidecar;
 
@@ -226,10 +237,14 @@ async fn binary_exec_output_is_counted_not_escaped() {
     )
     .await
     .unwrap();
-    rec.output(b"etc/\0\0\0\x80\x81binary").await.unwrap();
+    rec.output(Bytes::copy_from_slice(b"etc/\0\0\0\x80\x81binary"))
+        .await
+        .unwrap();
     let big = vec![0xffu8; 256 * 1024];
-    rec.output(&big).await.unwrap();
-    rec.stderr(b"tar: removing leading /\n").await.unwrap();
+    rec.output(Bytes::copy_from_slice(&big)).await.unwrap();
+    rec.stderr(Bytes::copy_from_slice(b"tar: removing leading /\n"))
+        .await
+        .unwrap();
     let s = rec.finish(Some(0), None).await.unwrap();
     let size = std::fs::metadata(&s.cast_path).unwrap().len();
     assert!(size < 4096, "binary data was stored: {size} bytes");
@@ -259,7 +274,9 @@ async fn tampering_with_the_cast_or_sidecar_is_detected() {
     )
     .await
     .unwrap();
-    rec.output(b"rm -rf /important\r\n").await.unwrap();
+    rec.output(Bytes::copy_from_slice(b"rm -rf /important\r\n"))
+        .await
+        .unwrap();
     let summary = rec.finish(Some(0), None).await.unwrap();
     assert_eq!(
         verify(&find(&root, "t1").unwrap(), Some(s.public_key())),
@@ -321,7 +338,9 @@ async fn data_reaches_the_file_without_finish() {
     )
     .await
     .unwrap();
-    rec.output(b"still running\r\n").await.unwrap();
+    rec.output(Bytes::copy_from_slice(b"still running\r\n"))
+        .await
+        .unwrap();
     let cast: PathBuf = rec.cast_path().to_path_buf();
     let landed =
         eventually(|| std::fs::read_to_string(&cast).is_ok_and(|t| t.contains("still running")))
@@ -331,7 +350,9 @@ async fn data_reaches_the_file_without_finish() {
         "output never reached the file while the session ran"
     );
     // Later output too, by the periodic flush alone.
-    rec.output(b"and later\r\n").await.unwrap();
+    rec.output(Bytes::copy_from_slice(b"and later\r\n"))
+        .await
+        .unwrap();
     let landed =
         eventually(|| std::fs::read_to_string(&cast).is_ok_and(|t| t.contains("and later"))).await;
     assert!(
@@ -356,7 +377,9 @@ async fn dropping_every_handle_still_closes_and_signs_the_recording() {
     )
     .await
     .unwrap();
-    rec.output(b"bye\r\n").await.unwrap();
+    rec.output(Bytes::copy_from_slice(b"bye\r\n"))
+        .await
+        .unwrap();
     drop(rec);
     let sidecar = root.join("2026-03-04/d1.json");
     let done = eventually(|| Sidecar::read(&sidecar).is_ok_and(|sc| sc.complete)).await;
@@ -439,7 +462,9 @@ async fn a_write_failure_fails_closed_and_is_observable() {
     .unwrap();
     let failed = rec.failed();
     make_disk_full(rec.cast_path());
-    rec.output(b"this cannot be written\r\n").await.unwrap();
+    rec.output(Bytes::copy_from_slice(b"this cannot be written\r\n"))
+        .await
+        .unwrap();
     let reason = tokio::time::timeout(Duration::from_secs(5), failed)
         .await
         .expect("failed() never resolved");
@@ -447,11 +472,11 @@ async fn a_write_failure_fails_closed_and_is_observable() {
     assert!(rec.failure().is_some());
     // From now on every call refuses.
     assert!(matches!(
-        rec.output(b"x").await,
+        rec.output(Bytes::copy_from_slice(b"x")).await,
         Err(RecordingError::Failed(_))
     ));
     assert!(matches!(
-        rec.input(b"x").await,
+        rec.input(Bytes::copy_from_slice(b"x")).await,
         Err(RecordingError::Failed(_))
     ));
     assert!(matches!(
@@ -459,7 +484,7 @@ async fn a_write_failure_fails_closed_and_is_observable() {
         Err(RecordingError::Failed(_))
     ));
     assert!(matches!(
-        rec.output(b"").await,
+        rec.output(Bytes::copy_from_slice(b"")).await,
         Err(RecordingError::Failed(_))
     ));
     assert!(rec.clone().finish(Some(0), None).await.is_err());
@@ -549,7 +574,9 @@ async fn an_interrupted_recording_is_sealed_as_found() {
     )
     .await
     .unwrap();
-    rec.output(b"before the crash\r\n").await.unwrap();
+    rec.output(Bytes::copy_from_slice(b"before the crash\r\n"))
+        .await
+        .unwrap();
     let cast = rec.cast_path().to_path_buf();
     assert!(eventually(|| std::fs::read_to_string(&cast).is_ok_and(|t| t.contains("crash"))).await);
     // As if the process died: copy what is on disk, plus a torn line.

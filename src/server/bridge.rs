@@ -283,7 +283,7 @@ async fn pump(
                 ChanEvent::Data(b) => {
                     let n = b.len();
                     if let Some(rec) = rec
-                        && rec.input(&b).await.is_err()
+                        && rec.input(b.clone()).await.is_err()
                     {
                         backlog.fetch_sub(n, Ordering::Relaxed);
                         break;
@@ -398,7 +398,7 @@ async fn pump(
                         Inspect::None => {}
                     }
                     if let Some(rec) = rec
-                        && rec.output(&data).await.is_err()
+                        && rec.output(data.clone()).await.is_err()
                     {
                         break;
                     }
@@ -412,7 +412,7 @@ async fn pump(
                 ChannelMsg::ExtendedData { data, ext } => {
                     let n = data.len() as u64;
                     if let Some(rec) = rec
-                        && rec.stderr(&data).await.is_err()
+                        && rec.stderr(data.clone()).await.is_err()
                     {
                         break;
                     }
