@@ -161,6 +161,12 @@ fn ssh_config(_config: &Config, host_key: russh::keys::PrivateKey) -> russh::ser
 /// `max_startups` is reached.
 const EVICT_AFTER: Duration = Duration::from_secs(1);
 
+/// Read buffer in front of each SSH connection (client and target side).
+/// russh reads a packet's length and then its body, two `recv` calls per
+/// packet; with this buffer one call usually brings in two 32 KiB packets.
+/// Only the pages a connection actually uses become resident.
+pub(crate) const READ_BUFFER: usize = 64 * 1024;
+
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
@@ -354,20 +360,26 @@ async fn serve_ssh(
         authed.clone(),
         seq,
     );
-    let running =
-        match tokio::time::timeout_at(deadline, russh::server::run_stream(cfg, socket, handler))
-            .await
-        {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, "handshake: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "login grace time expired before the handshake");
-                return;
-            }
-        };
+    let running = match tokio::time::timeout_at(
+        deadline,
+        russh::server::run_stream(
+            cfg,
+            tokio::io::BufReader::with_capacity(READ_BUFFER, socket),
+            handler,
+        ),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "handshake: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "login grace time expired before the handshake");
+            return;
+        }
+    };
     let handle = running.handle();
     let grace_timer = async {
         tokio::time::sleep_until(deadline).await;

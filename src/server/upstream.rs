@@ -252,7 +252,13 @@ where
         presented: presented.clone(),
         forwards,
     };
-    let mut handle = match client::connect_stream(client_config(), stream, handler).await {
+    let mut handle = match client::connect_stream(
+        client_config(),
+        tokio::io::BufReader::with_capacity(super::READ_BUFFER, stream),
+        handler,
+    )
+    .await
+    {
         Ok(h) => h,
         Err(e) => {
             let seen = presented.lock().ok().and_then(|p| p.clone());
