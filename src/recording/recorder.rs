@@ -26,6 +26,10 @@
 //! bytes pass anyway; only what the cast needs is queued to the writer
 //! (and, without a PTY, nothing once the text cap is reached or the stream
 //! turned binary). A gigabyte through exec is hashed, not copied and queued.
+//! Queued chunks keep their own timestamps and wait in a shared batch that
+//! the writer takes at each flush, or as soon as it holds [`DRAIN_AT`]
+//! bytes: a terminal's stream of small chunks costs the writer one wake-up
+//! per batch, not one per chunk.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +54,12 @@ use super::{RecordingError, cast_path, sidecar_path, validate_id};
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Commands queued to the writer; a full queue makes callers wait.
-const QUEUE_DEPTH: usize = 64;
+const QUEUE_DEPTH: usize = 16;
+
+/// A batch this large is handed to the writer at once. With the queue
+/// bound above, at most about `DRAIN_AT * QUEUE_DEPTH` bytes wait for a
+/// slow disk before the session waits too.
+const DRAIN_AT: usize = 64 * 1024;
 
 /// Pending lines are written out early once they reach this size.
 const WRITE_THRESHOLD: usize = 64 * 1024;
@@ -139,7 +148,8 @@ enum Stream {
     Stderr,
 }
 
-enum Cmd {
+/// A chunk or resize waiting in the batch.
+enum Event {
     Data {
         stream: Stream,
         at: Duration,
@@ -150,6 +160,17 @@ enum Cmd {
         cols: u32,
         rows: u32,
     },
+}
+
+#[derive(Default)]
+struct Batch {
+    events: Vec<Event>,
+    bytes: usize,
+}
+
+enum Cmd {
+    /// The batch is full: take it now.
+    Drain,
     Finish {
         exit_status: Option<i32>,
         exit_signal: Option<String>,
@@ -172,9 +193,10 @@ impl Tally {
     }
 }
 
-/// Shared by the handles and the writer: the tallies, and which streams
-/// the writer still wants the bytes of.
+/// Shared by the handles and the writer: the tallies, which streams the
+/// writer still wants the bytes of, and the batch waiting for it.
 struct Streams {
+    batch: Mutex<Batch>,
     stdin: Mutex<Tally>,
     stdout: Mutex<Tally>,
     stderr: Mutex<Tally>,
@@ -193,6 +215,20 @@ impl Streams {
         // Hashing cannot panic halfway, so a poisoned lock still holds a
         // consistent tally.
         m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an event; true when the batch should be drained now.
+    fn queue(&self, ev: Event, bytes: usize) -> bool {
+        let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+        b.events.push(ev);
+        b.bytes += bytes;
+        b.bytes >= DRAIN_AT
+    }
+
+    fn take_batch(&self) -> Vec<Event> {
+        let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+        b.bytes = 0;
+        std::mem::take(&mut b.events)
     }
 
     fn want(&self, s: Stream) -> &AtomicBool {
@@ -353,6 +389,7 @@ impl Recorder {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (state_tx, state_rx) = watch::channel(State::Running);
         let streams = Arc::new(Streams {
+            batch: Mutex::new(Batch::default()),
             stdin: Tally::new(),
             stdout: Tally::new(),
             stderr: Tally::new(),
@@ -410,7 +447,11 @@ impl Recorder {
     /// A window size change.
     pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
         let at = self.start.elapsed();
-        self.send(Cmd::Resize { at, cols, rows }).await
+        self.check()?;
+        if self.streams.queue(Event::Resize { at, cols, rows }, 16) {
+            return self.send(Cmd::Drain).await;
+        }
+        Ok(())
     }
 
     /// Flushes, fsyncs, hashes the cast, signs and writes the final sidecar.
@@ -485,7 +526,11 @@ impl Recorder {
         if !self.streams.want(stream).load(Ordering::Relaxed) {
             return Ok(());
         }
-        self.send(Cmd::Data { stream, at, data }).await
+        let n = data.len();
+        if self.streams.queue(Event::Data { stream, at, data }, n) {
+            return self.send(Cmd::Drain).await;
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), RecordingError> {
@@ -648,29 +693,37 @@ impl Writer {
     }
 
     async fn handle(&mut self, cmd: Cmd) -> Result<(), RecordingError> {
-        match cmd {
-            Cmd::Data { stream, at, data } => {
-                let t = self.time(at);
-                match stream {
-                    Stream::Stdout | Stream::Stderr => self.output_text(t, stream, &data),
-                    Stream::Stdin => {
-                        if self.pty && self.record_input {
-                            let (text, _) = self.in_decoder.decode(&data);
-                            self.push(t, Code::Input, &text);
-                        }
-                    }
-                }
-            }
-            Cmd::Resize { at, cols, rows } => {
-                let t = self.time(at);
-                self.push(t, Code::Resize, &format!("{cols}x{rows}"));
-            }
-            Cmd::Finish { .. } => {}
-        }
-        if self.pending.len() >= WRITE_THRESHOLD {
+        self.drain();
+        if let Cmd::Drain = cmd
+            && self.pending.len() >= WRITE_THRESHOLD
+        {
             self.write_pending().await?;
         }
         Ok(())
+    }
+
+    /// Turns the waiting batch into cast lines.
+    fn drain(&mut self) {
+        for ev in self.streams.take_batch() {
+            match ev {
+                Event::Data { stream, at, data } => {
+                    let t = self.time(at);
+                    match stream {
+                        Stream::Stdout | Stream::Stderr => self.output_text(t, stream, &data),
+                        Stream::Stdin => {
+                            if self.pty && self.record_input {
+                                let (text, _) = self.in_decoder.decode(&data);
+                                self.push(t, Code::Input, &text);
+                            }
+                        }
+                    }
+                }
+                Event::Resize { at, cols, rows } => {
+                    let t = self.time(at);
+                    self.push(t, Code::Resize, &format!("{cols}x{rows}"));
+                }
+            }
+        }
     }
 
     fn time(&mut self, at: Duration) -> f64 {
@@ -767,6 +820,7 @@ impl Writer {
 
     /// Everything queued so far reaches the disk.
     async fn sync(&mut self) -> Result<(), RecordingError> {
+        self.drain();
         self.write_pending().await?;
         if self.unsynced {
             self.file
@@ -787,6 +841,7 @@ impl Writer {
         exit_status: Option<i32>,
         exit_signal: Option<String>,
     ) -> Result<RecordingSummary, RecordingError> {
+        self.drain();
         let t = self.last_time;
         if self.pty {
             for tail in [
