@@ -56,6 +56,10 @@ fn sort(d: &mut [Diagnostic]) {
 /// Collects diagnostics, translating spans into lines and columns.
 struct Sink<'a> {
     sources: &'a [(PathBuf, String)],
+    /// Per file, the byte offset where each line starts (built on first
+    /// use): every entry records its origin, so a linear scan per lookup
+    /// would make checking a large policy quadratic.
+    lines: Vec<std::sync::OnceLock<Vec<usize>>>,
     diags: Vec<Diagnostic>,
 }
 
@@ -65,7 +69,7 @@ impl Sink<'_> {
             Some((p, t)) => (p.clone(), t.as_str()),
             None => (PathBuf::new(), ""),
         };
-        let (line, col) = line_col(text, span.start);
+        let (line, col) = self.line_col(file, text, span.start);
         self.diags.push(Diagnostic {
             file: path,
             line,
@@ -79,20 +83,34 @@ impl Sink<'_> {
             Some((p, t)) => (p.display().to_string(), t.as_str()),
             None => (String::new(), ""),
         };
-        format!("{path}:{}", line_col(text, span.start).0)
+        format!("{path}:{}", self.line_col(file, text, span.start).0)
+    }
+
+    fn line_col(&self, file: usize, text: &str, offset: usize) -> (usize, usize) {
+        match self.lines.get(file) {
+            Some(cell) => line_col(cell.get_or_init(|| line_starts(text)), text, offset),
+            None => line_col(&line_starts(text), text, offset),
+        }
     }
 }
 
+/// Byte offsets where lines start: 0, then one past each `\n`.
+fn line_starts(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
 /// 1-based line and column (in characters) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+fn line_col(starts: &[usize], text: &str, offset: usize) -> (usize, usize) {
     let mut end = offset.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let before = text.get(..end).unwrap_or("");
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let col = before.get(line_start..).unwrap_or("").chars().count() + 1;
+    // The last line start at or before `end`.
+    let line = starts.partition_point(|&s| s <= end).max(1);
+    let line_start = starts.get(line - 1).copied().unwrap_or(0);
+    let col = text.get(line_start..end).unwrap_or("").chars().count() + 1;
     (line, col)
 }
 
@@ -118,6 +136,7 @@ fn build<'n>(
 ) -> Result<Policy, Vec<Diagnostic>> {
     let mut sink = Sink {
         sources,
+        lines: sources.iter().map(|_| std::sync::OnceLock::new()).collect(),
         diags: Vec::new(),
     };
     let mut users = Vec::new();
@@ -824,6 +843,29 @@ mod tests {
     const ALICE: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDzXhOm/CKaSOWAp/1cSJfYiJiaPNkrM2OFPyrc4A1yR alice@laptop";
     const BOB: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHjOZyM6GB2D9P69i7SbNU2u6oAidpC5wDIB1O6Afy/E bob@laptop";
     const FP: &str = "SHA256:uW/wWVh7lMqOJqNDP3G5gZ9mZFhQG2oIFjelE+vdrnM";
+
+    #[test]
+    fn line_and_column_of_every_offset_match_a_plain_count() {
+        let text = "a = 1\n\nné = \"é\"\nlast";
+        let starts = line_starts(text);
+        for offset in 0..=text.len() + 2 {
+            // The slow definition: count newlines and characters.
+            let mut end = offset.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let before = &text[..end];
+            let line = before.matches('\n').count() + 1;
+            let from = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+            let col = before[from..].chars().count() + 1;
+            assert_eq!(
+                line_col(&starts, text, offset),
+                (line, col),
+                "offset {offset}"
+            );
+        }
+        assert_eq!(line_col(&line_starts(""), "", 0), (1, 1));
+    }
 
     fn users() -> String {
         format!(
