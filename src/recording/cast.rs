@@ -110,8 +110,72 @@ pub fn write_event(buf: &mut Vec<u8>, time: f64, code: Code, data: &str) {
     // Writes into a Vec cannot fail; serde_json escapes every control
     // character, so the line never breaks.
     let _ = write!(buf, "[{time:.6}, \"{}\", ", code.as_str());
-    let _ = serde_json::to_writer(&mut *buf, data);
+    json_string(buf, data);
     buf.extend_from_slice(b"]\n");
+}
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json does it
+/// (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as
+/// `\u00xx`), so the line never breaks. Terminal output is mostly plain
+/// text: eight bytes at a time are checked for anything to escape, and
+/// runs that need none are copied whole.
+pub fn json_string(buf: &mut Vec<u8>, s: &str) {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// Any byte of `v` zero (exact as a yes/no answer).
+    fn has_zero(v: u64) -> bool {
+        v.wrapping_sub(ONES) & !v & HIGHS != 0
+    }
+    /// Any byte below 0x20, or a quote, or a backslash.
+    fn needs_escape(w: u64) -> bool {
+        w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0
+            || has_zero(w ^ (ONES * u64::from(b'"')))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    buf.reserve(bytes.len() + 2);
+    buf.push(b'"');
+    let mut run = 0; // start of the bytes not yet copied
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes
+            .get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            && !needs_escape(u64::from_ne_bytes(word))
+        {
+            i += 8;
+            continue;
+        }
+        let b = bytes.get(i).copied().unwrap_or_default();
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ],
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        buf.extend_from_slice(bytes.get(run..i).unwrap_or_default());
+        buf.extend_from_slice(esc);
+        i += 1;
+        run = i;
+    }
+    buf.extend_from_slice(bytes.get(run..).unwrap_or_default());
+    buf.push(b'"');
 }
 
 /// Reads a cast one line at a time.
@@ -270,6 +334,30 @@ impl Utf8Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_are_escaped_exactly_as_serde_json_does() {
+        let mut cases: Vec<String> = vec![
+            String::new(),
+            "plain text that is longer than eight bytes".into(),
+            "a\"b\\c\n\r\t\u{8}\u{c}\u{0}\u{1b}[0m\u{7f}".into(),
+            "héllo → 世界 🎉 \u{1f}".into(),
+        ];
+        // Every byte value below 0x80 at every position of a 17-byte string.
+        for c in 0u8..0x80 {
+            for pos in 0..17 {
+                let mut s = "x".repeat(17);
+                s.replace_range(pos..pos + 1, &char::from(c).to_string());
+                cases.push(s);
+            }
+        }
+        for s in cases {
+            let mut ours = Vec::new();
+            json_string(&mut ours, &s);
+            let theirs = serde_json::to_string(&s).unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), theirs, "{s:?}");
+        }
+    }
 
     #[test]
     fn split_utf8_sequences_are_carried_to_the_next_chunk() {
