@@ -1027,9 +1027,22 @@ async fn events_by_time_in_order(db: Db) {
         Some("t2"),
     )
     .await;
+    // A kind not asked for: counted, not read.
+    insert_event(
+        &raw,
+        102,
+        "2026-03-10T08:30:00.000000Z",
+        "sftp.op",
+        Some("bob"),
+        None,
+        Some("t2"),
+    )
+    .await;
     raw.close().await;
+    let (day, next) = (at("2026-03-10T00:00:00Z"), at("2026-03-11T00:00:00Z"));
+    let kinds = ["auth.success", "exec", "policy.reloaded"];
     let events: Vec<_> = store
-        .events_by_time(at("2026-03-10T00:00:00Z"), at("2026-03-11T00:00:00Z"))
+        .events_by_time(day, next, &kinds)
         .try_collect()
         .await
         .unwrap();
@@ -1052,6 +1065,24 @@ async fn events_by_time_in_order(db: Db) {
             .windows(2)
             .all(|w| (&w[0].ts, w[0].id) < (&w[1].ts, w[1].id))
     );
+    assert_eq!(
+        store.count_events_except(day, next, &kinds).await.unwrap(),
+        1
+    );
+    assert_eq!(store.count_events_except(day, next, &[]).await.unwrap(), 6);
+    assert_eq!(
+        store
+            .count_events_except(at("2026-03-09T23:59:59.999999Z"), day, &kinds)
+            .await
+            .unwrap(),
+        0
+    );
+    let none: Vec<_> = store
+        .events_by_time(day, next, &[])
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(none.is_empty());
 }
 
 /// The live report source over this store: the history the report gets,

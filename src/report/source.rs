@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use time::{Date, Duration, OffsetDateTime};
 
 use super::ReportError;
-use super::build::{DayBuilder, day_bounds};
+use super::build::{DayBuilder, KINDS_READ, day_bounds};
 use super::input::*;
 use super::model::Report;
 use crate::audit::AuditRecord;
@@ -70,14 +70,16 @@ impl LoginHistory {
 
 /// Everything the report reads.
 pub trait ReportSource: Sync {
-    /// Calls `sink` with each audit event with `from <= ts < to`, in order,
-    /// without holding them all.
+    /// Calls `sink` with each audit event with `from <= ts < to` whose kind
+    /// is one of `kinds`, in time order, without holding them all. Returns
+    /// how many events of other kinds that range holds.
     fn events(
         &self,
         from: OffsetDateTime,
         to: OffsetDateTime,
+        kinds: &[&str],
         sink: &mut (dyn FnMut(AuditRecord) + Send),
-    ) -> impl Future<Output = Result<(), ReportError>> + Send;
+    ) -> impl Future<Output = Result<u64, ReportError>> + Send;
 
     /// Sessions overlapping `[from, to)`.
     fn sessions(
@@ -181,7 +183,8 @@ pub async fn gather<S: ReportSource>(
 }
 
 /// The report for `date`: [`gather`], then the day's events streamed
-/// through a [`DayBuilder`] in one pass.
+/// through a [`DayBuilder`] in one pass; events of kinds it does not read
+/// ([`KINDS_READ`]) are only counted.
 pub async fn generate<S: ReportSource>(
     config: &Config,
     source: &S,
@@ -192,9 +195,11 @@ pub async fn generate<S: ReportSource>(
     let input = gather(config, source, policy, date, now).await?;
     let (start, end) = day_bounds(date);
     let mut builder = DayBuilder::new(date);
-    source
-        .events(start, end, &mut |ev| builder.push(&ev))
+    let kinds: Vec<&str> = KINDS_READ.iter().map(|k| k.as_str()).collect();
+    let unread = source
+        .events(start, end, &kinds, &mut |ev| builder.push(&ev))
         .await?;
+    builder.count_unread(unread);
     Ok(builder.finish(&input))
 }
 
@@ -282,14 +287,17 @@ impl ReportSource for LiveSource {
         &self,
         from: OffsetDateTime,
         to: OffsetDateTime,
+        kinds: &[&str],
         sink: &mut (dyn FnMut(AuditRecord) + Send),
-    ) -> Result<(), ReportError> {
+    ) -> Result<u64, ReportError> {
         use futures::StreamExt;
-        let mut events = self.store.events_by_time(from, to);
-        while let Some(ev) = events.next().await {
-            sink(ev?);
+        {
+            let mut events = self.store.events_by_time(from, to, kinds);
+            while let Some(ev) = events.next().await {
+                sink(ev?);
+            }
         }
-        Ok(())
+        Ok(self.store.count_events_except(from, to, kinds).await?)
     }
 
     async fn sessions(
