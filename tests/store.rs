@@ -97,6 +97,7 @@ on_both_backends!(
     logins_before_a_day,
     events_by_time_in_order,
     report_login_history_from_the_store,
+    sessions_overlapping_a_day,
 );
 
 fn event(i: usize) -> AuditEvent {
@@ -1170,4 +1171,77 @@ async fn report_login_history_from_the_store(db: Db) {
     let bob = next.entitlements.iter().find(|u| u.user == "bob").unwrap();
     assert_eq!(bob.last_login.as_deref(), Some("2026-03-10T08:00:00Z"));
     assert!(!bob.dormant);
+}
+
+/// `sessions_between` at the edges of the range, as the report asks for a
+/// day: begun before and ended at its first microsecond or later, still
+/// open, begun at its last microsecond; not those ended just before it or
+/// begun at its end.
+async fn sessions_overlapping_a_day(db: Db) {
+    let store = db.open("n1").await;
+    let (day, next) = (at("2026-03-10T00:00:00Z"), at("2026-03-11T00:00:00Z"));
+    let cases: [(&str, &str, Option<&str>, bool); 9] = [
+        (
+            "ended-before",
+            "2026-03-09T10:00:00Z",
+            Some("2026-03-09T23:59:59.999999Z"),
+            false,
+        ),
+        (
+            "ended-at-start",
+            "2026-03-09T23:00:00Z",
+            Some("2026-03-10T00:00:00Z"),
+            true,
+        ),
+        (
+            "crossed-midnight",
+            "2026-03-09T23:30:00Z",
+            Some("2026-03-10T00:30:00Z"),
+            true,
+        ),
+        (
+            "ended-next-day",
+            "2026-03-01T00:00:00Z",
+            Some("2026-03-12T00:00:00Z"),
+            true,
+        ),
+        ("open-since-before", "2026-02-01T00:00:00Z", None, true),
+        (
+            "in-the-day",
+            "2026-03-10T08:00:00Z",
+            Some("2026-03-10T09:00:00Z"),
+            true,
+        ),
+        ("open-in-the-day", "2026-03-10T23:59:59.999999Z", None, true),
+        (
+            "begun-at-end",
+            "2026-03-11T00:00:00Z",
+            Some("2026-03-11T01:00:00Z"),
+            false,
+        ),
+        ("open-after", "2026-03-12T00:00:00Z", None, false),
+    ];
+    for (id, start, end, _) in cases {
+        let mut row = session(id, "n1", at(start));
+        row.ended_at = end.map(at);
+        store.session_start(&row).await.unwrap();
+    }
+    let got = store.sessions_between(day, next).await.unwrap();
+    let ids: Vec<&str> = got.iter().map(|s| s.id.as_str()).collect();
+    // Oldest first.
+    assert_eq!(
+        ids,
+        [
+            "open-since-before",
+            "ended-next-day",
+            "ended-at-start",
+            "crossed-midnight",
+            "in-the-day",
+            "open-in-the-day",
+        ]
+    );
+    let expected: HashSet<&str> = cases.iter().filter(|c| c.3).map(|c| c.0).collect();
+    assert_eq!(ids.iter().copied().collect::<HashSet<_>>(), expected);
+    let open = got.iter().find(|s| s.id == "open-since-before").unwrap();
+    assert_eq!(open.ended_at, None);
 }

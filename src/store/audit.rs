@@ -29,7 +29,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// Bounds used when the caller gives none: every storable timestamp lies
 /// within them.
 const TS_MIN: &str = "0000-01-01T00:00:00.000000Z";
-const TS_MAX: &str = "9999-12-31T23:59:59.999999Z";
+pub(crate) const TS_MAX: &str = "9999-12-31T23:59:59.999999Z";
 
 const SELECT_EVENTS: &str = "SELECT id, ts, kind, username, server, account, session_id, source, \
      detail, node, seq, prev_hash, hash FROM audit_events";
