@@ -26,9 +26,12 @@ psql, then VACUUM ANALYZE (what autovacuum does to a table of this size).
     python3 bench/report_scale.py [--events 100000,1000000] [--backends sqlite,postgres]
         [--history N] [--repeat 2] [--bin target/release/gatehouse] [--keep]
 
-Prints a table and writes bench/results/report_scale.json (with the plans
-and times of the report's big queries on each backend: the day's events of
-the kinds it reads, the count of the others, the 90-day login history).
+`--bin` defaults to $CARGO_TARGET_DIR/release/gatehouse when that is set.
+Needs psql and /usr/bin/time. Prints a table and writes
+bench/results/report_scale.json: per run the wall and CPU time and peak RSS
+of `report daily`, sqlx's slow-statement warnings (statements over 1 s),
+and the plans of the report's big queries (the day's events of the kinds
+it reads, the count of the others, the 90-day login history, the sessions).
 """
 import argparse, glob, hashlib, json, os, platform, pwd, random, re, shutil, socket, sqlite3, struct
 import subprocess, sys, tempfile, time
