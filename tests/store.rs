@@ -6,7 +6,7 @@
 #[path = "support/pg.rs"]
 mod pg;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::Command;
 
 use gatehouse::audit::{AuditEvent, EventKind};
@@ -94,6 +94,10 @@ on_both_backends!(
     lockout_counts_and_unlocks,
     grants_crud_and_expiry,
     sources_first_seen,
+    logins_before_a_day,
+    events_by_time_in_order,
+    report_login_history_from_the_store,
+    sessions_overlapping_a_day,
 );
 
 fn event(i: usize) -> AuditEvent {
@@ -825,4 +829,419 @@ async fn cli_sessions_and_unlock() {
     assert_eq!(events[1].detail["was_locked"], false);
     assert_eq!(events[0].node, "cli-node");
     assert_eq!(store.verify_chain().await.unwrap().first_bad, None);
+}
+
+// ---- what the daily report reads ----
+
+/// One audit row at a chosen time, written around the store (the login
+/// queries do not read the chain; its fields are placeholders here).
+#[allow(clippy::too_many_arguments)]
+async fn insert_event(
+    raw: &AnyPool,
+    seq: i64,
+    ts: &str,
+    kind: &str,
+    user: Option<&str>,
+    source: Option<&str>,
+    session: Option<&str>,
+) {
+    sqlx::query(
+        "INSERT INTO audit_events (ts, kind, username, server, account, session_id, source, \
+         detail, node, seq, prev_hash, hash) \
+         VALUES ($1, $2, $3, NULL, NULL, $4, $5, '{}', 'hist', $6, $7, $7)",
+    )
+    .bind(ts)
+    .bind(kind)
+    .bind(user)
+    .bind(session)
+    .bind(source)
+    .bind(seq)
+    .bind("0".repeat(64))
+    .execute(raw)
+    .await
+    .unwrap();
+}
+
+fn at(s: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// The report day of these tests is 2026-03-10; its login history covers
+/// [2025-12-11, 2026-03-10) (90 days back from the day's end).
+const HISTORY: [(&str, &str, Option<&str>, Option<&str>); 12] = [
+    (
+        "2026-01-05T10:00:00.000000Z",
+        "auth.success",
+        Some("alice"),
+        Some("192.0.2.1"),
+    ),
+    (
+        "2026-02-01T09:00:00.000000Z",
+        "auth.success",
+        Some("alice"),
+        Some("192.0.2.1"),
+    ),
+    // The last microsecond before the day: before it.
+    (
+        "2026-03-09T23:59:59.999999Z",
+        "auth.success",
+        Some("alice"),
+        Some("192.0.2.2"),
+    ),
+    // Exactly at the day's start: part of the day, not of its history.
+    (
+        "2026-03-10T00:00:00.000000Z",
+        "auth.success",
+        Some("alice"),
+        Some("192.0.2.3"),
+    ),
+    // Written out of time order (a later id than the 08:00 login below).
+    (
+        "2026-03-10T09:00:00.000000Z",
+        "auth.success",
+        Some("alice"),
+        Some("192.0.2.1"),
+    ),
+    // bob's only login, from an address seen on the day itself.
+    (
+        "2026-03-10T08:00:00.000000Z",
+        "auth.success",
+        Some("bob"),
+        Some("192.0.2.9"),
+    ),
+    // Exactly at the history's start (counts), without an address.
+    (
+        "2025-12-11T00:00:00.000000Z",
+        "auth.success",
+        Some("carol"),
+        None,
+    ),
+    // Just before the history's start (does not count).
+    (
+        "2025-12-10T23:59:59.999999Z",
+        "auth.success",
+        Some("carol"),
+        Some("192.0.2.4"),
+    ),
+    // dave never logged in: failures and other events are not logins.
+    (
+        "2026-02-01T10:00:00.000000Z",
+        "auth.failure",
+        Some("dave"),
+        Some("192.0.2.5"),
+    ),
+    (
+        "2026-02-01T11:00:00.000000Z",
+        "exec",
+        Some("dave"),
+        Some("192.0.2.6"),
+    ),
+    // A login event without a user is no one's login.
+    (
+        "2026-02-01T12:00:00.000000Z",
+        "auth.success",
+        None,
+        Some("192.0.2.7"),
+    ),
+    // After the day.
+    (
+        "2026-03-11T00:00:00.000000Z",
+        "auth.success",
+        Some("dave"),
+        Some("192.0.2.8"),
+    ),
+];
+
+async fn store_with_history(db: &Db) -> Store {
+    let store = db.open("n1").await;
+    let raw = db.raw().await;
+    for (i, (ts, kind, user, source)) in HISTORY.iter().enumerate() {
+        insert_event(&raw, i as i64 + 1, ts, kind, *user, *source, None).await;
+    }
+    raw.close().await;
+    store
+}
+
+async fn logins_before_a_day(db: Db) {
+    use gatehouse::store::LoginSeen;
+    let store = store_with_history(&db).await;
+    let seen = |user: &str, source: Option<&str>, last: &str| LoginSeen {
+        user: user.into(),
+        source: source.map(str::to_string),
+        last: at(last),
+    };
+    let history = store
+        .logins_between(at("2025-12-11T00:00:00Z"), at("2026-03-10T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        history,
+        [
+            seen("alice", Some("192.0.2.1"), "2026-02-01T09:00:00Z"),
+            seen("alice", Some("192.0.2.2"), "2026-03-09T23:59:59.999999Z"),
+            seen("carol", None, "2025-12-11T00:00:00Z"),
+        ]
+    );
+    let day = store
+        .logins_between(at("2026-03-10T00:00:00Z"), at("2026-03-11T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        day,
+        [
+            seen("alice", Some("192.0.2.1"), "2026-03-10T09:00:00Z"),
+            seen("alice", Some("192.0.2.3"), "2026-03-10T00:00:00Z"),
+            seen("bob", Some("192.0.2.9"), "2026-03-10T08:00:00Z"),
+        ]
+    );
+    assert!(
+        store
+            .logins_between(at("2020-01-01T00:00:00Z"), at("2020-01-02T00:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn events_by_time_in_order(db: Db) {
+    use futures::TryStreamExt;
+    let store = store_with_history(&db).await;
+    let raw = db.raw().await;
+    // Two events at the same microsecond: id order breaks the tie.
+    insert_event(
+        &raw,
+        100,
+        "2026-03-10T08:00:00.000000Z",
+        "exec",
+        Some("bob"),
+        None,
+        Some("t1"),
+    )
+    .await;
+    insert_event(
+        &raw,
+        101,
+        "2026-03-10T08:00:00.000000Z",
+        "exec",
+        Some("bob"),
+        None,
+        Some("t2"),
+    )
+    .await;
+    // A kind not asked for: counted, not read.
+    insert_event(
+        &raw,
+        102,
+        "2026-03-10T08:30:00.000000Z",
+        "sftp.op",
+        Some("bob"),
+        None,
+        Some("t2"),
+    )
+    .await;
+    raw.close().await;
+    let (day, next) = (at("2026-03-10T00:00:00Z"), at("2026-03-11T00:00:00Z"));
+    let kinds = ["auth.success", "exec", "policy.reloaded"];
+    let events: Vec<_> = store
+        .events_by_time(day, next, &kinds)
+        .try_collect()
+        .await
+        .unwrap();
+    let got: Vec<(&str, Option<&str>, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.ts.as_str(), e.user.as_deref(), e.session.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("2026-03-10T00:00:00.000000Z", Some("alice"), None),
+            ("2026-03-10T08:00:00.000000Z", Some("bob"), None),
+            ("2026-03-10T08:00:00.000000Z", Some("bob"), Some("t1")),
+            ("2026-03-10T08:00:00.000000Z", Some("bob"), Some("t2")),
+            ("2026-03-10T09:00:00.000000Z", Some("alice"), None),
+        ]
+    );
+    assert!(
+        events
+            .windows(2)
+            .all(|w| (&w[0].ts, w[0].id) < (&w[1].ts, w[1].id))
+    );
+    assert_eq!(
+        store.count_events_except(day, next, &kinds).await.unwrap(),
+        1
+    );
+    assert_eq!(store.count_events_except(day, next, &[]).await.unwrap(), 6);
+    assert_eq!(
+        store
+            .count_events_except(at("2026-03-09T23:59:59.999999Z"), day, &kinds)
+            .await
+            .unwrap(),
+        0
+    );
+    let none: Vec<_> = store
+        .events_by_time(day, next, &[])
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+/// The live report source over this store: the history the report gets,
+/// and the report it builds (first-seen addresses, last logins, dormancy).
+async fn report_login_history_from_the_store(db: Db) {
+    use gatehouse::report::{LiveSource, LoginHistory, ReportSource, generate};
+    let store = store_with_history(&db).await;
+    let config = gatehouse::config::Config::default();
+    let live = LiveSource::new(&config, store.clone());
+    let history = live
+        .logins(at("2025-12-11T00:00:00Z"), at("2026-03-10T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        history,
+        LoginHistory {
+            last: HashMap::from([
+                ("alice".to_string(), at("2026-03-09T23:59:59.999999Z")),
+                ("carol".to_string(), at("2025-12-11T00:00:00Z")),
+            ]),
+            seen: HashSet::from([
+                ("alice".to_string(), "192.0.2.1".to_string()),
+                ("alice".to_string(), "192.0.2.2".to_string()),
+            ]),
+        }
+    );
+
+    let mut policy_text = String::new();
+    for user in ["alice", "bob", "carol", "dave"] {
+        policy_text.push_str(&format!("[[user]]\nname = \"{user}\"\nkeys = []\n\n"));
+    }
+    let policy =
+        gatehouse::policy::Policy::from_sources(&[("users.toml".into(), policy_text)]).unwrap();
+    let date = time::macros::date!(2026 - 03 - 10);
+    let report = generate(&config, &live, &policy, date, at("2026-03-12T00:00:00Z"))
+        .await
+        .unwrap();
+    let first: Vec<(Option<&str>, Option<&str>, &str)> = report
+        .suspicious
+        .iter()
+        .filter(|s| s.kind == "first_seen_source")
+        .map(|s| (s.user.as_deref(), s.source.as_deref(), s.when.as_str()))
+        .collect();
+    assert_eq!(
+        first,
+        [
+            (Some("alice"), Some("192.0.2.3"), "2026-03-10T00:00:00Z"),
+            (Some("bob"), Some("192.0.2.9"), "2026-03-10T08:00:00Z"),
+        ]
+    );
+    let last: Vec<(&str, Option<&str>, bool)> = report
+        .entitlements
+        .iter()
+        .map(|u| (u.user.as_str(), u.last_login.as_deref(), u.dormant))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("alice", Some("2026-03-10T09:00:00Z"), false),
+            ("bob", Some("2026-03-10T08:00:00Z"), false),
+            ("carol", Some("2025-12-11T00:00:00Z"), false),
+            ("dave", None, true),
+        ]
+    );
+    assert_eq!(report.summary.users_dormant, ["dave"]);
+
+    // A day later carol's only login has left the 90 days: dormant, and
+    // no longer shown as her last login (the report looks back 90 days).
+    let next = generate(
+        &config,
+        &live,
+        &policy,
+        time::macros::date!(2026 - 03 - 11),
+        at("2026-03-12T00:00:00Z"),
+    )
+    .await
+    .unwrap();
+    let carol = next
+        .entitlements
+        .iter()
+        .find(|u| u.user == "carol")
+        .unwrap();
+    assert!(carol.dormant);
+    assert_eq!(carol.last_login, None);
+    let bob = next.entitlements.iter().find(|u| u.user == "bob").unwrap();
+    assert_eq!(bob.last_login.as_deref(), Some("2026-03-10T08:00:00Z"));
+    assert!(!bob.dormant);
+}
+
+/// `sessions_between` at the edges of the range, as the report asks for a
+/// day: begun before and ended at its first microsecond or later, still
+/// open, begun at its last microsecond; not those ended just before it or
+/// begun at its end.
+async fn sessions_overlapping_a_day(db: Db) {
+    let store = db.open("n1").await;
+    let (day, next) = (at("2026-03-10T00:00:00Z"), at("2026-03-11T00:00:00Z"));
+    let cases: [(&str, &str, Option<&str>, bool); 9] = [
+        (
+            "ended-before",
+            "2026-03-09T10:00:00Z",
+            Some("2026-03-09T23:59:59.999999Z"),
+            false,
+        ),
+        (
+            "ended-at-start",
+            "2026-03-09T23:00:00Z",
+            Some("2026-03-10T00:00:00Z"),
+            true,
+        ),
+        (
+            "crossed-midnight",
+            "2026-03-09T23:30:00Z",
+            Some("2026-03-10T00:30:00Z"),
+            true,
+        ),
+        (
+            "ended-next-day",
+            "2026-03-01T00:00:00Z",
+            Some("2026-03-12T00:00:00Z"),
+            true,
+        ),
+        ("open-since-before", "2026-02-01T00:00:00Z", None, true),
+        (
+            "in-the-day",
+            "2026-03-10T08:00:00Z",
+            Some("2026-03-10T09:00:00Z"),
+            true,
+        ),
+        ("open-in-the-day", "2026-03-10T23:59:59.999999Z", None, true),
+        (
+            "begun-at-end",
+            "2026-03-11T00:00:00Z",
+            Some("2026-03-11T01:00:00Z"),
+            false,
+        ),
+        ("open-after", "2026-03-12T00:00:00Z", None, false),
+    ];
+    for (id, start, end, _) in cases {
+        let mut row = session(id, "n1", at(start));
+        row.ended_at = end.map(at);
+        store.session_start(&row).await.unwrap();
+    }
+    let got = store.sessions_between(day, next).await.unwrap();
+    let ids: Vec<&str> = got.iter().map(|s| s.id.as_str()).collect();
+    // Oldest first.
+    assert_eq!(
+        ids,
+        [
+            "open-since-before",
+            "ended-next-day",
+            "ended-at-start",
+            "crossed-midnight",
+            "in-the-day",
+            "open-in-the-day",
+        ]
+    );
+    let expected: HashSet<&str> = cases.iter().filter(|c| c.3).map(|c| c.0).collect();
+    assert_eq!(ids.iter().copied().collect::<HashSet<_>>(), expected);
+    let open = got.iter().find(|s| s.id == "open-since-before").unwrap();
+    assert_eq!(open.ended_at, None);
 }

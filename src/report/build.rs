@@ -18,7 +18,7 @@ use time::{Date, Duration, OffsetDateTime, UtcOffset};
 use super::detect;
 use super::input::{ReportInput, ReviewState, Through};
 use super::model::*;
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, EventKind};
 use crate::grants::GrantState;
 
 /// Capped lists keep at most this many entries (the first, in time order);
@@ -28,6 +28,31 @@ pub const LIST_CAP: usize = 1000;
 pub const DORMANT_DAYS: i64 = 90;
 /// Accounts expiring within this many days are named.
 pub const EXPIRY_WARN_DAYS: i64 = 14;
+
+/// The kinds of event [`DayBuilder::push`] reads. Of every other kind (the
+/// bulk of a busy day: commands, SFTP operations, forwards) it only counts
+/// the events, so a source may count those in the database instead of
+/// passing each one ([`DayBuilder::count_unread`]). A kind the builder
+/// starts to read must be added here (a test checks the others are only
+/// counted).
+pub const KINDS_READ: [EventKind; 16] = [
+    EventKind::AuthSuccess,
+    EventKind::AuthFailure,
+    EventKind::AuthLockout,
+    EventKind::AccessDenied,
+    EventKind::ForwardDenied,
+    EventKind::CommandBlocked,
+    EventKind::HostkeyMismatch,
+    EventKind::SessionStart,
+    EventKind::SessionEnd,
+    EventKind::GrantRequested,
+    EventKind::GrantApproved,
+    EventKind::GrantDenied,
+    EventKind::GrantRevoked,
+    EventKind::GrantExpired,
+    EventKind::PolicyReloaded,
+    EventKind::PolicyRejected,
+];
 
 const TS_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
@@ -242,6 +267,14 @@ impl DayBuilder {
             reloads: 0,
             rejections: 0,
         }
+    }
+
+    /// Counts `n` events of the day that were not passed to [`push`]
+    /// because their kind is not in [`KINDS_READ`].
+    ///
+    /// [`push`]: DayBuilder::push
+    pub fn count_unread(&mut self, n: u64) {
+        self.events = self.events.saturating_add(n);
     }
 
     /// Takes one audit event of the day. Events outside the day are

@@ -13,14 +13,14 @@ use std::path::PathBuf;
 use time::{Date, Duration, OffsetDateTime};
 
 use super::ReportError;
-use super::build::{DayBuilder, day_bounds};
+use super::build::{DayBuilder, KINDS_READ, day_bounds};
 use super::input::*;
 use super::model::Report;
 use crate::audit::AuditRecord;
 use crate::config::Config;
 use crate::grants::Grant;
 use crate::policy::Policy;
-use crate::store::{SessionRow, Store};
+use crate::store::{LoginSeen, SessionRow, Store};
 
 /// Successful logins in a period.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -42,27 +42,44 @@ impl LoginHistory {
         };
         if let Ok(t) = OffsetDateTime::parse(&ev.ts, &time::format_description::well_known::Rfc3339)
         {
-            let last = self.last.entry(user.to_string()).or_insert(t);
-            if t > *last {
-                *last = t;
-            }
+            self.note_login(user, t);
         }
         if let Some(src) = ev.source.as_deref() {
             self.seen.insert((user.to_string(), src.to_string()));
+        }
+    }
+
+    /// Takes one store row into account: `user`'s logins from `source`,
+    /// the last at `last`.
+    pub fn note_seen(&mut self, seen: LoginSeen) {
+        self.note_login(&seen.user, seen.last);
+        if let Some(src) = seen.source {
+            self.seen.insert((seen.user, src));
+        }
+    }
+
+    fn note_login(&mut self, user: &str, t: OffsetDateTime) {
+        match self.last.get_mut(user) {
+            Some(last) => *last = (*last).max(t),
+            None => {
+                self.last.insert(user.to_string(), t);
+            }
         }
     }
 }
 
 /// Everything the report reads.
 pub trait ReportSource: Sync {
-    /// Calls `sink` with each audit event with `from <= ts < to`, in order,
-    /// without holding them all.
+    /// Calls `sink` with each audit event with `from <= ts < to` whose kind
+    /// is one of `kinds`, in time order, without holding them all. Returns
+    /// how many events of other kinds that range holds.
     fn events(
         &self,
         from: OffsetDateTime,
         to: OffsetDateTime,
+        kinds: &[&str],
         sink: &mut (dyn FnMut(AuditRecord) + Send),
-    ) -> impl Future<Output = Result<(), ReportError>> + Send;
+    ) -> impl Future<Output = Result<u64, ReportError>> + Send;
 
     /// Sessions overlapping `[from, to)`.
     fn sessions(
@@ -166,7 +183,8 @@ pub async fn gather<S: ReportSource>(
 }
 
 /// The report for `date`: [`gather`], then the day's events streamed
-/// through a [`DayBuilder`] in one pass.
+/// through a [`DayBuilder`] in one pass; events of kinds it does not read
+/// ([`KINDS_READ`]) are only counted.
 pub async fn generate<S: ReportSource>(
     config: &Config,
     source: &S,
@@ -177,9 +195,11 @@ pub async fn generate<S: ReportSource>(
     let input = gather(config, source, policy, date, now).await?;
     let (start, end) = day_bounds(date);
     let mut builder = DayBuilder::new(date);
-    source
-        .events(start, end, &mut |ev| builder.push(&ev))
+    let kinds: Vec<&str> = KINDS_READ.iter().map(|k| k.as_str()).collect();
+    let unread = source
+        .events(start, end, &kinds, &mut |ev| builder.push(&ev))
         .await?;
+    builder.count_unread(unread);
     Ok(builder.finish(&input))
 }
 
@@ -267,9 +287,17 @@ impl ReportSource for LiveSource {
         &self,
         from: OffsetDateTime,
         to: OffsetDateTime,
+        kinds: &[&str],
         sink: &mut (dyn FnMut(AuditRecord) + Send),
-    ) -> Result<(), ReportError> {
-        Ok(self.store.export_each(Some(from), Some(to), sink).await?)
+    ) -> Result<u64, ReportError> {
+        use futures::StreamExt;
+        {
+            let mut events = self.store.events_by_time(from, to, kinds);
+            while let Some(ev) = events.next().await {
+                sink(ev?);
+            }
+        }
+        Ok(self.store.count_events_except(from, to, kinds).await?)
     }
 
     async fn sessions(
@@ -289,12 +317,12 @@ impl ReportSource for LiveSource {
         since: OffsetDateTime,
         until: OffsetDateTime,
     ) -> Result<LoginHistory, ReportError> {
-        // Reads every event of the period for its auth.success events; a
-        // store query by kind would spare that at very high volumes.
+        // One row per (user, source) from the logins index, not every
+        // event of the period.
         let mut h = LoginHistory::default();
-        self.store
-            .export_each(Some(since), Some(until), |ev| h.note(&ev))
-            .await?;
+        for seen in self.store.logins_between(since, until).await? {
+            h.note_seen(seen);
+        }
         Ok(h)
     }
 

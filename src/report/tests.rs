@@ -951,6 +951,47 @@ fn bursts_need_five_failures_in_ten_minutes() {
     assert_eq!(r.summary.failed_login_bursts, 3);
 }
 
+/// A source may count the events of kinds outside `KINDS_READ` instead of
+/// passing them (the live one does): that is only right if the builder
+/// does nothing else with them.
+#[test]
+fn kinds_not_read_are_only_counted() {
+    use crate::audit::EventKind;
+    let base = day_input();
+    let mut more = base.clone();
+    let mut extra = 0;
+    for (n, kind) in EventKind::ALL
+        .iter()
+        .filter(|k| !build::KINDS_READ.contains(k))
+        .enumerate()
+    {
+        // Every field and detail key the builder reads for some kind.
+        more.events.push(
+            ev(&format!("2026-03-10T12:{n:02}:00Z"), kind.as_str())
+                .user("alice")
+                .server("prod-db")
+                .account("oracle")
+                .session("s1")
+                .source("192.0.2.77")
+                .detail(json!({
+                    "grant": 1, "for": "bob", "reason": "x", "code": "DENIED",
+                    "command": "rm -rf /", "rule": "r", "destination": "db:5432",
+                    "mode": "global", "flagged": true, "bytes_up": 5, "bytes_down": 7,
+                    "exit_status": 1, "duration_secs": 60.0, "until": "2026-03-10T13:00:00Z",
+                    "failures": 9, "expected": "SHA256:a", "presented": "SHA256:b",
+                    "digest": "d", "users": 1, "servers": 1, "problems": ["p"],
+                })),
+        );
+        extra += 1;
+    }
+    assert!(extra > 5, "{extra}");
+    let plain = build(&base, DAY);
+    let mut with_more = build(&more, DAY);
+    assert_eq!(with_more.summary.events, plain.summary.events + extra);
+    with_more.summary.events = plain.summary.events;
+    assert_eq!(with_more, plain);
+}
+
 #[test]
 fn first_seen_sources_are_judged_against_earlier_days_only() {
     let events = vec![
@@ -1318,16 +1359,22 @@ impl ReportSource for Fake {
         &self,
         from: OffsetDateTime,
         to: OffsetDateTime,
+        kinds: &[&str],
         sink: &mut (dyn FnMut(AuditRecord) + Send),
-    ) -> Result<(), ReportError> {
+    ) -> Result<u64, ReportError> {
         self.calls
             .lock()
             .unwrap()
             .push(format!("events {} {}", build::ts(from), build::ts(to)));
+        let mut unread = 0;
         for e in &self.input.events {
-            sink(e.clone());
+            if kinds.contains(&e.kind.as_str()) {
+                sink(e.clone());
+            } else {
+                unread += 1;
+            }
         }
-        Ok(())
+        Ok(unread)
     }
     async fn sessions(
         &self,

@@ -95,6 +95,17 @@ pub struct SessionRow {
     pub end_reason: Option<String>,
 }
 
+/// Successful logins of one user from one address in a period (see
+/// [`Store::logins_between`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSeen {
+    pub user: String,
+    /// `None` for logins whose event names no source address.
+    pub source: Option<String>,
+    /// The last of these logins.
+    pub last: OffsetDateTime,
+}
+
 /// Result of checking the audit chain.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ChainReport {

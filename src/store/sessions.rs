@@ -5,12 +5,33 @@
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
+use super::audit::TS_MAX;
 use super::{
     Ctx, SessionRow, Store, StoreError, get, get_opt_ts, get_ts, now_utc, opt_ts_text, ts_text,
 };
 
 const SESSION_COLUMNS: &str = "id, username, server, account, source, node, started_at, \
      ended_at, mode, grant_id, recorded, bytes_up, bytes_down, exit_status, end_reason";
+
+/// The sessions overlapping `[$1, $2)`, in three disjoint parts, each one
+/// index range: begun during the range; begun before it and ended since
+/// its start (`sessions_ended`, migration 0004); begun before it and not
+/// ended. The one condition `started_at < to AND (ended_at IS NULL OR
+/// ended_at >= from)` would walk every session ever begun before `to`. The
+/// upper bound on `ended_at` always holds: it makes SQLite, which keeps no
+/// statistics here, take the `ended_at` index rather than `started_at`.
+/// Parameters: from, to, from, from, from, [`TS_MAX`], from.
+fn sessions_between_sql() -> String {
+    format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE started_at >= $1 AND started_at < $2 \
+         AND (ended_at IS NULL OR ended_at >= $3) \
+         UNION ALL SELECT {SESSION_COLUMNS} FROM sessions \
+         WHERE started_at < $4 AND ended_at >= $5 AND ended_at <= $6 \
+         UNION ALL SELECT {SESSION_COLUMNS} FROM sessions \
+         WHERE started_at < $7 AND ended_at IS NULL \
+         ORDER BY started_at, id"
+    )
+}
 
 fn session_from_row(row: &AnyRow) -> Result<SessionRow, StoreError> {
     let recorded: i64 = get(row, "recorded")?;
@@ -124,15 +145,18 @@ impl Store {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Vec<SessionRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE started_at < $1 AND (ended_at IS NULL OR ended_at >= $2) \
-             ORDER BY started_at, id"
-        )))
-        .bind(ts_text(to)?)
-        .bind(ts_text(from)?)
-        .fetch_all(self.pool())
-        .await
-        .ctx("list sessions")?;
+        let (from, to) = (ts_text(from)?, ts_text(to)?);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sessions_between_sql()))
+            .bind(&from)
+            .bind(&to)
+            .bind(&from)
+            .bind(&from)
+            .bind(&from)
+            .bind(TS_MAX)
+            .bind(&from)
+            .fetch_all(self.pool())
+            .await
+            .ctx("list sessions")?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -188,5 +212,49 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         ended.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
         Ok(ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's plan for the report's sessions query: each part walks an
+    /// index range; none walks every session begun before the day.
+    #[tokio::test]
+    async fn sessions_between_walks_index_ranges_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("g.db").display());
+        let store = Store::open(&url, "n1").await.unwrap();
+        let (a, b) = ("2026-03-10T00:00:00.000000Z", "2026-03-11T00:00:00.000000Z");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            sessions_between_sql()
+        )))
+        .bind(a)
+        .bind(b)
+        .bind(a)
+        .bind(a)
+        .bind(a)
+        .bind(TS_MAX)
+        .bind(a)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let plan: Vec<String> = rows
+            .iter()
+            .map(|r| get::<String>(r, "detail").unwrap())
+            .filter(|d| d.starts_with("SEARCH") || d.starts_with("SCAN"))
+            .collect();
+        assert_eq!(
+            plan,
+            [
+                "SEARCH sessions USING INDEX sessions_started (started_at>? AND started_at<?)",
+                "SEARCH sessions USING INDEX sessions_ended (ended_at>? AND ended_at<?)",
+                "SEARCH sessions USING INDEX sessions_ended (ended_at=?)",
+            ],
+            "{plan:?}"
+        );
+        store.close().await;
     }
 }
