@@ -93,7 +93,6 @@ on_both_backends!(
     sessions_lifecycle_and_kill_requests,
     lockout_counts_and_unlocks,
     grants_crud_and_expiry,
-    sources_first_seen,
     logins_before_a_day,
     events_by_time_in_order,
     report_login_history_from_the_store,
@@ -641,27 +640,6 @@ async fn grants_crud_and_expiry(db: Db) {
     assert_eq!(
         store.grant_get(other.id).await.unwrap().unwrap().state,
         GrantState::Approved
-    );
-}
-
-async fn sources_first_seen(db: Db) {
-    let store = db.open("n1").await;
-    let now = OffsetDateTime::now_utc();
-    assert!(store.source_seen("bob", "203.0.113.9", now).await.unwrap());
-    assert!(!store.source_seen("bob", "203.0.113.9", now).await.unwrap());
-    assert!(store.source_seen("bob", "203.0.113.10", now).await.unwrap());
-    assert!(
-        store
-            .source_seen("carol", "203.0.113.9", now)
-            .await
-            .unwrap()
-    );
-    let again = db.open("n2").await;
-    assert!(
-        !again
-            .source_seen("carol", "203.0.113.9", now)
-            .await
-            .unwrap()
     );
 }
 

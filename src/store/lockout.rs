@@ -78,25 +78,4 @@ impl Store {
             .ctx("unlock user")?;
         Ok(was_locked)
     }
-
-    /// Notes that `user` connected from `source`; `true` the first time
-    /// this user is seen from this address.
-    pub async fn source_seen(
-        &self,
-        user: &str,
-        source: &str,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO seen_sources (username, source, first_seen) VALUES ($1, $2, $3) \
-             ON CONFLICT (username, source) DO NOTHING",
-        )
-        .bind(user)
-        .bind(source)
-        .bind(ts_text(now)?)
-        .execute(self.pool())
-        .await
-        .ctx("record source address")?;
-        Ok(done.rows_affected() > 0)
-    }
 }
