@@ -124,6 +124,27 @@ impl ConnHandler {
         Auth::reject()
     }
 
+    /// Everything a key offer and a signed key both go through: the
+    /// prechecks, then the policy's verdict on this key from this address
+    /// now. `Ok` carries the staff name and the policy it was judged by;
+    /// `Err` is the refusal to send.
+    async fn check_key(
+        &mut self,
+        user: &str,
+        key: &russh::keys::PublicKey,
+    ) -> Result<(String, Arc<policy::Policy>), Auth> {
+        if let Some(refusal) = self.precheck(user).await {
+            return Err(refusal);
+        }
+        let staff = login::staff_part(user).unwrap_or_default().to_string();
+        let policy = self.shared.policy();
+        if let Err(d) = policy::authenticate(&policy, &staff, key, self.source(), Shared::now()) {
+            let count = d.code != DenyCode::UnknownUser;
+            return Err(self.refuse(user, &d.rule, d.code.as_str(), count).await);
+        }
+        Ok((staff, policy))
+    }
+
     /// Checks that come before looking at the key: rate limit, login name
     /// shape, lockout. `Some(auth)` is a refusal.
     async fn precheck(&mut self, user: &str) -> Option<Auth> {
@@ -199,23 +220,9 @@ impl Handler for ConnHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        if let Some(refusal) = self.precheck(user).await {
-            return Ok(refusal);
-        }
-        let staff = login::staff_part(user).unwrap_or_default().to_string();
-        let policy = self.shared.policy();
-        match policy::authenticate(
-            &policy,
-            &staff,
-            offer.public_key,
-            self.source(),
-            Shared::now(),
-        ) {
+        match self.check_key(user, offer.public_key).await {
             Ok(_) => Ok(Auth::Accept),
-            Err(d) => {
-                let count = d.code != DenyCode::UnknownUser;
-                Ok(self.refuse(user, &d.rule, d.code.as_str(), count).await)
-            }
+            Err(refusal) => Ok(refusal),
         }
     }
 
@@ -224,16 +231,10 @@ impl Handler for ConnHandler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        if let Some(refusal) = self.precheck(user).await {
-            return Ok(refusal);
-        }
-        let staff = login::staff_part(user).unwrap_or_default().to_string();
-        let policy = self.shared.policy();
-        let now = Shared::now();
-        if let Err(d) = policy::authenticate(&policy, &staff, key.public_key, self.source(), now) {
-            let count = d.code != DenyCode::UnknownUser;
-            return Ok(self.refuse(user, &d.rule, d.code.as_str(), count).await);
-        }
+        let (staff, policy) = match self.check_key(user, key.public_key).await {
+            Ok(checked) => checked,
+            Err(refusal) => return Ok(refusal),
+        };
         if let Err(e) = self.shared.store.auth_success(&staff).await {
             tracing::error!("cannot reset failure counter, refusing: {e}");
             return Ok(self
