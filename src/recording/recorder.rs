@@ -252,14 +252,6 @@ impl Streams {
         let stderr = hex(Stream::Stderr, &mut bytes.stderr);
         (bytes, [stdin, stdout, stderr])
     }
-
-    fn counts(&self) -> ByteCounts {
-        ByteCounts {
-            stdin: self.tally(Stream::Stdin).bytes,
-            stdout: self.tally(Stream::Stdout).bytes,
-            stderr: self.tally(Stream::Stderr).bytes,
-        }
-    }
 }
 
 /// A handle on a live recording. Clone it to feed it from several tasks;
@@ -632,7 +624,7 @@ impl Writer {
                         let _ = reply.send(result);
                         return;
                     }
-                    Some(cmd) => self.handle(cmd).await,
+                    Some(Cmd::Drain) => self.on_drain().await,
                     None => {
                         // Every handle dropped without finish (the session
                         // task died): close the recording properly anyway.
@@ -692,11 +684,10 @@ impl Writer {
         result
     }
 
-    async fn handle(&mut self, cmd: Cmd) -> Result<(), RecordingError> {
+    /// A handle found the batch full.
+    async fn on_drain(&mut self) -> Result<(), RecordingError> {
         self.drain();
-        if let Cmd::Drain = cmd
-            && self.pending.len() >= WRITE_THRESHOLD
-        {
+        if self.pending.len() >= WRITE_THRESHOLD {
             self.write_pending().await?;
         }
         Ok(())
@@ -895,7 +886,7 @@ impl Writer {
         let mut s = self.sidecar.clone();
         s.complete = false;
         s.signature = None;
-        s.bytes = self.streams.counts();
+        s.bytes = self.streams.totals().0;
         s.error = Some(reason);
         if let Err(e) = write_sidecar(s, self.sidecar_path.clone()).await {
             tracing::error!("cannot note the recording failure in the sidecar: {e}");
