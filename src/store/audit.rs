@@ -300,11 +300,7 @@ impl Store {
         .bind(since)
         .bind(until)
         .fetch(self.pool());
-        stop_after_error(rows.map(|row| {
-            row.ctx("read audit events")
-                .and_then(|r| StoredEvent::from_row(&r))
-                .and_then(StoredEvent::into_record)
-        }))
+        records(rows)
     }
 
     /// The events with `since <= ts < until` and a kind among `kinds`, as a
@@ -335,11 +331,7 @@ impl Store {
             query = query.bind(kind.to_string());
         }
         let rows = query.fetch(self.pool());
-        stop_after_error(rows.map(|row| {
-            row.ctx("read audit events")
-                .and_then(|r| StoredEvent::from_row(&r))
-                .and_then(StoredEvent::into_record)
-        }))
+        records(rows)
     }
 
     /// How many events with `since <= ts < until` have a kind not among
@@ -502,6 +494,17 @@ const LOGINS_SQL: &str = "SELECT username, source, MAX(ts) AS last FROM audit_ev
 
 /// Ends a stream after its first error, so callers that keep polling do not
 /// read on past a fault.
+/// Audit rows as records, ending after the first error.
+fn records<'a>(
+    rows: impl futures::Stream<Item = Result<AnyRow, sqlx::Error>> + Send + 'a,
+) -> BoxStream<'a, Result<AuditRecord, StoreError>> {
+    stop_after_error(rows.map(|row| {
+        row.ctx("read audit events")
+            .and_then(|r| StoredEvent::from_row(&r))
+            .and_then(StoredEvent::into_record)
+    }))
+}
+
 fn stop_after_error<'a, T: Send + 'a>(
     s: impl futures::Stream<Item = Result<T, StoreError>> + Send + 'a,
 ) -> BoxStream<'a, Result<T, StoreError>> {
