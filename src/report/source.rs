@@ -32,23 +32,6 @@ pub struct LoginHistory {
 }
 
 impl LoginHistory {
-    /// Takes one audit event into account (only `auth.success` counts).
-    pub fn note(&mut self, ev: &AuditRecord) {
-        if ev.kind != "auth.success" {
-            return;
-        }
-        let Some(user) = ev.user.as_deref() else {
-            return;
-        };
-        if let Ok(t) = OffsetDateTime::parse(&ev.ts, &time::format_description::well_known::Rfc3339)
-        {
-            self.note_login(user, t);
-        }
-        if let Some(src) = ev.source.as_deref() {
-            self.seen.insert((user.to_string(), src.to_string()));
-        }
-    }
-
     /// Takes one store row into account: `user`'s logins from `source`,
     /// the last at `last`.
     pub fn note_seen(&mut self, seen: LoginSeen) {
