@@ -38,6 +38,20 @@ fn bash(script: &str) -> (i32, String, String) {
     )
 }
 
+/// Runs `script`, whose sender prints the SHA-256 of what it sent on
+/// stderr and whose receiver prints that of what arrived on stdout, and
+/// checks that it succeeded and that both digests are there, once each,
+/// and equal.
+fn assert_arrived_intact(script: &str, what: &str) {
+    let (code, out, err) = bash(script);
+    assert_eq!(code, 0, "{err}");
+    let received = digests(&out);
+    let sent = digests(&err);
+    assert_eq!(received.len(), 1, "{what}: {out}");
+    assert_eq!(sent.len(), 1, "{what}: {err}");
+    assert_eq!(received, sent, "{what} differs");
+}
+
 #[test]
 fn one_gib_download_through_exec() {
     let w = setup(Backend::Sqlite).start();
@@ -47,13 +61,7 @@ fn one_gib_download_through_exec() {
         "set -o pipefail; {} 'head -c 1073741824 /dev/urandom | tee >(sha256sum >&2)' | sha256sum",
         ssh_line(&w.client, WEB1)
     );
-    let (code, out, err) = bash(&script);
-    assert_eq!(code, 0, "{err}");
-    let received = digests(&out);
-    let sent = digests(&err);
-    assert_eq!(received.len(), 1, "{out}");
-    assert_eq!(sent.len(), 1, "{err}");
-    assert_eq!(received, sent, "1 GiB download differs");
+    assert_arrived_intact(&script, "1 GiB download");
     let end =
         w.gh.wait_for_event("session.end", Duration::from_secs(10), |_| true);
     assert!(
@@ -69,13 +77,7 @@ fn one_gib_upload_through_exec() {
         "set -o pipefail; head -c 1073741824 /dev/urandom | tee >(sha256sum >&2) | {} sha256sum",
         ssh_line(&w.client, WEB1)
     );
-    let (code, out, err) = bash(&script);
-    assert_eq!(code, 0, "{err}");
-    let received = digests(&out);
-    let sent = digests(&err);
-    assert_eq!(received.len(), 1, "{out}");
-    assert_eq!(sent.len(), 1, "{err}");
-    assert_eq!(received, sent, "1 GiB upload differs");
+    assert_arrived_intact(&script, "1 GiB upload");
     let end =
         w.gh.wait_for_event("session.end", Duration::from_secs(10), |_| true);
     assert_eq!(detail(&end, "bytes_up"), 1u64 << 30, "{end:#}");
@@ -177,10 +179,7 @@ fn full_duplex_cat_200_mb() {
         "set -o pipefail; head -c 209715200 /dev/urandom | tee >(sha256sum >&2) | {} cat | sha256sum",
         ssh_line(&w.client, WEB1)
     );
-    let (code, out, err) = bash(&script);
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(digests(&out), digests(&err), "cat through the bastion");
-    assert_eq!(digests(&out).len(), 1);
+    assert_arrived_intact(&script, "cat through the bastion");
 }
 
 /// Runs `script` while sampling the bastion's RSS; returns (exit code,
