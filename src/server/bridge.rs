@@ -39,32 +39,43 @@ pub async fn run(
         .base_event(EventKind::Exec)
         .detail("kind", start.kind())
         .detail("pty", has_pty);
-    match &start {
-        Start::Exec(cmd) => {
-            ev = ev.detail("command", cmd.clone());
-            if let Err(d) = crate::policy::check_command(&target.server, cmd, false) {
-                state
-                    .shared
-                    .audit(
-                        state
-                            .base_event(EventKind::CommandBlocked)
-                            .detail("command", cmd.clone())
-                            .detail("reason", d.reason.clone())
-                            .detail("rule", d.rule.clone()),
-                    )
-                    .await;
-                refuse(
-                    &client,
-                    has_pty,
-                    &format!("gatehouse: access denied: {}", d.reason),
-                    1,
-                )
-                .await;
-                return;
-            }
+    let checked = match &start {
+        Start::Exec(cmd) => crate::policy::check_command(&target.server, cmd, false),
+        Start::Shell => crate::policy::check_open_session(&target.server, "a shell"),
+        Start::Subsystem(name) => {
+            crate::policy::check_open_session(&target.server, &format!("subsystem {name}"))
         }
+    };
+    match &start {
+        Start::Exec(cmd) => ev = ev.detail("command", cmd.clone()),
         Start::Subsystem(name) => ev = ev.detail("subsystem", name.clone()),
         Start::Shell => {}
+    }
+    if let Err(d) = checked {
+        let command = match &start {
+            Start::Exec(cmd) => cmd.clone(),
+            Start::Shell => "(shell)".to_string(),
+            Start::Subsystem(name) => format!("(subsystem {name})"),
+        };
+        state
+            .shared
+            .audit(
+                state
+                    .base_event(EventKind::CommandBlocked)
+                    .detail("command", command)
+                    .detail("kind", start.kind())
+                    .detail("reason", d.reason.clone())
+                    .detail("rule", d.rule.clone()),
+            )
+            .await;
+        refuse(
+            &client,
+            has_pty,
+            &format!("gatehouse: access denied: {}", d.reason),
+            1,
+        )
+        .await;
+        return;
     }
     if !state.shared.audit(ev).await {
         refuse(
