@@ -68,6 +68,12 @@ impl Policy {
         check::load_dir(dir)
     }
 
+    /// [`Policy::load_dir`], with the digest of the files read even when
+    /// they are invalid (equal to the policy's `digest` when valid).
+    pub fn load_dir_with_digest(dir: &Path) -> (String, Result<Policy, Vec<Diagnostic>>) {
+        check::load_dir_with_digest(dir)
+    }
+
     /// Builds a policy from in-memory `(file name, text)` pairs.
     pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Policy, Vec<Diagnostic>> {
         check::from_sources(sources)
