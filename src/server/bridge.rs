@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 
 use super::channel::{ChanEvent, ClientWriter, PtyReq, Start, refuse};
 use super::conn::ConnState;
-use super::lineedit::{LineTracker, Segment};
+use super::lineedit::{BLOCKED_ENTER, LineTracker, Segment};
+use super::notice::{self, OutputSeen};
 use super::sftp::{SftpAudit, SftpOp};
 use crate::audit::EventKind;
 use crate::policy;
@@ -204,6 +205,7 @@ pub async fn run(
         Start::Shell if has_pty => Inspect::Shell {
             tracker: Mutex::new(LineTracker::new()),
             server: Box::new(target.server.clone()),
+            seen: OutputSeen::default(),
         },
         Start::Subsystem(name) if name == "sftp" => Inspect::Sftp {
             audit: Mutex::new(SftpAudit::new()),
@@ -416,6 +418,9 @@ async fn pump(
                     if client.data_bytes(data).await.is_err() {
                         break;
                     }
+                    if let Inspect::Shell { seen, .. } = inspect {
+                        seen.bump();
+                    }
                     down += n;
                     state.bytes_down.fetch_add(n, Ordering::Relaxed);
                     state.touch();
@@ -534,6 +539,8 @@ pub enum Inspect {
     Shell {
         tracker: Mutex<LineTracker>,
         server: Box<policy::Server>,
+        /// Output written to the client, to place a blocked line's notice.
+        seen: OutputSeen,
     },
     /// The sftp subsystem: file operations become `sftp.op` events.
     Sftp {
@@ -553,7 +560,12 @@ async fn shell_input(
     inspect: &Inspect,
     input: &[u8],
 ) -> Result<(), ()> {
-    let Inspect::Shell { tracker, server } = inspect else {
+    let Inspect::Shell {
+        tracker,
+        server,
+        seen,
+    } = inspect
+    else {
         return Err(());
     };
     let segments = match tracker.lock() {
@@ -575,19 +587,25 @@ async fn shell_input(
                     .find_map(|c| policy::check_command(server, c, true).err());
                 match blocked {
                     Some(d) => {
+                        // Kill the line, let the shell's redraw reach the
+                        // screen, tell the user, then the Enter for a fresh
+                        // prompt below the notice (server::notice).
+                        let mut redraw = seen.watch();
                         twrite
-                            .data_bytes(sub.blocked_replacement())
+                            .data_bytes(sub.blocked_kill())
                             .await
                             .map_err(|_| ())?;
+                        notice::redrawn(&mut redraw).await;
                         let _ = client
                             .extended_data_bytes(
                                 1,
-                                bytes::Bytes::from(format!(
-                                    "\r\ngatehouse: command blocked: {}\r\n",
-                                    d.reason
-                                )),
+                                bytes::Bytes::from(notice::blocked_line(&d.reason)),
                             )
                             .await;
+                        twrite
+                            .data_bytes(vec![BLOCKED_ENTER])
+                            .await
+                            .map_err(|_| ())?;
                         state
                             .shared
                             .audit(
