@@ -170,32 +170,84 @@ impl AuditEvent {
             detail: serde_json::Value::Object(Default::default()),
         }
     }
+    // Every string field and detail passes through `escape_bidi` here, the
+    // one way events are built, so peer input (login names, commands,
+    // paths, reasons) cannot reorder how an event reads.
     pub fn user(mut self, u: impl Into<String>) -> Self {
-        self.user = Some(u.into());
+        self.user = Some(escape_bidi(u.into()));
         self
     }
     pub fn server(mut self, s: impl Into<String>) -> Self {
-        self.server = Some(s.into());
+        self.server = Some(escape_bidi(s.into()));
         self
     }
     pub fn account(mut self, a: impl Into<String>) -> Self {
-        self.account = Some(a.into());
+        self.account = Some(escape_bidi(a.into()));
         self
     }
     pub fn session(mut self, s: impl Into<String>) -> Self {
-        self.session = Some(s.into());
+        self.session = Some(escape_bidi(s.into()));
         self
     }
     pub fn source(mut self, s: impl Into<String>) -> Self {
-        self.source = Some(s.into());
+        self.source = Some(escape_bidi(s.into()));
         self
     }
     /// Adds one key to the `detail` object.
     pub fn detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
         if let serde_json::Value::Object(m) = &mut self.detail {
-            m.insert(key.to_string(), value.into());
+            let mut value = value.into();
+            escape_bidi_in(&mut value);
+            m.insert(escape_bidi(key.to_string()), value);
         }
         self
+    }
+}
+
+/// The Unicode bidirectional controls: embeddings and overrides
+/// (U+202A..U+202E, the right-to-left override among them), isolates
+/// (U+2066..U+2069), and the marks U+200E, U+200F and U+061C. In a terminal,
+/// a log viewer or a browser they make text read in another order than it
+/// is stored (`rm -rf /tmp/x` shown as something harmless).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+}
+
+/// Writes each bidirectional control as the visible text `<U+202E>`: the
+/// event still shows that one was sent, but it no longer acts.
+pub fn escape_bidi(s: String) -> String {
+    if !s.chars().any(is_bidi_control) {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_bidi_control(c) {
+            out.push_str(&format!("<U+{:04X}>", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`escape_bidi`] on every string in a JSON value, keys included.
+fn escape_bidi_in(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => *s = escape_bidi(std::mem::take(s)),
+        Value::Array(items) => items.iter_mut().for_each(escape_bidi_in),
+        Value::Object(m) => {
+            if m.keys().any(|k| k.chars().any(is_bidi_control)) {
+                let old = std::mem::take(m);
+                for (k, mut val) in old {
+                    escape_bidi_in(&mut val);
+                    m.insert(escape_bidi(k), val);
+                }
+            } else {
+                m.values_mut().for_each(escape_bidi_in);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
 
@@ -221,6 +273,35 @@ pub struct AuditRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bidi_controls_are_escaped_in_every_field() {
+        let rlo = "rm -rf /tmp/x\u{202e}txt.exe";
+        let ev = AuditEvent::new(EventKind::Exec)
+            .user("bob\u{2066}")
+            .server("web\u{200f}")
+            .detail("command", rlo)
+            .detail("nested", serde_json::json!({"k\u{202a}": ["\u{061c}a", 1]}));
+        assert_eq!(ev.user.as_deref(), Some("bob<U+2066>"));
+        assert_eq!(ev.server.as_deref(), Some("web<U+200F>"));
+        assert_eq!(ev.detail["command"], "rm -rf /tmp/x<U+202E>txt.exe");
+        assert_eq!(
+            ev.detail["nested"],
+            serde_json::json!({"k<U+202A>": ["<U+061C>a", 1]})
+        );
+        for c in [
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200e}', '\u{200f}', '\u{061c}',
+        ] {
+            assert!(is_bidi_control(c), "{c:?}");
+            assert!(!escape_bidi(format!("a{c}b")).contains(c));
+        }
+        // Everything else is left alone, other Unicode included.
+        assert_eq!(
+            escape_bidi("ünï \u{200d} עברית".into()),
+            "ünï \u{200d} עברית"
+        );
+    }
 
     #[test]
     fn kinds_round_trip_through_their_names() {

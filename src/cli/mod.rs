@@ -10,6 +10,7 @@ use crate::config::Config;
 
 mod audit;
 mod grant;
+mod operator;
 mod policy;
 mod recordings;
 mod report;

@@ -16,6 +16,7 @@ pub async fn run(config: Config, cmd: ReportCmd) -> anyhow::Result<i32> {
                 None => yesterday(now),
             };
             let formats = Format::parse_list(&format).map_err(|m| super::Exit::new(2, m))?;
+            let own_folder = out.is_none();
             let out = out.unwrap_or_else(|| config.reports.clone());
             let policy = Policy::load_dir(&config.policies).map_err(|diags| {
                 let first = diags.first().map(|d| d.to_string()).unwrap_or_default();
@@ -29,6 +30,9 @@ pub async fn run(config: Config, cmd: ReportCmd) -> anyhow::Result<i32> {
             let report = generate(&config, &source, &policy, date, now).await?;
             let recordings = config.recordings.clone();
             let written = tokio::task::spawn_blocking(move || {
+                if own_folder {
+                    crate::report::secure_reports_folder(&out)?;
+                }
                 write_report(&report, &formats, &out, &recordings)
             })
             .await??;

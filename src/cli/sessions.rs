@@ -122,7 +122,7 @@ async fn kill(store: &Store, id: &str) -> anyhow::Result<i32> {
         .session(session.id.clone())
         .source(session.source.clone())
         .detail("requested_via", "cli")
-        .detail("requested_by", super::unlock::os_user())
+        .detail("requested_by", super::operator::name())
         .detail("node", session.node.clone());
     ev.server = session.server.clone();
     ev.account = session.account.clone();

@@ -18,7 +18,7 @@ pub async fn run(config: Config, user: &str) -> anyhow::Result<i32> {
                 .user(user)
                 .detail("was_locked", was_locked)
                 .detail("requested_via", "cli")
-                .detail("requested_by", os_user()),
+                .detail("requested_by", super::operator::name()),
         )
         .await
         .context("cannot write the audit event; nothing was unlocked")?;
@@ -29,17 +29,4 @@ pub async fn run(config: Config, user: &str) -> anyhow::Result<i32> {
         println!("{user} was not locked out (failure count reset)");
     }
     Ok(0)
-}
-
-/// Who ran this command on the bastion host, for the audit detail: the
-/// sudo caller when there is one, else the login name, else the uid.
-pub(super) fn os_user() -> String {
-    ["SUDO_USER", "LOGNAME", "USER"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            let uid = unsafe { libc::getuid() };
-            format!("uid {uid}")
-        })
 }

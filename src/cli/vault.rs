@@ -149,10 +149,7 @@ async fn rotate(config: &Config, server: &str, account: &str) -> anyhow::Result<
 
 /// Who ran the command on the bastion host, for the audit trail.
 fn operator() -> String {
-    ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
+    super::operator::name()
 }
 
 /// Writes an audit event after a change; a failure is reported as such so

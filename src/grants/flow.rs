@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::{Grant, GrantRefusal, GrantState, check_decide, check_revoke};
 use crate::audit::{AuditEvent, EventKind};
-use crate::policy::{Policy, Role};
+use crate::policy::{Mode, Policy, Principal, Role};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,40 @@ pub struct NewRequest {
 /// Longest grant one may request (a year): longer is `--permanent`.
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
+/// Longest `--reason` (request) or deny note, in characters. A longer one
+/// is refused, never cut: the ticket number often stands at its end.
+pub const MAX_REASON: usize = 500;
+
+/// The one answer for a server that does not exist and one the user may
+/// not ask a grant for (contract section 5: never reveal which).
+pub const NOT_REQUESTABLE: &str = "no such server, or no grant can be requested for it";
+
+/// Who may ask a grant for what: a staff member may request one only for a
+/// server whose `allow` list names them or one of their groups (and that
+/// is not a `clone`, which nothing opens). Everything else, unknown
+/// servers included, gets [`NOT_REQUESTABLE`].
+pub fn requestable(policy: &Policy, user: &str, server: &str) -> bool {
+    let (Some(u), Some(s)) = (policy.user(user), policy.server(server)) else {
+        return false;
+    };
+    s.mode != Mode::Clone
+        && s.allow.iter().any(|p| match p {
+            Principal::User(n) => *n == u.name,
+            Principal::Group(g) => u.groups.contains(g),
+        })
+}
+
+/// Refuses an over-long reason or note, saying the limit.
+fn check_length(what: &str, text: &str) -> Result<(), FlowError> {
+    let n = text.chars().count();
+    if n > MAX_REASON {
+        return Err(FlowError::Refused(format!(
+            "{what} is too long ({n} characters; at most {MAX_REASON})"
+        )));
+    }
+    Ok(())
+}
+
 fn event(kind: EventKind, actor: &str, g: &Grant) -> AuditEvent {
     AuditEvent::new(kind)
         .user(actor)
@@ -57,8 +91,9 @@ fn event(kind: EventKind, actor: &str, g: &Grant) -> AuditEvent {
         .detail("state", g.state.as_str())
 }
 
-/// Validates a request against the policy (the server exists and the
-/// accounts and ports are its own) and stores it pending.
+/// Validates a request against the policy (the user may ask for this
+/// server, see [`requestable`]; the accounts are its own; the reason is
+/// given and not over [`MAX_REASON`]) and stores it pending.
 pub async fn request(
     store: &Store,
     policy: &Policy,
@@ -69,17 +104,18 @@ pub async fn request(
     if policy.user(&req.user).is_none() {
         return Err(FlowError::Refused(format!("unknown user {}", req.user)));
     }
-    // Unknown servers get the same answer as servers one may not ask for.
-    let Some(server) = policy.server(&req.server) else {
-        return Err(FlowError::Refused(
-            "no such server, or no grant can be requested for it".into(),
-        ));
+    // Decided first, before anything that depends on the server, so that
+    // an unknown server and one the user may not ask for answer alike.
+    let server = match policy.server(&req.server) {
+        Some(s) if requestable(policy, &req.user, &s.name) => s,
+        _ => return Err(FlowError::Refused(NOT_REQUESTABLE.into())),
     };
     if req.reason.trim().is_empty() {
         return Err(FlowError::Refused(
             "a reason (the ticket) is required: --reason TEXT".into(),
         ));
     }
+    check_length("the reason", &req.reason)?;
     if req.permanent == req.duration.is_some() {
         return Err(FlowError::Refused(
             "give exactly one of --for DURATION or --permanent".into(),
@@ -115,7 +151,7 @@ pub async fn request(
         accounts,
         ports: req.ports,
         from: req.from,
-        reason: req.reason.chars().take(500).collect(),
+        reason: req.reason,
         state: GrantState::Pending,
         requested_by: req.user,
         approved_by: None,
@@ -183,12 +219,15 @@ pub async fn deny(
     note: Option<String>,
     now: OffsetDateTime,
 ) -> Result<Grant, FlowError> {
+    if let Some(n) = &note {
+        check_length("the note (--reason)", n)?;
+    }
     let mut g = load(store, id).await?;
     check_decide(&g, actor, is_approver(policy, actor))?;
     g.state = GrantState::Denied;
     g.decided_by = Some(actor.to_string());
     g.decided_at = Some(now);
-    g.decision_note = note.map(|n| n.chars().take(500).collect());
+    g.decision_note = note;
     store.grant_update(&g).await?;
     store
         .audit(&event(EventKind::GrantDenied, actor, &g).detail("note", g.decision_note.clone()))
@@ -273,6 +312,49 @@ pub fn parse_cidrs(s: &str) -> Result<Vec<IpNet>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FP: &str = "SHA256:uW/wWVh7lMqOJqNDP3G5gZ9mZFhQG2oIFjelE+vdrnM";
+
+    fn policy() -> Policy {
+        let server = |name: &str, mode: &str, allow: &str, extra: &str| {
+            format!(
+                "[[server]]\nname = \"{name}\"\naddress = \"10.0.0.1:22\"\nhost_key = \"{FP}\"\nmode = \"{mode}\"\naccounts = [\"root\"]\nallow = [{allow}]\n{extra}\n"
+            )
+        };
+        let text = "[[user]]\nname = \"bob\"\nkeys = []\ngroups = [\"support\"]\n\n\
+                    [[user]]\nname = \"eve\"\nkeys = []\n\n"
+            .to_string()
+            + &server("db", "on-request", "\"group:support\"", "")
+            + &server("mine", "ssh-forwarding", "\"user:eve\"", "")
+            + &server("other", "on-request", "\"user:eve\"", "")
+            + &server("old", "clone", "\"group:support\"", "clone = \"db\"");
+        Policy::from_sources(&[("p.toml".into(), text)]).unwrap()
+    }
+
+    #[test]
+    fn grants_are_requested_only_where_allow_names_the_user() {
+        let p = policy();
+        assert!(requestable(&p, "bob", "db"));
+        assert!(requestable(&p, "eve", "mine"));
+        assert!(requestable(&p, "eve", "other"));
+        // Exists but does not list bob, does not exist, or is a clone.
+        assert!(!requestable(&p, "bob", "other"));
+        assert!(!requestable(&p, "bob", "nosuch"));
+        assert!(!requestable(&p, "bob", "old"));
+        assert!(!requestable(&p, "nobody", "db"));
+    }
+
+    #[test]
+    fn long_reasons_are_refused_with_the_limit() {
+        assert!(check_length("the reason", &"x".repeat(MAX_REASON)).is_ok());
+        // Characters, not bytes.
+        assert!(check_length("the reason", &"é".repeat(MAX_REASON)).is_ok());
+        let e = check_length("the reason", &"x".repeat(MAX_REASON + 1)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the reason is too long (501 characters; at most 500)"
+        );
+    }
 
     #[test]
     fn ports_and_cidrs_parse_strictly() {

@@ -24,6 +24,14 @@ use super::{Diagnostic, Mode, Policy, Principal, RecordMode, Role, Server, Staff
 const MAX_NAME: usize = 64;
 
 pub fn load_dir(dir: &Path) -> Result<Policy, Vec<Diagnostic>> {
+    load_dir_with_digest(dir).1
+}
+
+/// [`load_dir`], with the digest of what was read (the files' names and
+/// contents; a valid policy's `digest` is the same value) whether or not it
+/// is valid: from one read, so a watcher can tell an invalid folder it has
+/// already rejected from a new edit.
+pub fn load_dir_with_digest(dir: &Path) -> (String, Result<Policy, Vec<Diagnostic>>) {
     let (sources, mut problems) = raw::read_dir_sources(dir);
     // The digest uses names relative to the folder, so that the same files
     // give the same digest wherever the folder lives (several nodes).
@@ -31,7 +39,9 @@ pub fn load_dir(dir: &Path) -> Result<Policy, Vec<Diagnostic>> {
         .iter()
         .map(|(p, _)| p.strip_prefix(dir).unwrap_or(p).to_path_buf())
         .collect();
-    match build(&sources, |i| named.get(i).map(PathBuf::as_path)) {
+    let name = |i: usize| named.get(i).map(PathBuf::as_path);
+    let digest = content_digest(&sources, name);
+    let result = match build(&sources, name) {
         Ok(policy) if problems.is_empty() => Ok(policy),
         Ok(_) => {
             sort(&mut problems);
@@ -42,7 +52,26 @@ pub fn load_dir(dir: &Path) -> Result<Policy, Vec<Diagnostic>> {
             sort(&mut problems);
             Err(problems)
         }
+    };
+    (digest, result)
+}
+
+/// SHA-256 over each file's name (from `digest_name`, else its path) and
+/// text, length-prefixed, in order.
+fn content_digest<'n>(
+    sources: &[(PathBuf, String)],
+    digest_name: impl Fn(usize) -> Option<&'n Path>,
+) -> String {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for (i, (path, text)) in sources.iter().enumerate() {
+        let name = digest_name(i).unwrap_or(path);
+        let name = name.to_string_lossy();
+        ctx.update(&(name.len() as u64).to_be_bytes());
+        ctx.update(name.as_bytes());
+        ctx.update(&(text.len() as u64).to_be_bytes());
+        ctx.update(text.as_bytes());
     }
+    hex::encode(ctx.finish().as_ref())
 }
 
 pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Policy, Vec<Diagnostic>> {
@@ -298,22 +327,14 @@ fn build<'n>(
         return Err(diags);
     }
 
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    for (i, (path, text)) in sources.iter().enumerate() {
-        let name = digest_name(i).unwrap_or(path);
-        let name = name.to_string_lossy();
-        ctx.update(&(name.len() as u64).to_be_bytes());
-        ctx.update(name.as_bytes());
-        ctx.update(&(text.len() as u64).to_be_bytes());
-        ctx.update(text.as_bytes());
-    }
+    let digest = content_digest(sources, digest_name);
     Ok(Policy {
         users: user_map,
         servers: kept
             .into_iter()
             .map(|d| (d.server.name.clone(), d.server))
             .collect(),
-        digest: hex::encode(ctx.finish().as_ref()),
+        digest,
         files: sources.iter().map(|(p, _)| p.clone()).collect(),
     })
 }

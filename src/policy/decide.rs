@@ -614,6 +614,24 @@ pub fn check_command(server: &Server, command: &str, interactive: bool) -> Resul
     }
 }
 
+/// A shell or a subsystem (`what`: `"a shell"`, `"subsystem sftp"`) on a
+/// server that sets `allow_commands`: refused. Such a server runs only the
+/// commands its list names, and a shell or an SFTP session would run
+/// anything, past the list (fail closed). Without the list: allowed.
+pub fn check_open_session(server: &Server, what: &str) -> Result<(), Denial> {
+    if server.allow_commands.is_empty() {
+        return Ok(());
+    }
+    Err(denial(
+        DenyCode::CommandBlocked,
+        format!("{what} is not allowed: this server runs only the commands of its allow list"),
+        format!(
+            "{} allow_commands ({}) is set: exec commands only",
+            server.name, server.origin
+        ),
+    ))
+}
+
 /// Whether a session as `account` on `server` must be recorded.
 ///
 /// A glob that does not compile counts as matching: recording too much is
@@ -1450,6 +1468,21 @@ keys = []
             blocked("passwd root", true).as_deref(),
             Some("command blocked by policy: passwd*")
         );
+    }
+
+    #[test]
+    fn allow_commands_refuse_shells_and_subsystems() {
+        let listed = command_server("[]", r#"["ls*"]"#);
+        let d = check_open_session(&listed, "a shell").unwrap_err();
+        assert_eq!(d.code, DenyCode::CommandBlocked);
+        assert_eq!(
+            d.reason,
+            "a shell is not allowed: this server runs only the commands of its allow list"
+        );
+        assert!(check_open_session(&listed, "subsystem sftp").is_err());
+        let open = command_server(r#"["rm*"]"#, "[]");
+        assert!(check_open_session(&open, "a shell").is_ok());
+        assert!(check_open_session(&open, "subsystem sftp").is_ok());
     }
 
     #[test]

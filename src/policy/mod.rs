@@ -24,7 +24,8 @@ mod raw;
 
 pub use check::{parse_address, parse_cidr};
 pub use decide::{
-    Reach, ReachGrant, authenticate, check_command, decide, reachable, should_record,
+    Reach, ReachGrant, authenticate, check_command, check_open_session, decide, reachable,
+    should_record,
 };
 
 /// One problem found in a policy file.
@@ -65,6 +66,12 @@ impl Policy {
     /// Reads and merges every `*.toml` under `dir` (recursively, sorted).
     pub fn load_dir(dir: &Path) -> Result<Policy, Vec<Diagnostic>> {
         check::load_dir(dir)
+    }
+
+    /// [`Policy::load_dir`], with the digest of the files read even when
+    /// they are invalid (equal to the policy's `digest` when valid).
+    pub fn load_dir_with_digest(dir: &Path) -> (String, Result<Policy, Vec<Diagnostic>>) {
+        check::load_dir_with_digest(dir)
     }
 
     /// Builds a policy from in-memory `(file name, text)` pairs.

@@ -539,7 +539,6 @@ impl DayBuilder {
                 end: ended,
                 bytes_up: up,
                 bytes_down: down,
-                recorded: row.recorded,
                 grant: row.grant_id.or(ev.and_then(|e| e.grant)),
                 mode: row.mode.clone().or(ev.and_then(|e| e.mode.clone())),
                 flagged: ev.is_some_and(|e| e.flagged),
@@ -564,7 +563,6 @@ impl DayBuilder {
                 end: e.end,
                 bytes_up: e.bytes_up.unwrap_or(0),
                 bytes_down: e.bytes_down.unwrap_or(0),
-                recorded: false,
                 grant: e.grant,
                 mode: e.mode.clone(),
                 flagged: e.flagged,
@@ -587,13 +585,13 @@ impl DayBuilder {
                 .clone()
                 .or_else(|| server_modes.get(d.server.as_str()).map(|m| m.to_string()));
             let flagged = d.flagged || mode.as_deref() == Some("global");
+            // Recorded means a recording exists on disk. The session row's
+            // flag only says one was due: a session refused before any
+            // channel ran (or one that never opened a shell) has none, and
+            // must not be shown with a link to a cast that does not exist.
             let rec = recs_by_session.get(d.id.as_str());
-            let recorded = d.recorded || rec.is_some();
-            let recording_path = match rec {
-                Some(r) => Some(r.path.clone()),
-                None if recorded => Some(format!("{}/{}.cast", day(d.start.date()), d.id)),
-                None => None,
-            };
+            let recorded = rec.is_some();
+            let recording_path = rec.map(|r| r.path.clone());
             let before = d.start < self.start;
             let today = !before && d.start < self.end;
             let ooh = today && !hours.contains(d.start);
@@ -675,7 +673,7 @@ impl DayBuilder {
                 duration_secs: d.end.map(|e| (e - d.start).whole_seconds().max(0)),
                 live: d.end.is_none(),
                 started_before_day: before,
-                recording: recorded.then(|| rec.map_or_else(|| d.id.clone(), |r| r.id.clone())),
+                recording: rec.map(|r| r.id.clone()),
                 recording_path,
                 recorded,
                 mode,
@@ -1067,7 +1065,6 @@ struct Draft {
     end: Option<OffsetDateTime>,
     bytes_up: i64,
     bytes_down: i64,
-    recorded: bool,
     grant: Option<i64>,
     mode: Option<String>,
     flagged: bool,

@@ -35,11 +35,7 @@ pub fn clean(s: &str) -> Cow<'_, str> {
 }
 
 fn needs_cleaning(c: char) -> bool {
-    c.is_control() || is_bidi_control(c)
-}
-
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+    c.is_control() || crate::audit::is_bidi_control(c)
 }
 
 /// Skips a CSI sequence's parameters and intermediates through its final
@@ -172,6 +168,14 @@ mod tests {
         assert_eq!(clean("a\x00b\x7fc\x08d"), "abcd");
         assert_eq!(clean("line1\nline2\tx\r"), "line1 line2 x ");
         assert_eq!(clean("abc\u{202e}fed"), "abcfed");
+        // Every bidi control, and the escaped form the audit stores.
+        assert_eq!(
+            clean(
+                "a\u{202a}\u{202b}\u{202c}\u{202d}\u{2066}\u{2067}\u{2068}\u{2069}\u{200e}\u{200f}\u{061c}b"
+            ),
+            "ab"
+        );
+        assert_eq!(html("x<U+202E>y"), "x&lt;U+202E&gt;y");
         assert_eq!(clean("plain ünïcode"), "plain ünïcode");
         assert!(matches!(clean("plain"), Cow::Borrowed(_)));
         // A lone ESC at the end, or a cut-off sequence, leaves nothing behind.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use time::{Date, Duration, OffsetDateTime, Time};
 
 use super::source::{LiveSource, ReportSource, generate};
-use super::write::{Format, report_path, write_report};
+use super::write::{Format, report_path, secure_reports_folder, write_report};
 use super::{ReportError, yesterday};
 use crate::config::Config;
 use crate::policy::Policy;
@@ -54,10 +54,12 @@ pub async fn write_if_missing<S: ReportSource>(
     let recordings = config.recordings.clone();
     // Blocking file work off the runtime; it also finishes even if the job
     // is aborted at shutdown, so no temporary file is left behind.
-    let written =
-        tokio::task::spawn_blocking(move || write_report(&report, &Format::ALL, &out, &recordings))
-            .await
-            .map_err(|e| ReportError::Render(e.to_string()))??;
+    let written = tokio::task::spawn_blocking(move || {
+        secure_reports_folder(&out)?;
+        write_report(&report, &Format::ALL, &out, &recordings)
+    })
+    .await
+    .map_err(|e| ReportError::Render(e.to_string()))??;
     Ok(Some(written))
 }
 

@@ -44,7 +44,7 @@ pub use input::{
 pub use job::daily_job;
 pub use model::Report;
 pub use source::{LiveSource, LoginHistory, ReportSource, gather, generate};
-pub use write::{Format, report_path, write_report};
+pub use write::{Format, report_path, secure_reports_folder, write_report};
 
 use crate::store::StoreError;
 

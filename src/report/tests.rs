@@ -543,8 +543,11 @@ fn a_synthetic_day_fills_every_section() {
     assert_eq!(s2["out_of_hours"], true);
     assert_eq!(s2["live"], true);
     assert_eq!(s2["duration_secs"], Value::Null);
-    assert_eq!(s2["recorded"], true);
-    assert_eq!(s2["recording_path"], "2026-03-10/s2.cast");
+    // Its row says a recording was due, but no cast exists: not shown as
+    // recorded, and no link to a file that is not there.
+    assert_eq!(s2["recorded"], false);
+    assert_eq!(s2["recording"], Value::Null);
+    assert_eq!(s2["recording_path"], Value::Null);
     let s0 = by(sessions, "id", "s0");
     assert_eq!(s0["started_before_day"], true);
     assert_eq!(s0["out_of_hours"], false, "reported on its own day");
@@ -753,8 +756,8 @@ fn a_synthetic_day_fills_every_section() {
         "the event of the day before is not counted"
     );
     assert_eq!(s["sessions"], 4);
-    assert_eq!(s["sessions_recorded"], 2);
-    assert_eq!(s["sessions_unrecorded"], 2);
+    assert_eq!(s["sessions_recorded"], 1, "s1; s2 has no cast");
+    assert_eq!(s["sessions_unrecorded"], 3);
     assert_eq!(s["sessions_flagged"], 1);
     assert_eq!(s["sessions_out_of_hours"], 1);
     assert_eq!(s["command_mode_logins"], 1);
@@ -1169,6 +1172,8 @@ fn hostile_report() -> Report {
                 rule: HOSTILE[3].into(),
             },
         }],
+        // Its cast exists: linked, through the encoder.
+        recordings: vec![rec("h1", DAY, Some("h1"), ReviewState::Unreviewed)],
         ..ReportInput::default()
     };
     build(&input, DAY)
@@ -1342,6 +1347,22 @@ fn files_are_written_for_each_format() {
         4,
         "no temporary files"
     );
+    // Not for every local user: files 0640 in a 0750 folder.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), 0o750, "{}", out.display());
+    for p in &written {
+        assert_eq!(mode(p), 0o640, "{}", p.display());
+    }
+    // Gatehouse's own folder, made world-readable by hand: tightened, never
+    // loosened.
+    use crate::report::secure_reports_folder;
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    secure_reports_folder(&out).unwrap();
+    assert_eq!(mode(&out), 0o750);
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o700)).unwrap();
+    secure_reports_folder(&out).unwrap();
+    assert_eq!(mode(&out), 0o700);
     // To look at it: GATEHOUSE_KEEP_REPORT=/tmp/day.html
     if let Some(keep) = std::env::var_os("GATEHOUSE_KEEP_REPORT") {
         std::fs::copy(out.join("2026-03-10.html"), keep).unwrap();

@@ -3,11 +3,17 @@
 //! over the target), so a reader never sees half a report.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use super::ReportError;
 use super::model::Report;
 use super::render;
+
+/// Mode of each report file: owner read-write, group read.
+pub const FILE_MODE: u32 = 0o640;
+/// Mode of a report folder this module creates.
+pub const DIR_MODE: u32 = 0o750;
 
 /// An output format of `report daily --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,7 +82,19 @@ pub fn write_report(
     out: &Path,
     recordings_root: &Path,
 ) -> Result<Vec<PathBuf>, ReportError> {
-    std::fs::create_dir_all(out).map_err(|e| ReportError::io(out, e))?;
+    // Reports name people, sources and commands: not for every local user.
+    // Only folders made here get 0750 (set again past the umask for the
+    // folder itself); an existing one keeps its mode.
+    let existed = out.is_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(out)
+        .map_err(|e| ReportError::io(out, e))?;
+    if !existed {
+        std::fs::set_permissions(out, std::fs::Permissions::from_mode(DIR_MODE))
+            .map_err(|e| ReportError::io(out, e))?;
+    }
     let links = render::Links {
         recordings: relative_url(out, recordings_root),
     };
@@ -95,7 +113,27 @@ pub fn write_report(
     Ok(written)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder.
+/// Tightens the configured reports folder (`[server] reports`, Gatehouse's
+/// own) to at most [`DIR_MODE`]: a folder made earlier by hand or by an
+/// older version may be world-readable. Never loosens it, and is not used
+/// for a `--out` folder, which may be anyone's.
+pub fn secure_reports_folder(dir: &Path) -> Result<(), ReportError> {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => m,
+        // Missing: write_report creates it with DIR_MODE.
+        _ => return Ok(()),
+    };
+    let mode = meta.permissions().mode();
+    let tight = mode & !(0o777 & !DIR_MODE);
+    if tight != mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(tight))
+            .map_err(|e| ReportError::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` (mode [`FILE_MODE`]) through a temporary file
+/// in the same folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let dir = path
         .parent()
@@ -111,7 +149,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
         rand::random::<u32>()
     ));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        // Exactly FILE_MODE, whatever the umask.
+        f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 
 use super::channel::{ChanEvent, ClientWriter, PtyReq, Start, refuse};
 use super::conn::ConnState;
-use super::lineedit::{LineTracker, Segment};
+use super::lineedit::{BLOCKED_ENTER, LineTracker, Segment};
+use super::notice::{self, OutputSeen};
 use super::sftp::{SftpAudit, SftpOp};
 use crate::audit::EventKind;
 use crate::policy;
@@ -39,32 +40,43 @@ pub async fn run(
         .base_event(EventKind::Exec)
         .detail("kind", start.kind())
         .detail("pty", has_pty);
-    match &start {
-        Start::Exec(cmd) => {
-            ev = ev.detail("command", cmd.clone());
-            if let Err(d) = crate::policy::check_command(&target.server, cmd, false) {
-                state
-                    .shared
-                    .audit(
-                        state
-                            .base_event(EventKind::CommandBlocked)
-                            .detail("command", cmd.clone())
-                            .detail("reason", d.reason.clone())
-                            .detail("rule", d.rule.clone()),
-                    )
-                    .await;
-                refuse(
-                    &client,
-                    has_pty,
-                    &format!("gatehouse: access denied: {}", d.reason),
-                    1,
-                )
-                .await;
-                return;
-            }
+    let checked = match &start {
+        Start::Exec(cmd) => crate::policy::check_command(&target.server, cmd, false),
+        Start::Shell => crate::policy::check_open_session(&target.server, "a shell"),
+        Start::Subsystem(name) => {
+            crate::policy::check_open_session(&target.server, &format!("subsystem {name}"))
         }
+    };
+    match &start {
+        Start::Exec(cmd) => ev = ev.detail("command", cmd.clone()),
         Start::Subsystem(name) => ev = ev.detail("subsystem", name.clone()),
         Start::Shell => {}
+    }
+    if let Err(d) = checked {
+        let command = match &start {
+            Start::Exec(cmd) => cmd.clone(),
+            Start::Shell => "(shell)".to_string(),
+            Start::Subsystem(name) => format!("(subsystem {name})"),
+        };
+        state
+            .shared
+            .audit(
+                state
+                    .base_event(EventKind::CommandBlocked)
+                    .detail("command", command)
+                    .detail("kind", start.kind())
+                    .detail("reason", d.reason.clone())
+                    .detail("rule", d.rule.clone()),
+            )
+            .await;
+        refuse(
+            &client,
+            has_pty,
+            &format!("gatehouse: access denied: {}", d.reason),
+            1,
+        )
+        .await;
+        return;
     }
     if !state.shared.audit(ev).await {
         refuse(
@@ -193,6 +205,7 @@ pub async fn run(
         Start::Shell if has_pty => Inspect::Shell {
             tracker: Mutex::new(LineTracker::new()),
             server: Box::new(target.server.clone()),
+            seen: OutputSeen::default(),
         },
         Start::Subsystem(name) if name == "sftp" => Inspect::Sftp {
             audit: Mutex::new(SftpAudit::new()),
@@ -405,6 +418,9 @@ async fn pump(
                     if client.data_bytes(data).await.is_err() {
                         break;
                     }
+                    if let Inspect::Shell { seen, .. } = inspect {
+                        seen.bump();
+                    }
                     down += n;
                     state.bytes_down.fetch_add(n, Ordering::Relaxed);
                     state.touch();
@@ -523,6 +539,8 @@ pub enum Inspect {
     Shell {
         tracker: Mutex<LineTracker>,
         server: Box<policy::Server>,
+        /// Output written to the client, to place a blocked line's notice.
+        seen: OutputSeen,
     },
     /// The sftp subsystem: file operations become `sftp.op` events.
     Sftp {
@@ -542,7 +560,12 @@ async fn shell_input(
     inspect: &Inspect,
     input: &[u8],
 ) -> Result<(), ()> {
-    let Inspect::Shell { tracker, server } = inspect else {
+    let Inspect::Shell {
+        tracker,
+        server,
+        seen,
+    } = inspect
+    else {
         return Err(());
     };
     let segments = match tracker.lock() {
@@ -564,19 +587,25 @@ async fn shell_input(
                     .find_map(|c| policy::check_command(server, c, true).err());
                 match blocked {
                     Some(d) => {
+                        // Kill the line, let the shell's redraw reach the
+                        // screen, tell the user, then the Enter for a fresh
+                        // prompt below the notice (server::notice).
+                        let mut redraw = seen.watch();
                         twrite
-                            .data_bytes(sub.blocked_replacement())
+                            .data_bytes(sub.blocked_kill())
                             .await
                             .map_err(|_| ())?;
+                        notice::redrawn(&mut redraw).await;
                         let _ = client
                             .extended_data_bytes(
                                 1,
-                                bytes::Bytes::from(format!(
-                                    "\r\ngatehouse: command blocked: {}\r\n",
-                                    d.reason
-                                )),
+                                bytes::Bytes::from(notice::blocked_line(&d.reason)),
                             )
                             .await;
+                        twrite
+                            .data_bytes(vec![BLOCKED_ENTER])
+                            .await
+                            .map_err(|_| ())?;
                         state
                             .shared
                             .audit(

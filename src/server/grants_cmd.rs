@@ -144,13 +144,22 @@ pub async fn execute(
                     &format!("usage: {verb} ID"),
                 ));
             };
-            let r = match verb {
-                "approve" => flow::approve(store, &policy, id, actor, now).await,
+            let (r, done) = match verb {
+                "approve" => (
+                    flow::approve(store, &policy, id, actor, now).await,
+                    "approved",
+                ),
                 "deny" => {
                     let note = option_value(args, "--reason");
-                    flow::deny(store, &policy, id, actor, note, now).await
+                    (
+                        flow::deny(store, &policy, id, actor, note, now).await,
+                        "denied",
+                    )
                 }
-                _ => flow::revoke(store, &policy, id, actor, now).await,
+                _ => (
+                    flow::revoke(store, &policy, id, actor, now).await,
+                    "revoked",
+                ),
             };
             match r {
                 Ok(g) => {
@@ -160,7 +169,7 @@ pub async fn execute(
                             |_, live| live.grant == Some(g.id),
                         );
                     }
-                    render(&g, json, &format!("{}d", verb.trim_end_matches('e')))
+                    render(&g, json, done)
                 }
                 Err(e) => failed(e),
             }

@@ -80,6 +80,8 @@ const TAIL_MAX: usize = 160;
 const CTRL_E: u8 = 0x05;
 const CTRL_U: u8 = 0x15;
 const PASTE_END: &[u8] = b"\x1b[201~";
+/// The Enter that ends a blocked line's replacement (an empty line).
+pub const BLOCKED_ENTER: u8 = b'\r';
 /// Words that make the prompt before a line a secret prompt.
 const SECRET_PROMPTS: &[&str] = &[
     "password",
@@ -131,9 +133,19 @@ impl Submit {
     /// whole line: readline and zle; a cooked tty ignores the Ctrl-E and
     /// kills with Ctrl-U), then CR so the shell prints a fresh prompt.
     pub fn blocked_replacement(&self) -> Vec<u8> {
+        let mut out = self.blocked_kill();
+        out.push(BLOCKED_ENTER);
+        out
+    }
+
+    /// [`Submit::blocked_replacement`] without its final CR: the caller
+    /// sends [`BLOCKED_ENTER`] once it has told the user (see
+    /// `server::notice`), so the shell's fresh prompt comes below the
+    /// notice instead of its redraw wiping it.
+    pub fn blocked_kill(&self) -> Vec<u8> {
         let keep = self.bytes.len().saturating_sub(self.enter_len);
         let mut out = self.bytes.get(..keep).unwrap_or_default().to_vec();
-        out.extend_from_slice(&[CTRL_E, CTRL_U, b'\r']);
+        out.extend_from_slice(&[CTRL_E, CTRL_U]);
         out
     }
 }

@@ -36,22 +36,37 @@ pub fn spawn_jobs(shared: Arc<Shared>) -> Jobs {
     Jobs(set)
 }
 
+/// How long the policy folder must stay quiet before it is re-read:
+/// editors and `git checkout` write in several steps.
+const SETTLE: Duration = Duration::from_millis(300);
+/// Longest wait for the folder to settle under a stream of changes.
+const SETTLE_MAX: Duration = Duration::from_secs(2);
+
 /// Re-reads the policy folder when it changes (debounced). A valid policy
 /// applies to new sessions at once; an invalid one is rejected whole and
 /// the old one keeps serving. Both are audit events.
+///
+/// Only changes count (create, write, close after writing, rename, remove,
+/// attribute change):
+/// the watcher also reports the opens and reads of every file, the
+/// reload's own included, and reacting to those made it re-read the folder
+/// in a loop.
 async fn policy_watcher(shared: Arc<Shared>) {
     let dir: PathBuf = shared.config.policies.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let root = dir.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        // An error (e.g. the kernel's queue overflowed) may hide a change.
+        if res.as_ref().map_or(true, |ev| is_change(&root, ev)) {
             let _ = tx.send(());
         }
     });
+    let mut reloader = Reloader::default();
     let mut watcher = match watcher {
         Ok(w) => w,
         Err(e) => {
             tracing::error!("policy watcher unavailable: {e}; falling back to polling");
-            return poll_policy(shared).await;
+            return poll_policy(shared, reloader).await;
         }
     };
     if let Err(e) = watcher.watch(&dir, RecursiveMode::Recursive) {
@@ -59,72 +74,116 @@ async fn policy_watcher(shared: Arc<Shared>) {
             "cannot watch {}: {e}; falling back to polling",
             dir.display()
         );
-        return poll_policy(shared).await;
+        return poll_policy(shared, reloader).await;
     }
     // A change made between the start-up load and the watch being in place
     // would otherwise go unseen until the next one.
-    reload(&shared).await;
+    reloader.reload(&shared).await;
     while rx.recv().await.is_some() {
-        // Editors write in several steps: wait for the burst to settle.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        while rx.try_recv().is_ok() {}
-        reload(&shared).await;
+        let deadline = tokio::time::Instant::now() + SETTLE_MAX;
+        loop {
+            let wait = SETTLE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Some(())) if !wait.is_zero() => continue,
+                Ok(None) => return,
+                _ => break,
+            }
+        }
+        reloader.reload(&shared).await;
     }
 }
 
-async fn poll_policy(shared: Arc<Shared>) {
+/// Whether a watcher event can have changed what the policy folder holds:
+/// not an access (open, read, close after reading), and not only about hidden files and
+/// folders (`.git`, editor swap files), which `Policy::load_dir` skips.
+fn is_change(root: &std::path::Path, ev: &notify::Event) -> bool {
+    use notify::EventKind as K;
+    use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
+    let kind = match ev.kind {
+        // A writer closing its file: the edit is complete. Our own reads
+        // open files read-only, so never produce it.
+        K::Access(AccessKind::Close(AccessMode::Write)) => true,
+        K::Access(_) => false,
+        K::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        K::Any | K::Create(_) | K::Modify(_) | K::Remove(_) | K::Other => true,
+    };
+    kind && (ev.paths.is_empty()
+        || ev.paths.iter().any(|p| {
+            !p.strip_prefix(root)
+                .unwrap_or(p)
+                .components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+        }))
+}
+
+async fn poll_policy(shared: Arc<Shared>, mut reloader: Reloader) {
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let dir = shared.config.policies.clone();
-        if let Ok(p) = tokio::task::spawn_blocking(move || Policy::load_dir(&dir)).await
-            && let Ok(p) = p
-            && p.digest == shared.policy().digest
-        {
-            continue;
-        }
-        reload(&shared).await;
+        reloader.reload(&shared).await;
     }
 }
 
-pub async fn reload(shared: &Arc<Shared>) {
-    let dir = shared.config.policies.clone();
-    let loaded = match tokio::task::spawn_blocking(move || Policy::load_dir(&dir)).await {
-        Ok(r) => r,
-        Err(_) => return,
-    };
-    match loaded {
-        Ok(policy) => {
-            if policy.digest == shared.policy().digest {
-                return;
+/// Applies the policy folder when it changed; remembers the folder it last
+/// rejected, so that a bad file left in place is one `policy.rejected`,
+/// not one per look.
+#[derive(Default)]
+struct Reloader {
+    /// Digest of the files last rejected, and the problems found then.
+    rejected: Option<(String, Vec<String>)>,
+}
+
+impl Reloader {
+    async fn reload(&mut self, shared: &Arc<Shared>) {
+        let dir = shared.config.policies.clone();
+        let (digest, loaded) =
+            match tokio::task::spawn_blocking(move || Policy::load_dir_with_digest(&dir)).await {
+                Ok(r) => r,
+                Err(_) => return,
+            };
+        match loaded {
+            Ok(policy) => {
+                // After a rejection, the folder being valid again is news
+                // even when it is back to the policy serving (the bad edit
+                // was undone): the audit shows the episode closed.
+                let recovered = self.rejected.take().is_some();
+                let unchanged = policy.digest == shared.policy().digest;
+                if unchanged && !recovered {
+                    return;
+                }
+                let ev = AuditEvent::new(EventKind::PolicyReloaded)
+                    .detail("digest", policy.digest.clone())
+                    .detail("previous", shared.policy().digest.clone())
+                    .detail("users", policy.users.len())
+                    .detail("servers", policy.servers.len())
+                    .detail("reason", if unchanged { "restored" } else { "changed" });
+                tracing::info!(
+                    "policy reloaded ({} users, {} servers)",
+                    policy.users.len(),
+                    policy.servers.len()
+                );
+                shared.set_policy(policy);
+                shared.audit(ev).await;
             }
-            let ev = AuditEvent::new(EventKind::PolicyReloaded)
-                .detail("digest", policy.digest.clone())
-                .detail("previous", shared.policy().digest.clone())
-                .detail("users", policy.users.len())
-                .detail("servers", policy.servers.len())
-                .detail("reason", "changed");
-            tracing::info!(
-                "policy reloaded ({} users, {} servers)",
-                policy.users.len(),
-                policy.servers.len()
-            );
-            shared.set_policy(policy);
-            shared.audit(ev).await;
-        }
-        Err(diags) => {
-            tracing::warn!(
-                "policy change rejected: {} problem(s); the previous policy keeps serving",
-                diags.len()
-            );
-            let problems: Vec<String> = diags.iter().take(50).map(|d| d.to_string()).collect();
-            shared
-                .audit(
-                    AuditEvent::new(EventKind::PolicyRejected)
-                        .detail("problems", problems)
-                        .detail("count", diags.len())
-                        .detail("serving", shared.policy().digest.clone()),
-                )
-                .await;
+            Err(diags) => {
+                let problems: Vec<String> = diags.iter().take(50).map(|d| d.to_string()).collect();
+                // The same files with the same problems (an unreadable file
+                // changes the problems, not the digest): already rejected.
+                let key = (digest, problems);
+                if self.rejected.as_ref() == Some(&key) {
+                    return;
+                }
+                tracing::warn!(
+                    "policy change rejected: {} problem(s); the previous policy keeps serving",
+                    diags.len()
+                );
+                let ev = AuditEvent::new(EventKind::PolicyRejected)
+                    .detail("problems", key.1.clone())
+                    .detail("count", diags.len())
+                    .detail("rejected_digest", key.0.clone())
+                    .detail("serving", shared.policy().digest.clone());
+                self.rejected = Some(key);
+                shared.audit(ev).await;
+            }
         }
     }
 }
@@ -214,5 +273,48 @@ async fn rotation_scheduler(shared: Arc<Shared>) {
         if ok + failed > 0 {
             tracing::info!("scheduled rotation: {ok} rotated, {failed} failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind};
+    use notify::{Event, EventKind as K};
+
+    use super::is_change;
+
+    fn ev(kind: K, path: &str) -> Event {
+        Event::new(kind).add_path(Path::new("/p").join(path))
+    }
+
+    #[test]
+    fn reads_are_not_changes() {
+        let root = Path::new("/p");
+        // What a reload's own read of the folder produces.
+        for kind in [
+            K::Access(AccessKind::Open(AccessMode::Any)),
+            K::Access(AccessKind::Read),
+            K::Access(AccessKind::Close(AccessMode::Read)),
+            K::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+        ] {
+            assert!(!is_change(root, &ev(kind, "a.toml")), "{kind:?}");
+        }
+        for kind in [
+            K::Create(CreateKind::File),
+            K::Modify(ModifyKind::Data(DataChange::Any)),
+            K::Modify(ModifyKind::Name(notify::event::RenameMode::To)),
+            K::Modify(ModifyKind::Metadata(MetadataKind::Permissions)),
+            K::Remove(notify::event::RemoveKind::File),
+            K::Access(AccessKind::Close(AccessMode::Write)),
+        ] {
+            assert!(is_change(root, &ev(kind, "a.toml")), "{kind:?}");
+        }
+        // Hidden files and folders are not read, so not watched either.
+        let write = K::Modify(ModifyKind::Data(DataChange::Any));
+        assert!(!is_change(root, &ev(write, ".git/index")));
+        assert!(!is_change(root, &ev(write, "sub/.a.toml.swp")));
+        assert!(is_change(root, &ev(write, "sub/a.toml")));
     }
 }

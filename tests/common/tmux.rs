@@ -85,6 +85,18 @@ impl Tmux {
         .assert_success("tmux send-keys -l");
     }
 
+    /// Pastes `text` as a terminal paste: wrapped in the bracketed-paste
+    /// markers when the program in the pane has turned them on (`tmux
+    /// paste-buffer -p`), as a person's paste would be.
+    pub fn paste(&self, text: &str) {
+        run(self.tmux().args(["set-buffer", "-b", "paste", "--", text]))
+            .assert_success("tmux set-buffer");
+        run(self
+            .tmux()
+            .args(["paste-buffer", "-p", "-d", "-b", "paste", "-t", TARGET]))
+        .assert_success("tmux paste-buffer");
+    }
+
     /// Types `line` then Enter.
     pub fn send_line(&self, line: &str) {
         self.send_text(line);
