@@ -72,6 +72,7 @@ struct RawLimits {
     lockout_after: Option<u32>,
     lockout_for: Option<String>,
     idle_timeout: Option<String>,
+    accept_env: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +136,8 @@ pub struct Limits {
     pub lockout_after: u32,
     pub lockout_for: Duration,
     pub idle_timeout: Duration,
+    /// Environment variable names (globs) passed on to targets.
+    pub accept_env: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +200,7 @@ fn unreachable_defaults() -> Config {
             lockout_after: 10,
             lockout_for: Duration::from_secs(6 * 3600),
             idle_timeout: Duration::from_secs(30 * 60),
+            accept_env: vec!["LANG".into(), "LC_*".into(), "TERM".into()],
         },
         recording: RecordingConfig {
             privileged_accounts: default_privileged(),
@@ -344,7 +348,10 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             raw.limits.idle_timeout,
             d.limits.idle_timeout,
         )?,
+        accept_env: raw.limits.accept_env.unwrap_or(d.limits.accept_env),
     };
+    crate::server::envfilter::EnvFilter::new(&limits.accept_env)
+        .map_err(|e| invalid("limits.accept_env", e.to_string()))?;
     if limits.max_startups == 0 {
         return Err(invalid("limits.max_startups", "must be at least 1".into()));
     }

@@ -18,6 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::channel::{self, ChanEvent, refuse_open};
 use super::conn::{ConnState, Target};
+use super::envfilter::{self, EnvFilter};
 use super::login;
 use super::shared::Shared;
 use crate::audit::{AuditEvent, EventKind};
@@ -49,6 +50,10 @@ pub struct ConnHandler {
     /// The staff name whose listed key was accepted on offer and whose
     /// signature has not been verified yet (`settle_unproven`).
     awaiting_proof: Option<String>,
+    /// `[limits] accept_env`, compiled at the first env request.
+    env_filter: Option<EnvFilter>,
+    /// Environment variables refused per channel, not audited yet.
+    env_refused: HashMap<ChannelId, envfilter::Refused>,
     /// A RATE_LIMITED refusal of this connection was audited already.
     rate_limit_audited: bool,
     /// Number in the registry of unauthenticated connections.
@@ -77,6 +82,8 @@ impl ConnHandler {
             failures_here: 0,
             awaiting_proof: None,
             rate_limit_audited: false,
+            env_filter: None,
+            env_refused: HashMap::new(),
             unauth_seq,
         }
     }
@@ -180,6 +187,28 @@ impl ConnHandler {
                 )
             }
         }
+    }
+
+    /// Audits the environment variables refused on `channel`, if any: one
+    /// `access.denied` event naming them (never their values).
+    async fn audit_env_refused(&mut self, channel: ChannelId) {
+        let Some(refused) = self.env_refused.remove(&channel) else {
+            return;
+        };
+        let Some(state) = &self.state else {
+            return;
+        };
+        self.shared
+            .audit(
+                state
+                    .base_event(EventKind::AccessDenied)
+                    .detail("code", "KO_ENV_REFUSED")
+                    .detail("kind", "env")
+                    .detail("reason", "environment variables not in [limits] accept_env")
+                    .detail("names", refused.names)
+                    .detail("count", refused.count),
+            )
+            .await;
     }
 
     /// Queues an event for a channel's task. Data bytes are counted in the
@@ -441,6 +470,7 @@ impl Handler for ConnHandler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.audit_env_refused(channel).await;
         self.event(channel, ChanEvent::Close);
         self.channels.remove(&channel);
         Ok(())
@@ -479,11 +509,27 @@ impl Handler for ConnHandler {
         variable_value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.channel_success(channel)?;
-        self.event(
-            channel,
-            ChanEvent::Env(variable_name.to_string(), variable_value.to_string()),
-        );
+        let filter = self.env_filter.get_or_insert_with(|| {
+            // The patterns were checked when the configuration was read.
+            EnvFilter::new(&self.shared.config.limits.accept_env)
+                .unwrap_or_else(|_| EnvFilter::deny_all())
+        });
+        if filter.allows(variable_name, variable_value) {
+            session.channel_success(channel)?;
+            self.event(
+                channel,
+                ChanEvent::Env(variable_name.to_string(), variable_value.to_string()),
+            );
+        } else if self.channels.contains_key(&channel) {
+            session.channel_failure(channel)?;
+            let refused = self.env_refused.entry(channel).or_default();
+            refused.count += 1;
+            if refused.names.len() < 16 {
+                refused.names.push(envfilter::audit_name(variable_name));
+            }
+        } else {
+            session.channel_failure(channel)?;
+        }
         Ok(())
     }
 
@@ -493,6 +539,7 @@ impl Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.audit_env_refused(channel).await;
         self.event(channel, ChanEvent::Shell);
         Ok(())
     }
@@ -504,6 +551,7 @@ impl Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.audit_env_refused(channel).await;
         self.event(channel, ChanEvent::Exec(data.to_vec()));
         Ok(())
     }
@@ -515,6 +563,7 @@ impl Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.audit_env_refused(channel).await;
         self.event(channel, ChanEvent::Subsystem(name.to_string()));
         Ok(())
     }

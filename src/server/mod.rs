@@ -27,6 +27,7 @@ pub mod bridge;
 pub mod channel;
 pub mod command_mode;
 pub mod conn;
+pub mod envfilter;
 pub mod grants_cmd;
 pub mod handler;
 pub mod lineedit;
