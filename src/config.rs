@@ -61,6 +61,7 @@ struct RawServer {
     database: Option<String>,
     master_key: Option<String>,
     node: Option<String>,
+    audit_spool: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +121,8 @@ pub struct Config {
     /// sqlx URL; a relative sqlite path is resolved against the config folder.
     pub database: String,
     pub master_key: PathBuf,
+    /// Where `serve` keeps audit events the database could not take.
+    pub audit_spool: PathBuf,
     /// Name of this bastion node (audit chain segment); defaults to the hostname.
     pub node: String,
     pub limits: Limits,
@@ -192,6 +195,7 @@ fn unreachable_defaults() -> Config {
         reports: PathBuf::from("reports"),
         database: "sqlite://data/gatehouse.db".into(),
         master_key: PathBuf::from("data/master.key"),
+        audit_spool: PathBuf::from("data/audit-spool.jsonl"),
         node: "gatehouse".into(),
         limits: Limits {
             login_grace_time: Duration::from_secs(30),
@@ -462,6 +466,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         reports: join(raw.server.reports, d.reports),
         database,
         master_key: join(raw.server.master_key, d.master_key),
+        audit_spool: join(raw.server.audit_spool, d.audit_spool),
         node,
         limits,
         recording,

@@ -176,6 +176,14 @@ impl ConnHandler {
                     .await,
             );
         };
+        // The database is known to be away (events wait in the spool):
+        // refuse at once rather than wait for it once more.
+        if self.shared.store.spooled() > 0 {
+            return Some(
+                self.refuse(user, "database unavailable", "STORE_DOWN")
+                    .await,
+            );
+        }
         match self.shared.store.locked_until(staff).await {
             Ok(None) => None,
             Ok(Some(_)) => Some(self.refuse(user, "account locked", "LOCKED").await),
@@ -230,6 +238,10 @@ impl ConnHandler {
     }
 }
 
+/// The authentication banner while the database cannot be reached.
+pub const STORE_DOWN_BANNER: &str =
+    "gatehouse: the bastion cannot reach its database; logins are refused until it is back";
+
 /// A login name as it may appear in an audit event: bounded and printable.
 fn sanitize(s: &str) -> String {
     s.chars()
@@ -240,6 +252,17 @@ fn sanitize(s: &str) -> String {
 
 impl Handler for ConnHandler {
     type Error = russh::Error;
+
+    /// Shown by the stock client (at its default log level) before it
+    /// authenticates: the one way to tell a user why every login is
+    /// refused while the database is away, instead of a bare "Permission
+    /// denied".
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        if self.shared.store.reachable().await {
+            return Ok(None);
+        }
+        Ok(Some(format!("{STORE_DOWN_BANNER}\r\n")))
+    }
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
         self.settle_unproven().await;
@@ -294,7 +317,11 @@ impl Handler for ConnHandler {
             )
             .await;
         if !audited {
-            return Ok(Auth::reject());
+            // The success may wait in the spool: the log must also say the
+            // login was refused after it.
+            return Ok(self
+                .refuse(user, "audit log unavailable", "STORE_DOWN")
+                .await);
         }
         let target = super::conn::decide_target(
             &self.shared,
