@@ -61,6 +61,7 @@ struct RawServer {
     database: Option<String>,
     master_key: Option<String>,
     node: Option<String>,
+    audit_spool: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +73,7 @@ struct RawLimits {
     lockout_after: Option<u32>,
     lockout_for: Option<String>,
     idle_timeout: Option<String>,
+    accept_env: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +121,8 @@ pub struct Config {
     /// sqlx URL; a relative sqlite path is resolved against the config folder.
     pub database: String,
     pub master_key: PathBuf,
+    /// Where `serve` keeps audit events the database could not take.
+    pub audit_spool: PathBuf,
     /// Name of this bastion node (audit chain segment); defaults to the hostname.
     pub node: String,
     pub limits: Limits,
@@ -135,6 +139,8 @@ pub struct Limits {
     pub lockout_after: u32,
     pub lockout_for: Duration,
     pub idle_timeout: Duration,
+    /// Environment variable names (globs) passed on to targets.
+    pub accept_env: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +195,7 @@ fn unreachable_defaults() -> Config {
         reports: PathBuf::from("reports"),
         database: "sqlite://data/gatehouse.db".into(),
         master_key: PathBuf::from("data/master.key"),
+        audit_spool: PathBuf::from("data/audit-spool.jsonl"),
         node: "gatehouse".into(),
         limits: Limits {
             login_grace_time: Duration::from_secs(30),
@@ -197,6 +204,7 @@ fn unreachable_defaults() -> Config {
             lockout_after: 10,
             lockout_for: Duration::from_secs(6 * 3600),
             idle_timeout: Duration::from_secs(30 * 60),
+            accept_env: vec!["LANG".into(), "LC_*".into(), "TERM".into()],
         },
         recording: RecordingConfig {
             privileged_accounts: default_privileged(),
@@ -344,7 +352,10 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             raw.limits.idle_timeout,
             d.limits.idle_timeout,
         )?,
+        accept_env: raw.limits.accept_env.unwrap_or(d.limits.accept_env),
     };
+    crate::server::envfilter::EnvFilter::new(&limits.accept_env)
+        .map_err(|e| invalid("limits.accept_env", e.to_string()))?;
     if limits.max_startups == 0 {
         return Err(invalid("limits.max_startups", "must be at least 1".into()));
     }
@@ -455,6 +466,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         reports: join(raw.server.reports, d.reports),
         database,
         master_key: join(raw.server.master_key, d.master_key),
+        audit_spool: join(raw.server.audit_spool, d.audit_spool),
         node,
         limits,
         recording,

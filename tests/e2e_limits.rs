@@ -31,12 +31,18 @@ struct World {
 
 impl World {
     fn start(backend: &Backend, limits: &str, server_extra: &str) -> World {
+        World::start_full(backend, limits, "", server_extra)
+    }
+
+    /// As `start`, with `user_extra` lines in alice's `[[user]]` entry.
+    fn start_full(backend: &Backend, limits: &str, user_extra: &str, server_extra: &str) -> World {
         let dir = TestDir::new();
         let identity = Gatehouse::prepare_identity(&dir);
         let target = Sshd::start(&dir, SshdOpts::new().authorize("root", &identity.public));
         let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
         let stranger = keygen(dir.path(), "stranger", KeyKind::Ed25519);
         let policy = policy_user("alice", &alice, &["support"])
+            + user_extra
             + &policy_server(
                 "web1",
                 &target,
@@ -93,27 +99,129 @@ fn failures_with_code(gh: &Gatehouse, code: &str) -> usize {
         .count()
 }
 
+/// Logs in as `login` on `port` offering `key` (the right public key) and
+/// answering the bastion's go-ahead with a signature that does not verify,
+/// as a client without the private key could: `attempts` times on one
+/// connection from address `from`, then disconnects. True if the bastion ever accepted.
+fn bad_signatures(port: u16, from: &str, login: &str, key: &Key, attempts: usize) -> bool {
+    use russh::client;
+    struct H;
+    impl client::Handler for H {
+        type Error = russh::Error;
+        async fn check_server_key(
+            &mut self,
+            _key: &russh::keys::PublicKeyOrCertificate,
+        ) -> Result<bool, Self::Error> {
+            Ok(true)
+        }
+    }
+    /// Signs everything with 64 zero bytes: well formed, never valid.
+    struct Forger;
+    impl russh::Signer for Forger {
+        type Error = russh::SendError;
+        async fn auth_sign(
+            &mut self,
+            _key: &russh::keys::agent::AgentIdentity,
+            _hash_alg: Option<russh::keys::HashAlg>,
+            mut to_sign: Vec<u8>,
+        ) -> Result<Vec<u8>, Self::Error> {
+            let alg = b"ssh-ed25519";
+            let sig = [0u8; 64];
+            let blob_len = 4 + alg.len() + 4 + sig.len();
+            to_sign.extend_from_slice(&(blob_len as u32).to_be_bytes());
+            to_sign.extend_from_slice(&(alg.len() as u32).to_be_bytes());
+            to_sign.extend_from_slice(alg);
+            to_sign.extend_from_slice(&(sig.len() as u32).to_be_bytes());
+            to_sign.extend_from_slice(&sig);
+            Ok(to_sign)
+        }
+    }
+    let public = russh::keys::PublicKey::from_openssh(&key.public).expect("public key");
+    let login = login.to_string();
+    let from: std::net::IpAddr = from.parse().expect("source address");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind((from, 0).into())
+            .expect("bind the source address");
+        let stream = socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connect");
+        let config = std::sync::Arc::new(client::Config::default());
+        let mut h = client::connect_stream(config, stream, H)
+            .await
+            .expect("key exchange");
+        let mut accepted = false;
+        for _ in 0..attempts {
+            match h
+                .authenticate_publickey_with(&login, public.clone(), None, &mut Forger)
+                .await
+            {
+                Ok(r) if r.success() => accepted = true,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = h
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+        accepted
+    })
+}
+
 fn lockout_and_unlock(backend: Backend) {
     let w = World::start(
         &backend,
         "[limits]\nlockout_after = 3\nlockout_for = \"1h\"\n",
         "",
     );
-    // Failures are consecutive ones: a success resets the count.
-    w.assert_login_refused(&w.stranger, &[]);
-    w.assert_login_refused(&w.stranger, &[]);
+    // Offers of a key that is not alice's never count: anyone can make them.
+    for _ in 0..5 {
+        w.assert_login_refused(&w.stranger, &[]);
+    }
+    assert!(w.gh.audit_events_of("auth.lockout").is_empty());
+    // Failed signatures for her own key do, and are consecutive ones: a
+    // success resets the count.
+    assert!(!bad_signatures(
+        w.gh.port,
+        "127.0.0.1",
+        "alice@web1",
+        &w.alice,
+        1
+    ));
+    assert!(!bad_signatures(
+        w.gh.port,
+        "127.0.0.1",
+        "alice@web1",
+        &w.alice,
+        1
+    ));
+    w.gh.wait_for_event("auth.failure", Duration::from_secs(10), |e| {
+        detail_str(e, "code") == "BAD_SIGNATURE"
+    });
     w.assert_login_works(&[]);
     assert!(w.gh.audit_events_of("auth.lockout").is_empty());
 
-    for _ in 0..3 {
-        w.assert_login_refused(&w.stranger, &[]);
-    }
+    // Three on one connection: the last one is seen when it disconnects.
+    assert!(!bad_signatures(
+        w.gh.port,
+        "127.0.0.1",
+        "alice@web1",
+        &w.alice,
+        3
+    ));
     let ev =
         w.gh.wait_for_event("auth.lockout", Duration::from_secs(10), |e| {
             field(e, "user") == "alice"
         });
     assert_eq!(ev["detail"]["failures"].as_i64(), Some(3), "{ev}");
     assert!(detail_str(&ev, "until").starts_with("20"), "{ev}");
+    assert!(failures_with_code(&w.gh, "BAD_SIGNATURE") >= 5);
     // Locked: even the right key is refused, before it is looked at.
     w.assert_login_refused(&w.alice, &[]);
     assert!(failures_with_code(&w.gh, "LOCKED") >= 1);
@@ -144,6 +252,54 @@ fn lockout_and_unlock(backend: Backend) {
 }
 
 on_both_backends!(lockout_and_unlock);
+
+/// Issue 12 item 2: offers of a key that is not the user's, from a source
+/// inside her `allow_from` and from one outside it, well past
+/// `lockout_after`, lock nobody out; neither do bad signatures for her own
+/// key from outside `allow_from` (the offer is refused before any
+/// signature is looked at). She still logs in.
+#[test]
+fn key_offers_alone_never_lock_a_user_out() {
+    let w = World::start_full(
+        &Backend::sqlite(),
+        "[limits]\nlockout_after = 3\nauth_per_minute_per_source = 1000\n",
+        "allow_from = [\"127.0.0.1/32\"]\n",
+        "",
+    );
+    for from in ["127.0.0.1", "127.0.0.2"] {
+        for _ in 0..12 {
+            w.assert_login_refused(&w.stranger, &["-b", from]);
+        }
+    }
+    assert!(!bad_signatures(
+        w.gh.port,
+        "127.0.0.2",
+        "alice@web1",
+        &w.alice,
+        5
+    ));
+    assert!(!bad_signatures(
+        w.gh.port,
+        "127.0.0.2",
+        "alice@web1",
+        &w.alice,
+        5
+    ));
+    w.assert_login_refused(&w.alice, &["-b", "127.0.0.2"]);
+    w.assert_login_works(&["-b", "127.0.0.1"]);
+    assert!(w.gh.audit_events_of("auth.lockout").is_empty());
+    assert_eq!(failures_with_code(&w.gh, "BAD_SIGNATURE"), 0);
+    let refused = failures_with_code(&w.gh, "KO_KEY_NOT_ALLOWED");
+    assert!(refused >= 24, "offers are audited: {refused}");
+    let outside =
+        w.gh.audit_events_of("auth.failure")
+            .iter()
+            .filter(|e| field(e, "source") == "127.0.0.2" && field(e, "user") == "alice")
+            .count();
+    // 12 stranger offers, 2 x 5 forged attempts, alice's own refused login.
+    let expected = 12 + 2 * 5 + 1;
+    assert!(outside >= expected, "{outside} < {expected}");
+}
 
 /// A bastion allowing 3 failed authentications per minute per source.
 fn rate_limited_world() -> World {

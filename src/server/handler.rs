@@ -18,10 +18,11 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::channel::{self, ChanEvent, refuse_open};
 use super::conn::{ConnState, Target};
+use super::envfilter::{self, EnvFilter};
 use super::login;
 use super::shared::Shared;
 use crate::audit::{AuditEvent, EventKind};
-use crate::policy::{self, Action, Decision, DenyCode, Request};
+use crate::policy::{self, Action, Decision, Request};
 
 /// Client-to-target bytes queued in the bastion for one connection above
 /// which the client's window is no longer refilled (see `adjust_window`).
@@ -46,6 +47,15 @@ pub struct ConnHandler {
     channels: HashMap<ChannelId, mpsc::UnboundedSender<ChanEvent>>,
     backlog: Arc<AtomicUsize>,
     failures_here: u32,
+    /// The staff name whose listed key was accepted on offer and whose
+    /// signature has not been verified yet (`settle_unproven`).
+    awaiting_proof: Option<String>,
+    /// `[limits] accept_env`, compiled at the first env request.
+    env_filter: Option<EnvFilter>,
+    /// Environment variables refused per channel, not audited yet.
+    env_refused: HashMap<ChannelId, envfilter::Refused>,
+    /// A RATE_LIMITED refusal of this connection was audited already.
+    rate_limit_audited: bool,
     /// Number in the registry of unauthenticated connections.
     unauth_seq: u64,
 }
@@ -70,6 +80,10 @@ impl ConnHandler {
             channels: HashMap::new(),
             backlog: Arc::new(AtomicUsize::new(0)),
             failures_here: 0,
+            awaiting_proof: None,
+            rate_limit_audited: false,
+            env_filter: None,
+            env_refused: HashMap::new(),
             unauth_seq,
         }
     }
@@ -78,50 +92,49 @@ impl ConnHandler {
         self.peer.ip()
     }
 
-    async fn refuse(&mut self, user: &str, reason: &str, code: &str, count_user: bool) -> Auth {
+    /// Refuses one authentication request: audited, and counted against
+    /// the source's budget (`auth_per_minute_per_source`). It never counts
+    /// toward the user's lockout: anyone can offer any public key for any
+    /// name, so a refused offer says nothing about the user (see
+    /// `settle_unproven` for what does).
+    async fn refuse(&mut self, user: &str, reason: &str, code: &str) -> Auth {
         self.failures_here += 1;
         self.shared.note_source_failure(self.source());
+        // A source already over its budget may keep a connection offering
+        // keys: one RATE_LIMITED event per connection says so.
+        if code == "RATE_LIMITED" {
+            if self.rate_limit_audited {
+                return Auth::reject();
+            }
+            self.rate_limit_audited = true;
+        }
         let mut ev = AuditEvent::new(EventKind::AuthFailure)
             .source(self.source().to_string())
             .session(&self.id)
             .detail("reason", reason)
             .detail("code", code);
-        if login::staff_part(user).is_some() {
-            ev = ev.user(login::staff_part(user).unwrap_or_default());
+        if let Some(staff) = login::staff_part(user) {
+            ev = ev.user(staff);
         } else {
             ev = ev.detail("login", sanitize(user));
         }
         self.shared.audit(ev).await;
-        if count_user && let Some(staff) = login::staff_part(user) {
-            let now = super::shared::Shared::now();
-            match self.shared.store.auth_failure(staff, now).await {
-                Ok(n) if n >= self.shared.config.limits.lockout_after => {
-                    let lockout_for =
-                        time::Duration::try_from(self.shared.config.limits.lockout_for)
-                            .unwrap_or(time::Duration::hours(6));
-                    let until = now + lockout_for;
-                    if self.shared.store.lock_user(staff, until).await.is_ok() {
-                        self.shared
-                            .audit(
-                                AuditEvent::new(EventKind::AuthLockout)
-                                    .user(staff)
-                                    .source(self.source().to_string())
-                                    .detail("failures", n)
-                                    .detail(
-                                        "until",
-                                        until
-                                            .format(&time::format_description::well_known::Rfc3339)
-                                            .unwrap_or_default(),
-                                    ),
-                            )
-                            .await;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!("lockout counter: {e}"),
-            }
-        }
         Auth::reject()
+    }
+
+    /// A listed key was accepted on offer (the client was told it may sign
+    /// with it) and no verified signature followed before the next
+    /// authentication request or the end of the connection. russh calls no
+    /// handler for a bad signature, so this is how one is seen: the client
+    /// either sent a signature that did not verify or never proved it holds
+    /// the private key. Both are failures of this user, from a source they
+    /// may log in from (the offer passed `allow_from`), and count toward the
+    /// lockout.
+    async fn settle_unproven(&mut self) {
+        if let Some(staff) = self.awaiting_proof.take() {
+            self.failures_here += 1;
+            unproven_key_failure(self.shared.clone(), staff, self.source(), self.id.clone()).await;
+        }
     }
 
     /// Everything a key offer and a signed key both go through: the
@@ -139,8 +152,7 @@ impl ConnHandler {
         let staff = login::staff_part(user).unwrap_or_default().to_string();
         let policy = self.shared.policy();
         if let Err(d) = policy::authenticate(&policy, &staff, key, self.source(), Shared::now()) {
-            let count = d.code != DenyCode::UnknownUser;
-            return Err(self.refuse(user, &d.rule, d.code.as_str(), count).await);
+            return Err(self.refuse(user, &d.rule, d.code.as_str()).await);
         }
         Ok((staff, policy))
     }
@@ -154,28 +166,57 @@ impl ConnHandler {
                     user,
                     "too many failed attempts from this address",
                     "RATE_LIMITED",
-                    false,
                 )
                 .await,
             );
         }
         let Some(staff) = login::staff_part(user) else {
             return Some(
-                self.refuse(user, "login name does not parse", "BAD_LOGIN", false)
+                self.refuse(user, "login name does not parse", "BAD_LOGIN")
                     .await,
             );
         };
+        // The database is known to be away (events wait in the spool):
+        // refuse at once rather than wait for it once more.
+        if self.shared.store.spooled() > 0 {
+            return Some(
+                self.refuse(user, "database unavailable", "STORE_DOWN")
+                    .await,
+            );
+        }
         match self.shared.store.locked_until(staff).await {
             Ok(None) => None,
-            Ok(Some(_)) => Some(self.refuse(user, "account locked", "LOCKED", false).await),
+            Ok(Some(_)) => Some(self.refuse(user, "account locked", "LOCKED").await),
             Err(e) => {
                 tracing::error!("lockout check failed, refusing: {e}");
                 Some(
-                    self.refuse(user, "database unavailable", "STORE_DOWN", false)
+                    self.refuse(user, "database unavailable", "STORE_DOWN")
                         .await,
                 )
             }
         }
+    }
+
+    /// Audits the environment variables refused on `channel`, if any: one
+    /// `access.denied` event naming them (never their values).
+    async fn audit_env_refused(&mut self, channel: ChannelId) {
+        let Some(refused) = self.env_refused.remove(&channel) else {
+            return;
+        };
+        let Some(state) = &self.state else {
+            return;
+        };
+        self.shared
+            .audit(
+                state
+                    .base_event(EventKind::AccessDenied)
+                    .detail("code", "KO_ENV_REFUSED")
+                    .detail("kind", "env")
+                    .detail("reason", "environment variables not in [limits] accept_env")
+                    .detail("names", refused.names)
+                    .detail("count", refused.count),
+            )
+            .await;
     }
 
     /// Queues an event for a channel's task. Data bytes are counted in the
@@ -197,6 +238,10 @@ impl ConnHandler {
     }
 }
 
+/// The authentication banner while the database cannot be reached.
+pub const STORE_DOWN_BANNER: &str =
+    "gatehouse: the bastion cannot reach its database; logins are refused until it is back";
+
 /// A login name as it may appear in an audit event: bounded and printable.
 fn sanitize(s: &str) -> String {
     s.chars()
@@ -208,7 +253,19 @@ fn sanitize(s: &str) -> String {
 impl Handler for ConnHandler {
     type Error = russh::Error;
 
+    /// Shown by the stock client (at its default log level) before it
+    /// authenticates: the one way to tell a user why every login is
+    /// refused while the database is away, instead of a bare "Permission
+    /// denied".
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        if self.shared.store.reachable().await {
+            return Ok(None);
+        }
+        Ok(Some(format!("{STORE_DOWN_BANNER}\r\n")))
+    }
+
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        self.settle_unproven().await;
         Ok(Auth::Reject {
             proceed_with_methods: Some(russh::MethodSet::from(&[russh::MethodKind::PublicKey][..])),
             partial_success: false,
@@ -220,8 +277,12 @@ impl Handler for ConnHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        self.settle_unproven().await;
         match self.check_key(user, offer.public_key).await {
-            Ok(_) => Ok(Auth::Accept),
+            Ok((staff, _)) => {
+                self.awaiting_proof = Some(staff);
+                Ok(Auth::Accept)
+            }
             Err(refusal) => Ok(refusal),
         }
     }
@@ -231,6 +292,9 @@ impl Handler for ConnHandler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        // russh calls this only once the signature verified: the offer was
+        // proven, whatever the decision below.
+        self.awaiting_proof = None;
         let (staff, policy) = match self.check_key(user, key.public_key).await {
             Ok(checked) => checked,
             Err(refusal) => return Ok(refusal),
@@ -238,7 +302,7 @@ impl Handler for ConnHandler {
         if let Err(e) = self.shared.store.auth_success(&staff).await {
             tracing::error!("cannot reset failure counter, refusing: {e}");
             return Ok(self
-                .refuse(user, "database unavailable", "STORE_DOWN", false)
+                .refuse(user, "database unavailable", "STORE_DOWN")
                 .await);
         }
         let audited = self
@@ -253,7 +317,11 @@ impl Handler for ConnHandler {
             )
             .await;
         if !audited {
-            return Ok(Auth::reject());
+            // The success may wait in the spool: the log must also say the
+            // login was refused after it.
+            return Ok(self
+                .refuse(user, "audit log unavailable", "STORE_DOWN")
+                .await);
         }
         let target = super::conn::decide_target(
             &self.shared,
@@ -429,6 +497,7 @@ impl Handler for ConnHandler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.audit_env_refused(channel).await;
         self.event(channel, ChanEvent::Close);
         self.channels.remove(&channel);
         Ok(())
@@ -467,11 +536,27 @@ impl Handler for ConnHandler {
         variable_value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.channel_success(channel)?;
-        self.event(
-            channel,
-            ChanEvent::Env(variable_name.to_string(), variable_value.to_string()),
-        );
+        let filter = self.env_filter.get_or_insert_with(|| {
+            // The patterns were checked when the configuration was read.
+            EnvFilter::new(&self.shared.config.limits.accept_env)
+                .unwrap_or_else(|_| EnvFilter::deny_all())
+        });
+        if filter.allows(variable_name, variable_value) {
+            session.channel_success(channel)?;
+            self.event(
+                channel,
+                ChanEvent::Env(variable_name.to_string(), variable_value.to_string()),
+            );
+        } else if self.channels.contains_key(&channel) {
+            session.channel_failure(channel)?;
+            let refused = self.env_refused.entry(channel).or_default();
+            refused.count += 1;
+            if refused.names.len() < 16 {
+                refused.names.push(envfilter::audit_name(variable_name));
+            }
+        } else {
+            session.channel_failure(channel)?;
+        }
         Ok(())
     }
 
@@ -481,6 +566,7 @@ impl Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.audit_env_refused(channel).await;
         self.event(channel, ChanEvent::Shell);
         Ok(())
     }
@@ -492,6 +578,7 @@ impl Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.audit_env_refused(channel).await;
         self.event(channel, ChanEvent::Exec(data.to_vec()));
         Ok(())
     }
@@ -503,6 +590,7 @@ impl Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.audit_env_refused(channel).await;
         self.event(channel, ChanEvent::Subsystem(name.to_string()));
         Ok(())
     }
@@ -599,7 +687,69 @@ impl Drop for ConnHandler {
         if let Some(state) = self.state.take() {
             state.connection_closed();
         }
+        // The connection ended between an accepted offer and a verified
+        // signature (a bad signature, then a disconnect).
+        if let Some(staff) = self.awaiting_proof.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(unproven_key_failure(
+                self.shared.clone(),
+                staff,
+                self.source(),
+                self.id.clone(),
+            ));
+        }
     }
+}
+
+/// One failed proof of possession for `staff` (see
+/// `ConnHandler::settle_unproven`): audited, counted against the source's
+/// budget and toward the user's lockout, which it sets once
+/// `lockout_after` consecutive failures are reached.
+async fn unproven_key_failure(shared: Arc<Shared>, staff: String, source: IpAddr, session: String) {
+    shared.note_source_failure(source);
+    shared
+        .audit(
+            AuditEvent::new(EventKind::AuthFailure)
+                .user(&staff)
+                .source(source.to_string())
+                .session(&session)
+                .detail("reason", "no valid signature for an accepted key")
+                .detail("code", "BAD_SIGNATURE"),
+        )
+        .await;
+    let now = Shared::now();
+    let n = match shared.store.auth_failure(&staff, now).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!("lockout counter: {e}");
+            return;
+        }
+    };
+    if n < shared.config.limits.lockout_after {
+        return;
+    }
+    let lockout_for = time::Duration::try_from(shared.config.limits.lockout_for)
+        .unwrap_or(time::Duration::hours(6));
+    let until = now + lockout_for;
+    if let Err(e) = shared.store.lock_user(&staff, until).await {
+        tracing::error!("lock user: {e}");
+        return;
+    }
+    shared
+        .audit(
+            AuditEvent::new(EventKind::AuthLockout)
+                .user(&staff)
+                .source(source.to_string())
+                .detail("failures", n)
+                .detail(
+                    "until",
+                    until
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                ),
+        )
+        .await;
 }
 
 /// Builds the request for a session login (used by `conn`).

@@ -27,6 +27,8 @@ pub mod bridge;
 pub mod channel;
 pub mod command_mode;
 pub mod conn;
+mod dbwatch;
+pub mod envfilter;
 pub mod grants_cmd;
 pub mod handler;
 pub mod lineedit;
@@ -53,6 +55,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.database, &config.node)
         .await
         .with_context(|| "cannot open the database")?;
+    store
+        .with_spool(&config.audit_spool)
+        .with_context(|| "cannot open the audit spool")?;
     let master = crate::vault::MasterKey::resolve(&config.master_key)?;
     let vault = crate::vault::Vault::new(store.pool().clone(), master, config.vault.clone());
     vault
@@ -104,6 +109,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let ssh_config = Arc::new(ssh_config(&shared.config, host_key));
     let jobs = watch::spawn_jobs(shared.clone());
+    let db_watch = dbwatch::spawn(shared.clone());
     let accept = accept_loop(shared.clone(), listener, ssh_config);
     tokio::select! {
         r = accept => r?,
@@ -123,6 +129,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     jobs.abort();
+    db_watch.abort();
     // The store's own pool closes on drop; give in-flight writes a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())

@@ -42,6 +42,9 @@ impl LiveSession {
     }
 }
 
+/// Why live sessions end when the audit log cannot be written.
+pub const AUDIT_DOWN: &str = "the bastion cannot write its audit log (database unavailable)";
+
 pub struct Shared {
     pub config: Config,
     policy: RwLock<Arc<Policy>>,
@@ -116,12 +119,16 @@ impl Shared {
     }
 
     /// Writes an audit event. Returns false (and logs) when the store
-    /// failed, so callers that must fail closed can.
+    /// failed, so callers that must fail closed can. A failed write also
+    /// ends every live session of this node (fail closed: what they do
+    /// next could not be audited); the event itself is in the spool
+    /// (`StoreError::Spooled`) unless even that failed.
     pub async fn audit(&self, ev: AuditEvent) -> bool {
         match self.store.audit(&ev).await {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(kind = %ev.kind, "audit write failed: {e}");
+                self.end_sessions(AUDIT_DOWN, |_, _| true);
                 false
             }
         }

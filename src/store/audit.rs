@@ -159,13 +159,133 @@ impl Store {
     /// Appends `ev` to this node's chain and returns it as stored. The event
     /// is committed (and on SQLite synced) when this returns: callers that
     /// must fail closed treat an `Err` as "not recorded".
+    ///
+    /// With a spool (`serve`), an event the database cannot take, or one
+    /// arriving while the spool still holds older ones, is spooled instead
+    /// and `Err(StoreError::Spooled)` says so: kept, but not in the chain yet.
     pub async fn audit(&self, ev: &AuditEvent) -> Result<AuditRecord, StoreError> {
+        let _serial = self.inner.append_lock.lock().await;
+        let ts = ts_text(now_utc())?;
+        let Some(spool) = self.spool() else {
+            return self.append_at(ev, ts).await;
+        };
+        if spool.pending() == 0 {
+            match self.append_at(ev, ts.clone()).await {
+                Err(StoreError::Query { context, source }) => {
+                    let cause = format!("{context}: {source}");
+                    return Err(self.spool_event(spool, ev, ts, cause));
+                }
+                other => return other,
+            }
+        }
+        Err(self.spool_event(spool, ev, ts, "the spool is not drained yet".into()))
+    }
+
+    /// Spools `ev` (marked with a `spool_id`); the error to return.
+    fn spool_event(
+        &self,
+        spool: &super::spool::Spool,
+        ev: &AuditEvent,
+        ts: String,
+        cause: String,
+    ) -> StoreError {
+        let event = ev
+            .clone()
+            .detail("spool_id", uuid::Uuid::new_v4().simple().to_string());
+        match spool.append(&super::spool::Entry::Event { ts, event }) {
+            Ok(()) => StoreError::Spooled(cause),
+            Err(e) => {
+                tracing::error!(kind = %ev.kind, "audit event lost: {cause}; {e}");
+                e
+            }
+        }
+    }
+
+    /// Writes what the spool holds, oldest first, and empties it. Stops at
+    /// the first entry the database refuses (the rest stays for the next
+    /// try). Events already chained (same node, time and detail, which
+    /// holds the unique `spool_id`) are not written again.
+    pub(crate) async fn drain_spool(&self) -> Result<usize, StoreError> {
+        let Some(spool) = self.spool() else {
+            return Ok(0);
+        };
+        let _serial = self.inner.append_lock.lock().await;
+        let entries = spool.load()?;
+        let mut done = 0;
+        let mut failed = None;
+        for entry in &entries {
+            let r = match entry {
+                super::spool::Entry::Event { ts, event } => self.append_spooled(event, ts).await,
+                super::spool::Entry::SessionEnd {
+                    id,
+                    ended_at,
+                    bytes_up,
+                    bytes_down,
+                    exit_status,
+                    reason,
+                } => match super::parse_ts(ended_at) {
+                    Ok(at) => self
+                        .write_session_end(id, at, *bytes_up, *bytes_down, *exit_status, reason)
+                        .await
+                        .or_else(|e| match e {
+                            StoreError::NotFound(_) => Ok(()),
+                            e => Err(e),
+                        }),
+                    Err(e) => {
+                        tracing::error!("audit spool: session end of {id}: {e}; dropped");
+                        Ok(())
+                    }
+                },
+            };
+            match r {
+                Ok(()) => done += 1,
+                Err(e @ StoreError::Query { .. }) => {
+                    failed = Some(e);
+                    break;
+                }
+                // Not the database being away: this entry can never be
+                // written, and must not hold back the ones behind it.
+                Err(e) => {
+                    tracing::error!("audit spool: entry dropped: {e}");
+                    done += 1;
+                }
+            }
+        }
+        if done > 0 || failed.is_none() {
+            spool.rewrite(entries.get(done..).unwrap_or_default())?;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
+    /// A spooled event, unless the chain has it already.
+    async fn append_spooled(&self, ev: &AuditEvent, ts: &str) -> Result<(), StoreError> {
+        let detail = serde_json::to_string(&ev.detail)
+            .map_err(|e| StoreError::Invalid(format!("audit detail: {e}")))?;
+        let seen = sqlx::query(
+            "SELECT id FROM audit_events WHERE node = $1 AND ts = $2 AND kind = $3 AND detail = $4",
+        )
+        .bind(self.node())
+        .bind(ts)
+        .bind(ev.kind.as_str())
+        .bind(&detail)
+        .fetch_optional(self.pool())
+        .await
+        .ctx("look for a spooled event")?;
+        if seen.is_none() {
+            self.append_at(ev, ts.to_string()).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends `ev` with timestamp `ts` (caller holds the append lock).
+    async fn append_at(&self, ev: &AuditEvent, ts: String) -> Result<AuditRecord, StoreError> {
         let detail = serde_json::to_string(&ev.detail)
             .map_err(|e| StoreError::Invalid(format!("audit detail: {e}")))?;
         let node = self.node().to_string();
         let kind = ev.kind.as_str();
-
-        let _serial = self.inner.append_lock.lock().await;
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO audit_heads (node, seq, hash) VALUES ($1, 0, $2) \
@@ -190,8 +310,9 @@ impl Store {
         let seq = last_seq
             .checked_add(1)
             .ok_or_else(|| StoreError::Corrupt(format!("audit chain of node {node} is full")))?;
-        // Taken under the lock, so a node's events are in time order too.
-        let ts = ts_text(now_utc())?;
+        // `ts` was taken under the append lock (or when the event was
+        // spooled, and spooled events are drained before newer ones), so a
+        // node's events are in time order too.
         let hash = chain_hash(&ChainFields {
             node: &node,
             seq,

@@ -26,6 +26,7 @@ mod audit;
 mod grants;
 mod lockout;
 mod sessions;
+mod spool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,6 +55,10 @@ pub enum StoreError {
     /// A value the caller passed cannot be stored (e.g. a timestamp out of range).
     #[error("{0}")]
     Invalid(String),
+    /// Not written to the database, but kept in the audit spool: it will
+    /// be, in order, once the database is back.
+    #[error("database unavailable, kept in the audit spool: {0}")]
+    Spooled(String),
 }
 
 /// Attaches what the store was doing to a sqlx error.
@@ -157,6 +162,10 @@ struct Inner {
     /// than contend for the database's write lock. Across processes the
     /// chain-head row lock (PostgreSQL) or the write lock (SQLite) decides.
     append_lock: tokio::sync::Mutex<()>,
+    /// Set by `with_spool` (serve only).
+    spool: std::sync::OnceLock<spool::Spool>,
+    /// When `reachable` last found the database away.
+    unreachable_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -170,6 +179,11 @@ impl std::fmt::Debug for Store {
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long a PostgreSQL connection may take to get (connect included).
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long `reachable` trusts its last failure.
+const HEALTH_TTL: Duration = Duration::from_secs(1);
 
 /// How long a statement waits for SQLite's write lock (another process
 /// appending, a report reading) before failing.
@@ -198,7 +212,15 @@ impl Store {
                 "unsupported database URL (expected sqlite://PATH or postgres://...)".into(),
             ));
         };
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        // A PostgreSQL server that is down or unreachable must cost a login
+        // seconds, not the default half minute: logins are refused fast
+        // (and the event spooled) instead. SQLite's file is always there;
+        // its waits are the busy timeout's.
+        let acquire = match backend {
+            Backend::Sqlite => Duration::from_secs(10),
+            Backend::Postgres => PG_ACQUIRE_TIMEOUT,
+        };
+        let options = AnyPoolOptions::new().acquire_timeout(acquire);
         let options = match backend {
             Backend::Sqlite => options.max_connections(8).after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -238,12 +260,76 @@ impl Store {
                 backend,
                 node: node.to_string(),
                 append_lock: tokio::sync::Mutex::new(()),
+                spool: std::sync::OnceLock::new(),
+                unreachable_at: std::sync::Mutex::new(None),
             }),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.inner.backend
+    }
+
+    /// Keeps what cannot be written to the database in the spool file at
+    /// `path` (see `spool`), and drains it in the background: every
+    /// second while it holds anything. For `serve`; call once.
+    pub fn with_spool(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        let spool = spool::Spool::open(path)?;
+        if self.inner.spool.set(spool).is_err() {
+            return Err(StoreError::Invalid("the audit spool is set already".into()));
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if store.spooled() == 0 {
+                    continue;
+                }
+                match store.drain_spool().await {
+                    Ok(n) => tracing::info!("audit spool: {n} entries written to the database"),
+                    Err(e) => tracing::debug!("audit spool not drained yet: {e}"),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    pub(crate) fn spool(&self) -> Option<&spool::Spool> {
+        self.inner.spool.get()
+    }
+
+    /// Entries waiting in the spool: while there are any, the database was
+    /// found unreachable and has not taken them back yet.
+    pub fn spooled(&self) -> usize {
+        self.spool().map_or(0, spool::Spool::pending)
+    }
+
+    /// Whether the database answers now: false at once while the spool
+    /// holds anything, else a `SELECT 1` within the acquire timeout. A
+    /// failure is remembered for a second, so a burst of logins during an
+    /// outage waits once; a success is not (it would hide an outage that
+    /// just began).
+    pub async fn reachable(&self) -> bool {
+        if self.spooled() > 0 {
+            return false;
+        }
+        if let Ok(h) = self.inner.unreachable_at.lock()
+            && h.is_some_and(|at| at.elapsed() < HEALTH_TTL)
+        {
+            return false;
+        }
+        let ok = tokio::time::timeout(
+            PG_ACQUIRE_TIMEOUT,
+            sqlx::query("SELECT 1").fetch_one(&self.pool),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if let Ok(mut h) = self.inner.unreachable_at.lock() {
+            *h = (!ok).then(std::time::Instant::now);
+        }
+        ok
     }
 
     /// This process's node name (its audit chain segment).

@@ -85,8 +85,39 @@ impl Store {
     }
 
     /// Marks a session ended. Ending an already ended session changes
-    /// nothing (the first end wins); an unknown id is an error.
+    /// nothing (the first end wins); an unknown id is an error. With a
+    /// spool (`serve`), an end the database cannot take is spooled and
+    /// written when it is back (`Err(StoreError::Spooled)`), so no session
+    /// stays live in `sessions list` after an outage.
     pub async fn session_end(
+        &self,
+        id: &str,
+        ended_at: OffsetDateTime,
+        bytes_up: i64,
+        bytes_down: i64,
+        exit_status: Option<i64>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let r = self
+            .write_session_end(id, ended_at, bytes_up, bytes_down, exit_status, reason)
+            .await;
+        let (Err(StoreError::Query { context, source }), Some(spool)) = (&r, self.spool()) else {
+            return r;
+        };
+        let cause = format!("{context}: {source}");
+        let _serial = self.inner.append_lock.lock().await;
+        spool.append(&super::spool::Entry::SessionEnd {
+            id: id.to_string(),
+            ended_at: ts_text(ended_at)?,
+            bytes_up,
+            bytes_down,
+            exit_status,
+            reason: reason.to_string(),
+        })?;
+        Err(StoreError::Spooled(cause))
+    }
+
+    pub(crate) async fn write_session_end(
         &self,
         id: &str,
         ended_at: OffsetDateTime,

@@ -69,7 +69,11 @@ impl Drop for TestDb {
 /// A fresh, empty database on the shared test cluster (started if needed).
 /// Panics with a clear message when PostgreSQL is not available.
 pub async fn fresh_db() -> TestDb {
-    let cluster = cluster();
+    fresh_db_on(cluster()).await
+}
+
+/// A fresh, empty database on `cluster`.
+pub async fn fresh_db_on(cluster: Arc<PgCluster>) -> TestDb {
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     let admin = cluster.admin_url();
     use sqlx::Connection;
@@ -132,6 +136,43 @@ impl PgCluster {
         }
         PgCluster {
             source: Source::Local(Local::start()),
+        }
+    }
+
+    /// A private cluster of the caller's own, shared with no other test, so
+    /// that it may be stopped and started again ([`PgCluster::stop`]).
+    /// Panics when `GATEHOUSE_TEST_PG_URL` is set: a test cannot stop a
+    /// server it does not own.
+    pub fn start_private() -> PgCluster {
+        if std::env::var(URL_ENV).is_ok_and(|v| !v.is_empty()) {
+            panic!("this test stops PostgreSQL: it needs a private cluster, unset {URL_ENV}");
+        }
+        PgCluster {
+            source: Source::Local(Local::start()),
+        }
+    }
+
+    /// `pg_ctl stop -m fast`: clients are disconnected, new ones refused.
+    pub fn stop(&self) {
+        let Source::Local(l) = &self.source else {
+            panic!("cannot stop an external PostgreSQL server");
+        };
+        let mut cmd = l.command("pg_ctl");
+        cmd.arg("-D")
+            .arg(l.data_dir())
+            .args(["-m", "fast", "-w", "stop"]);
+        if let Err(e) = run_output(cmd) {
+            panic!("test PostgreSQL: stop: {e}");
+        }
+    }
+
+    /// Starts a stopped cluster again on the same port.
+    pub fn start_again(&self) {
+        let Source::Local(l) = &self.source else {
+            panic!("cannot start an external PostgreSQL server");
+        };
+        if let Err(e) = l.try_start() {
+            panic!("test PostgreSQL: start again: {e}");
         }
     }
 
