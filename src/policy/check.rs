@@ -1331,9 +1331,9 @@ mod tests {
     #[test]
     fn required_keys_are_exactly_the_serde_required_ones() {
         let user = format!("[[user]]\nname = \"carol\"\nkeys = [\"{ALICE}\"]\n");
-        let server = format!(
+        let server =
             "[[server]]\nname = \"db\"\naddress = \"127.0.0.1\"\nmode = \"clone\"\nclone = \"x\"\n"
-        );
+                .to_string();
         // With only the required keys (and what `check` needs) both load
         // their raw entries without a problem of their own.
         let parsed = raw::parse_file(&format!("{user}{server}"));
