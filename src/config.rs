@@ -61,6 +61,7 @@ struct RawServer {
     database: Option<String>,
     master_key: Option<String>,
     node: Option<String>,
+    user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +122,8 @@ pub struct Config {
     pub master_key: PathBuf,
     /// Name of this bastion node (audit chain segment); defaults to the hostname.
     pub node: String,
+    /// `serve` started as root drops to this user after binding (`None`: keep the uid).
+    pub user: Option<String>,
     pub limits: Limits,
     pub recording: RecordingConfig,
     pub vault: VaultConfig,
@@ -190,6 +193,7 @@ fn unreachable_defaults() -> Config {
         database: "sqlite://data/gatehouse.db".into(),
         master_key: PathBuf::from("data/master.key"),
         node: "gatehouse".into(),
+        user: None,
         limits: Limits {
             login_grace_time: Duration::from_secs(30),
             max_startups: 100,
@@ -456,6 +460,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         database,
         master_key: join(raw.server.master_key, d.master_key),
         node,
+        user: raw.server.user.filter(|u| !u.is_empty()),
         limits,
         recording,
         vault,
