@@ -62,6 +62,7 @@ struct RawServer {
     master_key: Option<String>,
     node: Option<String>,
     audit_spool: Option<String>,
+    user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +126,8 @@ pub struct Config {
     pub audit_spool: PathBuf,
     /// Name of this bastion node (audit chain segment); defaults to the hostname.
     pub node: String,
+    /// `serve` started as root drops to this user after binding (`None`: keep the uid).
+    pub user: Option<String>,
     pub limits: Limits,
     pub recording: RecordingConfig,
     pub vault: VaultConfig,
@@ -197,6 +200,7 @@ fn unreachable_defaults() -> Config {
         master_key: PathBuf::from("data/master.key"),
         audit_spool: PathBuf::from("data/audit-spool.jsonl"),
         node: "gatehouse".into(),
+        user: None,
         limits: Limits {
             login_grace_time: Duration::from_secs(30),
             max_startups: 100,
@@ -468,6 +472,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         master_key: join(raw.server.master_key, d.master_key),
         audit_spool: join(raw.server.audit_spool, d.audit_spool),
         node,
+        user: raw.server.user.filter(|u| !u.is_empty()),
         limits,
         recording,
         vault,

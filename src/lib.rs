@@ -13,6 +13,7 @@ pub mod config;
 pub mod grants;
 pub mod keys;
 pub mod policy;
+pub mod privileges;
 pub mod recording;
 pub mod report;
 pub mod server;

@@ -297,19 +297,23 @@ mod tests {
             "[[user]]\nname = \"Bob\"\nkeys = []\n\n[[server]]\nname = 1\n".into(),
         )]);
         let (out, n) = check_output(&bad, false).unwrap();
-        assert_eq!(n, 2);
+        // Every problem: the bad name, the server's two missing keys and
+        // its name of the wrong type.
+        assert_eq!(n, 4, "{out}");
         let lines: Vec<&str> = out.lines().collect();
         assert!(
             lines[0].starts_with("p.toml:2:8: invalid user name"),
             "{out}"
         );
-        assert!(lines[1].starts_with("p.toml:6:8: invalid type"), "{out}");
+        assert_eq!(lines[1], "p.toml:5:1: missing field `address`", "{out}");
+        assert_eq!(lines[2], "p.toml:5:1: missing field `mode`", "{out}");
+        assert!(lines[3].starts_with("p.toml:6:8: invalid type"), "{out}");
         let (out, n) = check_output(&bad, true).unwrap();
-        assert_eq!(n, 2);
+        assert_eq!(n, 4);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v[1]["line"], 6);
-        assert_eq!(v[1]["col"], 8);
-        assert_eq!(v[1]["file"], "p.toml");
+        assert_eq!(v[3]["line"], 6);
+        assert_eq!(v[3]["col"], 8);
+        assert_eq!(v[3]["file"], "p.toml");
     }
 
     #[test]

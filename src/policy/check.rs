@@ -1280,6 +1280,106 @@ mod tests {
     }
 
     #[test]
+    fn every_problem_in_one_entry_is_reported() {
+        // An unknown key and an unknown mode in the same entry: two lines.
+        let text = server("db", "colour = \"red\"\n").replace("ssh-forwarding", "teleport");
+        let d = problems(&text);
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert!(
+            d[0].starts_with("servers.toml:5:8: unknown mode `teleport`"),
+            "{d:#?}"
+        );
+        assert!(
+            d[1].starts_with("servers.toml:8:1: unknown field `colour`"),
+            "{d:#?}"
+        );
+    }
+
+    #[test]
+    fn every_problem_in_every_entry_is_reported() {
+        let text = format!(
+            "{}{}\n[[server]]\nname = 7\nshape = 1\nwhat = 2\n",
+            server(
+                "db",
+                "colour = \"red\"\nsize = 3\nrequire_grant = \"yes\"\nports = [\"x\", 0]\n"
+            ),
+            server("web", "").replace("127.0.0.1:22", "bad address:x"),
+        );
+        let d = problems(&text);
+        let at: Vec<&str> = d
+            .iter()
+            .map(|l| l.split(": ").next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            at,
+            vec![
+                // db: two unknown keys, a wrong type, an ill-typed port.
+                "servers.toml:8:1",
+                "servers.toml:9:1",
+                "servers.toml:10:17",
+                "servers.toml:11:10",
+                // web: a malformed address (from `check`).
+                "servers.toml:14:11",
+                // the third: name and address missing at the table, a name
+                // of the wrong type, two unknown keys.
+                "servers.toml:20:1",
+                "servers.toml:20:1",
+                "servers.toml:21:8",
+                "servers.toml:22:1",
+                "servers.toml:23:1",
+            ],
+            "{d:#?}"
+        );
+        assert!(
+            d[2].ends_with("invalid type: string \"yes\", expected a boolean"),
+            "{d:#?}"
+        );
+        assert!(
+            d.iter().any(|l| l.ends_with("missing field `address`")),
+            "{d:#?}"
+        );
+        assert!(
+            d.iter().any(|l| l.ends_with("missing field `mode`")),
+            "{d:#?}"
+        );
+        // The reported name of the wrong type is not also "missing".
+        assert!(
+            !d.iter().any(|l| l.ends_with("missing field `name`")),
+            "{d:#?}"
+        );
+    }
+
+    #[test]
+    fn required_keys_are_exactly_the_serde_required_ones() {
+        let user = format!("[[user]]\nname = \"carol\"\nkeys = [\"{ALICE}\"]\n");
+        let server =
+            "[[server]]\nname = \"db\"\naddress = \"127.0.0.1\"\nmode = \"clone\"\nclone = \"x\"\n"
+                .to_string();
+        // With only the required keys (and what `check` needs) both load
+        // their raw entries without a problem of their own.
+        let parsed = raw::parse_file(&format!("{user}{server}"));
+        assert!(parsed.problems.is_empty(), "{:#?}", parsed.problems);
+        assert_eq!((parsed.users.len(), parsed.servers.len()), (1, 1));
+        // Without any one of them, that one is reported missing.
+        for (text, required) in [(&user, RawUser::REQUIRED), (&server, RawServer::REQUIRED)] {
+            for key in required {
+                let without: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with(&format!("{key} =")))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let parsed = raw::parse_file(&without);
+                let messages: Vec<&str> = parsed.problems.iter().map(|(_, m)| m.as_str()).collect();
+                assert_eq!(
+                    messages,
+                    vec![format!("missing field `{key}`")],
+                    "{without}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn broken_entry_does_not_cascade() {
         // The user entry is broken (unknown key), yet references to it are
         // not reported a second time as unknown.
@@ -1352,9 +1452,11 @@ mod tests {
 
         std::fs::write(root.join("sub/more.toml"), "[[user]]\nname = 1\n").unwrap();
         let d = Policy::load_dir(root).unwrap_err();
-        assert_eq!(d.len(), 1);
+        // `keys` missing (at the table) and `name` of the wrong type.
+        assert_eq!(d.len(), 2, "{d:#?}");
         assert_eq!(d[0].file, root.join("sub/more.toml"));
-        assert_eq!((d[0].line, d[0].col), (2, 8));
+        assert_eq!((d[0].line, d[0].col), (1, 1));
+        assert_eq!((d[1].line, d[1].col), (2, 8));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //!
 //! Each file is parsed into a spanned TOML tree first (so that every syntax
 //! error in it is reported, not just the first), then each entry is
-//! deserialized on its own with `deny_unknown_fields`: one bad entry does
-//! not hide problems in the others. Spans are kept on every value that
+//! deserialized on its own with `deny_unknown_fields`, again and again
+//! without the key each error points at, so that every unknown key, value
+//! of the wrong type and missing key is reported, as a compiler would
+//! (see `deserialize_entry`). Spans are kept on every value that
 //! `check` validates, so that its diagnostics point at the offending value.
 //!
 //! # Server keys beyond the contract example
@@ -45,6 +47,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -67,6 +70,11 @@ pub(crate) struct RawUser {
     /// A string or a TOML date: checked in `check`.
     #[serde(default)]
     pub expires: Option<Spanned<toml::Value>>,
+}
+
+impl RawUser {
+    /// Keys without a serde default: each one missing is reported.
+    pub(crate) const REQUIRED: &[&str] = &["name", "keys"];
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +118,11 @@ pub(crate) struct RawServer {
     pub sftp_command: Option<Spanned<String>>,
     #[serde(default)]
     pub sftp_deny_paths: Vec<Spanned<String>>,
+}
+
+impl RawServer {
+    /// Keys without a serde default: each one missing is reported.
+    pub(crate) const REQUIRED: &[&str] = &["name", "address", "mode"];
 }
 
 /// One deserialized entry and where its table starts.
@@ -254,39 +267,91 @@ pub(crate) fn parse_file(text: &str) -> ParsedFile {
                 }
                 continue;
             }
-            let de = toml::de::ValueDeserializer::from(item);
+            // In a file with syntax errors the recovered tree may be
+            // incomplete: its entries only contribute their names.
+            let mut sink = Vec::new();
+            let problems = if broken { &mut sink } else { &mut out.problems };
             if kind == "user" {
-                match RawUser::deserialize(de) {
-                    Ok(value) if !broken => out.users.push(Entry { value, span }),
-                    Ok(value) => {
-                        out.broken_users.push(value.name.into_inner());
-                        out.broken_groups.extend(groups);
-                    }
-                    Err(e) => {
+                match deserialize_entry::<RawUser>(item, RawUser::REQUIRED, problems) {
+                    Some(value) if !broken => out.users.push(Entry { value, span }),
+                    _ => {
                         out.broken_users.extend(name);
                         out.broken_groups.extend(groups);
-                        if !broken {
-                            out.problems
-                                .push((e.span().unwrap_or(span), one_line(e.message())));
-                        }
                     }
                 }
             } else {
-                match RawServer::deserialize(de) {
-                    Ok(value) if !broken => out.servers.push(Entry { value, span }),
-                    Ok(value) => out.broken_servers.push(value.name.into_inner()),
-                    Err(e) => {
-                        out.broken_servers.extend(name);
-                        if !broken {
-                            out.problems
-                                .push((e.span().unwrap_or(span), one_line(e.message())));
-                        }
-                    }
+                match deserialize_entry::<RawServer>(item, RawServer::REQUIRED, problems) {
+                    Some(value) if !broken => out.servers.push(Entry { value, span }),
+                    _ => out.broken_servers.extend(name),
                 }
             }
         }
     }
     out
+}
+
+/// Deserializes one `[[user]]` or `[[server]]` table, reporting every
+/// problem in it rather than the first: serde stops at the first unknown
+/// key or ill-typed value, so the key it points at is reported, taken out,
+/// and the rest deserialized again, until nothing is left to report. Every
+/// missing required key is reported at the table. An entry whose problems
+/// were only unknown or ill-typed optional keys still deserializes, so that
+/// `check` validates its values too (an unknown key and an unknown mode in
+/// one entry are two problems); the policy is refused either way.
+fn deserialize_entry<T: DeserializeOwned>(
+    item: Spanned<DeValue<'_>>,
+    required: &[&'static str],
+    problems: &mut Vec<(Range<usize>, String)>,
+) -> Option<T> {
+    let span = item.span();
+    let DeValue::Table(mut table) = item.into_inner() else {
+        return None;
+    };
+    let mut complete = true;
+    for key in required {
+        if !table.contains_key(*key) {
+            let e = <toml::de::Error as serde::de::Error>::missing_field(key);
+            problems.push((span.clone(), one_line(e.message())));
+            complete = false;
+        }
+    }
+    // Each round removes one key, so this ends.
+    loop {
+        let candidate = Spanned::new(span.clone(), DeValue::Table(table.clone()));
+        let e = match T::deserialize(toml::de::ValueDeserializer::from(candidate)) {
+            Ok(value) => return complete.then_some(value),
+            Err(e) => e,
+        };
+        let at = e.span();
+        let culprit = at.as_ref().and_then(|at| {
+            table
+                .iter()
+                .find(|(k, v)| within(at, &k.span()) || within(at, &v.span()))
+                .map(|(k, _)| k.get_ref().to_string())
+        });
+        match culprit {
+            Some(key) => {
+                problems.push((at.unwrap_or_else(|| span.clone()), one_line(e.message())));
+                table.remove(key.as_str());
+                if required.contains(&key.as_str()) {
+                    complete = false;
+                }
+            }
+            None => {
+                // A required key absent now was reported above or just
+                // removed for its own problem; anything else is new.
+                if required.iter().all(|k| table.contains_key(*k)) {
+                    problems.push((at.unwrap_or(span), one_line(e.message())));
+                }
+                return None;
+            }
+        }
+    }
+}
+
+/// Whether `inner` lies inside `outer`.
+fn within(inner: &Range<usize>, outer: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
 }
 
 /// A string field of an entry that may not deserialize as a whole.

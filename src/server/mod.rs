@@ -43,6 +43,18 @@ use shared::Shared;
 
 /// Runs the bastion until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Whatever serve creates without an explicit mode (folders, report
+    // files, SQLite's side files) is the owner's alone.
+    crate::privileges::owner_only_umask();
+    let drop_to = match &config.user {
+        Some(name) => Some(crate::privileges::prepare(name)?),
+        None => {
+            if crate::privileges::running_as_root() {
+                tracing::warn!("{}", crate::privileges::ROOT_WARNING);
+            }
+            None
+        }
+    };
     let host_key = crate::keys::load_or_create(&config.host_key, "gatehouse host key")?;
     let identity = crate::keys::load_or_create(&config.identity_key, "gatehouse identity")?;
     let policy = Policy::load_dir(&config.policies).map_err(|diags| {
@@ -86,6 +98,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
+    if let Some(account) = &drop_to {
+        // Created now, while root may, so that they can be handed over.
+        for dir in [&config.recordings, &config.reports] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        crate::privileges::drop_to(account, &writable_after_drop(&config))?;
+        tracing::info!(user = %account.name, uid = account.uid, "dropped root privileges");
+    }
     let identity_line = crate::keys::public_line(&identity);
     let users = policy.users.len();
     let servers = policy.servers.len();
@@ -133,6 +154,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // The store's own pool closes on drop; give in-flight writes a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
+}
+
+/// What `serve` still writes after dropping to `[server] user`: the
+/// recordings and reports folders and a SQLite database with the -wal and
+/// -shm files it keeps open beside it. The database's folder itself is
+/// left alone (it may be a shared one such as /var/lib).
+fn writable_after_drop(config: &Config) -> Vec<std::path::PathBuf> {
+    let mut paths = vec![config.recordings.clone(), config.reports.clone()];
+    let sqlite = config
+        .database
+        .strip_prefix("sqlite://")
+        .or_else(|| config.database.strip_prefix("sqlite:"));
+    if let Some(rest) = sqlite {
+        let file = rest.split('?').next().unwrap_or(rest);
+        if !file.is_empty() && file != ":memory:" {
+            for suffix in ["", "-wal", "-shm"] {
+                paths.push(std::path::PathBuf::from(format!("{file}{suffix}")));
+            }
+        }
+    }
+    paths
 }
 
 fn ssh_config(_config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {

@@ -106,16 +106,19 @@ impl MasterKey {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let text = Secret::new(text);
+                // Refused before it is even parsed: a key others could read
+                // opens every credential in the vault.
+                let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    return Err(VaultError::MasterKey(format!(
+                        "{}: the key file is accessible by group or others (mode {:04o}); \
+                         chmod 600 it",
+                        path.display(),
+                        mode & 0o7777
+                    )));
+                }
                 let mut k = MasterKey::parse(text.expose())
                     .map_err(|e| VaultError::MasterKey(format!("{}: {e}", path.display())))?;
-                if let Ok(meta) = std::fs::metadata(path)
-                    && meta.permissions().mode() & 0o077 != 0
-                {
-                    tracing::warn!(
-                        "master key file {} is readable by group or others; chmod 600 it",
-                        path.display()
-                    );
-                }
                 k.source = KeySource::File(path.to_path_buf());
                 Ok(k)
             }
@@ -265,10 +268,26 @@ mod tests {
     }
 
     #[test]
+    fn a_key_file_others_may_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        MasterKey::load_or_create(&path).unwrap();
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = MasterKey::load_or_create(&path).unwrap_err().to_string();
+            assert!(err.contains("accessible by group or others"), "{err}");
+            assert!(err.contains(&format!("{mode:04o}")), "{err}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(MasterKey::load_or_create(&path).is_ok());
+    }
+
+    #[test]
     fn a_corrupt_file_is_an_error_not_a_new_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("master.key");
         std::fs::write(&path, "xx").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let err = MasterKey::load_or_create(&path).unwrap_err().to_string();
         assert!(err.contains("master.key"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "xx");
