@@ -99,7 +99,11 @@ impl ConnHandler {
     /// `settle_unproven` for what does).
     async fn refuse(&mut self, user: &str, reason: &str, code: &str) -> Auth {
         self.failures_here += 1;
-        self.shared.note_source_failure(self.source());
+        // The bastion's own fault (its database away) is no attempt of the
+        // source's: it must not leave the source blocked once it is over.
+        if code != STORE_DOWN {
+            self.shared.note_source_failure(self.source());
+        }
         // A source already over its budget may keep a connection offering
         // keys: one RATE_LIMITED event per connection says so.
         if code == "RATE_LIMITED" {
@@ -179,20 +183,14 @@ impl ConnHandler {
         // The database is known to be away (events wait in the spool):
         // refuse at once rather than wait for it once more.
         if self.shared.store.spooled() > 0 {
-            return Some(
-                self.refuse(user, "database unavailable", "STORE_DOWN")
-                    .await,
-            );
+            return Some(self.refuse(user, "database unavailable", STORE_DOWN).await);
         }
         match self.shared.store.locked_until(staff).await {
             Ok(None) => None,
             Ok(Some(_)) => Some(self.refuse(user, "account locked", "LOCKED").await),
             Err(e) => {
                 tracing::error!("lockout check failed, refusing: {e}");
-                Some(
-                    self.refuse(user, "database unavailable", "STORE_DOWN")
-                        .await,
-                )
+                Some(self.refuse(user, "database unavailable", STORE_DOWN).await)
             }
         }
     }
@@ -238,8 +236,11 @@ impl ConnHandler {
     }
 }
 
+/// The refusal code of a login refused because the database is away.
+const STORE_DOWN: &str = "STORE_DOWN";
+
 /// The authentication banner while the database cannot be reached.
-pub const STORE_DOWN_BANNER: &str =
+const STORE_DOWN_BANNER: &str =
     "gatehouse: the bastion cannot reach its database; logins are refused until it is back";
 
 /// A login name as it may appear in an audit event: bounded and printable.
@@ -301,9 +302,7 @@ impl Handler for ConnHandler {
         };
         if let Err(e) = self.shared.store.auth_success(&staff).await {
             tracing::error!("cannot reset failure counter, refusing: {e}");
-            return Ok(self
-                .refuse(user, "database unavailable", "STORE_DOWN")
-                .await);
+            return Ok(self.refuse(user, "database unavailable", STORE_DOWN).await);
         }
         let audited = self
             .shared
@@ -319,9 +318,7 @@ impl Handler for ConnHandler {
         if !audited {
             // The success may wait in the spool: the log must also say the
             // login was refused after it.
-            return Ok(self
-                .refuse(user, "audit log unavailable", "STORE_DOWN")
-                .await);
+            return Ok(self.refuse(user, "audit log unavailable", STORE_DOWN).await);
         }
         let target = super::conn::decide_target(
             &self.shared,
