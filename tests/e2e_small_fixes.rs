@@ -367,6 +367,36 @@ fn an_invalid_policy_edit_is_rejected_once() {
 }
 
 #[test]
+fn an_unchanged_policy_is_not_read_again() {
+    use notify::event::AccessKind;
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let w = setup(Backend::Sqlite).start();
+    w.client
+        .ssh(WEB1, &["true"])
+        .assert_success("the bastion serves");
+    // Watch the policy files being opened, by anyone: only the bastion
+    // reads them. It used to re-read them about three times a second,
+    // reacting to the events of its own reads.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |r: notify::Result<notify::Event>| {
+        if let Ok(e) = r {
+            let _ = tx.send(e);
+        }
+    })
+    .expect("watcher");
+    watcher
+        .watch(&w.gh.home.join("policies"), RecursiveMode::Recursive)
+        .expect("watch the policies folder");
+    std::thread::sleep(Duration::from_secs(3));
+    let opens: Vec<_> = rx
+        .try_iter()
+        .filter(|e| matches!(e.kind, EventKind::Access(AccessKind::Open(_))))
+        .collect();
+    // At most the start-up catch-up read, if it came this late.
+    assert!(opens.len() <= 1, "{opens:#?}");
+}
+
+#[test]
 fn a_blocked_paste_is_refused_with_a_notice_that_stays_on_screen() {
     let w = setup(Backend::Sqlite)
         .web1("deny_commands = [\"rm -rf /*\"]")
