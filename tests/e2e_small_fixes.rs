@@ -4,8 +4,8 @@
 //! audit; `unlock` names the real user, not `LOGNAME`; command-mode
 //! replies; `request` gives one answer for unknown and not-requestable
 //! servers and refuses an over-long reason; the policy watcher rejects an
-//! invalid edit once; a blocked pasted multi-line input's notice stays on
-//! screen. On SQLite: none of this depends on the database.
+//! invalid edit once and leaves an unchanged folder alone; a blocked pasted
+//! multi-line input's notice stays on screen. On SQLite: none of this depends on the database.
 
 mod common;
 #[macro_use]
