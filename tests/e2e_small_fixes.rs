@@ -4,8 +4,8 @@
 //! audit; `unlock` names the real user, not `LOGNAME`; command-mode
 //! replies; `request` gives one answer for unknown and not-requestable
 //! servers and refuses an over-long reason; the policy watcher rejects an
-//! invalid edit once; a blocked pasted multi-line input's notice stays on
-//! screen. On SQLite: none of this depends on the database.
+//! invalid edit once and leaves an unchanged folder alone; a blocked pasted
+//! multi-line input's notice stays on screen. On SQLite: none of this depends on the database.
 
 mod common;
 #[macro_use]
@@ -364,6 +364,36 @@ fn an_invalid_policy_edit_is_rejected_once() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(w.gh.audit_events_of("policy.reloaded").len(), before + 1);
     assert_eq!(w.gh.audit_events_of("policy.rejected").len(), 2);
+}
+
+#[test]
+fn an_unchanged_policy_is_not_read_again() {
+    use notify::event::AccessKind;
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let w = setup(Backend::Sqlite).start();
+    w.client
+        .ssh(WEB1, &["true"])
+        .assert_success("the bastion serves");
+    // Watch the policy files being opened, by anyone: only the bastion
+    // reads them. It used to re-read them about three times a second,
+    // reacting to the events of its own reads.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |r: notify::Result<notify::Event>| {
+        if let Ok(e) = r {
+            let _ = tx.send(e);
+        }
+    })
+    .expect("watcher");
+    watcher
+        .watch(&w.gh.home.join("policies"), RecursiveMode::Recursive)
+        .expect("watch the policies folder");
+    std::thread::sleep(Duration::from_secs(3));
+    let opens: Vec<_> = rx
+        .try_iter()
+        .filter(|e| matches!(e.kind, EventKind::Access(AccessKind::Open(_))))
+        .collect();
+    // At most the start-up catch-up read, if it came this late.
+    assert!(opens.len() <= 1, "{opens:#?}");
 }
 
 #[test]

@@ -47,10 +47,9 @@ const SETTLE_MAX: Duration = Duration::from_secs(2);
 /// the old one keeps serving. Both are audit events.
 ///
 /// Only changes count (create, write, close after writing, rename, remove,
-/// attribute change):
-/// the watcher also reports the opens and reads of every file, the
-/// reload's own included, and reacting to those made it re-read the folder
-/// in a loop.
+/// attribute change): the watcher also reports the opens and reads of
+/// every file, the reload's own included, and reacting to those made it
+/// re-read the folder in a loop.
 async fn policy_watcher(shared: Arc<Shared>) {
     let dir: PathBuf = shared.config.policies.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -94,8 +93,9 @@ async fn policy_watcher(shared: Arc<Shared>) {
 }
 
 /// Whether a watcher event can have changed what the policy folder holds:
-/// not an access (open, read, close after reading), and not only about hidden files and
-/// folders (`.git`, editor swap files), which `Policy::load_dir` skips.
+/// not an access (open, read, close after reading), and not only about
+/// hidden files and folders inside it (`.git`, editor swap files), which
+/// `Policy::load_dir` skips. A path not under `root` as spelled counts.
 fn is_change(root: &std::path::Path, ev: &notify::Event) -> bool {
     use notify::EventKind as K;
     use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
@@ -107,12 +107,16 @@ fn is_change(root: &std::path::Path, ev: &notify::Event) -> bool {
         K::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
         K::Any | K::Create(_) | K::Modify(_) | K::Remove(_) | K::Other => true,
     };
+    let hidden = |rel: &std::path::Path| {
+        rel.components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+    };
     kind && (ev.paths.is_empty()
-        || ev.paths.iter().any(|p| {
-            !p.strip_prefix(root)
-                .unwrap_or(p)
-                .components()
-                .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+        || ev.paths.iter().any(|p| match p.strip_prefix(root) {
+            Ok(rel) => !hidden(rel),
+            // Only the part inside the folder may hide a path: the folder
+            // itself may well live under a hidden one (~/.config/...).
+            Err(_) => true,
         }))
 }
 
@@ -316,5 +320,11 @@ mod tests {
         assert!(!is_change(root, &ev(write, ".git/index")));
         assert!(!is_change(root, &ev(write, "sub/.a.toml.swp")));
         assert!(is_change(root, &ev(write, "sub/a.toml")));
+        // The folder's own place does not hide it.
+        let under_hidden = Path::new("/home/u/.config/policies");
+        let e = Event::new(write).add_path(under_hidden.join("a.toml"));
+        assert!(is_change(under_hidden, &e));
+        let e = Event::new(write).add_path("/elsewhere/.x/a.toml".into());
+        assert!(is_change(root, &e), "not under root as spelled: counts");
     }
 }
