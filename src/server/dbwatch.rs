@@ -4,6 +4,8 @@
 //! would do next could not be audited (DESIGN.md, invariant 5). A session
 //! that writes an event first is ended by the failed write itself
 //! (`Shared::audit`); this covers the quiet ones, such as an idle shell.
+//! Two probes in a row must fail: one slow answer on a loaded machine (a
+//! pool briefly exhausted by a report) is not an outage.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,16 +14,26 @@ use super::shared::{AUDIT_DOWN, Shared};
 
 const EVERY: Duration = Duration::from_secs(2);
 
+/// Failed probes in a row that make an outage.
+const FAILURES: u32 = 2;
+
 pub fn spawn(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failed = 0;
         loop {
-            tick.tick().await;
+            // A pause after each probe, not a fixed rate: the next probe
+            // comes after `Store::reachable`'s cached answer has lapsed.
+            tokio::time::sleep(EVERY).await;
             let live = shared.sessions.lock().map(|s| s.len()).unwrap_or(0);
             if live == 0 || shared.store.reachable().await {
+                failed = 0;
                 continue;
             }
+            failed += 1;
+            if failed < FAILURES {
+                continue;
+            }
+            failed = 0;
             let ended = shared.end_sessions(AUDIT_DOWN, |_, _| true);
             tracing::error!(
                 "database unreachable: ended {} live session(s)",
