@@ -46,6 +46,8 @@ struct RawConfig {
     vault: RawVault,
     #[serde(default)]
     report: RawReport,
+    #[serde(default)]
+    ssh: crate::algorithms::RawSsh,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +130,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub vault: VaultConfig,
     pub report: ReportConfig,
+    /// `[ssh]`: algorithms offered to staff and to targets.
+    pub ssh: crate::algorithms::SshAlgorithms,
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +217,7 @@ fn unreachable_defaults() -> Config {
             work_end_hour: 18,
             working_days: vec![1, 2, 3, 4, 5],
         },
+        ssh: crate::algorithms::SshAlgorithms::default(),
     }
 }
 
@@ -465,6 +470,8 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         recording,
         vault,
         report,
+        ssh: crate::algorithms::SshAlgorithms::resolve(raw.ssh)
+            .map_err(|e| invalid(e.key, e.message))?,
     })
 }
 

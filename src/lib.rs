@@ -7,6 +7,7 @@
 //! sidecars), [`vault`] (target credentials), [`server`] (the SSH front end
 //! and the bridge to targets), [`report`] (the daily report) and [`cli`].
 
+pub mod algorithms;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 
 mod audit;
+mod config;
 mod grant;
 mod policy;
 mod recordings;
@@ -60,12 +61,24 @@ pub enum Command {
     Report(ReportCmd),
     /// Lift a lockout.
     Unlock { user: String },
+    /// The effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Print an ssh_config block per server USER may reach.
     SshConfig {
         user: String,
         /// Bastion host name as users reach it (default: this host's name).
         #[arg(long)]
         bastion: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print every setting, defaults included, as gatehouse.toml.
+    Show {
         #[arg(long)]
         json: bool,
     },
@@ -370,6 +383,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Report(cmd) => report::run(config, cmd).await,
         Command::Unlock { user } => unlock::run(config, &user).await,
+        Command::Config(ConfigCmd::Show { json }) => config::show(&config, json),
         Command::SshConfig {
             user,
             bastion,

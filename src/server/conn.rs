@@ -603,6 +603,7 @@ impl ConnState {
             host: s.host.clone(),
             port: s.port,
             host_key: s.host_key.clone(),
+            algorithms: self.shared.config.ssh.target.preferred(),
         };
         let target = endpoint(&t.server);
         let credential = self
@@ -723,6 +724,7 @@ impl ConnState {
                     policy: &policy,
                     identity: shared.identity.clone(),
                     admin_account: &shared.config.vault.rotation_admin_account,
+                    algorithms: &shared.config.ssh.target,
                     actor: "rotate_after_use",
                 };
                 if let Err(e) = rotator.rotate(&server, &account).await {

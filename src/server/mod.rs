@@ -169,7 +169,7 @@ fn writable_after_drop(config: &Config) -> Vec<std::path::PathBuf> {
     paths
 }
 
-fn ssh_config(_config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {
+fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {
     russh::server::Config {
         server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-Gatehouse")),
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
@@ -184,17 +184,7 @@ fn ssh_config(_config: &Config, host_key: russh::keys::PrivateKey) -> russh::ser
         keepalive_interval: Some(Duration::from_secs(60)),
         keepalive_max: 3,
         nodelay: true,
-        preferred: russh::Preferred {
-            cipher: Cow::Borrowed(&[
-                russh::cipher::CHACHA20_POLY1305,
-                russh::cipher::AES_128_GCM,
-                russh::cipher::AES_256_GCM,
-                russh::cipher::AES_256_CTR,
-                russh::cipher::AES_192_CTR,
-                russh::cipher::AES_128_CTR,
-            ]),
-            ..Default::default()
-        },
+        preferred: config.ssh.listener.preferred(),
         ..Default::default()
     }
 }
