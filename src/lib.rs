@@ -9,6 +9,7 @@
 
 pub mod algorithms;
 pub mod audit;
+pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod grants;

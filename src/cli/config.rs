@@ -124,6 +124,9 @@ pub fn effective(config: &Config) -> Table {
     t.insert("vault".into(), Value::Table(vault));
     t.insert("report".into(), Value::Table(report));
     t.insert("ssh".into(), Value::Table(config.ssh.to_toml()));
+    let mut ca = Table::new();
+    ca.insert("key".into(), path(&config.ca_key));
+    t.insert("ca".into(), Value::Table(ca));
     t
 }
 

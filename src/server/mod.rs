@@ -71,6 +71,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| "the vault's master key does not open this database's vault")?;
     let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
+    let ca = crate::ca::UserCa::load_or_create(&config.ca_key)?;
     match crate::recording::seal_interrupted(&config.recordings, &signer) {
         Ok(sealed) if !sealed.is_empty() => {
             tracing::warn!(
@@ -105,7 +106,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let users = policy.users.len();
     let servers = policy.servers.len();
     let digest = policy.digest.clone();
-    let shared = Shared::new(config, policy, store, identity, vault, signer);
+    let shared = Shared::new(config, policy, store, identity, vault, signer, ca);
     shared
         .audit(
             AuditEvent::new(EventKind::PolicyReloaded)

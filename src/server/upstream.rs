@@ -21,6 +21,8 @@ pub enum Credential {
     Password(Arc<Secret>),
     /// A vault private key.
     Key(Arc<PrivateKey>),
+    /// A per-session certificate from the bastion's CA and its key.
+    Certificate(Arc<PrivateKey>, Box<russh::keys::Certificate>),
 }
 
 impl std::fmt::Debug for Credential {
@@ -29,6 +31,7 @@ impl std::fmt::Debug for Credential {
             Credential::Identity(_) => "Credential::Identity",
             Credential::Password(_) => "Credential::Password([redacted])",
             Credential::Key(_) => "Credential::Key([redacted])",
+            Credential::Certificate(..) => "Credential::Certificate([redacted])",
         })
     }
 }
@@ -285,6 +288,11 @@ where
                 .map_err(proto)?
                 .success()
         }
+        Credential::Certificate(key, cert) => handle
+            .authenticate_openssh_cert(account, key.clone(), (**cert).clone())
+            .await
+            .map_err(proto)?
+            .success(),
         Credential::Password(secret) => {
             let r = handle
                 .authenticate_password(account, secret.expose())
