@@ -46,6 +46,16 @@ struct RawConfig {
     vault: RawVault,
     #[serde(default)]
     report: RawReport,
+    #[serde(default)]
+    ssh: crate::algorithms::RawSsh,
+    #[serde(default)]
+    ca: RawCa,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCa {
+    key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +142,10 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub vault: VaultConfig,
     pub report: ReportConfig,
+    /// `[ssh]`: algorithms offered to staff and to targets.
+    pub ssh: crate::algorithms::SshAlgorithms,
+    /// `[ca] key`: signs per-session certificates for targets; created if missing.
+    pub ca_key: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +235,8 @@ fn unreachable_defaults() -> Config {
             work_end_hour: 18,
             working_days: vec![1, 2, 3, 4, 5],
         },
+        ssh: crate::algorithms::SshAlgorithms::default(),
+        ca_key: PathBuf::from("data/user_ca_ed25519_key"),
     }
 }
 
@@ -477,6 +493,9 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         recording,
         vault,
         report,
+        ssh: crate::algorithms::SshAlgorithms::resolve(raw.ssh)
+            .map_err(|e| invalid(e.key, e.message))?,
+        ca_key: join(raw.ca.key, d.ca_key),
     })
 }
 

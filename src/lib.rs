@@ -7,7 +7,9 @@
 //! sidecars), [`vault`] (target credentials), [`server`] (the SSH front end
 //! and the bridge to targets), [`report`] (the daily report) and [`cli`].
 
+pub mod algorithms;
 pub mod audit;
+pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod grants;

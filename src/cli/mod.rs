@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 
 mod audit;
+mod ca;
+mod config;
 mod grant;
 mod operator;
 mod policy;
@@ -61,12 +63,36 @@ pub enum Command {
     Report(ReportCmd),
     /// Lift a lockout.
     Unlock { user: String },
+    /// The effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// The bastion's user CA (certificates to targets).
+    #[command(subcommand)]
+    Ca(CaCmd),
     /// Print an ssh_config block per server USER may reach.
     SshConfig {
         user: String,
         /// Bastion host name as users reach it (default: this host's name).
         #[arg(long)]
         bastion: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCmd {
+    /// Print the line for a target's TrustedUserCAKeys file.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print every setting, defaults included, as gatehouse.toml.
+    Show {
         #[arg(long)]
         json: bool,
     },
@@ -371,6 +397,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Report(cmd) => report::run(config, cmd).await,
         Command::Unlock { user } => unlock::run(config, &user).await,
+        Command::Config(ConfigCmd::Show { json }) => config::show(&config, json),
+        Command::Ca(CaCmd::Show { json }) => ca::show(&config, json),
         Command::SshConfig {
             user,
             bastion,

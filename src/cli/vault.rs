@@ -137,6 +137,7 @@ async fn rotate(config: &Config, server: &str, account: &str) -> anyhow::Result<
         policy: &policy,
         identity: std::sync::Arc::new(identity),
         admin_account: &config.vault.rotation_admin_account,
+        algorithms: &config.ssh.target,
         actor: &who,
     };
     rotator

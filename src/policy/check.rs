@@ -18,7 +18,9 @@ use ring::digest;
 use serde_spanned::Spanned;
 
 use super::raw::{self, Entry, RawServer, RawUser};
-use super::{Diagnostic, Mode, Policy, Principal, RecordMode, Role, Server, StaffKey, User};
+use super::{
+    Diagnostic, Mode, Policy, Principal, RecordMode, Role, Server, StaffKey, TargetAuth, User,
+};
 
 /// Longest user, group, server or account name accepted.
 const MAX_NAME: usize = 64;
@@ -520,6 +522,18 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
     let (sftp_deny_globs, sftp_deny_paths) = globs(sink, file, &raw.sftp_deny_paths);
     let (allow_globs, allow_commands) = globs(sink, file, &raw.allow_commands);
     let max_session = duration(sink, file, raw.max_session.as_ref());
+    let auth = match raw.auth.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
+        None | Some(("identity", _)) => TargetAuth::Identity,
+        Some(("certificate", _)) => TargetAuth::Certificate,
+        Some((other, span)) => {
+            sink.at(
+                file,
+                &span,
+                format!("unknown auth `{other}`: expected identity or certificate"),
+            );
+            TargetAuth::Identity
+        }
+    };
     let idle_timeout = duration(sink, file, raw.idle_timeout.as_ref());
 
     if let Some(mode) = mode {
@@ -610,6 +624,7 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
                 .as_ref()
                 .map(|c| c.get_ref().trim().to_string())
                 .filter(|c| !c.is_empty()),
+            auth,
         },
     }
 }

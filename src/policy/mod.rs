@@ -155,6 +155,17 @@ pub enum RecordMode {
     Never,
 }
 
+/// How the bastion authenticates to a server's accounts when the vault
+/// holds no credential for them (`auth` of a `[[server]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetAuth {
+    /// The bastion's identity key (listed in the target's authorized_keys).
+    Identity,
+    /// A per-session certificate from the bastion's CA.
+    Certificate,
+}
+
 /// Who a server's `allow` entry names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Principal {
@@ -199,6 +210,8 @@ pub struct Server {
     /// Command run on the target for the sftp subsystem (e.g. a read-only
     /// `sftp-server -R`), instead of the target's own subsystem.
     pub sftp_command: Option<String>,
+    /// How the bastion logs in where the vault holds no credential.
+    pub auth: TargetAuth,
     /// Line in the file where the entry starts, for `explain`.
     pub origin: String,
 }

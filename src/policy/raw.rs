@@ -31,6 +31,10 @@
 //!   server is rotated once the session ends (default `false`).
 //! - `end_on_blocked_command = true`: a blocked interactive line ends the
 //!   session instead of only being refused; default `false`.
+//! - `auth = "certificate"`: where the vault holds no credential for the
+//!   account, the bastion logs in with a short-lived certificate signed by
+//!   its own CA (`[ca] key`, see `crate::ca`) instead of its identity key;
+//!   the target trusts the CA (`TrustedUserCAKeys`). Default `"identity"`.
 //!
 //! Defaults of the contract's optional keys: `record = "privileged"`,
 //! `require_grant = false`, `ports = []`, `allow = []`, `allow_from = []`
@@ -118,6 +122,8 @@ pub(crate) struct RawServer {
     pub sftp_command: Option<Spanned<String>>,
     #[serde(default)]
     pub sftp_deny_paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub auth: Option<Spanned<String>>,
 }
 
 impl RawServer {

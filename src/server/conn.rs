@@ -603,11 +603,18 @@ impl ConnState {
             host: s.host.clone(),
             port: s.port,
             host_key: s.host_key.clone(),
+            algorithms: self.shared.config.ssh.target.preferred(),
         };
         let target = endpoint(&t.server);
-        let credential = self
+        let credential = match self
             .credential_for(&t.server.name, &t.allowed.account)
-            .await?;
+            .await?
+        {
+            Credential::Identity(_) if t.server.auth == policy::TargetAuth::Certificate => {
+                self.certificate_for(t)?
+            }
+            c => c,
+        };
         let identity = Credential::Identity(self.shared.identity.clone());
         let hop = t.via.as_ref().map(endpoint);
         let hop_account = t
@@ -690,6 +697,34 @@ impl ConnState {
         Ok(out)
     }
 
+    /// A certificate from the bastion's CA for this login (see `crate::ca`).
+    fn certificate_for(&self, t: &ServerTarget) -> Result<Credential, String> {
+        let req = crate::ca::CertRequest {
+            account: &t.allowed.account,
+            staff: &self.user,
+            session: &self.id,
+            server: &t.server.name,
+            // Forwards through the target's sshd: -L in ssh-forwarding,
+            // -R (bound by the target's sshd) in global.
+            port_forwarding: matches!(
+                t.allowed.mode,
+                policy::Mode::SshForwarding | policy::Mode::Global
+            ),
+        };
+        let issued = self
+            .shared
+            .ca
+            .issue(&req, std::time::SystemTime::now())
+            .map_err(|e| {
+                tracing::error!("certificate for {}: {e}", t.server.name);
+                "the bastion cannot sign its login certificate".to_string()
+            })?;
+        Ok(Credential::Certificate(
+            issued.key,
+            Box::new(issued.certificate),
+        ))
+    }
+
     /// Records an exit status for the session's end event.
     pub fn set_exit(&self, code: i64) {
         if let Ok(mut e) = self.last_exit.lock() {
@@ -723,6 +758,7 @@ impl ConnState {
                     policy: &policy,
                     identity: shared.identity.clone(),
                     admin_account: &shared.config.vault.rotation_admin_account,
+                    algorithms: &shared.config.ssh.target,
                     actor: "rotate_after_use",
                 };
                 if let Err(e) = rotator.rotate(&server, &account).await {

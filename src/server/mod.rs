@@ -77,6 +77,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| "the vault's master key does not open this database's vault")?;
     let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
+    let ca = crate::ca::UserCa::load_or_create(&config.ca_key)?;
     match crate::recording::seal_interrupted(&config.recordings, &signer) {
         Ok(sealed) if !sealed.is_empty() => {
             tracing::warn!(
@@ -111,7 +112,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let users = policy.users.len();
     let servers = policy.servers.len();
     let digest = policy.digest.clone();
-    let shared = Shared::new(config, policy, store, identity, vault, signer);
+    let shared = Shared::new(config, policy, store, identity, vault, signer, ca);
     shared
         .audit(
             AuditEvent::new(EventKind::PolicyReloaded)
@@ -177,7 +178,7 @@ fn writable_after_drop(config: &Config) -> Vec<std::path::PathBuf> {
     paths
 }
 
-fn ssh_config(_config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {
+fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {
     russh::server::Config {
         server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-Gatehouse")),
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
@@ -192,17 +193,7 @@ fn ssh_config(_config: &Config, host_key: russh::keys::PrivateKey) -> russh::ser
         keepalive_interval: Some(Duration::from_secs(60)),
         keepalive_max: 3,
         nodelay: true,
-        preferred: russh::Preferred {
-            cipher: Cow::Borrowed(&[
-                russh::cipher::CHACHA20_POLY1305,
-                russh::cipher::AES_128_GCM,
-                russh::cipher::AES_256_GCM,
-                russh::cipher::AES_256_CTR,
-                russh::cipher::AES_192_CTR,
-                russh::cipher::AES_128_CTR,
-            ]),
-            ..Default::default()
-        },
+        preferred: config.ssh.listener.preferred(),
         ..Default::default()
     }
 }

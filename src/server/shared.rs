@@ -54,6 +54,8 @@ pub struct Shared {
     pub vault: crate::vault::Vault,
     /// Signs recordings' sidecars.
     pub signer: Arc<crate::recording::Signer>,
+    /// Signs per-session certificates for `auth = "certificate"` servers.
+    pub ca: Arc<crate::ca::UserCa>,
     /// Unauthenticated connections at once (`max_startups`).
     pub startups: Arc<Semaphore>,
     /// The unauthenticated connections holding a startup slot, oldest
@@ -78,6 +80,7 @@ impl Shared {
         identity: PrivateKey,
         vault: crate::vault::Vault,
         signer: crate::recording::Signer,
+        ca: crate::ca::UserCa,
     ) -> Arc<Shared> {
         let per_minute =
             NonZeroU32::new(config.limits.auth_per_minute_per_source).unwrap_or(NonZeroU32::MIN);
@@ -95,6 +98,7 @@ impl Shared {
             identity: Arc::new(identity),
             vault,
             signer: Arc::new(signer),
+            ca: Arc::new(ca),
             auth_limiter,
             sessions: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),

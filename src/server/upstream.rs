@@ -3,7 +3,6 @@
 //! Staff never see what authenticates this leg: the identity key or a vault
 //! credential.
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +21,8 @@ pub enum Credential {
     Password(Arc<Secret>),
     /// A vault private key.
     Key(Arc<PrivateKey>),
+    /// A per-session certificate from the bastion's CA and its key.
+    Certificate(Arc<PrivateKey>, Box<russh::keys::Certificate>),
 }
 
 impl std::fmt::Debug for Credential {
@@ -30,6 +31,7 @@ impl std::fmt::Debug for Credential {
             Credential::Identity(_) => "Credential::Identity",
             Credential::Password(_) => "Credential::Password([redacted])",
             Credential::Key(_) => "Credential::Key([redacted])",
+            Credential::Certificate(..) => "Credential::Certificate([redacted])",
         })
     }
 }
@@ -42,6 +44,8 @@ pub struct Endpoint {
     pub port: u16,
     /// `SHA256:...`; `None` refuses every key (fail closed).
     pub host_key: Option<String>,
+    /// `[ssh]` target_* lists: what the bastion offers this target.
+    pub algorithms: russh::Preferred,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +144,7 @@ pub struct Upstream {
     pub hop: Option<TargetHandle>,
 }
 
-pub fn client_config() -> Arc<client::Config> {
+pub fn client_config(preferred: &russh::Preferred) -> Arc<client::Config> {
     Arc::new(client::Config {
         window_size: 2 * 1024 * 1024,
         maximum_packet_size: 32 * 1024,
@@ -148,17 +152,7 @@ pub fn client_config() -> Arc<client::Config> {
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 4,
-        preferred: russh::Preferred {
-            // AES-GCM is hardware accelerated in ring; chacha is the fallback.
-            cipher: Cow::Borrowed(&[
-                russh::cipher::AES_128_GCM,
-                russh::cipher::AES_256_GCM,
-                russh::cipher::CHACHA20_POLY1305,
-                russh::cipher::AES_256_CTR,
-                russh::cipher::AES_128_CTR,
-            ]),
-            ..Default::default()
-        },
+        preferred: preferred.clone(),
         ..Default::default()
     })
 }
@@ -253,7 +247,7 @@ where
         forwards,
     };
     let mut handle = match client::connect_stream(
-        client_config(),
+        client_config(&target.algorithms),
         tokio::io::BufReader::with_capacity(super::READ_BUFFER, stream),
         handler,
     )
@@ -294,6 +288,11 @@ where
                 .map_err(proto)?
                 .success()
         }
+        Credential::Certificate(key, cert) => handle
+            .authenticate_openssh_cert(account, key.clone(), (**cert).clone())
+            .await
+            .map_err(proto)?
+            .success(),
         Credential::Password(secret) => {
             let r = handle
                 .authenticate_password(account, secret.expose())

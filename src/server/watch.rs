@@ -266,6 +266,7 @@ async fn rotation_scheduler(shared: Arc<Shared>) {
             policy: &policy,
             identity: shared.identity.clone(),
             admin_account: &shared.config.vault.rotation_admin_account,
+            algorithms: &shared.config.ssh.target,
             actor: "scheduler",
         };
         let (ok, failed) = crate::vault::rotate::rotate_due(

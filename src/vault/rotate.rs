@@ -41,16 +41,19 @@ pub struct Rotator<'a> {
     pub policy: &'a Policy,
     pub identity: Arc<PrivateKey>,
     pub admin_account: &'a str,
+    /// `[ssh]` target_* lists.
+    pub algorithms: &'a crate::algorithms::Side,
     /// Who asked: "scheduler" or the admin's name, for the event.
     pub actor: &'a str,
 }
 
-fn endpoint(s: &crate::policy::Server) -> Endpoint {
+fn endpoint(s: &crate::policy::Server, algorithms: &crate::algorithms::Side) -> Endpoint {
     Endpoint {
         name: s.name.clone(),
         host: s.host.clone(),
         port: s.port,
         host_key: s.host_key.clone(),
+        algorithms: algorithms.preferred(),
     }
 }
 
@@ -109,9 +112,9 @@ impl Rotator<'_> {
         server: &crate::policy::Server,
         p: &PendingRotation,
     ) -> Result<(), RotateError> {
-        let target = endpoint(server);
+        let target = endpoint(server, self.algorithms);
         let via = server.via.as_deref().and_then(|v| self.policy.server(v));
-        let hop = via.map(endpoint);
+        let hop = via.map(|v| endpoint(v, self.algorithms));
         let hop_account = via
             .and_then(|v| v.default_account().map(str::to_string))
             .unwrap_or_else(|| "root".into());

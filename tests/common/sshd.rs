@@ -26,6 +26,9 @@ pub struct SshdOpts {
     pub allow_users: Vec<String>,
     /// Extra `sshd_config` lines, appended as they are.
     pub extra: Vec<String>,
+    /// A CA public key line: user certificates it signed are accepted
+    /// (`TrustedUserCAKeys`, principal = the account name).
+    pub trusted_user_ca: Option<String>,
 }
 
 impl SshdOpts {
@@ -52,6 +55,11 @@ impl SshdOpts {
 
     pub fn extra(mut self, line: &str) -> SshdOpts {
         self.extra.push(line.to_string());
+        self
+    }
+
+    pub fn trust_user_ca(mut self, ca_public_key: &str) -> SshdOpts {
+        self.trusted_user_ca = Some(ca_public_key.trim().to_string());
         self
     }
 }
@@ -95,6 +103,9 @@ impl Sshd {
         let sshd_keys = home.join("authorized_keys");
         for (account, key) in &opts.authorized {
             append_line(&sshd_keys.join(account), key);
+        }
+        if let Some(ca) = &opts.trusted_user_ca {
+            append_line(&home.join("trusted_user_ca_keys"), ca);
         }
         let log_path = home.join("sshd.log");
         let config_path = home.join("sshd_config");
@@ -238,6 +249,9 @@ fn config_text(home: &Path, port: u16, opts: &SshdOpts) -> String {
     let _ = writeln!(c, "MaxStartups 200");
     let _ = writeln!(c, "MaxSessions 100");
     let _ = writeln!(c, "LogLevel VERBOSE");
+    if opts.trusted_user_ca.is_some() {
+        let _ = writeln!(c, "TrustedUserCAKeys {h}/trusted_user_ca_keys");
+    }
     if !opts.allow_users.is_empty() {
         let _ = writeln!(c, "AllowUsers {}", opts.allow_users.join(" "));
     }

@@ -1,0 +1,195 @@
+//! `gatehouse config show`: the effective configuration, every key with its
+//! value or default, as gatehouse.toml spells it (in the spirit of
+//! `sshd -T`). The output is itself a valid gatehouse.toml; paths are
+//! printed resolved (joined with the config file's folder).
+
+use crate::config::Config;
+use toml::{Table, Value};
+
+pub fn show(config: &Config, json: bool) -> anyhow::Result<i32> {
+    let table = effective(config);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&table)?);
+    } else {
+        print!("{}", toml::to_string(&table)?);
+    }
+    Ok(0)
+}
+
+fn s(v: impl Into<String>) -> Value {
+    Value::String(v.into())
+}
+
+fn path(p: &std::path::Path) -> Value {
+    s(p.display().to_string())
+}
+
+fn strings<'a>(v: impl IntoIterator<Item = &'a String>) -> Value {
+    Value::Array(v.into_iter().map(|x| s(x.clone())).collect())
+}
+
+fn int(n: impl TryInto<i64>) -> Value {
+    Value::Integer(n.try_into().unwrap_or(i64::MAX))
+}
+
+fn duration(d: std::time::Duration) -> Value {
+    s(humantime::format_duration(d).to_string())
+}
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Every setting of `config` as a gatehouse.toml table.
+pub fn effective(config: &Config) -> Table {
+    let mut server = Table::new();
+    server.insert("listen".into(), s(config.listen.to_string()));
+    server.insert("host_key".into(), path(&config.host_key));
+    server.insert("identity_key".into(), path(&config.identity_key));
+    server.insert("signing_key".into(), path(&config.signing_key));
+    server.insert("policies".into(), path(&config.policies));
+    server.insert("recordings".into(), path(&config.recordings));
+    server.insert("reports".into(), path(&config.reports));
+    server.insert("database".into(), s(redact_url(&config.database)));
+    server.insert("master_key".into(), path(&config.master_key));
+    server.insert("node".into(), s(config.node.clone()));
+    // No TOML null: an unset user is left out, as in the file.
+    if let Some(user) = &config.user {
+        server.insert("user".into(), s(user.clone()));
+    }
+
+    let l = &config.limits;
+    let mut limits = Table::new();
+    limits.insert("login_grace_time".into(), duration(l.login_grace_time));
+    limits.insert("max_startups".into(), int(l.max_startups));
+    limits.insert(
+        "auth_per_minute_per_source".into(),
+        int(l.auth_per_minute_per_source),
+    );
+    limits.insert("lockout_after".into(), int(l.lockout_after));
+    limits.insert("lockout_for".into(), duration(l.lockout_for));
+    limits.insert("idle_timeout".into(), duration(l.idle_timeout));
+
+    let r = &config.recording;
+    let mut recording = Table::new();
+    recording.insert(
+        "privileged_accounts".into(),
+        strings(&r.privileged_accounts),
+    );
+    recording.insert("record_input".into(), Value::Boolean(r.record_input));
+    recording.insert("exec_text_cap".into(), int(r.exec_text_cap));
+
+    let v = &config.vault;
+    let mut vault = Table::new();
+    vault.insert(
+        "rotation_admin_account".into(),
+        s(v.rotation_admin_account.clone()),
+    );
+    vault.insert("internal_min_length".into(), int(v.internal_min_length));
+    vault.insert(
+        "third_party_min_length".into(),
+        int(v.third_party_min_length),
+    );
+    vault.insert("internal_max_age_days".into(), int(v.internal_max_age_days));
+    vault.insert(
+        "third_party_max_age_days".into(),
+        int(v.third_party_max_age_days),
+    );
+    vault.insert("history".into(), int(v.history));
+    vault.insert(
+        "third_party_accounts".into(),
+        strings(&v.third_party_accounts),
+    );
+    vault.insert("rotation_concurrency".into(), int(v.rotation_concurrency));
+
+    let rp = &config.report;
+    let mut report = Table::new();
+    report.insert(
+        "working_hours".into(),
+        s(format!("{:02}-{:02}", rp.work_start_hour, rp.work_end_hour)),
+    );
+    report.insert(
+        "working_days".into(),
+        Value::Array(
+            rp.working_days
+                .iter()
+                .filter_map(|d| DAYS.get(usize::from(*d).wrapping_sub(1)))
+                .map(|d| s(*d))
+                .collect(),
+        ),
+    );
+
+    let mut t = Table::new();
+    t.insert("server".into(), Value::Table(server));
+    t.insert("limits".into(), Value::Table(limits));
+    t.insert("recording".into(), Value::Table(recording));
+    t.insert("vault".into(), Value::Table(vault));
+    t.insert("report".into(), Value::Table(report));
+    t.insert("ssh".into(), Value::Table(config.ssh.to_toml()));
+    let mut ca = Table::new();
+    ca.insert("key".into(), path(&config.ca_key));
+    t.insert("ca".into(), Value::Table(ca));
+    t
+}
+
+/// A database URL without its password (`postgres://u:SECRET@h/db`).
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:[redacted]@{host}{tail}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_output_is_a_config_that_loads_to_the_same_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gatehouse.toml");
+        let text = "[server]\nlisten = \"127.0.0.1:2200\"\nuser = \"gatehouse\"\n\
+                    [limits]\nlockout_for = \"1h 30m\"\n[report]\nworking_days = [\"mon\", \"sat\"]\n\
+                    [ssh]\nkex = [\"curve25519-sha256\"]\n";
+        let config = Config::from_str_at(text, &path).unwrap();
+        let shown = toml::to_string(&effective(&config)).unwrap();
+        let again = Config::from_str_at(&shown, &path).unwrap();
+        assert_eq!(effective(&again), effective(&config), "{shown}");
+        assert!(shown.contains("lockout_for = \"1h 30m\""), "{shown}");
+        assert!(shown.contains("user = \"gatehouse\""), "{shown}");
+        assert!(
+            shown.contains("working_days = [\"mon\", \"sat\"]"),
+            "{shown}"
+        );
+        assert!(shown.contains("[ssh]"), "{shown}");
+        assert!(shown.contains("target_macs = ["), "{shown}");
+        // Defaults appear too.
+        assert!(shown.contains("max_startups = 100"), "{shown}");
+        assert!(shown.contains("working_hours = \"08-18\""), "{shown}");
+        let d = effective(&Config::default());
+        assert!(d["server"].get("user").is_none());
+        assert_eq!(
+            d["server"]["host_key"].as_str(),
+            Path::new("data/ssh_host_ed25519_key").to_str()
+        );
+    }
+
+    #[test]
+    fn database_passwords_are_not_shown() {
+        assert_eq!(
+            redact_url("postgres://gh:s3cret@db.internal:5432/gatehouse"),
+            "postgres://gh:[redacted]@db.internal:5432/gatehouse"
+        );
+        assert_eq!(redact_url("postgres://gh@db/x"), "postgres://gh@db/x");
+        assert_eq!(redact_url("sqlite://data/g.db"), "sqlite://data/g.db");
+    }
+}
