@@ -72,6 +72,7 @@ struct RawLimits {
     lockout_after: Option<u32>,
     lockout_for: Option<String>,
     idle_timeout: Option<String>,
+    max_channels_per_connection: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +136,8 @@ pub struct Limits {
     pub lockout_after: u32,
     pub lockout_for: Duration,
     pub idle_timeout: Duration,
+    /// Channels open at once on one connection; more are refused.
+    pub max_channels_per_connection: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +200,7 @@ fn unreachable_defaults() -> Config {
             lockout_after: 10,
             lockout_for: Duration::from_secs(6 * 3600),
             idle_timeout: Duration::from_secs(30 * 60),
+            max_channels_per_connection: 64,
         },
         recording: RecordingConfig {
             privileged_accounts: default_privileged(),
@@ -344,7 +348,17 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             raw.limits.idle_timeout,
             d.limits.idle_timeout,
         )?,
+        max_channels_per_connection: raw
+            .limits
+            .max_channels_per_connection
+            .unwrap_or(d.limits.max_channels_per_connection),
     };
+    if limits.max_channels_per_connection == 0 {
+        return Err(invalid(
+            "limits.max_channels_per_connection",
+            "must be at least 1".into(),
+        ));
+    }
     if limits.max_startups == 0 {
         return Err(invalid("limits.max_startups", "must be at least 1".into()));
     }

@@ -27,6 +27,7 @@ pub mod bridge;
 pub mod channel;
 pub mod command_mode;
 pub mod conn;
+pub mod flow;
 pub mod grants_cmd;
 pub mod handler;
 pub mod lineedit;
@@ -134,7 +135,7 @@ fn ssh_config(_config: &Config, host_key: russh::keys::PrivateKey) -> russh::ser
         auth_rejection_time: Duration::from_secs(1),
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
-        window_size: handler::WINDOW,
+        window_size: flow::WINDOW,
         maximum_packet_size: 32 * 1024,
         channel_buffer_size: 64,
         max_auth_attempts: 6,
@@ -359,6 +360,7 @@ async fn serve_ssh(
         permit,
         authed.clone(),
         seq,
+        cut.clone(),
     );
     let running = match tokio::time::timeout_at(
         deadline,
