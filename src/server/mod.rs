@@ -32,6 +32,7 @@ pub mod grants_cmd;
 pub mod handler;
 pub mod lineedit;
 pub mod login;
+pub mod readbuf;
 pub mod refusals;
 pub mod sftp;
 pub mod shared;
@@ -195,12 +196,6 @@ fn ssh_config(_config: &Config, host_key: russh::keys::PrivateKey) -> russh::ser
         ..Default::default()
     }
 }
-
-/// Read buffer in front of each SSH connection (client and target side).
-/// russh reads a packet's length and then its body, two `recv` calls per
-/// packet; with this buffer one call usually brings in two 32 KiB packets.
-/// Only the pages a connection actually uses become resident.
-pub(crate) const READ_BUFFER: usize = 64 * 1024;
 
 async fn accept_loop(
     shared: Arc<Shared>,
@@ -415,11 +410,7 @@ async fn serve_ssh(
     );
     let running = match tokio::time::timeout_at(
         deadline,
-        russh::server::run_stream(
-            cfg,
-            tokio::io::BufReader::with_capacity(READ_BUFFER, socket),
-            handler,
-        ),
+        russh::server::run_stream(cfg, readbuf::ReadBuffer::new(socket), handler),
     )
     .await
     {
