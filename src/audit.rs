@@ -63,6 +63,10 @@ pub enum EventKind {
     SessionKilled,
     #[serde(rename = "connection.refused")]
     ConnectionRefused,
+    #[serde(rename = "channel.refused")]
+    ChannelRefused,
+    #[serde(rename = "protocol.violation")]
+    ProtocolViolation,
     #[serde(rename = "unlock")]
     Unlock,
 }
@@ -97,6 +101,8 @@ impl EventKind {
         EventKind::RecordingReviewed,
         EventKind::SessionKilled,
         EventKind::ConnectionRefused,
+        EventKind::ChannelRefused,
+        EventKind::ProtocolViolation,
         EventKind::Unlock,
     ];
 
@@ -130,6 +136,8 @@ impl EventKind {
             EventKind::RecordingReviewed => "recording.reviewed",
             EventKind::SessionKilled => "session.killed",
             EventKind::ConnectionRefused => "connection.refused",
+            EventKind::ChannelRefused => "channel.refused",
+            EventKind::ProtocolViolation => "protocol.violation",
             EventKind::Unlock => "unlock",
         }
     }

@@ -85,6 +85,7 @@ struct RawLimits {
     lockout_for: Option<String>,
     idle_timeout: Option<String>,
     accept_env: Option<Vec<String>>,
+    max_channels_per_connection: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +159,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Environment variable names (globs) passed on to targets.
     pub accept_env: Vec<String>,
+    /// Channels open at once on one connection; more are refused.
+    pub max_channels_per_connection: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +226,7 @@ fn unreachable_defaults() -> Config {
             lockout_for: Duration::from_secs(6 * 3600),
             idle_timeout: Duration::from_secs(30 * 60),
             accept_env: vec!["LANG".into(), "LC_*".into(), "TERM".into()],
+            max_channels_per_connection: 64,
         },
         recording: RecordingConfig {
             privileged_accounts: default_privileged(),
@@ -373,9 +377,19 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             d.limits.idle_timeout,
         )?,
         accept_env: raw.limits.accept_env.unwrap_or(d.limits.accept_env),
+        max_channels_per_connection: raw
+            .limits
+            .max_channels_per_connection
+            .unwrap_or(d.limits.max_channels_per_connection),
     };
     crate::server::envfilter::EnvFilter::new(&limits.accept_env)
         .map_err(|e| invalid("limits.accept_env", e.to_string()))?;
+    if limits.max_channels_per_connection == 0 {
+        return Err(invalid(
+            "limits.max_channels_per_connection",
+            "must be at least 1".into(),
+        ));
+    }
     if limits.max_startups == 0 {
         return Err(invalid("limits.max_startups", "must be at least 1".into()));
     }

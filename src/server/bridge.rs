@@ -3,14 +3,14 @@
 //! exit status and exit signal passed through.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use russh::client::Msg as ClientMsg;
 use russh::{Channel, ChannelId, ChannelMsg};
-use tokio::sync::mpsc;
 
 use super::channel::{ChanEvent, ClientWriter, PtyReq, Start, refuse};
 use super::conn::ConnState;
+use super::flow::InboxRx;
 use super::lineedit::{BLOCKED_ENTER, LineTracker, Segment};
 use super::notice::{self, OutputSeen};
 use super::sftp::{SftpAudit, SftpOp};
@@ -24,8 +24,7 @@ pub async fn run(
     state: Arc<ConnState>,
     id: ChannelId,
     client: ClientWriter,
-    mut rx: mpsc::UnboundedReceiver<ChanEvent>,
-    backlog: Arc<AtomicUsize>,
+    mut rx: InboxRx,
     pty: Option<PtyReq>,
     env: Vec<(String, String)>,
     start: Start,
@@ -193,9 +192,8 @@ pub async fn run(
         return;
     }
     for ev in early {
-        if let ChanEvent::Data(b) | ChanEvent::ExtData(_, b) = &ev {
-            backlog.fetch_sub(b.len(), Ordering::Relaxed);
-            let _ = target_ch.data_bytes(b.clone()).await;
+        if let ChanEvent::Data(b) = ev {
+            let _ = target_ch.data_bytes(b).await;
         } else if let ChanEvent::Eof = ev {
             let _ = target_ch.eof().await;
         }
@@ -217,7 +215,6 @@ pub async fn run(
         &state,
         client,
         &mut rx,
-        &backlog,
         target_ch,
         true,
         has_pty,
@@ -247,15 +244,13 @@ pub struct Outcome {
 pub async fn pipe_channels(
     state: &Arc<ConnState>,
     client: ClientWriter,
-    rx: &mut mpsc::UnboundedReceiver<ChanEvent>,
-    backlog: &AtomicUsize,
+    rx: &mut InboxRx,
     target: Channel<ClientMsg>,
 ) -> (u64, u64) {
     let o = pump(
         state,
         client,
         rx,
-        backlog,
         target,
         false,
         false,
@@ -266,15 +261,18 @@ pub async fn pipe_channels(
     (o.up, o.down)
 }
 
-/// Moves bytes both ways until either side closes or the session is ended.
+/// Moves bytes both ways until the target's side is done (the client's
+/// close ends the target's side too) or the session is ended. Not waiting
+/// for the client's answer to the bastion's close matters: russh does not
+/// pass it on, and a multiplexed connection (ControlMaster) would keep
+/// each finished channel, and its recording, open until the end.
 /// With a recorder, every byte passes through it first; a recording
 /// failure ends the channel (fail closed).
 #[allow(clippy::too_many_arguments)]
 async fn pump(
     state: &Arc<ConnState>,
     client: ClientWriter,
-    rx: &mut mpsc::UnboundedReceiver<ChanEvent>,
-    backlog: &AtomicUsize,
+    rx: &mut InboxRx,
     target: Channel<ClientMsg>,
     session: bool,
     has_pty: bool,
@@ -298,7 +296,6 @@ async fn pump(
                     if let Some(rec) = rec
                         && rec.input(b.clone()).await.is_err()
                     {
-                        backlog.fetch_sub(n, Ordering::Relaxed);
                         break;
                     }
                     let r = match inspect {
@@ -332,16 +329,12 @@ async fn pump(
                             }
                         }
                     };
-                    backlog.fetch_sub(n, Ordering::Relaxed);
                     up += n as u64;
                     state.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
                     state.touch();
                     if r.is_err() {
                         break;
                     }
-                }
-                ChanEvent::ExtData(_, b) => {
-                    backlog.fetch_sub(b.len(), Ordering::Relaxed);
                 }
                 ChanEvent::WindowChange {
                     cols,
@@ -379,6 +372,7 @@ async fn pump(
     let mut exit_code = None;
     let mut exit_sig = None;
     let mut sftp_broken = false;
+    let target_done = tokio_util::sync::CancellationToken::new();
     let to_client = async {
         let mut started = !session;
         // A session's EOF is held until its exit status (or close): a
@@ -495,6 +489,13 @@ async fn pump(
             .await;
         } else {
             let _ = client.close().await;
+        }
+        target_done.cancel();
+    };
+    let to_target = async {
+        tokio::select! {
+            _ = to_target => {}
+            _ = target_done.cancelled() => {}
         }
     };
     let rec_failed = async {

@@ -1,15 +1,15 @@
 //! Per-channel tasks: the bridge between a client channel and the target.
 //!
 //! Flow control: the client-facing session loop never waits on us (events
-//! arrive through an unbounded queue whose bytes are counted in `backlog`,
-//! and `ConnHandler::adjust_window` stops refilling the client's window
-//! while it is high), so it always processes the client's window
-//! adjustments. The target-facing direction keeps russh's bounded channel
+//! arrive through a [`flow::Inbox`] whose bytes count against the
+//! connection's budget, and `ConnHandler::adjust_window` stops refilling the
+//! client's window while it is high), so it always processes the client's
+//! window adjustments. The target-facing direction keeps russh's bounded channel
 //! queue as its backpressure: a slow client reader stops the bastion reading
 //! from the target, and memory stays bounded both ways.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use russh::server::{ChannelOpenHandle, Msg};
@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::conn::{ConnState, Target};
+use super::flow::{self, InboxRx};
 use crate::audit::EventKind;
 use crate::policy::Path_;
 
@@ -37,7 +38,6 @@ pub enum ChanEvent {
     Exec(Vec<u8>),
     Subsystem(String),
     Data(Bytes),
-    ExtData(u32, Bytes),
     WindowChange {
         cols: u32,
         rows: u32,
@@ -107,16 +107,20 @@ pub async fn refuse(write: &ClientWriter, pty: bool, line: &str, status: u32) {
     .await;
 }
 
+/// Data a client may send on a session channel before it asks for a
+/// shell, command or subsystem (held until then).
+const EARLY_DATA_CAP: usize = 1024 * 1024;
+
 pub async fn run_session_channel(
     state: Arc<ConnState>,
     id: ChannelId,
     write: ClientWriter,
-    mut rx: mpsc::UnboundedReceiver<ChanEvent>,
-    backlog: Arc<AtomicUsize>,
+    mut rx: InboxRx,
 ) {
     let mut pty: Option<PtyReq> = None;
     let mut env: Vec<(String, String)> = Vec::new();
     let mut early: Vec<ChanEvent> = Vec::new();
+    let mut early_bytes = 0usize;
     let start = loop {
         let ev = tokio::select! {
             ev = rx.recv() => ev,
@@ -167,12 +171,22 @@ pub async fn run_session_channel(
                     p.pix_height = pix_height;
                 }
             }
-            Some(
-                ev @ (ChanEvent::Data(_)
-                | ChanEvent::ExtData(..)
-                | ChanEvent::Eof
-                | ChanEvent::Signal(_)),
-            ) => early.push(ev),
+            Some(ChanEvent::Data(b)) => {
+                // Held outside the connection's budget, hence its own cap.
+                early_bytes += b.len();
+                if early_bytes > EARLY_DATA_CAP {
+                    refuse(
+                        &write,
+                        pty.is_some(),
+                        "gatehouse: too much data before the session started",
+                        255,
+                    )
+                    .await;
+                    return;
+                }
+                early.push(ChanEvent::Data(b));
+            }
+            Some(ev @ (ChanEvent::Eof | ChanEvent::Signal(_))) => early.push(ev),
         }
     };
     match &state.target {
@@ -200,33 +214,12 @@ pub async fn run_session_channel(
                 1,
             )
             .await;
-            drain_backlog(&early, &backlog);
         }
         Target::CommandMode => {
-            drain_backlog(&early, &backlog);
             super::command_mode::run(&state, &write, pty.is_some(), &start).await;
         }
         Target::Server(_) => {
-            super::bridge::run(
-                state.clone(),
-                id,
-                write,
-                rx,
-                backlog,
-                pty,
-                env,
-                start,
-                early,
-            )
-            .await;
-        }
-    }
-}
-
-fn drain_backlog(events: &[ChanEvent], backlog: &AtomicUsize) {
-    for ev in events {
-        if let ChanEvent::Data(b) | ChanEvent::ExtData(_, b) = ev {
-            backlog.fetch_sub(b.len(), Ordering::Relaxed);
+            super::bridge::run(state.clone(), id, write, rx, pty, env, start, early).await;
         }
     }
 }
@@ -240,8 +233,7 @@ pub async fn run_forward_channel(
     state: Arc<ConnState>,
     channel: Channel<Msg>,
     reply: ChannelOpenHandle,
-    mut rx: mpsc::UnboundedReceiver<ChanEvent>,
-    backlog: Arc<AtomicUsize>,
+    mut rx: InboxRx,
     host: String,
     port: u16,
     origin: (String, u32),
@@ -313,7 +305,7 @@ pub async fn run_forward_channel(
             // on it: the client's window is never refilled (uploads through
             // a forward stopped at 2 MiB) and the whole connection stalls.
             drop(read);
-            super::bridge::pipe_channels(&state, client, &mut rx, &backlog, target).await
+            super::bridge::pipe_channels(&state, client, &mut rx, target).await
         }
         Path_::Direct | Path_::Session => {
             let tcp = match tokio::time::timeout(
@@ -348,7 +340,7 @@ pub async fn run_forward_channel(
             let (read, client) = channel.split();
             // Dropped now, as above.
             drop(read);
-            pipe_tcp(&state, client, &mut rx, &backlog, tcp).await
+            pipe_tcp(&state, client, &mut rx, tcp).await
         }
     };
     state
@@ -364,32 +356,31 @@ pub async fn run_forward_channel(
 }
 
 /// Bridges a client channel and a TCP connection; returns bytes each way.
+/// Once the destination's side is done the client channel is closed, and
+/// the bridge ends without waiting for the client's close (russh does not
+/// pass on the answer to a close the bastion sent).
 async fn pipe_tcp(
     state: &Arc<ConnState>,
     client: ClientWriter,
-    rx: &mut mpsc::UnboundedReceiver<ChanEvent>,
-    backlog: &AtomicUsize,
+    rx: &mut InboxRx,
     tcp: tokio::net::TcpStream,
 ) -> (u64, u64) {
     let (mut tr, mut tw) = tcp.into_split();
     let mut up = 0u64;
     let mut down = 0u64;
+    let client_done = tokio_util::sync::CancellationToken::new();
     let to_target = async {
         while let Some(ev) = rx.recv().await {
             match ev {
                 ChanEvent::Data(b) => {
                     let n = b.len();
                     let r = tw.write_all(&b).await;
-                    backlog.fetch_sub(n, Ordering::Relaxed);
                     up += n as u64;
                     state.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
                     state.touch();
                     if r.is_err() {
                         break;
                     }
-                }
-                ChanEvent::ExtData(_, b) => {
-                    backlog.fetch_sub(b.len(), Ordering::Relaxed);
                 }
                 ChanEvent::Eof => {
                     let _ = tw.shutdown().await;
@@ -417,6 +408,13 @@ async fn pipe_tcp(
         }
         let _ = client.eof().await;
         let _ = client.close().await;
+        client_done.cancel();
+    };
+    let to_target = async {
+        tokio::select! {
+            _ = to_target => {}
+            _ = client_done.cancelled() => {}
+        }
     };
     tokio::select! {
         _ = async { tokio::join!(to_target, to_client) } => {}
@@ -460,30 +458,32 @@ pub async fn forwarded_loop(
         let state = state.clone();
         tokio::spawn(async move {
             let (mut read, write) = client.split();
-            let backlog = Arc::new(AtomicUsize::new(0));
-            let (tx, mut events) = mpsc::unbounded_channel();
+            let (tx, mut events) = flow::inbox(state.budget.clone());
             // Drain the client side promptly so the client-facing session
-            // loop never waits on this forward.
-            let drain_backlog = backlog.clone();
+            // loop never waits on this forward; the bytes count against the
+            // connection's budget like those of the client's own channels.
+            let drain_state = state.clone();
             let drain = tokio::spawn(async move {
                 while let Some(msg) = read.wait().await {
                     let ev = match msg {
-                        russh::ChannelMsg::Data { data } => {
-                            drain_backlog.fetch_add(data.len(), Ordering::Relaxed);
-                            ChanEvent::Data(data)
-                        }
+                        russh::ChannelMsg::Data { data } => ChanEvent::Data(data),
                         russh::ChannelMsg::Eof => ChanEvent::Eof,
                         russh::ChannelMsg::Close => ChanEvent::Close,
                         _ => continue,
                     };
-                    if tx.send(ev).is_err() {
-                        break;
+                    match tx.event(ev) {
+                        Ok(()) => {}
+                        Err(e) if e.is_violation() => {
+                            over_budget(&drain_state, &e).await;
+                            break;
+                        }
+                        Err(_) => break,
                     }
                 }
-                let _ = tx.send(ChanEvent::Close);
+                let _ = tx.event(ChanEvent::Close);
             });
             let (up, down) =
-                super::bridge::pipe_channels(&state, write, &mut events, &backlog, f.channel).await;
+                super::bridge::pipe_channels(&state, write, &mut events, f.channel).await;
             drain.abort();
             state
                 .shared
@@ -505,4 +505,20 @@ pub async fn forwarded_loop(
                 .await;
         });
     }
+}
+
+/// A remote forward's client side went over the connection's budget: the
+/// peer ignored flow control. Ends the session, audited.
+async fn over_budget(state: &Arc<ConnState>, e: &flow::FlowError) {
+    let reason = format!("protocol violation: {e}");
+    state
+        .shared
+        .audit(
+            state
+                .base_event(EventKind::ProtocolViolation)
+                .detail("reason", reason.clone())
+                .detail("queued_bytes", state.budget.queued()),
+        )
+        .await;
+    state.end(&reason);
 }

@@ -54,6 +54,8 @@ pub struct ConnState {
     pub source: IpAddr,
     pub target: Target,
     pub handle: russh::server::Handle,
+    /// Client-to-target bytes queued in the bastion for this connection.
+    pub budget: Arc<super::flow::Budget>,
     upstream: OnceCell<Result<Arc<Upstream>, String>>,
     pub cancel: CancellationToken,
     reason: Arc<Mutex<Option<EndReason>>>,
@@ -191,6 +193,7 @@ impl ConnState {
         source: IpAddr,
         target: Target,
         handle: russh::server::Handle,
+        budget: Arc<super::flow::Budget>,
     ) -> Arc<ConnState> {
         let cancel = shared.shutdown.child_token();
         let reason = Arc::new(Mutex::new(None));
@@ -202,6 +205,7 @@ impl ConnState {
             source,
             target,
             handle,
+            budget,
             upstream: OnceCell::new(),
             cancel: cancel.clone(),
             reason: reason.clone(),

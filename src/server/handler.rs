@@ -7,28 +7,24 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
 use russh::server::{
     Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
 use russh::{Channel, ChannelId, ChannelOpenFailure, Pty, Sig};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 
 use super::channel::{self, ChanEvent, refuse_open};
 use super::conn::{ConnState, Target};
 use super::envfilter::{self, EnvFilter};
+use super::flow::{self, Budget, FlowError, Inbox, Windows};
 use super::login;
 use super::shared::Shared;
 use crate::audit::{AuditEvent, EventKind};
 use crate::policy::{self, Action, Decision, Request};
 
-/// Client-to-target bytes queued in the bastion for one connection above
-/// which the client's window is no longer refilled (see `adjust_window`).
-const BACKLOG_HIGH: usize = 8 * 1024 * 1024;
-/// The channel window granted while the backlog is under the mark.
-pub const WINDOW: u32 = 2 * 1024 * 1024;
 /// While throttled, a trickle keeps `adjust_window` being called so the
 /// window reopens once the backlog drains.
 const TRICKLE: u32 = 2;
@@ -44,8 +40,18 @@ pub struct ConnHandler {
     /// Set in `auth_publickey`, completed into `state` in `auth_succeeded`.
     pending: Option<(String, Target)>,
     state: Option<Arc<ConnState>>,
-    channels: HashMap<ChannelId, mpsc::UnboundedSender<ChanEvent>>,
-    backlog: Arc<AtomicUsize>,
+    /// The queues of the channels the client opened, while their tasks run.
+    channels: HashMap<ChannelId, Inbox>,
+    /// Client-to-target bytes queued in the bastion for this connection.
+    budget: Arc<Budget>,
+    /// What each channel's window still allows the client to send.
+    windows: Windows,
+    /// Channel opens refused by `max_channels_per_connection`.
+    channels_refused: u64,
+    /// Set once the peer broke flow control: the connection is ending.
+    violated: bool,
+    /// Cuts the client's socket (see `Cuttable` in `server`).
+    cut: CancellationToken,
     failures_here: u32,
     /// The staff name whose listed key was accepted on offer and whose
     /// signature has not been verified yet (`settle_unproven`).
@@ -68,7 +74,9 @@ impl ConnHandler {
         startup: OwnedSemaphorePermit,
         authed: Arc<AtomicBool>,
         unauth_seq: u64,
+        cut: CancellationToken,
     ) -> Self {
+        let max_channels = shared.config.limits.max_channels_per_connection;
         ConnHandler {
             shared,
             peer,
@@ -78,7 +86,11 @@ impl ConnHandler {
             pending: None,
             state: None,
             channels: HashMap::new(),
-            backlog: Arc::new(AtomicUsize::new(0)),
+            budget: Budget::new(max_channels),
+            windows: Windows::default(),
+            channels_refused: 0,
+            violated: false,
+            cut,
             failures_here: 0,
             awaiting_proof: None,
             rate_limit_audited: false,
@@ -217,21 +229,115 @@ impl ConnHandler {
             .await;
     }
 
-    /// Queues an event for a channel's task. Data bytes are counted in the
-    /// backlog only when queued (channels the bastion opened itself, for
-    /// remote forwards, are read through their own handles).
+    /// Queues an event for a channel's task (channels the bastion opened
+    /// itself, for remote forwards, are read through their own handles).
+    /// A queue over its limits ends the connection.
     fn event(&mut self, channel: ChannelId, ev: ChanEvent) {
         let Some(tx) = self.channels.get(&channel) else {
             return;
         };
-        let n = match &ev {
-            ChanEvent::Data(b) | ChanEvent::ExtData(_, b) => b.len(),
-            _ => 0,
+        let queued = match &ev {
+            ChanEvent::Data(b) => tx.data(b),
+            _ => tx.event(ev),
         };
-        if tx.send(ev).is_err() {
-            self.channels.remove(&channel);
-        } else if n > 0 {
-            self.backlog.fetch_add(n, Ordering::Relaxed);
+        match queued {
+            Ok(()) => {}
+            Err(FlowError::Closed) => {
+                self.channels.remove(&channel);
+            }
+            Err(e) => self.violation(channel, &e),
+        }
+    }
+
+    /// Data or extended data arrived: checks it against the channel's
+    /// window (russh has already refilled it if it was due). False when
+    /// the packet must be dropped.
+    fn received(&mut self, channel: ChannelId, len: usize, session: &Session) -> bool {
+        if self.violated {
+            return false;
+        }
+        let after = session.window_size(&channel);
+        match self.windows.received(channel, len, after) {
+            Ok(()) => true,
+            Err(e) => {
+                self.violation(channel, &e);
+                false
+            }
+        }
+    }
+
+    /// The peer broke flow control: audit it, tell the client, hang up.
+    /// Everything it sends from now on is dropped. The socket is cut
+    /// shortly after the disconnect message, because russh would keep
+    /// reading (and discarding) for as long as the peer sends.
+    fn violation(&mut self, channel: ChannelId, e: &FlowError) {
+        if std::mem::replace(&mut self.violated, true) {
+            return;
+        }
+        // Dropping the queues' senders lets the channel tasks finish.
+        self.channels.clear();
+        tracing::warn!(session = %self.id, peer = %self.peer, "protocol violation: {e}");
+        let mut ev = match &self.state {
+            Some(s) => s.base_event(EventKind::ProtocolViolation),
+            None => AuditEvent::new(EventKind::ProtocolViolation)
+                .source(self.source().to_string())
+                .session(&self.id),
+        };
+        ev = ev
+            .detail("reason", format!("protocol violation: {e}"))
+            .detail("channel", u32::from(channel))
+            .detail("queued_bytes", self.budget.queued());
+        if let FlowError::WindowExceeded { window, sent } = e {
+            ev = ev.detail("window", *window).detail("sent", *sent);
+        }
+        let message = format!("gatehouse: protocol violation: {e}");
+        let state = self.state.clone();
+        if let Some(s) = &state {
+            s.end(&format!("protocol violation: {e}"));
+        }
+        let shared = self.shared.clone();
+        let cut = self.cut.clone();
+        tokio::spawn(async move {
+            shared.audit(ev).await;
+            if let Some(s) = state {
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_millis(500),
+                    s.handle
+                        .disconnect(russh::Disconnect::ProtocolError, message, "en".into()),
+                )
+                .await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            cut.cancel();
+        });
+    }
+
+    /// Whether one more channel may open (`max_channels_per_connection`).
+    fn admit_channel(&mut self, session: &Session) -> bool {
+        // Channels the bastion closed first never see the client's close
+        // (russh drops it), so the map is swept by its tasks' liveness.
+        self.channels.retain(|_, tx| tx.is_open());
+        self.windows.sweep(|c| session.max_packet_size(&c) == 0);
+        let max = self.shared.config.limits.max_channels_per_connection;
+        self.channels.len() < max && !self.violated
+    }
+
+    /// A channel open over the limit: the first refusal is audited, then
+    /// the 10th, 100th, 1000th..., so a loop of opens is no audit flood.
+    async fn channel_refused(&mut self) {
+        let max = self.shared.config.limits.max_channels_per_connection;
+        self.channels_refused += 1;
+        let n = self.channels_refused;
+        let power_of_ten = n.checked_ilog10().is_some_and(|e| 10u64.pow(e) == n);
+        if power_of_ten && let Some(s) = &self.state {
+            self.shared
+                .audit(
+                    s.base_event(EventKind::ChannelRefused)
+                        .detail("reason", "max_channels_per_connection reached")
+                        .detail("limit", max)
+                        .detail("refused", n),
+                )
+                .await;
         }
     }
 }
@@ -347,6 +453,7 @@ impl Handler for ConnHandler {
             self.source(),
             target,
             session.handle(),
+            self.budget.clone(),
         )
         .await;
         self.state = Some(state);
@@ -357,7 +464,7 @@ impl Handler for ConnHandler {
         &mut self,
         channel: Channel<Msg>,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(state) = self.state.clone() else {
             reply
@@ -365,20 +472,19 @@ impl Handler for ConnHandler {
                 .await;
             return Ok(());
         };
+        if !self.admit_channel(session) {
+            self.channel_refused().await;
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
         let id = channel.id();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = flow::inbox(self.budget.clone());
         self.channels.insert(id, tx);
         reply.accept().await;
         let (_read, write) = channel.split();
         // The read half is dropped: data reaches the task through `rx`, in
         // order with the requests, and never blocks the session loop.
-        tokio::spawn(channel::run_session_channel(
-            state,
-            id,
-            write,
-            rx,
-            self.backlog.clone(),
-        ));
+        tokio::spawn(channel::run_session_channel(state, id, write, rx));
         Ok(())
     }
 
@@ -390,7 +496,7 @@ impl Handler for ConnHandler {
         originator_address: &str,
         originator_port: u32,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(state) = self.state.clone() else {
             reply
@@ -398,26 +504,24 @@ impl Handler for ConnHandler {
                 .await;
             return Ok(());
         };
+        if !self.admit_channel(session) {
+            self.channel_refused().await;
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
         let host: String = host_to_connect.chars().take(255).collect();
         let Ok(port) = u16::try_from(port_to_connect) else {
             refuse_open(reply, true, "invalid port".into()).await;
             return Ok(());
         };
         let id = channel.id();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = flow::inbox(self.budget.clone());
         self.channels.insert(id, tx);
         let origin = (sanitize(originator_address), originator_port);
         // Deciding and connecting happen in the task: the reply handle
         // confirms or refuses the channel from there.
         tokio::spawn(channel::run_forward_channel(
-            state,
-            channel,
-            reply,
-            rx,
-            self.backlog.clone(),
-            host,
-            port,
-            origin,
+            state, channel, reply, rx, host, port, origin,
         ));
         Ok(())
     }
@@ -449,34 +553,45 @@ impl Handler for ConnHandler {
         &mut self,
         channel: ChannelId,
         data: &[u8],
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if !self.received(channel, data.len(), session) {
+            return Ok(());
+        }
         if let Some(s) = &self.state {
             s.touch();
         }
-        self.event(channel, ChanEvent::Data(Bytes::copy_from_slice(data)));
+        if let Some(tx) = self.channels.get(&channel) {
+            match tx.data(data) {
+                Ok(()) => {}
+                Err(FlowError::Closed) => {
+                    self.channels.remove(&channel);
+                }
+                Err(e) => self.violation(channel, &e),
+            }
+        }
         Ok(())
     }
 
+    /// Extended data from a client has no meaning on session or forward
+    /// channels (RFC 4254 defines only the server's stderr): it counts
+    /// against the window and is dropped.
     async fn extended_data(
         &mut self,
         channel: ChannelId,
-        code: u32,
+        _code: u32,
         data: &[u8],
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.event(
-            channel,
-            ChanEvent::ExtData(code, Bytes::copy_from_slice(data)),
-        );
+        self.received(channel, data.len(), session);
         Ok(())
     }
 
     fn adjust_window(&mut self, _channel: ChannelId, _current: u32) -> u32 {
-        if self.backlog.load(Ordering::Relaxed) > BACKLOG_HIGH {
+        if self.budget.throttled() {
             TRICKLE
         } else {
-            WINDOW
+            flow::WINDOW
         }
     }
 
@@ -497,6 +612,7 @@ impl Handler for ConnHandler {
         self.audit_env_refused(channel).await;
         self.event(channel, ChanEvent::Close);
         self.channels.remove(&channel);
+        self.windows.forget(channel);
         Ok(())
     }
 

@@ -29,16 +29,21 @@ pub mod command_mode;
 pub mod conn;
 mod dbwatch;
 pub mod envfilter;
+pub mod flow;
 pub mod grants_cmd;
 pub mod handler;
 pub mod lineedit;
 pub mod login;
 pub mod notice;
+pub mod readbuf;
+pub mod refusals;
 pub mod sftp;
 pub mod shared;
+pub mod slots;
 pub mod upstream;
 mod watch;
 
+use refusals::Reason;
 use shared::Shared;
 
 /// Runs the bastion until SIGTERM/SIGINT.
@@ -88,13 +93,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::error!("cannot seal interrupted recordings: {e}"),
     }
-    for stale in store
-        .end_stale_sessions(&config.node, "bastion restarted")
-        .await
-        .unwrap_or_default()
-    {
-        tracing::warn!(session = %stale.id, "session left open by a previous run marked ended");
-    }
+    close_stale_sessions(&store, &config.node).await;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -132,6 +131,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let ssh_config = Arc::new(ssh_config(&shared.config, host_key));
     let jobs = watch::spawn_jobs(shared.clone());
     let db_watch = dbwatch::spawn(shared.clone());
+    let summaries = tokio::spawn(refusal_summaries(shared.clone()));
     let accept = accept_loop(shared.clone(), listener, ssh_config);
     tokio::select! {
         r = accept => r?,
@@ -152,6 +152,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     jobs.abort();
     db_watch.abort();
+    summaries.abort();
+    write_refusals(&shared).await;
     // The store's own pool closes on drop; give in-flight writes a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
@@ -178,6 +180,45 @@ fn writable_after_drop(config: &Config) -> Vec<std::path::PathBuf> {
     paths
 }
 
+
+/// Sessions this node left open when it stopped without closing them (a
+/// crash, `kill -9`, power loss) are ended now, each with its `session.end`
+/// event, so neither `sessions list` nor the report shows a ghost.
+async fn close_stale_sessions(store: &Store, node: &str) {
+    const REASON: &str = "bastion restarted";
+    let stale = match store.end_stale_sessions(node, REASON).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot close the sessions left open by a previous run: {e}");
+            return;
+        }
+    };
+    for row in stale {
+        tracing::warn!(session = %row.id, "session left open by a previous run marked ended");
+        // Like a live session's end: only target sessions have a start event.
+        let Some(server) = &row.server else {
+            continue;
+        };
+        let ended = row.ended_at.unwrap_or_else(Shared::now);
+        let mut ev = AuditEvent::new(EventKind::SessionEnd)
+            .user(&row.user)
+            .server(server)
+            .source(&row.source)
+            .session(&row.id)
+            .detail("bytes_up", row.bytes_up)
+            .detail("bytes_down", row.bytes_down)
+            .detail("exit_status", row.exit_status)
+            .detail("duration_secs", (ended - row.started_at).as_seconds_f64())
+            .detail("reason", REASON);
+        if let Some(a) = &row.account {
+            ev = ev.account(a);
+        }
+        if let Err(e) = store.audit(&ev).await {
+            tracing::error!(session = %row.id, "cannot write session.end: {e}");
+        }
+    }
+}
+
 fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {
     russh::server::Config {
         server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-Gatehouse")),
@@ -185,7 +226,7 @@ fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::serv
         auth_rejection_time: Duration::from_secs(1),
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
-        window_size: handler::WINDOW,
+        window_size: flow::WINDOW,
         maximum_packet_size: 32 * 1024,
         channel_buffer_size: 64,
         max_auth_attempts: 6,
@@ -197,16 +238,6 @@ fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::serv
         ..Default::default()
     }
 }
-
-/// An unauthenticated connection older than this may be evicted when
-/// `max_startups` is reached.
-const EVICT_AFTER: Duration = Duration::from_secs(1);
-
-/// Read buffer in front of each SSH connection (client and target side).
-/// russh reads a packet's length and then its body, two `recv` calls per
-/// packet; with this buffer one call usually brings in two 32 KiB packets.
-/// Only the pages a connection actually uses become resident.
-pub(crate) const READ_BUFFER: usize = 64 * 1024;
 
 async fn accept_loop(
     shared: Arc<Shared>,
@@ -228,30 +259,30 @@ async fn accept_loop(
             },
             _ = shared.shutdown.cancelled() => return Ok(()),
         };
-        let permit = match shared.startups.clone().try_acquire_owned() {
+        let permits = shared.startups.permits.clone();
+        let permit = match permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                // max_startups reached. Evict the oldest unauthenticated
-                // connection that has had a fair chance (a flood of idle
-                // connections must not lock staff out), else refuse.
-                if shared.evict_oldest_unauth(EVICT_AFTER) {
-                    match tokio::time::timeout(
-                        Duration::from_millis(200),
-                        shared.startups.clone().acquire_owned(),
-                    )
-                    .await
-                    {
-                        Ok(Ok(p)) => p,
-                        _ => {
-                            drop(socket);
-                            refuse_connection(&shared, peer).await;
-                            continue;
-                        }
+                // max_startups reached: a connection may give way (a flood
+                // must not lock staff out; see `slots` for which), else the
+                // newcomer is refused.
+                let acquired = match shared.startups.evict_for(peer.ip()) {
+                    Some(victim) => {
+                        shared.refusals.note(victim, Reason::Evicted, None);
+                        tokio::time::timeout(Duration::from_millis(200), permits.acquire_owned())
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
                     }
-                } else {
-                    drop(socket);
-                    refuse_connection(&shared, peer).await;
-                    continue;
+                    None => None,
+                };
+                match acquired {
+                    Some(p) => p,
+                    None => {
+                        drop(socket);
+                        shared.refusals.note(peer.ip(), Reason::MaxStartups, None);
+                        continue;
+                    }
                 }
             }
         };
@@ -264,28 +295,20 @@ async fn accept_loop(
     }
 }
 
-async fn refuse_connection(shared: &Arc<Shared>, peer: SocketAddr) {
-    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-    // One event per second at most: a flood must not become an audit flood.
-    let due = LAST
-        .lock()
-        .map(|mut l| {
-            let now = std::time::Instant::now();
-            let due = l.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
-            if due {
-                *l = Some(now);
-            }
-            due
-        })
-        .unwrap_or(false);
-    if due {
-        shared
-            .audit(
-                AuditEvent::new(EventKind::ConnectionRefused)
-                    .source(peer.ip().to_string())
-                    .detail("reason", "max_startups reached"),
-            )
-            .await;
+/// Writes the counted refusals as soon as there are some, then waits
+/// `refusals::INTERVAL` before the next batch, so a flood costs the
+/// database a few events per interval.
+async fn refusal_summaries(shared: Arc<Shared>) {
+    loop {
+        shared.refusals.counted().await;
+        write_refusals(&shared).await;
+        tokio::time::sleep(refusals::INTERVAL).await;
+    }
+}
+
+async fn write_refusals(shared: &Shared) {
+    for ev in shared.refusals.take() {
+        shared.audit(ev).await;
     }
 }
 
@@ -298,9 +321,10 @@ async fn serve_connection(
 ) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let authed = Arc::new(AtomicBool::new(false));
-    let (seq, evicted) = shared.unauth_add();
+    let slot = shared.startups.add(peer.ip());
+    let (seq, evicted) = (slot.seq, slot.evicted);
     let cut = CancellationToken::new();
-    let socket = Cuttable::new(socket, cut.clone());
+    let socket = Cuttable::new(socket, cut.clone(), slot.established);
     let run = serve_ssh(
         shared.clone(),
         cfg,
@@ -313,7 +337,11 @@ async fn serve_connection(
         cut.clone(),
     );
     tokio::select! {
-        _ = run => {}
+        refused = run => {
+            if let Some((reason, error)) = refused {
+                shared.refusals.note(peer.ip(), reason, error);
+            }
+        }
         _ = evicted.cancelled() => {
             // Dropping `run` alone would leave russh's session task (and
             // the startup permit its handler holds) running.
@@ -330,16 +358,30 @@ async fn serve_connection(
 /// a banner and then stalls would otherwise keep its connection, and its
 /// `max_startups` permit, for ever. Once `cut` is cancelled, reads see EOF
 /// and writes fail, which ends the session task.
+///
+/// It also watches the client's first bytes for a valid banner and the end
+/// of the first key exchange ([`slots::KexWatch`]), which protects the
+/// connection from eviction by other sources' floods.
 struct Cuttable {
     inner: tokio::net::TcpStream,
     token: CancellationToken,
     cut: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    kex: slots::KexWatch,
 }
 
 impl Cuttable {
-    fn new(inner: tokio::net::TcpStream, token: CancellationToken) -> Cuttable {
+    fn new(
+        inner: tokio::net::TcpStream,
+        token: CancellationToken,
+        established: Arc<AtomicBool>,
+    ) -> Cuttable {
         let cut = Box::pin(token.clone().cancelled_owned());
-        Cuttable { inner, token, cut }
+        Cuttable {
+            inner,
+            token,
+            cut,
+            kex: slots::KexWatch::new(established),
+        }
     }
 }
 
@@ -354,7 +396,13 @@ impl AsyncRead for Cuttable {
         if this.cut.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if r.is_ready() && this.kex.watching() {
+            this.kex
+                .feed(buf.filled().get(before..).unwrap_or_default());
+        }
+        r
     }
 }
 
@@ -391,7 +439,7 @@ async fn serve_ssh(
     authed: Arc<AtomicBool>,
     seq: u64,
     cut: CancellationToken,
-) {
+) -> Option<(Reason, Option<String>)> {
     let deadline = tokio::time::Instant::now() + shared.config.limits.login_grace_time;
     let handler = handler::ConnHandler::new(
         shared.clone(),
@@ -400,31 +448,30 @@ async fn serve_ssh(
         permit,
         authed.clone(),
         seq,
+        cut.clone(),
     );
     let running = match tokio::time::timeout_at(
         deadline,
-        russh::server::run_stream(
-            cfg,
-            tokio::io::BufReader::with_capacity(READ_BUFFER, socket),
-            handler,
-        ),
+        russh::server::run_stream(cfg, readbuf::ReadBuffer::new(socket), handler),
     )
     .await
     {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::debug!(%peer, "handshake: {e}");
-            return;
+            return malformed(&e).then(|| (Reason::Malformed, Some(e.to_string())));
         }
         Err(_) => {
             tracing::debug!(%peer, "login grace time expired before the handshake");
-            return;
+            return Some((Reason::GraceExpired, None));
         }
     };
     let handle = running.handle();
+    let grace_expired = AtomicBool::new(false);
     let grace_timer = async {
         tokio::time::sleep_until(deadline).await;
         if !authed.load(Ordering::SeqCst) {
+            grace_expired.store(true, Ordering::SeqCst);
             // Says why when the key exchange is over; a peer stalling it
             // never lets the session read this, so the socket is cut after.
             let _ = tokio::time::timeout(
@@ -446,12 +493,36 @@ async fn serve_ssh(
     };
     tokio::select! {
         r = running => {
+            if grace_expired.load(Ordering::SeqCst) {
+                return Some((Reason::GraceExpired, None));
+            }
             if let Err(e) = r {
                 tracing::debug!(%peer, session = %id, "connection ended: {e}");
+                if !authed.load(Ordering::SeqCst) && malformed(&e) {
+                    return Some((Reason::Malformed, Some(e.to_string())));
+                }
             }
+            None
         }
-        _ = grace_timer => {}
+        _ = grace_timer => Some((Reason::GraceExpired, None)),
     }
+}
+
+/// Whether a connection's error is the peer's doing (not SSH, a protocol
+/// error) rather than the connection simply going away.
+fn malformed(e: &russh::Error) -> bool {
+    !matches!(
+        e,
+        russh::Error::Disconnect
+            | russh::Error::HUP
+            | russh::Error::IO(_)
+            | russh::Error::ConnectionTimeout
+            | russh::Error::KeepaliveTimeout
+            | russh::Error::InactivityTimeout
+            | russh::Error::SendError
+            | russh::Error::Elapsed(_)
+            | russh::Error::Join(_)
+    )
 }
 
 async fn shutdown_signal() {

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use russh::keys::PrivateKey;
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditEvent;
@@ -56,13 +55,12 @@ pub struct Shared {
     pub signer: Arc<crate::recording::Signer>,
     /// Signs per-session certificates for `auth = "certificate"` servers.
     pub ca: Arc<crate::ca::UserCa>,
-    /// Unauthenticated connections at once (`max_startups`).
-    pub startups: Arc<Semaphore>,
-    /// The unauthenticated connections holding a startup slot, oldest
-    /// first, so a flood of idle connections can be evicted in favour of
-    /// new ones (which, if legitimate, authenticate within milliseconds).
-    unauth: Mutex<std::collections::BTreeMap<u64, (std::time::Instant, CancellationToken)>>,
-    unauth_seq: std::sync::atomic::AtomicU64,
+    /// Unauthenticated connections at once (`max_startups`), and which
+    /// gives way to a newcomer when all slots are taken.
+    pub startups: super::slots::Startups,
+    /// Connections refused or dropped before authentication, summarised
+    /// into `connection.refused` events.
+    pub refusals: super::refusals::Refusals,
     /// Authentication attempts per source address (`auth_per_minute_per_source`).
     pub auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub sessions: Mutex<HashMap<String, LiveSession>>,
@@ -89,9 +87,8 @@ impl Shared {
         let burst = NonZeroU32::new(per_minute.get().saturating_sub(1)).unwrap_or(NonZeroU32::MIN);
         let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
         Arc::new(Shared {
-            startups: Arc::new(Semaphore::new(config.limits.max_startups)),
-            unauth: Mutex::new(std::collections::BTreeMap::new()),
-            unauth_seq: std::sync::atomic::AtomicU64::new(0),
+            startups: super::slots::Startups::new(config.limits.max_startups),
+            refusals: Default::default(),
             config,
             policy: RwLock::new(Arc::new(policy)),
             store,
@@ -195,44 +192,9 @@ impl Shared {
             .is_some_and(|until| until > std::time::Instant::now())
     }
 
-    /// Registers an unauthenticated connection; returns its number and the
-    /// token that evicts it.
-    pub fn unauth_add(&self) -> (u64, CancellationToken) {
-        let seq = self
-            .unauth_seq
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let token = CancellationToken::new();
-        if let Ok(mut m) = self.unauth.lock() {
-            m.insert(seq, (std::time::Instant::now(), token.clone()));
-        }
-        (seq, token)
-    }
-
-    /// The connection authenticated or ended.
+    /// The unauthenticated connection `seq` authenticated or ended.
     pub fn unauth_done(&self, seq: u64) {
-        if let Ok(mut m) = self.unauth.lock() {
-            m.remove(&seq);
-        }
-    }
-
-    /// Evicts the oldest unauthenticated connection if it has waited at
-    /// least `min_age`; returns whether one was evicted.
-    pub fn evict_oldest_unauth(&self, min_age: std::time::Duration) -> bool {
-        let Ok(mut m) = self.unauth.lock() else {
-            return false;
-        };
-        let oldest = m
-            .iter()
-            .min_by_key(|(_, (t, _))| *t)
-            .filter(|(_, (t, _))| t.elapsed() >= min_age)
-            .map(|(k, _)| *k);
-        match oldest.and_then(|k| m.remove(&k)) {
-            Some((_, token)) => {
-                token.cancel();
-                true
-            }
-            None => false,
-        }
+        self.startups.done(seq);
     }
 
     pub fn now() -> OffsetDateTime {

@@ -248,7 +248,7 @@ where
     };
     let mut handle = match client::connect_stream(
         client_config(&target.algorithms),
-        tokio::io::BufReader::with_capacity(super::READ_BUFFER, stream),
+        super::readbuf::ReadBuffer::new(stream),
         handler,
     )
     .await
