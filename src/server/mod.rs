@@ -180,7 +180,6 @@ fn writable_after_drop(config: &Config) -> Vec<std::path::PathBuf> {
     paths
 }
 
-
 /// Sessions this node left open when it stopped without closing them (a
 /// crash, `kill -9`, power loss) are ended now, each with its `session.end`
 /// event, so neither `sessions list` nor the report shows a ghost.
