@@ -46,6 +46,14 @@ struct RawConfig {
     vault: RawVault,
     #[serde(default)]
     report: RawReport,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +133,13 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub vault: VaultConfig,
     pub report: ReportConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the admin listener (`/metrics`, `/healthz`); off when absent.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +224,7 @@ fn unreachable_defaults() -> Config {
             work_end_hour: 18,
             working_days: vec![1, 2, 3, 4, 5],
         },
+        metrics: MetricsConfig::default(),
     }
 }
 
@@ -444,6 +460,15 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         report.working_days = out;
     }
     let node = raw.server.node.unwrap_or_else(default_node);
+    let metrics = MetricsConfig {
+        listen: match raw.metrics.listen {
+            Some(l) => Some(
+                l.parse::<SocketAddr>()
+                    .map_err(|e| invalid("metrics.listen", format!("{l:?}: {e}")))?,
+            ),
+            None => None,
+        },
+    };
     Ok(Config {
         source,
         listen,
@@ -460,6 +485,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         recording,
         vault,
         report,
+        metrics,
     })
 }
 

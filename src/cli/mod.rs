@@ -10,6 +10,7 @@ use crate::config::Config;
 
 mod audit;
 mod grant;
+mod healthz;
 mod policy;
 mod recordings;
 mod report;
@@ -60,6 +61,8 @@ pub enum Command {
     Report(ReportCmd),
     /// Lift a lockout.
     Unlock { user: String },
+    /// Check the database answers and the recordings folder is writable.
+    Healthz,
     /// Print an ssh_config block per server USER may reach.
     SshConfig {
         user: String,
@@ -370,6 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Report(cmd) => report::run(config, cmd).await,
         Command::Unlock { user } => unlock::run(config, &user).await,
+        Command::Healthz => healthz::run(config).await,
         Command::SshConfig {
             user,
             bastion,

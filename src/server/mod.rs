@@ -76,6 +76,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     {
         tracing::warn!(session = %stale.id, "session left open by a previous run marked ended");
     }
+    let _admin = crate::admin::start(&config, store.clone()).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

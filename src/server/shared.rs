@@ -118,6 +118,7 @@ impl Shared {
     /// Writes an audit event. Returns false (and logs) when the store
     /// failed, so callers that must fail closed can.
     pub async fn audit(&self, ev: AuditEvent) -> bool {
+        crate::metrics::observe(&ev);
         match self.store.audit(&ev).await {
             Ok(_) => true,
             Err(e) => {
