@@ -50,6 +50,7 @@ async fn list(store: &Store, json: bool) -> anyhow::Result<i32> {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut rows = vec![[
         "ID".to_string(),
+        "NODE".into(),
         "USER".into(),
         "SERVER".into(),
         "ACCOUNT".into(),
@@ -67,6 +68,7 @@ async fn list(store: &Store, json: bool) -> anyhow::Result<i32> {
         let secs = u64::try_from(age(s)).unwrap_or(0);
         rows.push([
             s.id.clone(),
+            s.node.clone(),
             s.user.clone(),
             dash(&s.server),
             dash(&s.account),

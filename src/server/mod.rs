@@ -59,7 +59,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| "the vault's master key does not open this database's vault")?;
     let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
-    match crate::recording::seal_interrupted(&config.recordings, &signer) {
+    for stale in store
+        .end_stale_sessions(&config.node, "bastion restarted")
+        .await
+        .unwrap_or_default()
+    {
+        tracing::warn!(session = %stale.id, "session left open by a previous run marked ended");
+    }
+    // Other nodes may be recording into the same folder right now: seal
+    // only recordings whose session is no longer live anywhere.
+    let live: std::collections::HashSet<String> = store
+        .sessions_live()
+        .await
+        .with_context(|| "cannot list live sessions")?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    match crate::recording::seal_interrupted_except(&config.recordings, &signer, |id| {
+        live.contains(id)
+    }) {
         Ok(sealed) if !sealed.is_empty() => {
             tracing::warn!(
                 "sealed {} recording(s) interrupted by a previous run",
@@ -68,13 +86,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         Ok(_) => {}
         Err(e) => tracing::error!("cannot seal interrupted recordings: {e}"),
-    }
-    for stale in store
-        .end_stale_sessions(&config.node, "bastion restarted")
-        .await
-        .unwrap_or_default()
-    {
-        tracing::warn!(session = %stale.id, "session left open by a previous run marked ended");
     }
     let _admin = crate::admin::start(&config, store.clone()).await?;
     let listener = TcpListener::bind(config.listen)
