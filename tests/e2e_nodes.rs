@@ -336,6 +336,9 @@ fn sessions_are_listed_and_killed_across_nodes_and_the_report_covers_both() {
         out.stdout_text()
     );
     assert_cut_off(&mut on_b, "ended by an administrator");
+    // Node B listened for the announcement (polling was the fallback).
+    let log_b = log_tail(&c.b.stderr_log, 1 << 20);
+    assert!(!log_b.contains("kill notifications:"), "{log_b}");
     assert!(on_a.is_running(), "the session on node A is untouched");
     let gone = wait_until(Duration::from_secs(10), || !live_ids(&c.a).contains(&id_b));
     assert!(gone, "{id_b} still listed as live");
@@ -526,4 +529,33 @@ fn kill_9_of_one_node_leaves_the_other_serving() {
         .assert_success("recordings verify");
     exec_works(&c.client(&c.a, &c.alice), "alice+root@web1");
     assert_chain_verifies(&c.a);
+}
+
+/// `sessions kill` on PostgreSQL also announces the request to the node
+/// that runs the session (LISTEN/NOTIFY), which wakes its sweeper at once;
+/// polling stays the fallback, so the cross-node kill above passes either
+/// way. This checks the announcement really arrives.
+#[test]
+fn a_kill_request_is_announced_to_its_node_over_postgresql() {
+    use gatehouse::server::notify::{KillListener, announce_kill};
+    use gatehouse::store::Store;
+    let rt = runtime();
+    rt.block_on(async {
+        let db = pg::fresh_db().await;
+        let store = Store::open(&db.url, "cli").await.expect("open");
+        let kick = tokio::sync::Notify::new();
+        let listener = KillListener::connect(&db.url).await.expect("listen");
+        let announced = async {
+            announce_kill(&store, "node-b").await.expect("notify");
+            kick.notified().await;
+        };
+        tokio::select! {
+            e = listener.run("node-b", &kick) => panic!("listener failed: {e}"),
+            r = tokio::time::timeout(Duration::from_secs(20), announced) => {
+                assert!(r.is_ok(), "the announcement did not arrive");
+            }
+        }
+        store.close().await;
+        drop(db);
+    });
 }

@@ -31,6 +31,7 @@ pub mod grants_cmd;
 pub mod handler;
 pub mod lineedit;
 pub mod login;
+pub mod notify;
 pub mod sftp;
 pub mod shared;
 pub mod upstream;
