@@ -50,12 +50,20 @@ struct RawConfig {
     ssh: crate::algorithms::RawSsh,
     #[serde(default)]
     ca: RawCa,
+    #[serde(default)]
+    metrics: RawMetrics,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCa {
     key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +155,13 @@ pub struct Config {
     pub ssh: crate::algorithms::SshAlgorithms,
     /// `[ca] key`: signs per-session certificates for targets; created if missing.
     pub ca_key: PathBuf,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the admin listener (`/metrics`, `/healthz`); off when absent.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +256,7 @@ fn unreachable_defaults() -> Config {
         },
         ssh: crate::algorithms::SshAlgorithms::default(),
         ca_key: PathBuf::from("data/user_ca_ed25519_key"),
+        metrics: MetricsConfig::default(),
     }
 }
 
@@ -489,6 +505,15 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         report.working_days = out;
     }
     let node = raw.server.node.unwrap_or_else(default_node);
+    let metrics = MetricsConfig {
+        listen: match raw.metrics.listen {
+            Some(l) => Some(
+                l.parse::<SocketAddr>()
+                    .map_err(|e| invalid("metrics.listen", format!("{l:?}: {e}")))?,
+            ),
+            None => None,
+        },
+    };
     Ok(Config {
         source,
         listen,
@@ -510,6 +535,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         ssh: crate::algorithms::SshAlgorithms::resolve(raw.ssh)
             .map_err(|e| invalid(e.key, e.message))?,
         ca_key: join(raw.ca.key, d.ca_key),
+        metrics,
     })
 }
 

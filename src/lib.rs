@@ -5,15 +5,19 @@
 //! authorization), [`audit`] (event kinds), [`store`] (the database: audit
 //! chain, sessions, grants, lockouts), [`recording`] (asciicast and
 //! sidecars), [`vault`] (target credentials), [`server`] (the SSH front end
-//! and the bridge to targets), [`report`] (the daily report) and [`cli`].
+//! and the bridge to targets), [`report`] (the daily report) and [`cli`];
+//! for operations, [`metrics`], [`health`] and the [`admin`] listener.
 
+pub mod admin;
 pub mod algorithms;
 pub mod audit;
 pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod grants;
+pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod policy;
 pub mod privileges;
 pub mod recording;

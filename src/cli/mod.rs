@@ -12,6 +12,7 @@ mod audit;
 mod ca;
 mod config;
 mod grant;
+mod healthz;
 mod operator;
 mod policy;
 mod recordings;
@@ -69,6 +70,8 @@ pub enum Command {
     /// The bastion's user CA (certificates to targets).
     #[command(subcommand)]
     Ca(CaCmd),
+    /// Check the database answers and the recordings folder is writable.
+    Healthz,
     /// Print an ssh_config block per server USER may reach.
     SshConfig {
         user: String,
@@ -399,6 +402,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Unlock { user } => unlock::run(config, &user).await,
         Command::Config(ConfigCmd::Show { json }) => config::show(&config, json),
         Command::Ca(CaCmd::Show { json }) => ca::show(&config, json),
+        Command::Healthz => healthz::run(config).await,
         Command::SshConfig {
             user,
             bastion,

@@ -1,5 +1,6 @@
 //! `gatehouse sessions list|kill`: live sessions on every node, and asking
-//! the node that runs one to end it (it polls for kill requests).
+//! the node that runs one to end it (it polls for kill requests, and on
+//! PostgreSQL is woken at once by a notification).
 
 use anyhow::Context;
 use time::OffsetDateTime;
@@ -50,6 +51,7 @@ async fn list(store: &Store, json: bool) -> anyhow::Result<i32> {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut rows = vec![[
         "ID".to_string(),
+        "NODE".into(),
         "USER".into(),
         "SERVER".into(),
         "ACCOUNT".into(),
@@ -67,6 +69,7 @@ async fn list(store: &Store, json: bool) -> anyhow::Result<i32> {
         let secs = u64::try_from(age(s)).unwrap_or(0);
         rows.push([
             s.id.clone(),
+            s.node.clone(),
             s.user.clone(),
             dash(&s.server),
             dash(&s.account),
@@ -126,6 +129,10 @@ async fn kill(store: &Store, id: &str) -> anyhow::Result<i32> {
         .detail("node", session.node.clone());
     ev.server = session.server.clone();
     ev.account = session.account.clone();
+    // Wakes the node at once on PostgreSQL; it polls every second anyway.
+    if let Err(e) = crate::server::notify::announce_kill(store, &session.node).await {
+        tracing::warn!("kill requested; the node will see it at its next poll: {e}");
+    }
     store
         .audit(&ev)
         .await

@@ -317,10 +317,21 @@ pub fn seal_interrupted(
     root: &Path,
     signer: &signing::Signer,
 ) -> Result<Vec<String>, RecordingError> {
+    seal_interrupted_except(root, signer, |_| false)
+}
+
+/// [`seal_interrupted`], leaving alone the recordings of sessions for
+/// which `live(session_id)` holds: nodes sharing a recordings folder must
+/// not seal each other's running recordings when one of them starts.
+pub fn seal_interrupted_except(
+    root: &Path,
+    signer: &signing::Signer,
+    live: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, RecordingError> {
     let mut sealed = Vec::new();
     for info in scan(root)? {
         let Some(meta) = &info.meta else { continue };
-        if meta.complete || !info.cast_exists {
+        if meta.complete || !info.cast_exists || live(&meta.session) {
             continue;
         }
         match seal_one(&info, meta, signer) {

@@ -22,7 +22,8 @@ pub mod signing;
 use std::path::{Path, PathBuf};
 
 pub use catalog::{
-    Problem, RecordingInfo, Review, ReviewState, add_review, find, scan, seal_interrupted, verify,
+    Problem, RecordingInfo, Review, ReviewState, add_review, find, scan, seal_interrupted,
+    seal_interrupted_except, verify,
 };
 pub use recorder::{
     FLUSH_INTERVAL, Kind, Recorder, RecorderOptions, RecordingMeta, RecordingSummary,

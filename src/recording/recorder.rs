@@ -812,6 +812,7 @@ impl Writer {
     /// Everything queued so far reaches the disk.
     async fn sync(&mut self) -> Result<(), RecordingError> {
         self.drain();
+        let started = Instant::now();
         self.write_pending().await?;
         if self.unsynced {
             self.file
@@ -823,6 +824,7 @@ impl Writer {
                 .await
                 .map_err(|e| RecordingError::io(&self.cast_path, e))?;
             self.unsynced = false;
+            crate::metrics::recording_flushed(started.elapsed());
         }
         Ok(())
     }
@@ -883,6 +885,7 @@ impl Writer {
 
     /// Best effort: the provisional sidecar says why recording stopped.
     async fn record_failure(&mut self, reason: String) {
+        crate::metrics::recording_failed();
         let mut s = self.sidecar.clone();
         s.complete = false;
         s.signature = None;

@@ -1,7 +1,14 @@
 //! The nightly report inside `serve`: shortly after midnight UTC, write the
 //! previous day's report unless it is already there.
+//!
+//! Several nodes share one database and one reports folder, and each runs
+//! this job: the report must be written once, not once per node. A node
+//! writes only while it holds [`RunLock`] (a PostgreSQL advisory lock, or
+//! a file lock in the reports folder on SQLite) and checks under the lock
+//! whether the report exists; a node that finds the lock taken retries
+//! later, and then finds the report written.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use time::{Date, Duration, OffsetDateTime, Time};
@@ -11,7 +18,69 @@ use super::write::{Format, report_path, secure_reports_folder, write_report};
 use super::{ReportError, yesterday};
 use crate::config::Config;
 use crate::policy::Policy;
-use crate::store::Store;
+use crate::store::{Backend, Ctx, Store};
+
+/// The advisory lock key of the daily report job ("GATEREPT").
+pub const LOCK_KEY: i64 = 0x4741_5445_5245_5054;
+
+/// The right to write the daily report, held by one node at a time.
+pub enum RunLock {
+    /// A transaction holding `pg_try_advisory_xact_lock(LOCK_KEY)`: the
+    /// lock goes with the transaction, so a node that dies or drops this
+    /// mid-write cannot leave it held by a pooled connection.
+    Postgres(sqlx::Transaction<'static, sqlx::Any>),
+    /// An exclusive lock on `REPORTS/.daily.lock` (nodes on one host).
+    File(std::fs::File),
+}
+
+impl RunLock {
+    /// Takes the lock if no other node holds it; `Ok(None)` when one does.
+    pub async fn try_take(store: &Store, reports: &Path) -> Result<Option<RunLock>, ReportError> {
+        if store.backend() == Backend::Postgres {
+            let mut tx = store.pool().begin().await.ctx("begin report lock")?;
+            let got: i64 = sqlx::query_scalar(
+                "SELECT CASE WHEN pg_try_advisory_xact_lock($1) THEN 1 ELSE 0 END",
+            )
+            .bind(LOCK_KEY)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("take report lock")?;
+            return Ok((got == 1).then_some(RunLock::Postgres(tx)));
+        }
+        let reports = reports.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&reports).map_err(|e| ReportError::io(&reports, e))?;
+            let path = reports.join(".daily.lock");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| ReportError::io(&path, e))?;
+            match file.try_lock() {
+                Ok(()) => Ok(Some(RunLock::File(file))),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => Err(ReportError::io(&path, e)),
+            }
+        })
+        .await
+        .map_err(|e| ReportError::Render(format!("report lock task: {e}")))?
+    }
+
+    /// Lets the next node in.
+    pub async fn release(self) {
+        match self {
+            // Rolling back ends the transaction and its lock; if that
+            // fails the connection is closed, which ends them too.
+            RunLock::Postgres(tx) => {
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!("releasing the report lock: {e}");
+                }
+            }
+            RunLock::File(file) => drop(file),
+        }
+    }
+}
 
 /// The run time each day, UTC: late enough that the day's last events
 /// are in (session ends, grant expiry sweeps).
@@ -82,22 +151,30 @@ pub async fn daily_job<F>(config: Config, store: Store, policy: F)
 where
     F: Fn() -> Arc<Policy> + Send + Sync + 'static,
 {
-    let source = LiveSource::new(&config, store);
+    let source = LiveSource::new(&config, store.clone());
     let now = OffsetDateTime::now_utc();
     let started_after_run = now >= now.date().with_time(RUN_AT).assume_utc();
     let mut pending: Option<Date> = started_after_run.then(|| yesterday(now));
     loop {
         if let Some(date) = pending {
             let policy = policy();
-            match write_if_missing(&config, &source, &policy, date, OffsetDateTime::now_utc()).await
-            {
-                Ok(Some(paths)) => {
-                    pending = None;
-                    for p in paths {
-                        tracing::info!("daily report written: {}", p.display());
+            match RunLock::try_take(&store, &config.reports).await {
+                Ok(Some(lock)) => {
+                    let now = OffsetDateTime::now_utc();
+                    match write_if_missing(&config, &source, &policy, date, now).await {
+                        Ok(Some(paths)) => {
+                            pending = None;
+                            for p in paths {
+                                tracing::info!("daily report written: {}", p.display());
+                            }
+                        }
+                        Ok(None) => pending = None,
+                        Err(e) => tracing::error!("daily report for {date}: {e}"),
                     }
+                    lock.release().await;
                 }
-                Ok(None) => pending = None,
+                // Stays pending: the retry finds the other node's report.
+                Ok(None) => tracing::info!("daily report for {date}: another node is writing it"),
                 Err(e) => tracing::error!("daily report for {date}: {e}"),
             }
         }

@@ -236,6 +236,7 @@ impl ConnState {
                 reason,
             },
         );
+        crate::metrics::session_started(state.metrics_mode());
         let row = SessionRow {
             id: id.clone(),
             user: user.clone(),
@@ -746,6 +747,15 @@ impl ConnState {
         tokio::spawn(async move { state.finish().await });
     }
 
+    /// The `mode` label of this session in the metrics.
+    fn metrics_mode(&self) -> &'static str {
+        match &self.target {
+            Target::Server(t) => t.server.mode.as_str(),
+            Target::Denied { .. } => "denied",
+            Target::CommandMode => "command",
+        }
+    }
+
     async fn finish(&self) {
         self.shared.unregister(&self.id);
         if self.used_vault_password.load(Ordering::SeqCst)
@@ -772,6 +782,11 @@ impl ConnState {
         }
         let up = i64::try_from(self.bytes_up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         let down = i64::try_from(self.bytes_down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let (up_n, down_n) = (
+            self.bytes_up.load(Ordering::Relaxed),
+            self.bytes_down.load(Ordering::Relaxed),
+        );
+        crate::metrics::session_ended(self.metrics_mode(), up_n, down_n);
         let exit = self.last_exit.lock().ok().and_then(|e| *e);
         let reason = self.end_reason();
         let now = Shared::now();

@@ -35,6 +35,7 @@ pub mod handler;
 pub mod lineedit;
 pub mod login;
 pub mod notice;
+pub mod notify;
 pub mod readbuf;
 pub mod refusals;
 pub mod sftp;
@@ -83,7 +84,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| "the vault's master key does not open this database's vault")?;
     let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
     let ca = crate::ca::UserCa::load_or_create(&config.ca_key)?;
-    match crate::recording::seal_interrupted(&config.recordings, &signer) {
+    close_stale_sessions(&store, &config.node).await;
+    // Other nodes may be recording into the same folder right now: seal
+    // only recordings whose session is no longer live anywhere.
+    let live: std::collections::HashSet<String> = store
+        .sessions_live()
+        .await
+        .with_context(|| "cannot list live sessions")?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    match crate::recording::seal_interrupted_except(&config.recordings, &signer, |id| {
+        live.contains(id)
+    }) {
         Ok(sealed) if !sealed.is_empty() => {
             tracing::warn!(
                 "sealed {} recording(s) interrupted by a previous run",
@@ -93,7 +106,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::error!("cannot seal interrupted recordings: {e}"),
     }
-    close_stale_sessions(&store, &config.node).await;
+    let _admin = crate::admin::start(&config, store.clone()).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -125,6 +125,7 @@ impl Shared {
     /// next could not be audited); the event itself is in the spool
     /// (`StoreError::Spooled`) unless even that failed.
     pub async fn audit(&self, ev: AuditEvent) -> bool {
+        crate::metrics::observe(&ev);
         match self.store.audit(&ev).await {
             Ok(_) => true,
             Err(e) => {

@@ -24,7 +24,13 @@ impl Jobs {
 pub fn spawn_jobs(shared: Arc<Shared>) -> Jobs {
     let mut set = JoinSet::new();
     set.spawn(policy_watcher(shared.clone()));
-    set.spawn(session_sweeper(shared.clone()));
+    // Wakes the sweeper at once for a kill announced over PostgreSQL.
+    let kick = Arc::new(tokio::sync::Notify::new());
+    if shared.store.backend() == crate::store::Backend::Postgres {
+        let (url, node) = (shared.config.database.clone(), shared.config.node.clone());
+        set.spawn(super::notify::listen_for_kills(url, node, kick.clone()));
+    }
+    set.spawn(session_sweeper(shared.clone(), kick));
     set.spawn(rotation_scheduler(shared.clone()));
     // Yesterday's report, shortly after midnight UTC (and caught up at start).
     let s = shared.clone();
@@ -192,12 +198,16 @@ impl Reloader {
     }
 }
 
-/// Every second: expire grants, end sessions whose grant is no longer
-/// active (expired, revoked on any node) and sessions an admin killed.
-async fn session_sweeper(shared: Arc<Shared>) {
+/// Every second (and when `kick` fires): expire grants, end sessions whose
+/// grant is no longer active (expired, revoked on any node) and sessions
+/// an admin killed.
+async fn session_sweeper(shared: Arc<Shared>, kick: Arc<tokio::sync::Notify>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = kick.notified() => {}
+        }
         let now = Shared::now();
         match crate::grants::flow::expire_due(&shared.store, now).await {
             Ok(expired) => {

@@ -68,7 +68,10 @@ pub(crate) trait Ctx<T> {
 
 impl<T> Ctx<T> for Result<T, sqlx::Error> {
     fn ctx(self, context: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Query { context, source })
+        self.map_err(|source| {
+            crate::metrics::database_error(context);
+            StoreError::Query { context, source }
+        })
     }
 }
 

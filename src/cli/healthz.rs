@@ -1,0 +1,32 @@
+//! `gatehouse healthz`: the admin listener's `/healthz` checks from the
+//! command line (for container health checks and systemd watchdogs). One
+//! line: `ok: ...` on stdout and exit 0, or `error: unhealthy: ...` on
+//! stderr and exit 1.
+
+use super::Exit;
+use crate::config::Config;
+use crate::health::{self, Unhealthy};
+use crate::store::Store;
+
+pub async fn run(config: Config) -> anyhow::Result<i32> {
+    let problems = match Store::open(&config.database, &config.node).await {
+        Ok(store) => {
+            let p = health::check(&store, &config.recordings).await;
+            store.close().await;
+            p
+        }
+        Err(e) => {
+            let mut p = vec![Unhealthy::Database(e.to_string())];
+            p.extend(health::recordings_writable(&config.recordings).await.err());
+            p
+        }
+    };
+    if problems.is_empty() {
+        println!(
+            "ok: database answers, recordings folder {} writable",
+            config.recordings.display()
+        );
+        return Ok(0);
+    }
+    Err(Exit::new(1, format!("unhealthy: {}", health::summary(&problems))).into())
+}
