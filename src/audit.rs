@@ -65,6 +65,17 @@ pub enum EventKind {
     ConnectionRefused,
     #[serde(rename = "unlock")]
     Unlock,
+    /// The review console: a one-time login link was issued.
+    #[serde(rename = "web.link")]
+    WebLink,
+    #[serde(rename = "web.login")]
+    WebLogin,
+    /// A link that is unknown, used, expired, rate-limited, or for a user
+    /// no longer in the policy.
+    #[serde(rename = "web.login_refused")]
+    WebLoginRefused,
+    #[serde(rename = "web.logout")]
+    WebLogout,
 }
 
 impl EventKind {
@@ -98,6 +109,10 @@ impl EventKind {
         EventKind::SessionKilled,
         EventKind::ConnectionRefused,
         EventKind::Unlock,
+        EventKind::WebLink,
+        EventKind::WebLogin,
+        EventKind::WebLoginRefused,
+        EventKind::WebLogout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -131,6 +146,10 @@ impl EventKind {
             EventKind::SessionKilled => "session.killed",
             EventKind::ConnectionRefused => "connection.refused",
             EventKind::Unlock => "unlock",
+            EventKind::WebLink => "web.link",
+            EventKind::WebLogin => "web.login",
+            EventKind::WebLoginRefused => "web.login_refused",
+            EventKind::WebLogout => "web.logout",
         }
     }
 

@@ -46,6 +46,8 @@ struct RawConfig {
     vault: RawVault,
     #[serde(default)]
     report: RawReport,
+    #[serde(default)]
+    web: RawWeb,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +99,15 @@ struct RawVault {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawWeb {
+    listen: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawReport {
     working_hours: Option<String>,
     working_days: Option<Vec<String>>,
@@ -125,6 +136,20 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub vault: VaultConfig,
     pub report: ReportConfig,
+    pub web: WebConfig,
+}
+
+/// `[web]`: the review console (src/web). Off while `listen` is absent.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain and private key; a self-signed pair is
+    /// created at these paths on first start when both are missing.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Base URL printed in login links, e.g. `https://bastion.example.com:8443`;
+    /// by default `https://` and the listen address.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +233,12 @@ fn unreachable_defaults() -> Config {
             work_start_hour: 8,
             work_end_hour: 18,
             working_days: vec![1, 2, 3, 4, 5],
+        },
+        web: WebConfig {
+            listen: None,
+            cert: PathBuf::from("data/web_cert.pem"),
+            key: PathBuf::from("data/web_key.pem"),
+            url: None,
         },
     }
 }
@@ -443,6 +474,27 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         }
         report.working_days = out;
     }
+    let web = WebConfig {
+        listen: match raw.web.listen {
+            Some(l) => Some(
+                l.parse::<SocketAddr>()
+                    .map_err(|e| invalid("web.listen", format!("{l:?}: {e}")))?,
+            ),
+            None => None,
+        },
+        cert: join(raw.web.cert, d.web.cert),
+        key: join(raw.web.key, d.web.key),
+        url: match raw.web.url {
+            Some(u) if u.starts_with("https://") => Some(u.trim_end_matches('/').to_string()),
+            Some(u) => {
+                return Err(invalid(
+                    "web.url",
+                    format!("{u:?}: must start with https://"),
+                ));
+            }
+            None => None,
+        },
+    };
     let node = raw.server.node.unwrap_or_else(default_node);
     Ok(Config {
         source,
@@ -460,6 +512,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         recording,
         vault,
         report,
+        web,
     })
 }
 

@@ -5,7 +5,8 @@
 //! authorization), [`audit`] (event kinds), [`store`] (the database: audit
 //! chain, sessions, grants, lockouts), [`recording`] (asciicast and
 //! sidecars), [`vault`] (target credentials), [`server`] (the SSH front end
-//! and the bridge to targets), [`report`] (the daily report) and [`cli`].
+//! and the bridge to targets), [`report`] (the daily report), [`web`] (the
+//! review console) and [`cli`].
 
 pub mod audit;
 pub mod cli;
@@ -18,3 +19,4 @@ pub mod report;
 pub mod server;
 pub mod store;
 pub mod vault;
+pub mod web;

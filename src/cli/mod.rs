@@ -18,6 +18,7 @@ mod sessions;
 mod ssh_config;
 mod unlock;
 mod vault;
+mod web;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,12 +61,25 @@ pub enum Command {
     Report(ReportCmd),
     /// Lift a lockout.
     Unlock { user: String },
+    /// The review console.
+    #[command(subcommand)]
+    Web(WebCmd),
     /// Print an ssh_config block per server USER may reach.
     SshConfig {
         user: String,
         /// Bastion host name as users reach it (default: this host's name).
         #[arg(long)]
         bastion: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebCmd {
+    /// Print a one-time sign-in link for USER (valid 60 seconds, once).
+    Link {
+        user: String,
         #[arg(long)]
         json: bool,
     },
@@ -370,6 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Report(cmd) => report::run(config, cmd).await,
         Command::Unlock { user } => unlock::run(config, &user).await,
+        Command::Web(cmd) => web::run(config, cmd).await,
         Command::SshConfig {
             user,
             bastion,

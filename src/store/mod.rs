@@ -26,6 +26,9 @@ mod audit;
 mod grants;
 mod lockout;
 mod sessions;
+mod web;
+
+pub use web::{LinkRedemption, SessionFilter, SessionPage, WebSessionRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
