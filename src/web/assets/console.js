@@ -27,12 +27,13 @@
       if (state) state.textContent = "The session has ended.";
     });
   }
-  // Jump to a search hit: seek there and pause, so the screen shows it.
+  // Jump to a search hit: seek just past the moment the text appeared (a
+  // hit's time is that of the event that drew it) and pause there.
   document.querySelectorAll("button.seek").forEach(function (b) {
     b.addEventListener("click", function () {
       const t = parseFloat(b.dataset.time);
       if (!isFinite(t)) return;
-      player.seek(t).then(function () { player.pause(); });
+      player.seek(t + 0.05).then(function () { player.pause(); });
     });
   });
   // The player takes its speed at creation: re-create it at the same time.
