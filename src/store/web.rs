@@ -75,6 +75,65 @@ impl Where {
     }
 }
 
+/// The list's SQL (fetching `limit + 1` rows, to know whether there is a
+/// next page) and its bound values.
+fn page_query(f: &SessionFilter, limit: usize) -> Result<(String, Vec<String>), StoreError> {
+    let mut w = Where::default();
+    if let Some(u) = &f.user {
+        let p = w.bind(u.clone());
+        w.cond(format!("username = {p}"));
+    }
+    if let Some(s) = &f.server {
+        let p = w.bind(s.clone());
+        w.cond(format!("server = {p}"));
+    }
+    if let Some(a) = &f.account {
+        let p = w.bind(a.clone());
+        w.cond(format!("account = {p}"));
+    }
+    if let Some(t) = f.from {
+        let p = w.bind(ts_text(t)?);
+        w.cond(format!("started_at >= {p}"));
+    }
+    if let Some(t) = f.to {
+        let p = w.bind(ts_text(t)?);
+        w.cond(format!("started_at < {p}"));
+    }
+    if let Some((t, id)) = &f.before {
+        let t = ts_text(*t)?;
+        let (a, b, c) = (w.bind(t.clone()), w.bind(t), w.bind(id.clone()));
+        w.cond(format!(
+            "(started_at < {a} OR (started_at = {b} AND id < {c}))"
+        ));
+    }
+    match f.recorded {
+        Some(true) => w.cond("recorded <> 0".into()),
+        Some(false) => w.cond("recorded = 0".into()),
+        None => {}
+    }
+    match f.under_grant {
+        Some(true) => w.cond("grant_id IS NOT NULL".into()),
+        Some(false) => w.cond("grant_id IS NULL".into()),
+        None => {}
+    }
+    match f.live {
+        Some(true) => w.cond("ended_at IS NULL".into()),
+        Some(false) => w.cond("ended_at IS NOT NULL".into()),
+        None => {}
+    }
+    let where_ = if w.conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", w.conds.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions{where_} \
+             ORDER BY started_at DESC, id DESC LIMIT {}",
+        limit + 1
+    );
+    Ok((sql, w.binds))
+}
+
 impl Store {
     pub async fn web_link_insert(
         &self,
@@ -229,62 +288,10 @@ impl Store {
         f: &SessionFilter,
         limit: usize,
     ) -> Result<SessionPage, StoreError> {
-        let mut w = Where::default();
-        if let Some(u) = &f.user {
-            let p = w.bind(u.clone());
-            w.cond(format!("username = {p}"));
-        }
-        if let Some(s) = &f.server {
-            let p = w.bind(s.clone());
-            w.cond(format!("server = {p}"));
-        }
-        if let Some(a) = &f.account {
-            let p = w.bind(a.clone());
-            w.cond(format!("account = {p}"));
-        }
-        if let Some(t) = f.from {
-            let p = w.bind(ts_text(t)?);
-            w.cond(format!("started_at >= {p}"));
-        }
-        if let Some(t) = f.to {
-            let p = w.bind(ts_text(t)?);
-            w.cond(format!("started_at < {p}"));
-        }
-        if let Some((t, id)) = &f.before {
-            let t = ts_text(*t)?;
-            let (a, b, c) = (w.bind(t.clone()), w.bind(t), w.bind(id.clone()));
-            w.cond(format!(
-                "(started_at < {a} OR (started_at = {b} AND id < {c}))"
-            ));
-        }
-        match f.recorded {
-            Some(true) => w.cond("recorded <> 0".into()),
-            Some(false) => w.cond("recorded = 0".into()),
-            None => {}
-        }
-        match f.under_grant {
-            Some(true) => w.cond("grant_id IS NOT NULL".into()),
-            Some(false) => w.cond("grant_id IS NULL".into()),
-            None => {}
-        }
-        match f.live {
-            Some(true) => w.cond("ended_at IS NULL".into()),
-            Some(false) => w.cond("ended_at IS NOT NULL".into()),
-            None => {}
-        }
         let limit = limit.clamp(1, 500);
-        let where_ = if w.conds.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", w.conds.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions{where_} \
-             ORDER BY started_at DESC, id DESC LIMIT {}",
-            limit + 1
-        );
+        let (sql, binds) = page_query(f, limit)?;
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in w.binds {
+        for b in binds {
             q = q.bind(b);
         }
         let rows = q.fetch_all(self.pool()).await.ctx("list sessions page")?;
@@ -331,5 +338,143 @@ impl Store {
             Some(r) => get(&r, "kill_reason"),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("g.db").display());
+        let store = Store::open(&url, "n1").await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_link_works_once_and_not_after_it_expires() {
+        let (_d, s) = store().await;
+        let now = datetime!(2026-03-10 12:00 UTC);
+        let later = now + time::Duration::seconds(60);
+        s.web_link_insert("h1", "alice", now, later).await.unwrap();
+        s.web_link_insert("h2", "bob", now, later).await.unwrap();
+        let at = now + time::Duration::seconds(5);
+        assert_eq!(
+            s.web_link_redeem("h1", at).await.unwrap(),
+            LinkRedemption::Ok("alice".into())
+        );
+        assert_eq!(
+            s.web_link_redeem("h1", at).await.unwrap(),
+            LinkRedemption::Used("alice".into())
+        );
+        assert_eq!(
+            s.web_link_redeem("h2", later).await.unwrap(),
+            LinkRedemption::Expired("bob".into())
+        );
+        assert_eq!(
+            s.web_link_redeem("nope", at).await.unwrap(),
+            LinkRedemption::Unknown
+        );
+        s.close().await;
+    }
+
+    fn session(id: &str, user: &str, minute: u8) -> SessionRow {
+        SessionRow {
+            id: id.into(),
+            user: user.into(),
+            server: Some("web1".into()),
+            account: Some("root".into()),
+            source: "127.0.0.1".into(),
+            node: "n1".into(),
+            started_at: datetime!(2026-03-10 12:00 UTC)
+                .replace_minute(minute)
+                .unwrap(),
+            ended_at: None,
+            mode: None,
+            grant_id: None,
+            recorded: minute % 2 == 0,
+            bytes_up: 0,
+            bytes_down: 0,
+            exit_status: None,
+            end_reason: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_follow_the_keyset_newest_first_with_filters() {
+        let (_d, s) = store().await;
+        // Two sessions share a start time: the id breaks the tie.
+        for (id, user, m) in [
+            ("a", "alice", 1),
+            ("b", "bob", 2),
+            ("c", "alice", 3),
+            ("d", "alice", 3),
+        ] {
+            s.session_start(&session(id, user, m)).await.unwrap();
+        }
+        let mut f = SessionFilter::default();
+        let mut seen = Vec::new();
+        loop {
+            let page = s.sessions_page(&f, 1).await.unwrap();
+            seen.extend(page.rows.iter().map(|r| r.id.clone()));
+            match page.next {
+                Some(c) => f.before = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["d", "c", "b", "a"]);
+        let alice = SessionFilter {
+            user: Some("alice".into()),
+            recorded: Some(false),
+            ..Default::default()
+        };
+        let ids: Vec<String> = s
+            .sessions_page(&alice, 50)
+            .await
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["d", "c", "a"]);
+        s.close().await;
+    }
+
+    /// The list's query walks an index in order, with no sort of the
+    /// whole table, so a deep page costs what the first one does.
+    #[tokio::test]
+    async fn the_list_walks_an_index_on_sqlite() {
+        let (_d, s) = store().await;
+        for (filter, index) in [
+            (SessionFilter::default(), "sessions_started_id"),
+            (
+                SessionFilter {
+                    user: Some("alice".into()),
+                    ..Default::default()
+                },
+                "sessions_user_started",
+            ),
+        ] {
+            let (sql, binds) = page_query(&filter, 50).unwrap();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+            for b in binds {
+                q = q.bind(b);
+            }
+            let plan: Vec<String> = q
+                .fetch_all(s.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| get::<String>(r, "detail").unwrap())
+                .collect();
+            assert!(
+                plan.iter().any(|d| d.contains(index))
+                    && !plan.iter().any(|d| d.contains("TEMP B-TREE")),
+                "{plan:?}"
+            );
+        }
+        s.close().await;
     }
 }
