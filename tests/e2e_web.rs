@@ -227,6 +227,7 @@ fn review_console_in_a_real_browser() {
         "player",
         "search",
         "reviewed",
+        "grants-pending",
         "grants",
         "live",
         "reports",
@@ -300,22 +301,46 @@ fn review_console_in_a_real_browser() {
         .assert_success("audit verify");
 }
 
-/// `gatehouse web link USER` on the bastion host, and the refusals.
-#[test]
-fn admins_print_links_on_the_host() {
+/// `curl -k` through the configured public URL to the local listener:
+/// (status, body). `jar` keeps cookies between calls.
+fn curl(url: &str, web_port: u16, jar: &Path) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-sk", "-o", "-", "-w", "\n%{http_code}", "--connect-to"])
+        .arg(format!("bastion.example:8443:127.0.0.1:{web_port}"))
+        .arg("-b")
+        .arg(jar)
+        .arg("-c")
+        .arg(jar)
+        .arg(url);
+    let out = run_timeout(&mut c, None, Duration::from_secs(30));
+    let text = out.stdout_text();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// `gatehouse web link USER` on the bastion host and its refusals, and the
+/// database side of the console on both backends: a link redeemed once,
+/// then the sessions list with filters and a page cursor.
+fn links_and_the_sessions_list(backend: Backend) {
     let web_port = free_port();
-    let w = setup(Backend::Sqlite)
+    let w = setup(backend)
+        .web1("record = \"always\"")
         .toml(&format!(
             "[web]\nlisten = \"127.0.0.1:{web_port}\"\nurl = \"https://bastion.example:8443/\"\n"
         ))
         .start();
+    assert!(wait_until(Duration::from_secs(10), || is_listening(
+        web_port
+    )));
+    w.client
+        .ssh("alice+root@web1", &["echo LISTED"])
+        .assert_success("a session to list");
     let out = w.gh.cli(&["web", "link", "alice"]);
     out.assert_success("web link");
+    let url = out.stdout_text().lines().next().unwrap_or("").to_string();
     assert!(
-        out.stdout_text()
-            .starts_with("https://bastion.example:8443/login/"),
-        "{}",
-        out.stdout_text()
+        url.starts_with("https://bastion.example:8443/login/"),
+        "{url}"
     );
     let out = w.gh.cli(&["web", "link", "mallory"]);
     assert_eq!(out.code(), Some(1), "{out:?}");
@@ -323,4 +348,33 @@ fn admins_print_links_on_the_host() {
     let links = w.gh.audit_events_of("web.link");
     assert_eq!(links.len(), 1, "{links:?}");
     assert_eq!(detail(&links[0], "via"), "cli");
+
+    let jar = w.dir.join("cookies.txt");
+    let (code, body) = curl(&url, web_port, &jar);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        curl(&url, web_port, &w.dir.join("other.txt")).0,
+        403,
+        "used"
+    );
+    let base = "https://bastion.example:8443";
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let (code, body) = curl(
+        &format!("{base}/sessions?server=web1&recorded=yes&from={today}&to={today}"),
+        web_port,
+        &jar,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("web1") && body.contains("unreviewed"),
+        "{body}"
+    );
+    let cursor = format!("{base}/sessions?before_ts=2100-01-01T00:00:00Z&before_id=zz&live=no");
+    let (code, body) = curl(&cursor, web_port, &jar);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("alice"), "{body}");
+    let (code, _) = curl(&format!("{base}/sessions?live=maybe"), web_port, &jar);
+    assert_eq!(code, 400);
 }
+
+on_both_backends!(links_and_the_sessions_list);

@@ -100,11 +100,10 @@ fn page_query(f: &SessionFilter, limit: usize) -> Result<(String, Vec<String>), 
         w.cond(format!("started_at < {p}"));
     }
     if let Some((t, id)) = &f.before {
-        let t = ts_text(*t)?;
-        let (a, b, c) = (w.bind(t.clone()), w.bind(t), w.bind(id.clone()));
-        w.cond(format!(
-            "(started_at < {a} OR (started_at = {b} AND id < {c}))"
-        ));
+        // A row value: both backends walk the index from the cursor on,
+        // where `a < x OR (a = x AND b < y)` has SQLite scan from the top.
+        let (a, b) = (w.bind(ts_text(*t)?), w.bind(id.clone()));
+        w.cond(format!("(started_at, id) < ({a}, {b})"));
     }
     match f.recorded {
         Some(true) => w.cond("recorded <> 0".into()),
@@ -455,6 +454,13 @@ mod tests {
                     ..Default::default()
                 },
                 "sessions_user_started",
+            ),
+            (
+                SessionFilter {
+                    before: Some((datetime!(2026-03-10 12:00 UTC), "x".into())),
+                    ..Default::default()
+                },
+                "sessions_started_id (",
             ),
         ] {
             let (sql, binds) = page_query(&filter, 50).unwrap();

@@ -172,7 +172,8 @@ pub fn sessions(
                         td { (s.row.source) }
                         td {
                             @if s.row.ended_at.is_none() {
-                                span.live { "live" }
+                                span.live { "live" } " "
+                                a href={ "/sessions/" (s.row.id) "/live" } { "watch" }
                             } @else {
                                 "ended"
                             }

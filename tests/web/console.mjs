@@ -210,6 +210,7 @@ try {
   {
     const row = `#grant-${cfg.grant}`;
     check((await dave.innerText(row)).includes("TICKET-WEB-9"), "the pending request shows who, what and why");
+    await shot(dave, "grants-pending", ["Approve", "Deny", "alice", "1h"]);
     await dave.click(`${row} button.approve`);
     await dave.waitForURL(`${base}/grants`);
     check((await dave.innerText(row)).includes("active"), "approved: the grant is active");
