@@ -393,7 +393,7 @@ mod tests {
             ended_at: None,
             mode: None,
             grant_id: None,
-            recorded: minute % 2 == 0,
+            recorded: minute.is_multiple_of(2),
             bytes_up: 0,
             bytes_down: 0,
             exit_status: None,
