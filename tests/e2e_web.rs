@@ -297,6 +297,11 @@ fn review_console_in_a_real_browser() {
             "{why}: {refused:?}"
         );
     }
+    let logouts = w.gh.audit_events_of("web.logout");
+    assert!(
+        logouts.iter().any(|e| str_at(e, "user") == "carol"),
+        "{logouts:?}"
+    );
     w.gh.cli(&["audit", "verify"])
         .assert_success("audit verify");
 }
@@ -375,6 +380,19 @@ fn links_and_the_sessions_list(backend: Backend) {
     assert!(body.contains("alice"), "{body}");
     let (code, _) = curl(&format!("{base}/sessions?live=maybe"), web_port, &jar);
     assert_eq!(code, 400);
+    // Redemptions are rate-limited per source (10 a minute), and audited.
+    let codes: Vec<u16> = (0..12)
+        .map(|_| curl(&format!("{base}/login/{}", "A".repeat(43)), web_port, &jar).0)
+        .collect();
+    assert_eq!(codes.last(), Some(&429), "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 403 || *c == 429), "{codes:?}");
+    let refused = w.gh.audit_events_of("web.login_refused");
+    assert!(
+        refused
+            .iter()
+            .any(|e| detail(e, "reason") == "rate_limited"),
+        "{refused:?}"
+    );
 }
 
 on_both_backends!(links_and_the_sessions_list);

@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use super::{WebError, WebState};
 use crate::audit::{AuditEvent, EventKind};
 use crate::policy::{Policy, Role};
-use crate::store::{LinkRedemption, Store};
+use crate::store::{LinkRedemption, Store, WebSessionRow};
 
 /// How long a login link stays valid.
 pub const LINK_TTL: Duration = Duration::from_secs(60);
@@ -220,6 +220,14 @@ fn in_policy(policy: &Policy, user: &str, now: OffsetDateTime) -> bool {
         .is_some_and(|u| u.expires.is_none_or(|d| now.date() < d))
 }
 
+/// Whether a console session may still be used at `now`: not signed out,
+/// used within [`IDLE_TIMEOUT`], begun within [`ABSOLUTE_TIMEOUT`].
+fn alive(row: &WebSessionRow, now: OffsetDateTime) -> bool {
+    let idle = time::Duration::try_from(IDLE_TIMEOUT).unwrap_or(time::Duration::ZERO);
+    let absolute = time::Duration::try_from(ABSOLUTE_TIMEOUT).unwrap_or(time::Duration::ZERO);
+    row.ended_at.is_none() && now - row.last_seen <= idle && now - row.created_at <= absolute
+}
+
 /// The signed-in user of a request, with their roles as of now.
 #[derive(Debug, Clone)]
 pub struct Viewer {
@@ -275,9 +283,7 @@ async fn viewer_of(state: &WebState, token: &str) -> Result<Viewer, WebError> {
         return Err(WebError::NotSignedIn);
     };
     let now = OffsetDateTime::now_utc();
-    let idle = time::Duration::try_from(IDLE_TIMEOUT).unwrap_or(time::Duration::ZERO);
-    let absolute = time::Duration::try_from(ABSOLUTE_TIMEOUT).unwrap_or(time::Duration::ZERO);
-    if row.ended_at.is_some() || now - row.last_seen > idle || now - row.created_at > absolute {
+    if !alive(&row, now) {
         return Err(WebError::NotSignedIn);
     }
     let policy = state.shared.policy();
@@ -316,6 +322,29 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(token_hash(&a).len(), 64);
         assert_ne!(token_hash(&a), a);
+    }
+
+    #[test]
+    fn sessions_end_when_idle_too_long_or_too_old_or_signed_out() {
+        use time::macros::datetime;
+        let t = datetime!(2026-03-10 08:00 UTC);
+        let row = |created: OffsetDateTime, seen: OffsetDateTime, ended: bool| WebSessionRow {
+            user: "alice".into(),
+            csrf: "c".into(),
+            created_at: created,
+            last_seen: seen,
+            ended_at: ended.then_some(seen),
+        };
+        let m = time::Duration::minutes;
+        assert!(alive(&row(t, t, false), t + m(29)));
+        assert!(!alive(&row(t, t, false), t + m(31)), "idle 30 min");
+        // Kept busy, it still ends 12 h after sign-in.
+        assert!(alive(&row(t, t + m(715), false), t + m(719)));
+        assert!(
+            !alive(&row(t, t + m(719), false), t + m(721)),
+            "absolute 12 h"
+        );
+        assert!(!alive(&row(t, t, true), t + m(1)), "signed out");
     }
 
     #[test]

@@ -258,6 +258,18 @@ try {
     const expired = await p.goto(cfg.links.expired);
     check(expired.status() === 403, `an expired link is refused (${expired.status()})`);
   }
+  // Signing out ends the session on the server: the old cookie is refused.
+  {
+    const cookie = (await carolCtx.cookies()).find((c) => c.name === "__Host-gatehouse");
+    await carol.goto(`${base}/sessions`);
+    await carol.click("header button[type=submit]");
+    await carol.waitForLoadState();
+    check((await carol.innerText("body")).includes("Signed out"), "signed out");
+    const ctx = await newContext();
+    await ctx.addCookies([{ name: cookie.name, value: cookie.value, url: base, secure: true }]);
+    const again = await ctx.request.get(`${base}/sessions`);
+    check(again.status() === 401, `a signed-out cookie is refused (${again.status()})`);
+  }
   check(cspViolations.length === 0, `no CSP violations or page errors: ${JSON.stringify(cspViolations)}`);
 } catch (e) {
   failures.push(`exception: ${e.stack || e}`);
