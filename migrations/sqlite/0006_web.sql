@@ -27,6 +27,8 @@ ALTER TABLE sessions ADD COLUMN kill_reason TEXT;
 -- The console's sessions list: newest first, keyset-paginated on
 -- (started_at, id), optionally for one user or one server.
 CREATE INDEX sessions_started_id ON sessions (started_at, id);
+-- It serves every query sessions_started (0001) served, so that one goes.
+DROP INDEX sessions_started;
 CREATE INDEX sessions_user_started ON sessions (username, started_at, id);
 CREATE INDEX sessions_server_started ON sessions (server, started_at, id);
 -- A session's detail page lists its audit events.

@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(
             plan,
             [
-                "SEARCH sessions USING INDEX sessions_started (started_at>? AND started_at<?)",
+                "SEARCH sessions USING INDEX sessions_started_id (started_at>? AND started_at<?)",
                 "SEARCH sessions USING INDEX sessions_ended (ended_at>? AND ended_at<?)",
                 "SEARCH sessions USING INDEX sessions_ended (ended_at=?)",
             ],
