@@ -69,6 +69,17 @@ pub enum EventKind {
     ProtocolViolation,
     #[serde(rename = "unlock")]
     Unlock,
+    /// The review console: a one-time login link was issued.
+    #[serde(rename = "web.link")]
+    WebLink,
+    #[serde(rename = "web.login")]
+    WebLogin,
+    /// A link that is unknown, used, expired, rate-limited, or for a user
+    /// no longer in the policy.
+    #[serde(rename = "web.login_refused")]
+    WebLoginRefused,
+    #[serde(rename = "web.logout")]
+    WebLogout,
 }
 
 impl EventKind {
@@ -104,6 +115,10 @@ impl EventKind {
         EventKind::ChannelRefused,
         EventKind::ProtocolViolation,
         EventKind::Unlock,
+        EventKind::WebLink,
+        EventKind::WebLogin,
+        EventKind::WebLoginRefused,
+        EventKind::WebLogout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -139,6 +154,10 @@ impl EventKind {
             EventKind::ChannelRefused => "channel.refused",
             EventKind::ProtocolViolation => "protocol.violation",
             EventKind::Unlock => "unlock",
+            EventKind::WebLink => "web.link",
+            EventKind::WebLogin => "web.login",
+            EventKind::WebLoginRefused => "web.login_refused",
+            EventKind::WebLogout => "web.logout",
         }
     }
 

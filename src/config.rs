@@ -52,6 +52,8 @@ struct RawConfig {
     ca: RawCa,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    web: RawWeb,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +121,15 @@ struct RawVault {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawWeb {
+    listen: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawReport {
     working_hours: Option<String>,
     working_days: Option<Vec<String>>,
@@ -156,12 +167,26 @@ pub struct Config {
     /// `[ca] key`: signs per-session certificates for targets; created if missing.
     pub ca_key: PathBuf,
     pub metrics: MetricsConfig,
+    pub web: WebConfig,
 }
 
 /// `[metrics]`: the admin listener (`/metrics`, `/healthz`); off when absent.
 #[derive(Debug, Clone, Default)]
 pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
+}
+
+/// `[web]`: the review console (src/web). Off while `listen` is absent.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain and private key; a self-signed pair is
+    /// created at these paths on first start when both are missing.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Base URL printed in login links, e.g. `https://bastion.example.com:8443`;
+    /// by default `https://` and the listen address.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +282,12 @@ fn unreachable_defaults() -> Config {
         ssh: crate::algorithms::SshAlgorithms::default(),
         ca_key: PathBuf::from("data/user_ca_ed25519_key"),
         metrics: MetricsConfig::default(),
+        web: WebConfig {
+            listen: None,
+            cert: PathBuf::from("data/web_cert.pem"),
+            key: PathBuf::from("data/web_key.pem"),
+            url: None,
+        },
     }
 }
 
@@ -504,6 +535,27 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         }
         report.working_days = out;
     }
+    let web = WebConfig {
+        listen: match raw.web.listen {
+            Some(l) => Some(
+                l.parse::<SocketAddr>()
+                    .map_err(|e| invalid("web.listen", format!("{l:?}: {e}")))?,
+            ),
+            None => None,
+        },
+        cert: join(raw.web.cert, d.web.cert),
+        key: join(raw.web.key, d.web.key),
+        url: match raw.web.url {
+            Some(u) if u.starts_with("https://") => Some(u.trim_end_matches('/').to_string()),
+            Some(u) => {
+                return Err(invalid(
+                    "web.url",
+                    format!("{u:?}: must start with https://"),
+                ));
+            }
+            None => None,
+        },
+    };
     let node = raw.server.node.unwrap_or_else(default_node);
     let metrics = MetricsConfig {
         listen: match raw.metrics.listen {
@@ -536,6 +588,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             .map_err(|e| invalid(e.key, e.message))?,
         ca_key: join(raw.ca.key, d.ca_key),
         metrics,
+        web,
     })
 }
 

@@ -5,8 +5,9 @@
 //! authorization), [`audit`] (event kinds), [`store`] (the database: audit
 //! chain, sessions, grants, lockouts), [`recording`] (asciicast and
 //! sidecars), [`vault`] (target credentials), [`server`] (the SSH front end
-//! and the bridge to targets), [`report`] (the daily report) and [`cli`];
-//! for operations, [`metrics`], [`health`] and the [`admin`] listener.
+//! and the bridge to targets), [`report`] (the daily report), [`web`] (the
+//! review console) and [`cli`]; for operations, [`metrics`], [`health`] and
+//! the [`admin`] listener.
 
 pub mod admin;
 pub mod algorithms;
@@ -25,3 +26,4 @@ pub mod report;
 pub mod server;
 pub mod store;
 pub mod vault;
+pub mod web;

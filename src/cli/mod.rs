@@ -22,6 +22,7 @@ mod sessions;
 mod ssh_config;
 mod unlock;
 mod vault;
+mod web;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +73,9 @@ pub enum Command {
     Ca(CaCmd),
     /// Check the database answers and the recordings folder is writable.
     Healthz,
+    /// The review console.
+    #[command(subcommand)]
+    Web(WebCmd),
     /// Print an ssh_config block per server USER may reach.
     SshConfig {
         user: String,
@@ -96,6 +100,16 @@ pub enum CaCmd {
 pub enum ConfigCmd {
     /// Print every setting, defaults included, as gatehouse.toml.
     Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebCmd {
+    /// Print a one-time sign-in link for USER (valid 60 seconds, once).
+    Link {
+        user: String,
         #[arg(long)]
         json: bool,
     },
@@ -403,6 +417,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Config(ConfigCmd::Show { json }) => config::show(&config, json),
         Command::Ca(CaCmd::Show { json }) => ca::show(&config, json),
         Command::Healthz => healthz::run(config).await,
+        Command::Web(cmd) => web::run(config, cmd).await,
         Command::SshConfig {
             user,
             bastion,

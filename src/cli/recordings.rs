@@ -15,9 +15,7 @@ use super::{Exit, RecordingsCmd};
 use crate::config::Config;
 use crate::recording::cast::{Code, Reader};
 use crate::recording::signing::configured_public_key;
-use crate::recording::{
-    self, RecordingInfo, ReviewState, add_review, find, scan, search_recording, verify,
-};
+use crate::recording::{self, RecordingInfo, ReviewState, find, scan, search_recording, verify};
 
 pub async fn run(config: Config, cmd: RecordingsCmd) -> anyhow::Result<i32> {
     let root = config.recordings.as_path();
@@ -386,21 +384,7 @@ async fn review(
     }
     let store = crate::store::Store::open(&config.database, &config.node).await?;
     let root = config.recordings.as_path();
-    let info = add_review(root, id, by, note, flag, OffsetDateTime::now_utc())?;
-    let meta = info.meta.as_ref();
-    let mut ev = crate::audit::AuditEvent::new(crate::audit::EventKind::RecordingReviewed)
-        .user(by)
-        .detail("recording", info.id.clone())
-        .detail("state", info.state.to_string())
-        .detail("flagged", flag)
-        .detail("note", note.map(str::to_string));
-    if let Some(m) = meta {
-        ev = ev
-            .server(m.server.clone())
-            .account(m.account.clone())
-            .session(m.session.clone());
-    }
-    store.audit(&ev).await?;
+    let info = crate::recording::review::review(&store, root, id, by, note, flag, "cli").await?;
     println!("{}: {} by {by}", info.id, info.state);
     Ok(0)
 }

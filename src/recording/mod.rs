@@ -15,6 +15,7 @@
 pub mod cast;
 pub mod catalog;
 pub mod recorder;
+pub mod review;
 pub mod search;
 pub mod sidecar;
 pub mod signing;

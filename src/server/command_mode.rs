@@ -11,7 +11,7 @@ use super::shared::Shared;
 use crate::policy;
 
 const USAGE: &str =
-    "usage: ssh STAFF@BASTION [list|whoami|grants|request|approve|deny|revoke] [--json]";
+    "usage: ssh STAFF@BASTION [list|whoami|web|grants|request|approve|deny|revoke] [--json]";
 
 /// Output of one command: text for stdout, text for stderr, exit status.
 pub struct Outcome {
@@ -116,6 +116,7 @@ async fn execute(state: &Arc<ConnState>, line: &str) -> Outcome {
     match args.first().copied().unwrap_or("list") {
         "list" => list(state, json).await,
         "whoami" => whoami(state, json),
+        "web" => web_link(state, json).await,
         "help" | "--help" => Outcome::ok(format!("{USAGE}\n")),
         other => super::grants_cmd::execute(state, other, args.get(1..).unwrap_or_default(), json)
             .await
@@ -125,6 +126,40 @@ async fn execute(state: &Arc<ConnState>, line: &str) -> Outcome {
                     format!("gatehouse: unknown command {:?}\n{USAGE}\n", clip(other)),
                 )
             }),
+    }
+}
+
+/// `web`: a one-time sign-in link for the review console.
+async fn web_link(state: &Arc<ConnState>, json: bool) -> Outcome {
+    let base = match crate::web::base_url(&state.shared.config) {
+        Ok(b) => b,
+        Err(e) => return Outcome::fail(1, format!("gatehouse: {e}\n")),
+    };
+    let policy = state.shared.policy();
+    let source = state.source.to_string();
+    match crate::web::auth::issue_link(
+        &state.shared.store,
+        &policy,
+        &base,
+        &state.user,
+        "ssh",
+        Some(&source),
+    )
+    .await
+    {
+        Ok(url) if json => Outcome::ok(format!(
+            "{}\n",
+            serde_json::json!({ "url": url, "valid_secs": crate::web::auth::LINK_TTL.as_secs() })
+        )),
+        Ok(url) => Outcome::ok(format!(
+            "{url}\n(valid once, for {} seconds)\n",
+            crate::web::auth::LINK_TTL.as_secs()
+        )),
+        Err(crate::web::WebError::Refused(m)) => Outcome::fail(1, format!("gatehouse: {m}\n")),
+        Err(e) => {
+            tracing::error!("web link: {e}");
+            Outcome::fail(1, "gatehouse: cannot issue a link now\n".into())
+        }
     }
 }
 

@@ -137,6 +137,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("gatehouse listening on {local}");
     println!("identity key (add to targets' authorized_keys): {identity_line}");
     println!("policy: {users} users, {servers} servers");
+    crate::web::start(shared.clone())
+        .await
+        .with_context(|| "cannot start the review console ([web])")?;
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!("listening on {local}");

@@ -246,8 +246,13 @@ async fn session_sweeper(shared: Arc<Shared>, kick: Arc<tokio::sync::Notify>) {
         match shared.store.kill_requests(&shared.config.node).await {
             Ok(ids) => {
                 for id in ids {
-                    let ended = shared
-                        .end_sessions("session ended by an administrator", |sid, _| sid == id);
+                    // The reason given with the kill (review console) is
+                    // what the user reads on their terminal.
+                    let reason = match shared.store.kill_reason(&id).await {
+                        Ok(Some(r)) => format!("session ended by an administrator: {r}"),
+                        _ => "session ended by an administrator".to_string(),
+                    };
+                    let ended = shared.end_sessions(&reason, |sid, _| sid == id);
                     for sid in ended {
                         shared
                             .audit(AuditEvent::new(EventKind::SessionKilled).session(sid))

@@ -424,6 +424,22 @@ impl Store {
         records(rows)
     }
 
+    /// The first `limit` events of one SSH session, in id order (index
+    /// `audit_events_session`, migration 0006): the console's detail page.
+    pub async fn session_events(
+        &self,
+        session: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_EVENTS} WHERE session_id = $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(session)
+        .bind(limit)
+        .fetch(self.pool());
+        records(rows).try_collect().await
+    }
+
     /// The events with `since <= ts < until` and a kind among `kinds`, as a
     /// stream in time order (ties by id): what the daily report reads.
     /// Unlike id order, this is the order of the `ts` index, so the

@@ -27,6 +27,9 @@ mod grants;
 mod lockout;
 mod sessions;
 mod spool;
+mod web;
+
+pub use web::{LinkRedemption, SessionFilter, SessionPage, WebSessionRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -10,7 +10,7 @@ use super::{
     Ctx, SessionRow, Store, StoreError, get, get_opt_ts, get_ts, now_utc, opt_ts_text, ts_text,
 };
 
-const SESSION_COLUMNS: &str = "id, username, server, account, source, node, started_at, \
+pub(super) const SESSION_COLUMNS: &str = "id, username, server, account, source, node, started_at, \
      ended_at, mode, grant_id, recorded, bytes_up, bytes_down, exit_status, end_reason";
 
 /// The sessions overlapping `[$1, $2)`, in three disjoint parts, each one
@@ -33,7 +33,7 @@ fn sessions_between_sql() -> String {
     )
 }
 
-fn session_from_row(row: &AnyRow) -> Result<SessionRow, StoreError> {
+pub(super) fn session_from_row(row: &AnyRow) -> Result<SessionRow, StoreError> {
     let recorded: i64 = get(row, "recorded")?;
     Ok(SessionRow {
         id: get(row, "id")?,
@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(
             plan,
             [
-                "SEARCH sessions USING INDEX sessions_started (started_at>? AND started_at<?)",
+                "SEARCH sessions USING INDEX sessions_started_id (started_at>? AND started_at<?)",
                 "SEARCH sessions USING INDEX sessions_ended (ended_at>? AND ended_at<?)",
                 "SEARCH sessions USING INDEX sessions_ended (ended_at=?)",
             ],

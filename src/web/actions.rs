@@ -1,0 +1,204 @@
+//! The console's state-changing requests (POST): review, kill, approve,
+//! deny, sign out. Each checks the CSRF token first, then the role, then
+//! does what the CLI and command mode do, through the same code, with the
+//! same audit events. Success redirects back (303) to the page it came from.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
+use time::OffsetDateTime;
+
+use super::auth::{self, Viewer};
+use super::pages::{flow_error, visible_recording, visible_session};
+use super::{WebError, WebState};
+use crate::audit::{AuditEvent, EventKind};
+
+/// Longest note or reason kept.
+const MAX_TEXT: usize = 500;
+
+/// Trimmed, control characters dropped (they would reach terminals and
+/// reports), at most [`MAX_TEXT`] characters; `None` when empty.
+fn clean(s: Option<&str>) -> Option<String> {
+    let t: String = s?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_TEXT)
+        .collect();
+    let t = t.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ReviewForm {
+    csrf: Option<String>,
+    note: Option<String>,
+    flag: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ReasonForm {
+    csrf: Option<String>,
+    reason: Option<String>,
+}
+
+pub async fn review(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<ReviewForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    if !viewer.sees_all() {
+        return Err(WebError::Forbidden("reviewing needs the auditor role"));
+    }
+    let info = visible_recording(&state, &viewer, &id).await?;
+    let note = clean(form.note.as_deref());
+    let flag = form.flag.is_some_and(|f| !f.is_empty());
+    crate::recording::review::review(
+        &state.shared.store,
+        &state.shared.config.recordings,
+        &info.id,
+        &viewer.user,
+        note.as_deref(),
+        flag,
+        "web",
+    )
+    .await
+    .map_err(|e| match e {
+        crate::recording::review::ReviewError::Recording(r) => WebError::Recording(r),
+        crate::recording::review::ReviewError::Store(s) => WebError::Store(s),
+    })?;
+    Ok(Redirect::to(&format!("/recordings/{}", info.id)).into_response())
+}
+
+/// Ends a live session on whichever node runs it (through the store's
+/// kill request, as `sessions kill` does); the user sees the reason.
+pub async fn kill(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<ReasonForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    if !viewer.sees_all() {
+        return Err(WebError::Forbidden(
+            "ending sessions needs the auditor role",
+        ));
+    }
+    let s = visible_session(&state, &viewer, &id).await?;
+    let Some(reason) = clean(form.reason.as_deref()) else {
+        return Err(WebError::BadRequest(
+            "a reason is required: the user is shown it".into(),
+        ));
+    };
+    if s.ended_at.is_some()
+        || !state
+            .shared
+            .store
+            .request_kill_with_reason(&s.id, &reason)
+            .await?
+    {
+        return Err(WebError::BadRequest("the session has already ended".into()));
+    }
+    let mut ev = AuditEvent::new(EventKind::SessionKilled)
+        .user(s.user.clone())
+        .session(s.id.clone())
+        .source(s.source.clone())
+        .detail("requested_via", "web")
+        .detail("requested_by", viewer.user.clone())
+        .detail("reason", reason)
+        .detail("node", s.node.clone());
+    ev.server = s.server.clone();
+    ev.account = s.account.clone();
+    state.shared.store.audit(&ev).await?;
+    Ok(Redirect::to(&format!("/sessions/{}", s.id)).into_response())
+}
+
+pub async fn approve(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let policy = state.shared.policy();
+    crate::grants::flow::approve(
+        &state.shared.store,
+        &policy,
+        id,
+        &viewer.user,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(flow_error)?;
+    Ok(Redirect::to("/grants").into_response())
+}
+
+pub async fn deny(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(form): Form<ReasonForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let policy = state.shared.policy();
+    crate::grants::flow::deny(
+        &state.shared.store,
+        &policy,
+        id,
+        &viewer.user,
+        clean(form.reason.as_deref()),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(flow_error)?;
+    Ok(Redirect::to("/grants").into_response())
+}
+
+pub async fn logout(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    jar: CookieJar,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    state
+        .shared
+        .store
+        .web_session_end(&viewer.session_hash, OffsetDateTime::now_utc())
+        .await?;
+    state
+        .shared
+        .store
+        .audit(&AuditEvent::new(EventKind::WebLogout).user(viewer.user.clone()))
+        .await?;
+    Ok((
+        jar.add(auth::removal_cookie()),
+        super::views::error_page(axum::http::StatusCode::OK, "Signed out."),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_cleaned() {
+        assert_eq!(clean(Some("  ok \u{1b}[2J ")), Some("ok [2J".into()));
+        assert_eq!(clean(Some("   ")), None);
+        assert_eq!(clean(None), None);
+        assert_eq!(clean(Some(&"x".repeat(900))).unwrap().len(), MAX_TEXT);
+    }
+}

@@ -1,0 +1,439 @@
+//! The console's pages (GET). Each checks the viewer's roles on the server
+//! side: auditors see every session and recording, everyone else only
+//! their own; what a user may not see is "not found", as if it did not
+//! exist.
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use maud::Markup;
+use time::OffsetDateTime;
+
+use super::auth::{self, Refusal, Viewer};
+use super::views::{self, ListedSession, SessionQuery};
+use super::{WebError, WebState};
+use crate::recording::{self, RecordingInfo, ReviewState};
+use crate::store::{SessionFilter, SessionRow};
+
+/// Sessions per page.
+const PAGE: usize = 50;
+/// With a review-state filter (the state lives beside the recordings, not
+/// in the database), at most this many sessions are examined per page.
+const REVIEW_SCAN_CAP: usize = 2000;
+/// Longest search text.
+const MAX_QUERY: usize = 200;
+/// Audit events shown on a session's page.
+const MAX_EVENTS: i64 = 1000;
+
+pub async fn login(
+    State(state): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<super::tls::Peer>,
+    jar: CookieJar,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    match auth::redeem(&state, &token, peer.0.ip()).await? {
+        Ok(session) => {
+            Ok((jar.add(session.cookie), views::signed_in(&session.user)).into_response())
+        }
+        Err(Refusal::RateLimited) => Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            views::error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many sign-in attempts from your address; wait a minute",
+            ),
+        )
+            .into_response()),
+        // One answer for unknown, used, expired and removed: the audit
+        // event says which.
+        Err(_) => Err(WebError::Refused(
+            "this link is not valid (links work once, for 60 seconds): get a new one with \
+             `ssh USER@BASTION web`"
+                .into(),
+        )),
+    }
+}
+
+fn opt(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+fn yes_no(s: &str) -> Result<Option<bool>, WebError> {
+    match s {
+        "" => Ok(None),
+        "yes" => Ok(Some(true)),
+        "no" => Ok(Some(false)),
+        _ => Err(WebError::BadRequest(format!("{s:?}: expected yes or no"))),
+    }
+}
+
+fn day(s: &str, what: &str) -> Result<Option<OffsetDateTime>, WebError> {
+    let Some(s) = opt(s) else { return Ok(None) };
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(&s, &fmt)
+        .map_err(|_| WebError::BadRequest(format!("{what}: expected YYYY-MM-DD")))?;
+    Ok(Some(d.midnight().assume_utc()))
+}
+
+/// The store filter a query asks for; a non-auditor's is pinned to
+/// themselves whatever the query says.
+fn filter_of(viewer: &Viewer, q: &SessionQuery) -> Result<SessionFilter, WebError> {
+    let before = match (opt(&q.before_ts), opt(&q.before_id)) {
+        (Some(t), Some(id)) => Some((
+            OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| WebError::BadRequest("bad page cursor".into()))?,
+            id,
+        )),
+        _ => None,
+    };
+    Ok(SessionFilter {
+        user: if viewer.sees_all() {
+            opt(&q.user)
+        } else {
+            Some(viewer.user.clone())
+        },
+        server: opt(&q.server),
+        account: opt(&q.account),
+        from: day(&q.from, "from")?,
+        to: day(&q.to, "to")?.map(|t| t + time::Duration::DAY),
+        recorded: yes_no(&q.recorded)?,
+        under_grant: yes_no(&q.grant)?,
+        live: yes_no(&q.live)?,
+        before,
+    })
+}
+
+pub async fn sessions(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    Query(q): Query<SessionQuery>,
+) -> Result<Markup, WebError> {
+    let mut filter = filter_of(&viewer, &q)?;
+    let review: Option<ReviewState> = match opt(&q.review) {
+        Some(r) => Some(r.parse().map_err(WebError::BadRequest)?),
+        None => None,
+    };
+    if review.is_some() {
+        filter.recorded = Some(true);
+    }
+    let root = state.shared.config.recordings.clone();
+    let mut listed = Vec::new();
+    let mut examined = 0usize;
+    let mut next;
+    let mut note = None;
+    loop {
+        let page = state.shared.store.sessions_page(&filter, PAGE).await?;
+        examined += page.rows.len();
+        next = page.next.clone();
+        for row in page.rows {
+            let state_of = if row.recorded {
+                let (root, id) = (root.clone(), row.id.clone());
+                tokio::task::spawn_blocking(move || recording::find(&root, &id).ok())
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|r| r.state)
+            } else {
+                None
+            };
+            if review.is_some_and(|want| state_of != Some(want)) {
+                continue;
+            }
+            let cursor = (row.started_at, row.id.clone());
+            listed.push(ListedSession {
+                row,
+                review: state_of.map(ReviewState::as_str),
+            });
+            if listed.len() == PAGE {
+                next = Some(cursor);
+                break;
+            }
+        }
+        if review.is_none() || listed.len() == PAGE || next.is_none() {
+            break;
+        }
+        if examined >= REVIEW_SCAN_CAP {
+            note = Some("Examined 2000 sessions for this review state; follow the link for more.");
+            break;
+        }
+        filter.before = next.clone();
+    }
+    let next_link = match next {
+        Some((t, id)) => {
+            let mut nq = q.clone();
+            nq.before_ts = t
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            nq.before_id = id;
+            let qs = serde_urlencoded::to_string(&nq)
+                .map_err(|e| WebError::BadRequest(e.to_string()))?;
+            Some(format!("/sessions?{qs}"))
+        }
+        None => None,
+    };
+    Ok(views::sessions(&viewer, &q, &listed, next_link, note))
+}
+
+/// A session the viewer may see.
+pub async fn visible_session(
+    state: &WebState,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<SessionRow, WebError> {
+    match state.shared.store.session_get(id).await? {
+        Some(s) if viewer.may_see(&s.user) => Ok(s),
+        _ => Err(WebError::NotFound),
+    }
+}
+
+/// A recording the viewer may see: an auditor's, or the viewer's own. A
+/// recording without a readable sidecar names no owner: auditors only.
+pub async fn visible_recording(
+    state: &WebState,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<RecordingInfo, WebError> {
+    let root = state.shared.config.recordings.clone();
+    let id = id.to_string();
+    let info = tokio::task::spawn_blocking(move || recording::find(&root, &id))
+        .await
+        .map_err(|_| WebError::NotFound)?
+        .map_err(|e| match e {
+            recording::RecordingError::NotFound(_) | recording::RecordingError::InvalidId(_) => {
+                WebError::NotFound
+            }
+            other => WebError::Recording(other),
+        })?;
+    let owner = info.meta.as_ref().map(|m| m.user.as_str());
+    match owner {
+        Some(o) if viewer.may_see(o) => Ok(info),
+        None if viewer.sees_all() => Ok(info),
+        _ => Err(WebError::NotFound),
+    }
+}
+
+/// The recordings of one session: `ID.cast`, then `ID-2.cast`, ...
+async fn recordings_of(state: &WebState, id: &str) -> Vec<RecordingInfo> {
+    let root = state.shared.config.recordings.clone();
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for n in 1..=64 {
+            let rid = if n == 1 {
+                id.clone()
+            } else {
+                format!("{id}-{n}")
+            };
+            match recording::find(&root, &rid) {
+                Ok(r) => out.push(r),
+                Err(_) => break,
+            }
+        }
+        out
+    })
+    .await
+    .unwrap_or_default()
+}
+
+pub async fn session_detail(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Markup, WebError> {
+    let s = visible_session(&state, &viewer, &id).await?;
+    let recs = recordings_of(&state, &s.id).await;
+    let events = state.shared.store.session_events(&s.id, MAX_EVENTS).await?;
+    Ok(views::session_detail(&viewer, &s, &recs, &events))
+}
+
+pub async fn live(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Markup, WebError> {
+    let s = visible_session(&state, &viewer, &id).await?;
+    Ok(views::live(&viewer, &s))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct SearchQuery {
+    q: String,
+}
+
+pub async fn recording(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(sq): Query<SearchQuery>,
+) -> Result<Markup, WebError> {
+    let info = visible_recording(&state, &viewer, &id).await?;
+    let query: String = sq.q.trim().chars().take(MAX_QUERY).collect();
+    let hits = if query.is_empty() {
+        None
+    } else {
+        let (i, q) = (info.clone(), query.clone());
+        let found = tokio::task::spawn_blocking(move || recording::search_recording(&i, &q))
+            .await
+            .map_err(|_| WebError::NotFound)??;
+        Some(found)
+    };
+    Ok(views::recording(&viewer, &info, &query, hits.as_deref()))
+}
+
+pub async fn grants(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+) -> Result<Markup, WebError> {
+    let policy = state.shared.policy();
+    let mut list = crate::grants::flow::visible(&state.shared.store, &policy, &viewer.user)
+        .await
+        .map_err(flow_error)?;
+    // Pending first, then newest first.
+    list.sort_by(|a, b| {
+        let pa = a.state != crate::grants::GrantState::Pending;
+        let pb = b.state != crate::grants::GrantState::Pending;
+        pa.cmp(&pb).then(b.id.cmp(&a.id))
+    });
+    Ok(views::grants(&viewer, &list, OffsetDateTime::now_utc()))
+}
+
+pub fn flow_error(e: crate::grants::flow::FlowError) -> WebError {
+    use crate::grants::flow::FlowError;
+    match e {
+        FlowError::Store(s) => WebError::Store(s),
+        other => WebError::Refused(other.to_string()),
+    }
+}
+
+/// `YYYY-MM-DD.html`, nothing else: the name is a path component.
+fn is_report_name(name: &str) -> bool {
+    name.len() == 15
+        && name.ends_with(".html")
+        && name.bytes().take(10).enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+pub async fn reports(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+) -> Result<Markup, WebError> {
+    if !viewer.sees_all() {
+        return Err(WebError::Forbidden("reports are for auditors"));
+    }
+    let dir = state.shared.config.reports.clone();
+    let mut names = Vec::new();
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                if let Some(n) = e.file_name().to_str()
+                    && is_report_name(n)
+                {
+                    names.push(n.to_string());
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(WebError::io(&dir, e)),
+    }
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(views::reports(&viewer, &names))
+}
+
+/// A report's HTML as written by `report daily`. It is one self-contained
+/// file with an inline stylesheet, so it gets its own policy: styles
+/// inline, no script at all, and `sandbox` (a unique origin: it cannot
+/// reach the console's cookies or pages).
+pub async fn report_file(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    if !viewer.sees_all() {
+        return Err(WebError::Forbidden("reports are for auditors"));
+    }
+    if !is_report_name(&name) {
+        return Err(WebError::NotFound);
+    }
+    let path = state.shared.config.reports.join(&name);
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(WebError::NotFound),
+        Err(e) => return Err(WebError::io(&path, e)),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; \
+                 frame-ancestors 'none'",
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_names_are_dates_only() {
+        assert!(is_report_name("2026-03-10.html"));
+        assert!(!is_report_name("../etc/passwd"));
+        assert!(!is_report_name("2026-03-10.json"));
+        assert!(!is_report_name("2026-03-1x.html"));
+    }
+
+    fn viewer(user: &str, auditor: bool) -> Viewer {
+        Viewer {
+            user: user.into(),
+            csrf: "c".into(),
+            auditor,
+            approver: false,
+            session_hash: "h".into(),
+        }
+    }
+
+    #[test]
+    fn a_non_auditor_is_pinned_to_their_own_sessions() {
+        let q = SessionQuery {
+            user: "alice".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            filter_of(&viewer("bob", false), &q)
+                .unwrap()
+                .user
+                .as_deref(),
+            Some("bob")
+        );
+        assert_eq!(
+            filter_of(&viewer("eve", true), &q).unwrap().user.as_deref(),
+            Some("alice")
+        );
+    }
+
+    #[test]
+    fn filters_parse_strictly() {
+        let bad = SessionQuery {
+            live: "maybe".into(),
+            ..Default::default()
+        };
+        assert!(filter_of(&viewer("bob", false), &bad).is_err());
+        let days = SessionQuery {
+            from: "2026-03-10".into(),
+            to: "2026-03-10".into(),
+            ..Default::default()
+        };
+        let f = filter_of(&viewer("bob", false), &days).unwrap();
+        assert_eq!(f.to.unwrap() - f.from.unwrap(), time::Duration::DAY);
+    }
+}

@@ -1,0 +1,398 @@
+//! The console's HTML, as maud templates. maud escapes every interpolated
+//! value, so a hostile user name, command line or screen text is shown as
+//! text; nothing here uses `PreEscaped`. Pages carry no inline script or
+//! style: behaviour is in `/assets/console.js`, driven by `data-`
+//! attributes.
+
+use axum::http::StatusCode;
+use maud::{DOCTYPE, Markup, html};
+use time::OffsetDateTime;
+
+use super::auth::Viewer;
+use crate::audit::AuditRecord;
+use crate::grants::{Grant, GrantState};
+use crate::recording::{Hit, RecordingInfo};
+use crate::store::SessionRow;
+
+/// `2026-12-02 13:45:10Z`.
+pub fn ts(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn dash(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("-")
+}
+
+pub fn layout(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " - Gatehouse" }
+                link rel="stylesheet" href="/assets/console.css";
+                link rel="stylesheet" href="/assets/asciinema-player.css";
+                script src="/assets/asciinema-player.min.js" defer {}
+                script src="/assets/console.js" defer {}
+            }
+            body {
+                header {
+                    span.brand { "Gatehouse review console" }
+                    @if let Some(v) = viewer {
+                        nav {
+                            a href="/sessions" { "Sessions" }
+                            a href="/grants" { "Grants" }
+                            @if v.sees_all() { a href="/reports" { "Reports" } }
+                        }
+                        span.who {
+                            (v.user)
+                            @if v.auditor { " · auditor" }
+                            @if v.approver { " · approver" }
+                        }
+                        form.inline method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(v.csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+pub fn error_page(status: StatusCode, message: &str) -> Markup {
+    layout(
+        None,
+        status.canonical_reason().unwrap_or("Error"),
+        html! { p.error { (message) } },
+    )
+}
+
+pub fn signed_in(user: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                // A same-site navigation, so the SameSite=Strict cookie
+                // set by this response is sent with it.
+                meta http-equiv="refresh" content="0;url=/sessions";
+                title { "Signed in - Gatehouse" }
+                link rel="stylesheet" href="/assets/console.css";
+            }
+            body { main { p { "Signed in as " (user) ". " a href="/sessions" { "Continue" } } } }
+        }
+    }
+}
+
+/// The sessions list's filter form values, as typed.
+#[derive(Debug, Default, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct SessionQuery {
+    pub user: String,
+    pub server: String,
+    pub account: String,
+    pub from: String,
+    pub to: String,
+    pub recorded: String,
+    pub review: String,
+    pub grant: String,
+    pub live: String,
+    pub before_ts: String,
+    pub before_id: String,
+}
+
+fn select(name: &str, current: &str, options: &[(&str, &str)]) -> Markup {
+    html! {
+        select name=(name) id=(name) {
+            @for (value, label) in options {
+                option value=(value) selected[*value == current] { (label) }
+            }
+        }
+    }
+}
+
+/// One row of the list, with the review state of its first recording.
+pub struct ListedSession {
+    pub row: SessionRow,
+    pub review: Option<&'static str>,
+}
+
+pub fn sessions(
+    viewer: &Viewer,
+    q: &SessionQuery,
+    rows: &[ListedSession],
+    next: Option<String>,
+    note: Option<&str>,
+) -> Markup {
+    let any_yes_no = [("", "any"), ("yes", "yes"), ("no", "no")];
+    let body = html! {
+        form.filters method="get" action="/sessions" {
+            @if viewer.sees_all() {
+                label { "User " input name="user" value=(q.user) size="10"; }
+            }
+            label { "Server " input name="server" value=(q.server) size="10"; }
+            label { "Account " input name="account" value=(q.account) size="8"; }
+            label { "From " input type="date" name="from" value=(q.from); }
+            label { "To " input type="date" name="to" value=(q.to); }
+            label { "Recorded " (select("recorded", &q.recorded, &any_yes_no)) }
+            label { "Review " (select("review", &q.review, &[("", "any"), ("unreviewed", "unreviewed"), ("reviewed", "reviewed"), ("flagged", "flagged")])) }
+            label { "Under a grant " (select("grant", &q.grant, &any_yes_no)) }
+            label { "Live " (select("live", &q.live, &any_yes_no)) }
+            button type="submit" id="apply" { "Filter" }
+            a href="/sessions" { "Clear" }
+        }
+        @if let Some(n) = note { p.note { (n) } }
+        table.list id="sessions" {
+            thead { tr {
+                th { "Started (UTC)" } th { "User" } th { "Server" } th { "Account" }
+                th { "From" } th { "State" } th { "Recording" } th { "Grant" }
+            } }
+            tbody {
+                @for s in rows {
+                    tr {
+                        td { a href={ "/sessions/" (s.row.id) } { (ts(s.row.started_at)) } }
+                        td { (s.row.user) }
+                        td { (dash(&s.row.server)) }
+                        td { (dash(&s.row.account)) }
+                        td { (s.row.source) }
+                        td {
+                            @if s.row.ended_at.is_none() {
+                                span.live { "live" } " "
+                                a href={ "/sessions/" (s.row.id) "/live" } { "watch" }
+                            } @else {
+                                "ended"
+                            }
+                        }
+                        td {
+                            @if s.row.recorded { (s.review.unwrap_or("recorded")) } @else { "-" }
+                        }
+                        td { @if let Some(g) = s.row.grant_id { "#" (g) } @else { "-" } }
+                    }
+                }
+                @if rows.is_empty() { tr { td colspan="8" { "No sessions match." } } }
+            }
+        }
+        @if let Some(n) = next { p { a.next href=(n) { "Older sessions →" } } }
+    };
+    layout(Some(viewer), "Sessions", body)
+}
+
+pub fn session_detail(
+    viewer: &Viewer,
+    s: &SessionRow,
+    recordings: &[RecordingInfo],
+    events: &[AuditRecord],
+) -> Markup {
+    let live = s.ended_at.is_none();
+    let body = html! {
+        dl.facts {
+            dt { "Session" } dd { code { (s.id) } }
+            dt { "User" } dd { (s.user) }
+            dt { "Server" } dd { (dash(&s.server)) }
+            dt { "Account" } dd { (dash(&s.account)) }
+            dt { "From" } dd { (s.source) }
+            dt { "Node" } dd { (s.node) }
+            dt { "Mode" } dd { (dash(&s.mode)) }
+            dt { "Started" } dd { (ts(s.started_at)) }
+            dt { "Ended" } dd {
+                @if let Some(e) = s.ended_at { (ts(e)) } @else { span.live { "live" } }
+            }
+            dt { "Grant" } dd { @if let Some(g) = s.grant_id { "#" (g) } @else { "-" } }
+            dt { "Bytes up / down" } dd { (s.bytes_up) " / " (s.bytes_down) }
+            dt { "Exit status" } dd { @if let Some(x) = s.exit_status { (x) } @else { "-" } }
+            dt { "End reason" } dd { (dash(&s.end_reason)) }
+        }
+        @if live {
+            p { a.button href={ "/sessions/" (s.id) "/live" } { "Watch live" } }
+            @if viewer.sees_all() { (kill_form(viewer, &s.id)) }
+        }
+        h2 { "Recordings" }
+        @if recordings.is_empty() { p { "None." } }
+        ul.recordings {
+            @for r in recordings {
+                li {
+                    a href={ "/recordings/" (r.id) } { (r.id) }
+                    " · " (r.state.as_str())
+                    @if let Some(c) = r.meta.as_ref().and_then(|m| m.command.as_ref()) {
+                        " · " code { (c) }
+                    }
+                }
+            }
+        }
+        h2 { "Audit events" }
+        (events_table(events))
+    };
+    layout(Some(viewer), "Session", body)
+}
+
+fn kill_form(viewer: &Viewer, id: &str) -> Markup {
+    html! {
+        form.kill method="post" action={ "/sessions/" (id) "/kill" } {
+            input type="hidden" name="csrf" value=(viewer.csrf);
+            label { "Reason shown to the user " input name="reason" id="kill-reason" required size="40"; }
+            button type="submit" id="kill" { "End session" }
+        }
+    }
+}
+
+fn events_table(events: &[AuditRecord]) -> Markup {
+    html! {
+        table.list id="events" {
+            thead { tr { th { "Time" } th { "Kind" } th { "User" } th { "Detail" } } }
+            tbody {
+                @for e in events {
+                    tr {
+                        td { (e.ts) }
+                        td { (e.kind) }
+                        td { (dash(&e.user)) }
+                        td { code { (e.detail.to_string()) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn recording(viewer: &Viewer, r: &RecordingInfo, query: &str, hits: Option<&[Hit]>) -> Markup {
+    let meta = r.meta.as_ref();
+    let body = html! {
+        dl.facts {
+            dt { "Recording" } dd { code { (r.id) } }
+            @if let Some(m) = meta {
+                dt { "User" } dd { (m.user) }
+                dt { "Server" } dd { (m.server) }
+                dt { "Account" } dd { (m.account) }
+                dt { "From" } dd { (m.source) }
+                dt { "Started" } dd { (m.started_at) }
+                dt { "Command" } dd { @if let Some(c) = &m.command { code.command { (c) } } @else { "(shell)" } }
+                dt { "Session" } dd { a href={ "/sessions/" (m.session) } { (m.session) } }
+            }
+            dt { "Review state" } dd id="review-state" { (r.state.as_str()) }
+        }
+        div #player data-cast={ "/recordings/" (r.id) "/cast" } {}
+        p.hint { "Keys: space play/pause, ← → seek 5 s, [ ] previous/next marker, 0-9 jump to 0-90 %, . step a frame, f full screen. Speed: "
+            @for s in ["0.5", "1", "2", "4"] { button.speed type="button" data-speed=(s) { (s) "×" } " " }
+        }
+        form.search method="get" action={ "/recordings/" (r.id) } {
+            label { "Search the screen " input name="q" id="q" value=(query) size="30"; }
+            button type="submit" id="search" { "Search" }
+        }
+        @if let Some(hits) = hits {
+            @if hits.is_empty() { p #hits { "No match for " q { (query) } "." } }
+            @else {
+                ol #hits {
+                    @for h in hits {
+                        li {
+                            button.seek type="button" data-time=(format!("{:.3}", h.time)) {
+                                (format!("{:.1} s", h.time))
+                            }
+                            " " (h.source.as_str()) ": " code { (h.text) }
+                        }
+                    }
+                }
+            }
+        }
+        @if viewer.sees_all() {
+            h2 { "Review" }
+            form.review method="post" action={ "/recordings/" (r.id) "/review" } {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                label { "Note " input name="note" id="note" size="40"; }
+                label { input type="checkbox" name="flag" value="1" id="flag"; " flag" }
+                button type="submit" id="review" { "Mark reviewed" }
+            }
+        }
+        @if !r.reviews.is_empty() {
+            h2 { "Reviews" }
+            ul #reviews {
+                @for rv in &r.reviews {
+                    li { (rv.at) " · " (rv.by) " · " (if rv.flagged { "flagged" } else { "reviewed" })
+                        @if let Some(n) = &rv.note { " · " (n) } }
+                }
+            }
+        }
+    };
+    layout(Some(viewer), "Recording", body)
+}
+
+pub fn live(viewer: &Viewer, s: &SessionRow) -> Markup {
+    let body = html! {
+        p { "Session " a href={ "/sessions/" (s.id) } { code { (s.id) } } " of " (s.user)
+            " on " (dash(&s.server)) " as " (dash(&s.account)) ", from " (s.source) "." }
+        div #player data-live={ "/sessions/" (s.id) "/events" } {}
+        p #live-state {}
+        @if viewer.sees_all() && s.ended_at.is_none() { (kill_form(viewer, &s.id)) }
+    };
+    layout(Some(viewer), "Live session", body)
+}
+
+pub fn grants(viewer: &Viewer, grants: &[Grant], now: OffsetDateTime) -> Markup {
+    let body = html! {
+        table.list id="grants" {
+            thead { tr {
+                th { "#" } th { "For" } th { "Server" } th { "Accounts" } th { "Ports" }
+                th { "From" } th { "Why" } th { "How long" } th { "State" } th { "Decided by" } th {}
+            } }
+            tbody {
+                @for g in grants {
+                    tr id={ "grant-" (g.id) } {
+                        td { (g.id) }
+                        td { (g.user) }
+                        td { (g.server) }
+                        td { (g.accounts.join(", ")) }
+                        td { (g.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")) }
+                        td { (g.from.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")) }
+                        td { (g.reason) }
+                        td { (match g.duration_secs {
+                            Some(s) => humantime::format_duration(std::time::Duration::from_secs(u64::try_from(s).unwrap_or(0))).to_string(),
+                            None => "permanent".into(),
+                        }) }
+                        td { (if g.is_active(now) { "active" } else { g.state.as_str() }) }
+                        td { (dash(&g.decided_by)) }
+                        td {
+                            @if g.state == GrantState::Pending && viewer.approver && g.requested_by != viewer.user {
+                                form.inline method="post" action={ "/grants/" (g.id) "/approve" } {
+                                    input type="hidden" name="csrf" value=(viewer.csrf);
+                                    button type="submit" class="approve" { "Approve" }
+                                }
+                                form.inline method="post" action={ "/grants/" (g.id) "/deny" } {
+                                    input type="hidden" name="csrf" value=(viewer.csrf);
+                                    input name="reason" placeholder="why not" size="12";
+                                    button type="submit" class="deny" { "Deny" }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if grants.is_empty() { tr { td colspan="11" { "No grants." } } }
+            }
+        }
+    };
+    layout(Some(viewer), "Grants", body)
+}
+
+pub fn reports(viewer: &Viewer, names: &[String]) -> Markup {
+    let body = html! {
+        @if names.is_empty() { p { "No reports yet." } }
+        ul #reports {
+            @for n in names {
+                li { a href={ "/reports/" (n) } { (n) } }
+            }
+        }
+    };
+    layout(Some(viewer), "Daily reports", body)
+}

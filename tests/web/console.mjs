@@ -1,0 +1,285 @@
+// Drives headless Chromium through the Gatehouse review console for
+// tests/e2e_web.rs, which sets up the bastion, the sessions and the links
+// and passes them in a JSON file (argv[2]). Exits 0 when every check
+// passed; otherwise prints what failed and exits 1. Screenshots go to
+// config.shots.
+import { readFileSync } from "node:fs";
+import { statSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const base = cfg.base;
+const failures = [];
+const log = (...a) => console.log("[web-e2e]", ...a);
+
+function check(ok, what) {
+  if (ok) log("ok:", what);
+  else {
+    log("FAIL:", what);
+    failures.push(what);
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath: cfg.chromium,
+  headless: true,
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+  // Playwright gives every launch a fresh, temporary --user-data-dir of its
+  // own (it refuses the flag here), so no profile state leaks between runs.
+});
+
+// Every page of every context: CSP violations and script errors fail the run.
+const cspViolations = [];
+async function newContext() {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+  ctx.on("page", (p) => watch(p));
+  return ctx;
+}
+function watch(page) {
+  page.on("console", (m) => {
+    const t = m.text();
+    if (/Content Security Policy|Refused to/i.test(t)) cspViolations.push(t);
+  });
+  page.on("pageerror", (e) => cspViolations.push(`page error: ${e.message}`));
+  page.on("dialog", (d) => {
+    cspViolations.push(`a dialog opened: ${d.message()}`);
+    d.dismiss();
+  });
+}
+
+async function shot(page, name, expectText) {
+  const path = `${cfg.shots}/${name}.png`;
+  await page.screenshot({ path, fullPage: true });
+  const text = await page.innerText("body");
+  const size = statSync(path).size;
+  check(size > 10000, `${name}.png rendered (${size} bytes)`);
+  for (const t of [].concat(expectText)) check(text.includes(t), `${name} page shows ${JSON.stringify(t)}`);
+}
+
+async function termText(page) {
+  return page.evaluate(() => {
+    const t = document.querySelector("#player .ap-term");
+    return t ? t.textContent : "";
+  });
+}
+
+async function waitTerm(page, needle, ms = 20000) {
+  try {
+    await page.waitForFunction(
+      (n) => {
+        const t = document.querySelector("#player .ap-term");
+        return t && t.textContent.includes(n);
+      },
+      needle,
+      { timeout: ms }
+    );
+    return true;
+  } catch {
+    log("player text was:", JSON.stringify(await termText(page)));
+    return false;
+  }
+}
+
+async function signIn(ctx, link, user) {
+  const page = await ctx.newPage();
+  const resp = await page.goto(link);
+  check(resp.status() === 200, `${user}: the link signs in (status ${resp.status()})`);
+  await page.waitForURL(`${base}/sessions`, { timeout: 10000 }).catch(() => {});
+  check(page.url() === `${base}/sessions`, `${user}: lands on /sessions (${page.url()})`);
+  return page;
+}
+
+try {
+  // ---------------------------------------------------------------- auditor
+  const carolCtx = await newContext();
+  const carol = await signIn(carolCtx, cfg.links.carol, "carol");
+  {
+    const resp = await carol.goto(`${base}/sessions`);
+    const h = resp.headers();
+    check(/default-src 'none'/.test(h["content-security-policy"] || "") && !/unsafe-inline|'unsafe-eval'/.test(h["content-security-policy"]), "strict CSP");
+    check(/frame-ancestors 'none'/.test(h["content-security-policy"] || ""), "frame-ancestors none");
+    check((h["strict-transport-security"] || "").includes("max-age="), "HSTS");
+    check(h["x-frame-options"] === "DENY", "X-Frame-Options DENY");
+    check(h["x-content-type-options"] === "nosniff", "nosniff");
+    check(h["referrer-policy"] === "no-referrer", "Referrer-Policy");
+    const cookies = await carolCtx.cookies();
+    const c = cookies.find((c) => c.name === "__Host-gatehouse");
+    check(c && c.secure && c.httpOnly && c.sameSite === "Strict", "cookie Secure, HttpOnly, SameSite=Strict");
+    await shot(carol, "sessions", ["Sessions", "alice", "carol"]);
+  }
+  // Filter: alice's recorded sessions only.
+  await carol.fill("input[name=user]", "alice");
+  await carol.selectOption("select[name=recorded]", "yes");
+  await carol.click("#apply");
+  await carol.waitForURL(/user=alice/);
+  {
+    const rows = await carol.$$eval("#sessions tbody tr", (trs) => trs.map((t) => t.innerText));
+    check(rows.length >= 1 && rows.every((r) => r.includes("alice")), `filter user=alice recorded=yes: ${rows.length} rows, all alice's`);
+    check(rows.every((r) => !r.includes("carol")), "the filter leaves carol's sessions out");
+    await shot(carol, "sessions-filtered", ["alice"]);
+  }
+  // Session detail: audit events, the hostile command line shown as text.
+  await carol.goto(`${base}/sessions/${cfg.alice_rec}`);
+  {
+    const text = await carol.innerText("body");
+    check(text.includes("session.start") && text.includes("session.end"), "session page lists its audit events");
+    check(text.includes("<script>window.pwned=1</script>"), "hostile command line shown literally");
+    const injected = await carol.evaluate(() => ({
+      pwned: window.pwned,
+      imgs: document.querySelectorAll("img").length,
+      scripts: [...document.scripts].filter((s) => !s.src).length,
+    }));
+    check(injected.pwned === undefined && injected.imgs === 0 && injected.scripts === 0, `hostile strings inert ${JSON.stringify(injected)}`);
+    await shot(carol, "session", ["Audit events", "session.start", cfg.alice_rec]);
+  }
+  // Player: play the recording; the terminal shows what the command printed.
+  await carol.goto(`${base}/recordings/${cfg.alice_rec}`);
+  await carol.waitForSelector("#player .ap-wrapper", { timeout: 15000 });
+  await carol.evaluate(() => window.gatehousePlayer.play());
+  check(await waitTerm(carol, "WEB-MARK-42"), "the player renders what the remote command printed");
+  {
+    const pwned = await carol.evaluate(() => window.pwned);
+    check(pwned === undefined, "cast bytes are not injected as HTML");
+    await shot(carol, "player", ["Recording", "Review state"]);
+  }
+  // Search inside the recording, jump to the hit.
+  await carol.fill("#q", "WEB-MARK");
+  await carol.click("#search");
+  await carol.waitForSelector("#hits button.seek", { timeout: 15000 });
+  {
+    const hits = await carol.$$eval("#hits li", (l) => l.map((x) => x.innerText));
+    check(hits.some((h) => h.includes("WEB-MARK-42")), `search lists the hit (${hits.join(" | ")})`);
+    await carol.waitForSelector("#player .ap-wrapper", { timeout: 15000 });
+    // The screen hit (the command line matches too, at 0 s).
+    await carol.click("#hits li:has-text('screen:') button.seek");
+    check(await waitTerm(carol, "WEB-MARK-42"), "seeking to the hit shows it on the player's screen");
+    await shot(carol, "search", ["WEB-MARK-42"]);
+  }
+  // Review it.
+  await carol.fill("#note", "looked fine <b>ok</b>");
+  await carol.click("#review");
+  await carol.waitForURL(`${base}/recordings/${cfg.alice_rec}`);
+  check((await carol.innerText("#review-state")).trim() === "reviewed", "marked reviewed");
+  await shot(carol, "reviewed", ["reviewed", "looked fine <b>ok</b>"]);
+
+  // Missing and wrong CSRF tokens are refused with 403.
+  {
+    const r1 = await carolCtx.request.post(`${base}/recordings/${cfg.alice_rec}/review`, { form: { note: "no token" } });
+    check(r1.status() === 403, `POST without CSRF token -> ${r1.status()}`);
+    const r2 = await carolCtx.request.post(`${base}/sessions/${cfg.live}/kill`, { form: { reason: "x", csrf: "forged" } });
+    check(r2.status() === 403, `POST with a wrong CSRF token -> ${r2.status()}`);
+  }
+
+  // Reports.
+  await carol.goto(`${base}/reports`);
+  await shot(carol, "reports", ["Daily reports", cfg.report]);
+  await carol.click(`a[href="/reports/${cfg.report}"]`);
+  await carol.waitForURL(`${base}/reports/${cfg.report}`);
+  await shot(carol, "report", ["alice"]);
+
+  // Live: watch alice's running session, then end it with a reason.
+  await carol.goto(`${base}/sessions/${cfg.live}/live`);
+  check(await waitTerm(carol, "LIVE-MARK-9", 30000), "the live player shows the running session's output");
+  await shot(carol, "live", ["Live session", "End session"]);
+  await carol.fill("#kill-reason", cfg.kill_reason);
+  await carol.click("#kill");
+  await carol.waitForURL(`${base}/sessions/${cfg.live}`);
+  {
+    let ended = false;
+    for (let i = 0; i < 40 && !ended; i++) {
+      await carol.waitForTimeout(500);
+      await carol.reload();
+      ended = (await carol.innerText("body")).includes(cfg.kill_reason);
+    }
+    check(ended, "the session page shows the session ended with the reason");
+  }
+
+  // --------------------------------------------------------------- approver
+  const daveCtx = await newContext();
+  const dave = await signIn(daveCtx, cfg.links.dave, "dave");
+  await dave.goto(`${base}/grants`);
+  {
+    const row = `#grant-${cfg.grant}`;
+    check((await dave.innerText(row)).includes("TICKET-WEB-9"), "the pending request shows who, what and why");
+    await shot(dave, "grants-pending", ["Approve", "Deny", "alice", "1h"]);
+    await dave.click(`${row} button.approve`);
+    await dave.waitForURL(`${base}/grants`);
+    check((await dave.innerText(row)).includes("active"), "approved: the grant is active");
+    await shot(dave, "grants", ["Grants", "TICKET-WEB-9", "dave"]);
+  }
+
+  // ------------------------------------------------------------ plain user
+  const aliceCtx = await newContext();
+  const alice = await signIn(aliceCtx, cfg.links.alice, "alice");
+  {
+    const other = await alice.goto(`${base}/recordings/${cfg.carol_rec}`);
+    check(other.status() === 404, `alice opening carol's recording -> ${other.status()}`);
+    const cast = await aliceCtx.request.get(`${base}/recordings/${cfg.carol_rec}/cast`);
+    check(cast.status() === 404, `alice fetching carol's cast -> ${cast.status()}`);
+    const sess = await alice.goto(`${base}/sessions/${cfg.carol_rec}`);
+    check(sess.status() === 404, `alice opening carol's session -> ${sess.status()}`);
+    await alice.goto(`${base}/sessions?user=carol`);
+    const rows = await alice.$$eval("#sessions tbody tr", (trs) => trs.map((t) => t.innerText));
+    check(rows.every((r) => !r.includes("carol")), "a user filtering for another user still sees only their own");
+    const own = await alice.goto(`${base}/recordings/${cfg.alice_rec}`);
+    check(own.status() === 200, "alice opens her own recording");
+    check((await alice.$("#review")) === null, "no review form for a non-auditor");
+    const review = await aliceCtx.request.post(`${base}/recordings/${cfg.alice_rec}/review`, {
+      form: { csrf: "x" },
+    });
+    check(review.status() === 403, `alice reviewing -> ${review.status()}`);
+    const reports = await alice.goto(`${base}/reports`);
+    check(reports.status() === 403, `alice opening reports -> ${reports.status()}`);
+  }
+
+  // --------------------------------------------------------------- refusals
+  {
+    const ctx = await newContext();
+    const p = await ctx.newPage();
+    const reused = await p.goto(cfg.links.carol);
+    check(reused.status() === 403, `a used link is refused (${reused.status()})`);
+    const unknown = await p.goto(`${base}/login/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA`);
+    check(unknown.status() === 403, `an unknown link is refused (${unknown.status()})`);
+    await ctx.addCookies([{ name: "__Host-gatehouse", value: "forged-" + "x".repeat(40), url: base, secure: true }]);
+    const forged = await p.goto(`${base}/sessions`);
+    check(forged.status() === 401, `a forged cookie is refused (${forged.status()})`);
+    const api = await ctx.request.get(`${base}/recordings/${cfg.alice_rec}/cast`);
+    check(api.status() === 401, `a forged cookie fetches no cast (${api.status()})`);
+    if (cfg.expired_wait_ms > 0) await p.waitForTimeout(cfg.expired_wait_ms);
+    const expired = await p.goto(cfg.links.expired);
+    check(expired.status() === 403, `an expired link is refused (${expired.status()})`);
+  }
+  // Signing out ends the session on the server: the old cookie is refused.
+  {
+    const cookie = (await carolCtx.cookies()).find((c) => c.name === "__Host-gatehouse");
+    await carol.goto(`${base}/sessions`);
+    await carol.click("header button[type=submit]");
+    await carol.waitForLoadState();
+    check((await carol.innerText("body")).includes("Signed out"), "signed out");
+    const ctx = await newContext();
+    await ctx.addCookies([{ name: cookie.name, value: cookie.value, url: base, secure: true }]);
+    const again = await ctx.request.get(`${base}/sessions`);
+    check(again.status() === 401, `a signed-out cookie is refused (${again.status()})`);
+  }
+  check(cspViolations.length === 0, `no CSP violations or page errors: ${JSON.stringify(cspViolations)}`);
+} catch (e) {
+  failures.push(`exception: ${e.stack || e}`);
+  log("exception:", e.stack || e);
+} finally {
+  await browser.close();
+}
+
+if (failures.length) {
+  console.log(`${failures.length} check(s) failed:\n - ${failures.join("\n - ")}`);
+  process.exit(1);
+}
+console.log("all browser checks passed");
