@@ -61,7 +61,7 @@ pub enum Command {
     Report(ReportCmd),
     /// Lift a lockout.
     Unlock { user: String },
-    /// Check the database answers and the recordings folder is writable.
+    /// Check the database takes writes and the recordings folder is writable.
     Healthz,
     /// Print an ssh_config block per server USER may reach.
     SshConfig {
