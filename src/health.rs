@@ -1,6 +1,7 @@
 //! Is this bastion fit to serve? Two checks, shared by `gatehouse healthz`
-//! and the admin listener's `/healthz`: the database answers a query, and
-//! the recordings folder takes a new file (a probe written and removed).
+//! and the admin listener's `/healthz`: the database takes a write (a probe
+//! row inserted and rolled back), and the recordings folder takes a new
+//! file (a probe written and removed).
 //! Either failing means new sessions would be refused or could not be
 //! recorded, so a load balancer should stop sending staff here.
 
@@ -9,13 +10,15 @@ use std::time::Duration;
 
 use crate::store::Store;
 
-/// How long the database may take to answer before it counts as down.
+/// How long the database may take to take the probe before it counts as down.
 pub const DATABASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Unhealthy {
     #[error("database does not answer: {0}")]
     Database(String),
+    #[error("database does not take a write: {0}")]
+    Write(String),
     #[error("database did not answer within {}s", .0.as_secs())]
     DatabaseTimeout(Duration),
     #[error("recordings folder {} is not writable: {message}", .path.display())]
@@ -28,12 +31,28 @@ pub async fn check(store: &Store, recordings: &Path) -> Vec<Unhealthy> {
     [db.err(), rec.err()].into_iter().flatten().collect()
 }
 
-/// One round trip to the database.
+/// A write the database must accept, then rolls back: a database that
+/// answers but is read-only (a standby, a full disk, a read-only file)
+/// would refuse every audit event, so every session.
 pub async fn database(store: &Store) -> Result<(), Unhealthy> {
-    let ping = sqlx::query("SELECT 1").fetch_one(store.pool());
-    match tokio::time::timeout(DATABASE_TIMEOUT, ping).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(Unhealthy::Database(e.to_string())),
+    let probe = async {
+        let mut tx = store
+            .pool()
+            .begin()
+            .await
+            .map_err(|e| Unhealthy::Database(e.to_string()))?;
+        // No staff name can start with '#', so the row never meets a real one.
+        sqlx::query("INSERT INTO lockouts (username, failures) VALUES ($1, 0)")
+            .bind(format!("#healthz-{}", uuid::Uuid::new_v4().simple()))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Unhealthy::Write(e.to_string()))?;
+        tx.rollback()
+            .await
+            .map_err(|e| Unhealthy::Write(e.to_string()))
+    };
+    match tokio::time::timeout(DATABASE_TIMEOUT, probe).await {
+        Ok(r) => r,
         Err(_) => Err(Unhealthy::DatabaseTimeout(DATABASE_TIMEOUT)),
     }
 }
@@ -84,6 +103,21 @@ pub fn summary(problems: &[Unhealthy]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_database_probe_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", tmp.path().join("g.db").display());
+        let store = Store::open(&url, "n1").await.expect("open");
+        database(&store).await.expect("writable");
+        database(&store).await.expect("twice");
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lockouts")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        assert_eq!(left, 0, "the probe rows were rolled back");
+        store.close().await;
+    }
 
     #[tokio::test]
     async fn a_folder_replaced_by_a_file_is_not_writable() {

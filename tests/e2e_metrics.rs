@@ -233,3 +233,67 @@ fn healthz_fails_without_a_database() {
         "{err}"
     );
 }
+
+/// A PostgreSQL database that still answers but refuses writes (as a
+/// standby or a full disk would) makes `/healthz` fail; it recovers
+/// without a restart once writes are accepted again.
+#[test]
+fn healthz_fails_while_postgresql_refuses_writes() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let w = setup(Backend::Postgres)
+        .toml(&format!("[metrics]\nlisten = \"{admin}\""))
+        .start();
+    let (status, body) = get(&admin, "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let db = w.db_url();
+    let name = db.rsplit('/').next().unwrap_or_default().to_string();
+    // New connections start read-only; the bastion's are cut so that its
+    // pool reconnects.
+    let cut = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+               WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    w.sql(&format!(
+        "ALTER DATABASE {name} SET default_transaction_read_only = on"
+    ));
+    w.sql(cut);
+    let mut last = String::new();
+    let failing = wait_until(Duration::from_secs(20), || {
+        let (status, body) = get(&admin, "/healthz");
+        last = body;
+        status == 503 && last.contains("database does not take a write")
+    });
+    assert!(failing, "healthz with a read-only database: {last}");
+    let out = w.gh.cli(&["healthz"]);
+    assert_eq!(out.code(), Some(1), "{}", out.stdout_text());
+    assert!(
+        out.stderr_text().starts_with("error: unhealthy: database"),
+        "{}",
+        out.stderr_text()
+    );
+    // Meanwhile a login cannot be audited, so it gets no session (fail
+    // closed), and the failed statements are counted.
+    let out = w.client.ssh("alice+root@web1", &["echo should-not-run"]);
+    assert_ne!(out.code(), Some(0), "a session without its audit event");
+    assert!(!out.stdout_text().contains("should-not-run"));
+    let errors = metric(&scrape(&admin), "gatehouse_database_errors_total", &[]);
+    assert!(errors >= 1.0, "database errors counted: {errors}");
+
+    // Connections to this database are read-only now: reset it from the
+    // cluster's maintenance database.
+    let admin_db = format!("{}/postgres", db.rsplit_once('/').map_or("", |x| x.0));
+    runtime().block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&admin_db)
+            .await
+            .expect("admin connection");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE {name} RESET default_transaction_read_only"
+        )))
+        .execute(&pool)
+        .await
+        .expect("reset");
+        pool.close().await;
+    });
+    w.sql(cut);
+    let back = wait_until(Duration::from_secs(20), || get(&admin, "/healthz").0 == 200);
+    assert!(back, "healthz recovers without a restart");
+}

@@ -23,7 +23,7 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     };
     if problems.is_empty() {
         println!(
-            "ok: database answers, recordings folder {} writable",
+            "ok: database takes writes, recordings folder {} writable",
             config.recordings.display()
         );
         return Ok(0);

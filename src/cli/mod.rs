@@ -71,7 +71,7 @@ pub enum Command {
     /// The bastion's user CA (certificates to targets).
     #[command(subcommand)]
     Ca(CaCmd),
-    /// Check the database answers and the recordings folder is writable.
+    /// Check the database takes writes and the recordings folder is writable.
     Healthz,
     /// The review console.
     #[command(subcommand)]

@@ -594,6 +594,13 @@ async fn an_interrupted_recording_is_sealed_as_found() {
         matches!(problems.as_slice(), [Problem::Incomplete { error: None }]),
         "{problems:?}"
     );
+    // While its session is live (on another node), it is left as it is.
+    let session = find(&copy_root, "c1").unwrap().meta.unwrap().session;
+    assert!(
+        seal_interrupted_except(&copy_root, &s, |id| id == session)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(seal_interrupted(&copy_root, &s).unwrap(), ["c1"]);
     let info = find(&copy_root, "c1").unwrap();
     assert_eq!(verify(&info, Some(s.public_key())), []);

@@ -782,11 +782,7 @@ impl ConnState {
         }
         let up = i64::try_from(self.bytes_up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         let down = i64::try_from(self.bytes_down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-        let (up_n, down_n) = (
-            self.bytes_up.load(Ordering::Relaxed),
-            self.bytes_down.load(Ordering::Relaxed),
-        );
-        crate::metrics::session_ended(self.metrics_mode(), up_n, down_n);
+        crate::metrics::session_ended(self.metrics_mode(), up.unsigned_abs(), down.unsigned_abs());
         let exit = self.last_exit.lock().ok().and_then(|e| *e);
         let reason = self.end_reason();
         let now = Shared::now();
