@@ -147,7 +147,7 @@ fn review_console_in_a_real_browser() {
             "--for",
             "1h",
             "--reason",
-            "TICKET-WEB-9",
+            "'TICKET-WEB-9 <img src=x onerror=window.pwned=3>'",
             "--json",
         ],
     );

@@ -210,7 +210,9 @@ try {
   {
     const row = `#grant-${cfg.grant}`;
     check((await dave.innerText(row)).includes("TICKET-WEB-9"), "the pending request shows who, what and why");
-    await shot(dave, "grants-pending", ["Approve", "Deny", "alice", "1h"]);
+    await shot(dave, "grants-pending", ["Approve", "Deny", "alice", "1h", "<img src=x onerror=window.pwned=3>"]);
+    const injected = await dave.evaluate(() => ({ pwned: window.pwned, imgs: document.querySelectorAll("img").length }));
+    check(injected.pwned === undefined && injected.imgs === 0, `a hostile grant reason is inert ${JSON.stringify(injected)}`);
     await dave.click(`${row} button.approve`);
     await dave.waitForURL(`${base}/grants`);
     check((await dave.innerText(row)).includes("active"), "approved: the grant is active");
