@@ -157,6 +157,18 @@ fn review_console_in_a_real_browser() {
         .as_i64()
         .or_else(|| req["grant"]["id"].as_i64())
         .unwrap_or_else(|| panic!("grant id in {req}"));
+    // dave's own request, which he may not approve.
+    let out = dave_c.ssh(
+        "dave",
+        &[
+            "request", "web1", "--for", "1h", "--reason", "DAVE-OWN", "--json",
+        ],
+    );
+    out.assert_success("dave's grant request");
+    let own: serde_json::Value = serde_json::from_str(out.stdout_text().trim()).unwrap();
+    let own_grant = own["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("grant id in {own}"));
     // A report for the reports page.
     let today = time::OffsetDateTime::now_utc().date().to_string();
     w.gh.cli(&["report", "daily", "--date", &today])
@@ -192,6 +204,7 @@ fn review_console_in_a_real_browser() {
         "carol_rec": carol_rec,
         "live": live_id,
         "grant": grant_id,
+        "own_grant": own_grant,
         "report": format!("{today}.html"),
         "hostile": hostile,
         "kill_reason": "WEB-KILL-REASON ticket 77",
@@ -281,6 +294,10 @@ fn review_console_in_a_real_browser() {
             .iter()
             .any(|e| str_at(e, "user") == "dave" && detail(e, "grant") == grant_id),
         "{approved:?}"
+    );
+    assert!(
+        !approved.iter().any(|e| detail(e, "grant") == own_grant),
+        "nobody approves their own request: {approved:?}"
     );
     // Sign-ins and refusals are audited.
     let logins = w.gh.audit_events_of("web.login");
