@@ -287,6 +287,31 @@ fn review_console_in_a_real_browser() {
             && detail(e, "via") == "web"),
         "{reviews:?}"
     );
+    // ... and in the daily report: no longer awaiting review.
+    let out_dir = w.dir.join("report-after");
+    w.gh.cli(&[
+        "report",
+        "daily",
+        "--date",
+        &today,
+        "--format",
+        "json",
+        "--out",
+        &out_dir.display().to_string(),
+    ])
+    .assert_success("report daily after the review");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join(format!("{today}.json"))).unwrap(),
+    )
+    .unwrap();
+    let waiting: Vec<&str> = report["recordings_to_review"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        !waiting.contains(&alice_rec.as_str()) && waiting.contains(&carol_rec.as_str()),
+        "reviewed in the console, so not awaiting review: {waiting:?}"
+    );
     // The grant was approved by dave, with command mode's event.
     let approved = w.gh.audit_events_of("grant.approved");
     assert!(
