@@ -658,13 +658,16 @@ fn sessions_list_and_kill(backend: Backend) {
     assert_eq!(str_at(&live, "server"), "web1", "{live:#}");
     assert_eq!(str_at(&live, "account"), "root", "{live:#}");
 
-    let out = w.gh.cli(&["sessions", "kill", &sid]);
+    let out =
+        w.gh.cli(&["sessions", "kill", &sid, "--reason", "CLI-KILL-REASON 5"]);
     out.assert_success("sessions kill");
     let (code, _, stderr) = held.wait(Duration::from_secs(15));
     let stderr = String::from_utf8_lossy(&stderr);
     assert_ne!(code, 0, "a killed session must not look successful");
     assert!(
-        stderr.contains("gatehouse: ") && stderr.contains("administrator"),
+        stderr.contains("gatehouse: ")
+            && stderr.contains("administrator")
+            && stderr.contains("CLI-KILL-REASON 5"),
         "the client should be told why: {stderr:?}"
     );
     w.gh.wait_for_event("session.killed", Duration::from_secs(5), |e| {

@@ -147,7 +147,7 @@ fn review_console_in_a_real_browser() {
             "--for",
             "1h",
             "--reason",
-            "TICKET-WEB-9",
+            "'TICKET-WEB-9 <img src=x onerror=window.pwned=3>'",
             "--json",
         ],
     );
@@ -157,6 +157,18 @@ fn review_console_in_a_real_browser() {
         .as_i64()
         .or_else(|| req["grant"]["id"].as_i64())
         .unwrap_or_else(|| panic!("grant id in {req}"));
+    // dave's own request, which he may not approve.
+    let out = dave_c.ssh(
+        "dave",
+        &[
+            "request", "web1", "--for", "1h", "--reason", "DAVE-OWN", "--json",
+        ],
+    );
+    out.assert_success("dave's grant request");
+    let own: serde_json::Value = serde_json::from_str(out.stdout_text().trim()).unwrap();
+    let own_grant = own["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("grant id in {own}"));
     // A report for the reports page.
     let today = time::OffsetDateTime::now_utc().date().to_string();
     w.gh.cli(&["report", "daily", "--date", &today])
@@ -192,6 +204,7 @@ fn review_console_in_a_real_browser() {
         "carol_rec": carol_rec,
         "live": live_id,
         "grant": grant_id,
+        "own_grant": own_grant,
         "report": format!("{today}.html"),
         "hostile": hostile,
         "kill_reason": "WEB-KILL-REASON ticket 77",
@@ -274,6 +287,31 @@ fn review_console_in_a_real_browser() {
             && detail(e, "via") == "web"),
         "{reviews:?}"
     );
+    // ... and in the daily report: no longer awaiting review.
+    let out_dir = w.dir.join("report-after");
+    w.gh.cli(&[
+        "report",
+        "daily",
+        "--date",
+        &today,
+        "--format",
+        "json",
+        "--out",
+        &out_dir.display().to_string(),
+    ])
+    .assert_success("report daily after the review");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join(format!("{today}.json"))).unwrap(),
+    )
+    .unwrap();
+    let waiting: Vec<&str> = report["recordings_to_review"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        !waiting.contains(&alice_rec.as_str()) && waiting.contains(&carol_rec.as_str()),
+        "reviewed in the console, so not awaiting review: {waiting:?}"
+    );
     // The grant was approved by dave, with command mode's event.
     let approved = w.gh.audit_events_of("grant.approved");
     assert!(
@@ -281,6 +319,10 @@ fn review_console_in_a_real_browser() {
             .iter()
             .any(|e| str_at(e, "user") == "dave" && detail(e, "grant") == grant_id),
         "{approved:?}"
+    );
+    assert!(
+        !approved.iter().any(|e| detail(e, "grant") == own_grant),
+        "nobody approves their own request: {approved:?}"
     );
     // Sign-ins and refusals are audited.
     let logins = w.gh.audit_events_of("web.login");

@@ -244,7 +244,12 @@ pub enum SessionsCmd {
         json: bool,
     },
     /// End a live session at once.
-    Kill { id: String },
+    Kill {
+        id: String,
+        /// Shown to the user on their terminal.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

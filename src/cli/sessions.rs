@@ -15,7 +15,7 @@ pub async fn run(config: Config, cmd: SessionsCmd) -> anyhow::Result<i32> {
     let store = Store::open(&config.database, &config.node).await?;
     match cmd {
         SessionsCmd::List { json } => list(&store, json).await,
-        SessionsCmd::Kill { id } => kill(&store, &id).await,
+        SessionsCmd::Kill { id, reason } => kill(&store, &id, reason.as_deref()).await,
     }
 }
 
@@ -106,7 +106,16 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
-async fn kill(store: &Store, id: &str) -> anyhow::Result<i32> {
+async fn kill(store: &Store, id: &str, reason: Option<&str>) -> anyhow::Result<i32> {
+    // It reaches a terminal: no control characters.
+    let reason: Option<String> = reason
+        .map(|r| {
+            r.chars()
+                .filter(|c| !c.is_control())
+                .take(500)
+                .collect::<String>()
+        })
+        .filter(|r| !r.trim().is_empty());
     let no_such = || Exit::new(1, format!("no live session {id}"));
     let Some(session) = store
         .session_get(id)
@@ -117,7 +126,11 @@ async fn kill(store: &Store, id: &str) -> anyhow::Result<i32> {
     };
     // Ending a session only tightens access: do it even if auditing then
     // fails, and report that failure.
-    if !store.request_kill(id).await? {
+    let requested = match &reason {
+        Some(r) => store.request_kill_with_reason(id, r).await?,
+        None => store.request_kill(id).await?,
+    };
+    if !requested {
         return Err(no_such().into());
     }
     let mut ev = AuditEvent::new(EventKind::SessionKilled)
@@ -126,6 +139,7 @@ async fn kill(store: &Store, id: &str) -> anyhow::Result<i32> {
         .source(session.source.clone())
         .detail("requested_via", "cli")
         .detail("requested_by", super::operator::name())
+        .detail("reason", reason.clone())
         .detail("node", session.node.clone());
     ev.server = session.server.clone();
     ev.account = session.account.clone();

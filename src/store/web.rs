@@ -209,7 +209,7 @@ impl Store {
         csrf: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let now = ts_text(now)?;
+        let now_text = ts_text(now)?;
         sqlx::query(
             "INSERT INTO web_sessions (token_hash, username, csrf, created_at, last_seen, ended_at) \
              VALUES ($1, $2, $3, $4, $5, NULL)",
@@ -217,11 +217,19 @@ impl Store {
         .bind(token_hash)
         .bind(user)
         .bind(csrf)
-        .bind(&now)
-        .bind(&now)
+        .bind(&now_text)
+        .bind(&now_text)
         .execute(self.pool())
         .await
         .ctx("store a console session")?;
+        // Rows past the absolute lifetime (12 h) open nothing; a day on,
+        // they go.
+        let horizon = ts_text(now - time::Duration::days(1))?;
+        sqlx::query("DELETE FROM web_sessions WHERE created_at < $1")
+            .bind(horizon)
+            .execute(self.pool())
+            .await
+            .ctx("prune console sessions")?;
         Ok(())
     }
 

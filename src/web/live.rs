@@ -19,7 +19,7 @@ use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 use super::auth::Viewer;
 use super::pages::{visible_recording, visible_session};
@@ -170,8 +170,7 @@ impl Tail {
             }
         };
         if n == 0 {
-            // At the end for now; a later read sees what is appended.
-            let _ = file.seek(std::io::SeekFrom::Current(0)).await;
+            // At the end for now; the next read returns what is appended.
             return Step::Idle;
         }
         self.partial

@@ -210,7 +210,16 @@ try {
   {
     const row = `#grant-${cfg.grant}`;
     check((await dave.innerText(row)).includes("TICKET-WEB-9"), "the pending request shows who, what and why");
-    await shot(dave, "grants-pending", ["Approve", "Deny", "alice", "1h"]);
+    await shot(dave, "grants-pending", ["Approve", "Deny", "alice", "1h", "<img src=x onerror=window.pwned=3>"]);
+    const injected = await dave.evaluate(() => ({ pwned: window.pwned, imgs: document.querySelectorAll("img").length }));
+    check(injected.pwned === undefined && injected.imgs === 0, `a hostile grant reason is inert ${JSON.stringify(injected)}`);
+    // Never one's own: no button, and a forged POST is refused.
+    const own = `#grant-${cfg.own_grant}`;
+    check((await dave.innerText(own)).includes("DAVE-OWN"), "dave sees his own request");
+    check((await dave.$(`${own} button.approve`)) === null, "no approve button on one's own request");
+    const csrf = await dave.getAttribute("header input[name=csrf]", "value");
+    const self = await daveCtx.request.post(`${base}/grants/${cfg.own_grant}/approve`, { form: { csrf } });
+    check(self.status() === 403, `approving one's own request -> ${self.status()}`);
     await dave.click(`${row} button.approve`);
     await dave.waitForURL(`${base}/grants`);
     check((await dave.innerText(row)).includes("active"), "approved: the grant is active");
