@@ -56,6 +56,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawCa {
     key: Option<String>,
+    cert_authorities: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +143,8 @@ pub struct Config {
     pub ssh: crate::algorithms::SshAlgorithms,
     /// `[ca] key`: signs per-session certificates for targets; created if missing.
     pub ca_key: PathBuf,
+    /// `[ca] cert_authorities`: CAs whose user certificates staff may log in with.
+    pub cert_authorities: Vec<russh::keys::PublicKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +232,7 @@ fn unreachable_defaults() -> Config {
         },
         ssh: crate::algorithms::SshAlgorithms::default(),
         ca_key: PathBuf::from("data/user_ca_ed25519_key"),
+        cert_authorities: Vec::new(),
     }
 }
 
@@ -464,6 +468,16 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         report.working_days = out;
     }
     let node = raw.server.node.unwrap_or_else(default_node);
+    let mut cert_authorities = Vec::new();
+    for line in raw.ca.cert_authorities.unwrap_or_default() {
+        let key = russh::keys::PublicKey::from_openssh(line.trim()).map_err(|e| {
+            invalid(
+                "ca.cert_authorities",
+                format!("not an OpenSSH public key line: {e}"),
+            )
+        })?;
+        cert_authorities.push(key);
+    }
     Ok(Config {
         source,
         listen,
@@ -484,6 +498,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         ssh: crate::algorithms::SshAlgorithms::resolve(raw.ssh)
             .map_err(|e| invalid(e.key, e.message))?,
         ca_key: join(raw.ca.key, d.ca_key),
+        cert_authorities,
     })
 }
 

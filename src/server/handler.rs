@@ -197,6 +197,70 @@ impl ConnHandler {
     }
 }
 
+impl ConnHandler {
+    /// A staff certificate (see `staff_cert`): the certificate, then the
+    /// policy's standing checks; refusals are `auth.failure` events with
+    /// the certificate's reason.
+    async fn check_certificate(&mut self, user: &str, cert: &russh::keys::Certificate) -> Auth {
+        if let Some(refusal) = self.precheck(user).await {
+            return refusal;
+        }
+        let staff = login::staff_part(user).unwrap_or_default().to_string();
+        let now = Shared::now();
+        let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let cas = &self.shared.config.cert_authorities;
+        if let Err(r) = super::staff_cert::check(cert, cas, &staff, self.source(), unix) {
+            return self.refuse(user, &r.reason, r.code, true).await;
+        }
+        let policy = self.shared.policy();
+        if let Err(d) = policy::authenticate_certified(&policy, &staff, self.source(), now) {
+            let count = d.code != DenyCode::UnknownUser;
+            return self.refuse(user, &d.rule, d.code.as_str(), count).await;
+        }
+        if let Err(e) = self.shared.store.auth_success(&staff).await {
+            tracing::error!("cannot reset failure counter, refusing: {e}");
+            return self
+                .refuse(user, "database unavailable", "STORE_DOWN", false)
+                .await;
+        }
+        let (key_id, ca, serial) = super::staff_cert::describe(cert);
+        let audited = self
+            .shared
+            .audit(
+                AuditEvent::new(EventKind::AuthSuccess)
+                    .user(&staff)
+                    .source(self.source().to_string())
+                    .session(&self.id)
+                    .detail(
+                        "key",
+                        crate::keys::fingerprint(&russh::keys::PublicKey::new(
+                            cert.public_key().clone(),
+                            "",
+                        )),
+                    )
+                    .detail("certificate", key_id)
+                    .detail("ca", ca)
+                    .detail("serial", serial)
+                    .detail("login", sanitize(user)),
+            )
+            .await;
+        if !audited {
+            return Auth::reject();
+        }
+        let target = super::conn::decide_target(
+            &self.shared,
+            &policy,
+            &staff,
+            user,
+            self.source(),
+            &self.id,
+        )
+        .await;
+        self.pending = Some((staff, target));
+        Auth::Accept
+    }
+}
+
 /// A login name as it may appear in an audit event: bounded and printable.
 fn sanitize(s: &str) -> String {
     s.chars()
@@ -220,10 +284,24 @@ impl Handler for ConnHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        // With staff CAs configured, a certificate's key arrives here bare,
+        // indistinguishable from a plain key: the key is then checked once
+        // signed (auth_publickey or auth_openssh_certificate).
+        if !self.shared.config.cert_authorities.is_empty() {
+            return Ok(self.precheck(user).await.unwrap_or(Auth::Accept));
+        }
         match self.check_key(user, offer.public_key).await {
             Ok(_) => Ok(Auth::Accept),
             Err(refusal) => Ok(refusal),
         }
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &russh::keys::Certificate,
+    ) -> Result<Auth, Self::Error> {
+        Ok(self.check_certificate(user, certificate).await)
     }
 
     async fn auth_publickey(

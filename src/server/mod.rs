@@ -33,6 +33,7 @@ pub mod lineedit;
 pub mod login;
 pub mod sftp;
 pub mod shared;
+pub mod staff_cert;
 pub mod upstream;
 mod watch;
 
