@@ -21,6 +21,8 @@ use super::conn::{ConnState, Target};
 use super::login;
 use super::shared::Shared;
 use crate::audit::{AuditEvent, EventKind};
+
+mod cert_auth;
 use crate::policy::{self, Action, Decision, DenyCode, Request};
 
 /// Client-to-target bytes queued in the bastion for one connection above
@@ -194,70 +196,6 @@ impl ConnHandler {
         } else if n > 0 {
             self.backlog.fetch_add(n, Ordering::Relaxed);
         }
-    }
-}
-
-impl ConnHandler {
-    /// A staff certificate (see `staff_cert`): the certificate, then the
-    /// policy's standing checks; refusals are `auth.failure` events with
-    /// the certificate's reason.
-    async fn check_certificate(&mut self, user: &str, cert: &russh::keys::Certificate) -> Auth {
-        if let Some(refusal) = self.precheck(user).await {
-            return refusal;
-        }
-        let staff = login::staff_part(user).unwrap_or_default().to_string();
-        let now = Shared::now();
-        let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-        let cas = &self.shared.config.cert_authorities;
-        if let Err(r) = super::staff_cert::check(cert, cas, &staff, self.source(), unix) {
-            return self.refuse(user, &r.reason, r.code, true).await;
-        }
-        let policy = self.shared.policy();
-        if let Err(d) = policy::authenticate_certified(&policy, &staff, self.source(), now) {
-            let count = d.code != DenyCode::UnknownUser;
-            return self.refuse(user, &d.rule, d.code.as_str(), count).await;
-        }
-        if let Err(e) = self.shared.store.auth_success(&staff).await {
-            tracing::error!("cannot reset failure counter, refusing: {e}");
-            return self
-                .refuse(user, "database unavailable", "STORE_DOWN", false)
-                .await;
-        }
-        let (key_id, ca, serial) = super::staff_cert::describe(cert);
-        let audited = self
-            .shared
-            .audit(
-                AuditEvent::new(EventKind::AuthSuccess)
-                    .user(&staff)
-                    .source(self.source().to_string())
-                    .session(&self.id)
-                    .detail(
-                        "key",
-                        crate::keys::fingerprint(&russh::keys::PublicKey::new(
-                            cert.public_key().clone(),
-                            "",
-                        )),
-                    )
-                    .detail("certificate", key_id)
-                    .detail("ca", ca)
-                    .detail("serial", serial)
-                    .detail("login", sanitize(user)),
-            )
-            .await;
-        if !audited {
-            return Auth::reject();
-        }
-        let target = super::conn::decide_target(
-            &self.shared,
-            &policy,
-            &staff,
-            user,
-            self.source(),
-            &self.id,
-        )
-        .await;
-        self.pending = Some((staff, target));
-        Auth::Accept
     }
 }
 
