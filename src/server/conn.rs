@@ -639,6 +639,7 @@ impl ConnState {
                     server,
                     expected,
                     presented,
+                    ..
                 } = &e
                 {
                     self.shared
