@@ -60,6 +60,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawCa {
     key: Option<String>,
+    cert_authorities: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +167,8 @@ pub struct Config {
     pub ssh: crate::algorithms::SshAlgorithms,
     /// `[ca] key`: signs per-session certificates for targets; created if missing.
     pub ca_key: PathBuf,
+    /// `[ca] cert_authorities`: CAs whose user certificates staff may log in with.
+    pub cert_authorities: Vec<russh::keys::PublicKey>,
     pub metrics: MetricsConfig,
     pub web: WebConfig,
 }
@@ -281,6 +284,7 @@ fn unreachable_defaults() -> Config {
         },
         ssh: crate::algorithms::SshAlgorithms::default(),
         ca_key: PathBuf::from("data/user_ca_ed25519_key"),
+        cert_authorities: Vec::new(),
         metrics: MetricsConfig::default(),
         web: WebConfig {
             listen: None,
@@ -566,6 +570,16 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             None => None,
         },
     };
+    let mut cert_authorities = Vec::new();
+    for line in raw.ca.cert_authorities.unwrap_or_default() {
+        let key = russh::keys::PublicKey::from_openssh(line.trim()).map_err(|e| {
+            invalid(
+                "ca.cert_authorities",
+                format!("not an OpenSSH public key line: {e}"),
+            )
+        })?;
+        cert_authorities.push(key);
+    }
     Ok(Config {
         source,
         listen,
@@ -589,6 +603,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         ca_key: join(raw.ca.key, d.ca_key),
         metrics,
         web,
+        cert_authorities,
     })
 }
 

@@ -124,3 +124,143 @@ fn an_unknown_auth_value_is_a_policy_error() {
         out.stdout_text()
     );
 }
+
+// ------------------------------------------------ staff with certificates --
+
+/// `ssh-keygen -s CA -I ID -n PRINCIPALS -V VALIDITY [-O OPT]... KEY.pub`:
+/// the certificate file beside the key, as OpenSSH names it.
+fn sign(
+    ca: &Key,
+    key: &Key,
+    principals: &str,
+    validity: &str,
+    options: &[&str],
+) -> std::path::PathBuf {
+    let mut cmd = std::process::Command::new("ssh-keygen");
+    cmd.args(["-q", "-s"]).arg(&ca.private).args([
+        "-I",
+        "carol-laptop",
+        "-n",
+        principals,
+        "-V",
+        validity,
+    ]);
+    for o in options {
+        cmd.args(["-O", o]);
+    }
+    cmd.arg(&key.public_path);
+    run(&mut cmd).assert_success("ssh-keygen -s");
+    let cert = key.private.with_file_name(format!(
+        "{}-cert.pub",
+        key.private.file_name().unwrap().to_string_lossy()
+    ));
+    assert!(cert.exists(), "{}", cert.display());
+    cert
+}
+
+#[test]
+fn staff_log_in_with_certificates_from_a_trusted_ca() {
+    let dir = TestDir::new();
+    let identity = Gatehouse::prepare_identity(&dir);
+    let target = Sshd::start(&dir, SshdOpts::new().authorize("root", &identity.public));
+    let site_ca = keygen(dir.path(), "site-ca", KeyKind::Ed25519);
+    let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
+    // carol has no key in the policy: only certificates.
+    let policy = policy_user("alice", &alice, &["support"])
+        + "\n[[user]]\nname = \"carol\"\nkeys = []\ngroups = [\"support\"]\n"
+        + &policy_server(
+            "web1",
+            &target,
+            "ssh-forwarding",
+            &["root"],
+            &["group:support"],
+        );
+    let extra = format!("[ca]\ncert_authorities = [{}]\n", toml_str(&site_ca.public));
+    let mut gh = Gatehouse::start(&dir, &extra, &policy);
+
+    // Each case gets its own key and certificate.
+    let attempt = |name: &str, principals: &str, validity: &str, options: &[&str]| {
+        let key = keygen(dir.path(), name, KeyKind::Ed25519);
+        let cert = sign(&site_ca, &key, principals, validity, options);
+        let client = Client::with_options(
+            &dir,
+            &key,
+            gh.port,
+            &[&format!("CertificateFile {}", cert.display())],
+        );
+        client.ssh("carol+root@web1", &["id -un"])
+    };
+
+    let out = attempt("carol-ok", "carol", "-1m:+10m", &[]);
+    out.assert_success("a valid certificate");
+    assert_eq!(out.stdout_text(), "root\n");
+    let ok = gh.wait_for_event("auth.success", Duration::from_secs(5), |e| {
+        e["user"] == "carol"
+    });
+    assert_eq!(ok["detail"]["certificate"], "carol-laptop", "{ok:#}");
+    assert!(
+        ok["detail"]["ca"]
+            .as_str()
+            .is_some_and(|c| c == site_ca.fingerprint()),
+        "{ok:#}"
+    );
+
+    // Refused, each audited with the certificate's reason.
+    for (name, principals, validity, options, code) in [
+        ("carol-dave", "dave", "-1m:+10m", &[][..], "CERT_PRINCIPAL"),
+        (
+            "carol-forced",
+            "carol",
+            "-1m:+10m",
+            &["force-command=ls"][..],
+            "CERT_FORCE_COMMAND",
+        ),
+        (
+            "carol-elsewhere",
+            "carol",
+            "-1m:+10m",
+            &["source-address=198.51.100.0/24"][..],
+            "CERT_SOURCE",
+        ),
+    ] {
+        let out = attempt(name, principals, validity, options);
+        assert_eq!(out.code(), Some(255), "{name}: {out:?}");
+        gh.wait_for_event("auth.failure", Duration::from_secs(5), |e| {
+            e["user"] == "carol" && e["detail"]["code"] == code
+        });
+    }
+
+    // Expired: refused by the SSH library before Gatehouse sees the
+    // certificate (README); the client's fallback to the bare key is then
+    // refused and audited as a key that is not listed.
+    let before = gh.audit_events_of("auth.failure").len();
+    let out = attempt("carol-old", "carol", "20200101:20200102", &[]);
+    assert_eq!(out.code(), Some(255), "{out:?}");
+    assert!(!out.stdout_text().contains("root"));
+    assert!(
+        wait_until(Duration::from_secs(5), || gh
+            .audit_events_of("auth.failure")
+            .len()
+            > before),
+        "the refused login is audited"
+    );
+    let successes = gh
+        .audit_events_of("auth.success")
+        .into_iter()
+        .filter(|e| e["user"] == "carol")
+        .count();
+    assert_eq!(successes, 1);
+
+    // Listed keys still work next to the CA, unlisted bare keys do not.
+    let out = gh.client(&dir, &alice).ssh("alice+root@web1", &["id -un"]);
+    out.assert_success("a listed key with staff CAs configured");
+    let stranger = keygen(dir.path(), "stranger", KeyKind::Ed25519);
+    let out = gh
+        .client(&dir, &stranger)
+        .ssh("carol+root@web1", &["id -un"]);
+    assert_eq!(out.code(), Some(255), "{out:?}");
+    gh.wait_for_event("auth.failure", Duration::from_secs(5), |e| {
+        e["user"] == "carol" && e["detail"]["code"] == "KO_KEY_NOT_ALLOWED"
+    });
+    assert!(gh.stop());
+}

@@ -228,3 +228,50 @@ fn config_show_prints_the_effective_settings_and_bad_names_are_refused() {
         out.stderr_text()
     );
 }
+
+/// A target with an Ed25519 and an RSA host key, pinned by its RSA key's
+/// fingerprint: the bastion offers Ed25519 first, sees a key that does not
+/// match, and tries again without that type (a fingerprint does not say
+/// its key type). A pin matching neither key is still a mismatch.
+#[test]
+fn the_pinned_host_key_type_is_learned() {
+    let dir = TestDir::new();
+    let identity = Gatehouse::prepare_identity(&dir);
+    let rsa = keygen_at(&dir.join("target_rsa_host_key"), "target-rsa", KeyKind::Rsa);
+    let target = Sshd::start(
+        &dir,
+        SshdOpts::new()
+            .authorize("root", &identity.public)
+            .extra(&format!("HostKey {}", rsa.private.display())),
+    );
+    let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
+    let server = |name: &str, pin: &str| {
+        policy_server(
+            name,
+            &target,
+            "ssh-forwarding",
+            &["root"],
+            &["group:support"],
+        )
+        .replace(&target.host_key_fingerprint, pin)
+    };
+    let policy = policy_user("alice", &alice, &["support"])
+        + &server("by-rsa", &rsa.fingerprint())
+        + &server(
+            "by-nothing",
+            "SHA256:uW/wWVh7lMqOJqNDP3G5gZ9mZFhQG2oIFjelE+vdrnM",
+        );
+    let mut gh = Gatehouse::start(&dir, "", &policy);
+    let client = gh.client(&dir, &alice);
+    let out = client.ssh("alice+root@by-rsa", &["echo pinned-rsa"]);
+    out.assert_success("a target pinned by its RSA host key");
+    assert_eq!(out.stdout_text(), "pinned-rsa\n");
+    assert!(gh.audit_events_of("hostkey.mismatch").is_empty());
+
+    let out = client.ssh("alice+root@by-nothing", &["echo leaked"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(!out.stdout_text().contains("leaked"));
+    let mismatches = gh.audit_events_of("hostkey.mismatch");
+    assert_eq!(mismatches.len(), 1, "{mismatches:#?}");
+    assert!(gh.stop());
+}

@@ -126,6 +126,17 @@ pub fn effective(config: &Config) -> Table {
     t.insert("ssh".into(), Value::Table(config.ssh.to_toml()));
     let mut ca = Table::new();
     ca.insert("key".into(), path(&config.ca_key));
+    ca.insert(
+        "cert_authorities".into(),
+        Value::Array(
+            config
+                .cert_authorities
+                .iter()
+                .filter_map(|k| k.to_openssh().ok())
+                .map(s)
+                .collect(),
+        ),
+    );
     t.insert("ca".into(), Value::Table(ca));
     t
 }

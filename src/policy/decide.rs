@@ -90,6 +90,22 @@ pub fn authenticate<'p>(
     Ok(u)
 }
 
+/// [`authenticate`] for a staff member whose certificate was already
+/// checked (`server::staff_cert`): the user exists and is in good standing;
+/// no key needs to be listed.
+pub fn authenticate_certified<'p>(
+    policy: &'p Policy,
+    user: &str,
+    source: IpAddr,
+    now: OffsetDateTime,
+) -> Result<&'p User, Denial> {
+    let Some(u) = policy.user(user) else {
+        return Err(unknown_user(user));
+    };
+    check_standing(u, source, now)?;
+    Ok(u)
+}
+
 fn unknown_user(user: &str) -> Denial {
     denial(
         DenyCode::UnknownUser,

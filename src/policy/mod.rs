@@ -24,8 +24,8 @@ mod raw;
 
 pub use check::{parse_address, parse_cidr};
 pub use decide::{
-    Reach, ReachGrant, authenticate, check_command, check_open_session, decide, reachable,
-    should_record,
+    Reach, ReachGrant, authenticate, authenticate_certified, check_command, check_open_session,
+    decide, reachable, should_record,
 };
 
 /// One problem found in a policy file.

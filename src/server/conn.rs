@@ -644,6 +644,7 @@ impl ConnState {
                     server,
                     expected,
                     presented,
+                    ..
                 } = &e
                 {
                     self.shared
@@ -724,6 +725,13 @@ impl ConnState {
                 tracing::error!("certificate for {}: {e}", t.server.name);
                 "the bastion cannot sign its login certificate".to_string()
             })?;
+        tracing::info!(
+            session = %self.id,
+            server = %t.server.name,
+            account = %t.allowed.account,
+            serial = issued.certificate.serial(),
+            "signed a login certificate"
+        );
         Ok(Credential::Certificate(
             issued.key,
             Box::new(issued.certificate),

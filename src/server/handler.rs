@@ -23,6 +23,8 @@ use super::flow::{self, Budget, FlowError, Inbox, Windows};
 use super::login;
 use super::shared::Shared;
 use crate::audit::{AuditEvent, EventKind};
+
+mod cert_auth;
 use crate::policy::{self, Action, Decision, Request};
 
 /// While throttled, a trickle keeps `adjust_window` being called so the
@@ -171,6 +173,43 @@ impl ConnHandler {
             return Err(self.refuse(user, &d.rule, d.code.as_str()).await);
         }
         Ok((staff, policy))
+    }
+
+    /// The end every accepted authentication shares (a listed key, a staff
+    /// certificate): the failure count reset, the `auth.success` event
+    /// (`success` carries what proved the login), and the target decided
+    /// now, during authentication (DESIGN.md, invariant 2).
+    async fn accept_login(
+        &mut self,
+        user: &str,
+        staff: String,
+        policy: &policy::Policy,
+        success: AuditEvent,
+    ) -> Auth {
+        if let Err(e) = self.shared.store.auth_success(&staff).await {
+            tracing::error!("cannot reset failure counter, refusing: {e}");
+            return self.refuse(user, "database unavailable", STORE_DOWN).await;
+        }
+        let audited = self
+            .shared
+            .audit(
+                success
+                    .user(&staff)
+                    .source(self.source().to_string())
+                    .session(&self.id)
+                    .detail("login", sanitize(user)),
+            )
+            .await;
+        if !audited {
+            // The success may wait in the spool: the log must also say the
+            // login was refused after it.
+            return self.refuse(user, "audit log unavailable", STORE_DOWN).await;
+        }
+        let target =
+            super::conn::decide_target(&self.shared, policy, &staff, user, self.source(), &self.id)
+                .await;
+        self.pending = Some((staff, target));
+        Auth::Accept
     }
 
     /// Checks that come before looking at the key: rate limit, login name
@@ -385,6 +424,12 @@ impl Handler for ConnHandler {
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         self.settle_unproven().await;
+        // With staff CAs configured, a certificate's key arrives here bare,
+        // indistinguishable from a plain key: the key is then checked once
+        // signed (auth_publickey or auth_openssh_certificate).
+        if !self.shared.config.cert_authorities.is_empty() {
+            return Ok(self.precheck(user).await.unwrap_or(Auth::Accept));
+        }
         match self.check_key(user, offer.public_key).await {
             Ok((staff, _)) => {
                 self.awaiting_proof = Some(staff);
@@ -392,6 +437,14 @@ impl Handler for ConnHandler {
             }
             Err(refusal) => Ok(refusal),
         }
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &russh::keys::Certificate,
+    ) -> Result<Auth, Self::Error> {
+        Ok(self.check_certificate(user, certificate).await)
     }
 
     async fn auth_publickey(
@@ -406,37 +459,9 @@ impl Handler for ConnHandler {
             Ok(checked) => checked,
             Err(refusal) => return Ok(refusal),
         };
-        if let Err(e) = self.shared.store.auth_success(&staff).await {
-            tracing::error!("cannot reset failure counter, refusing: {e}");
-            return Ok(self.refuse(user, "database unavailable", STORE_DOWN).await);
-        }
-        let audited = self
-            .shared
-            .audit(
-                AuditEvent::new(EventKind::AuthSuccess)
-                    .user(&staff)
-                    .source(self.source().to_string())
-                    .session(&self.id)
-                    .detail("key", crate::keys::fingerprint(key.public_key))
-                    .detail("login", sanitize(user)),
-            )
-            .await;
-        if !audited {
-            // The success may wait in the spool: the log must also say the
-            // login was refused after it.
-            return Ok(self.refuse(user, "audit log unavailable", STORE_DOWN).await);
-        }
-        let target = super::conn::decide_target(
-            &self.shared,
-            &policy,
-            &staff,
-            user,
-            self.source(),
-            &self.id,
-        )
-        .await;
-        self.pending = Some((staff, target));
-        Ok(Auth::Accept)
+        let success = AuditEvent::new(EventKind::AuthSuccess)
+            .detail("key", crate::keys::fingerprint(key.public_key));
+        Ok(self.accept_login(user, staff, &policy, success).await)
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {

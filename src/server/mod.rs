@@ -41,6 +41,7 @@ pub mod refusals;
 pub mod sftp;
 pub mod shared;
 pub mod slots;
+pub mod staff_cert;
 pub mod upstream;
 mod watch;
 

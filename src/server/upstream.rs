@@ -57,6 +57,8 @@ pub enum UpstreamError {
         server: String,
         expected: Option<String>,
         presented: String,
+        /// Type of the key presented, to try the target's other host keys.
+        presented_type: Option<russh::keys::Algorithm>,
     },
     #[error("{server} refused the bastion's login as {account}")]
     AuthRefused { server: String, account: String },
@@ -81,8 +83,9 @@ pub struct Forwarded {
 /// for none).
 pub struct TargetHandler {
     expected: Option<String>,
-    /// The fingerprint the target presented, for the mismatch event.
-    presented: Arc<Mutex<Option<String>>>,
+    /// The fingerprint and type of the key the target presented, for the
+    /// mismatch event and the retry with another type.
+    presented: Arc<Mutex<Option<(String, russh::keys::Algorithm)>>>,
     forwards: Option<tokio::sync::mpsc::UnboundedSender<Forwarded>>,
 }
 
@@ -100,7 +103,7 @@ impl client::Handler for TargetHandler {
         let fp = key.fingerprint(HashAlg::Sha256).to_string();
         let ok = self.expected.as_deref() == Some(fp.as_str());
         if let Ok(mut p) = self.presented.lock() {
-            *p = Some(fp);
+            *p = Some((fp, key.algorithm()));
         }
         Ok(ok)
     }
@@ -172,7 +175,56 @@ pub async fn connect(
 
 /// [`connect`], handing channels the target opens for remote forwards to
 /// `forwards`.
+///
+/// A fingerprint does not say which type of key it pins, and a target
+/// presents the key of the first type both sides offer: when the key
+/// presented does not match, the login is tried again without that type,
+/// until a key matches (the pinned one was of another type) or no type is
+/// left (a real mismatch, reported as such).
 pub async fn connect_with_forwards(
+    target: &Endpoint,
+    account: &str,
+    credential: &Credential,
+    via: Option<(&Endpoint, &str, &Credential)>,
+    forwards: Option<tokio::sync::mpsc::UnboundedSender<Forwarded>>,
+) -> Result<Upstream, UpstreamError> {
+    let mut attempt = target.clone();
+    // The first mismatch is what is reported if no other type matches.
+    let mut mismatch: Option<UpstreamError> = None;
+    loop {
+        let e = match connect_once(&attempt, account, credential, via, forwards.clone()).await {
+            Ok(up) => return Ok(up),
+            Err(e) => e,
+        };
+        let kind = match &e {
+            UpstreamError::HostKeyMismatch {
+                server,
+                presented_type: Some(kind),
+                ..
+            } if *server == target.name => kind.clone(),
+            // The target has no key of the types left, or failed otherwise.
+            _ => return Err(mismatch.unwrap_or(e)),
+        };
+        let same_type =
+            |a: &russh::keys::Algorithm| std::mem::discriminant(a) == std::mem::discriminant(&kind);
+        let left: Vec<_> = attempt
+            .algorithms
+            .key
+            .iter()
+            .filter(|a| !same_type(a))
+            .cloned()
+            .collect();
+        let exhausted = left.is_empty() || left.len() == attempt.algorithms.key.len();
+        let first = mismatch.take().unwrap_or(e);
+        if exhausted {
+            return Err(first);
+        }
+        mismatch = Some(first);
+        attempt.algorithms.key = std::borrow::Cow::Owned(left);
+    }
+}
+
+async fn connect_once(
     target: &Endpoint,
     account: &str,
     credential: &Credential,
@@ -256,13 +308,14 @@ where
         Ok(h) => h,
         Err(e) => {
             let seen = presented.lock().ok().and_then(|p| p.clone());
-            if let Some(fp) = seen
+            if let Some((fp, kind)) = seen
                 && target.host_key.as_deref() != Some(fp.as_str())
             {
                 return Err(UpstreamError::HostKeyMismatch {
                     server: target.name.clone(),
                     expected: target.host_key.clone(),
                     presented: fp,
+                    presented_type: Some(kind),
                 });
             }
             return Err(UpstreamError::Protocol {
