@@ -15,6 +15,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod client;
+mod forger;
 mod gatehouse;
 mod keys;
 mod process;
@@ -29,6 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use client::{Client, HOST, shell_quote};
+pub use forger::bad_signatures;
 pub use gatehouse::{Gatehouse, GatehouseOpts, merge as gatehouse_merge};
 pub use keys::{Key, KeyKind, fingerprint, keygen, keygen_at};
 pub use process::{
