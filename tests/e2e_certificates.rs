@@ -24,14 +24,7 @@ fn bastion_and_target(dir: &TestDir, opts: GatehouseOpts) -> (Gatehouse, Sshd, K
     assert_eq!(ca_pub.trim(), ca_line);
     let target = Sshd::start(dir, SshdOpts::new().trust_user_ca(&ca_line));
     let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
-    let policy = policy_user("alice", &alice, &["support"])
-        + &policy_server(
-            "web1",
-            &target,
-            "ssh-forwarding",
-            &["root"],
-            &["group:support"],
-        )
+    let policy = support_policy(&alice, "web1", &target)
         + "auth = \"certificate\"\n"
         // The same target with the identity key: not authorized there.
         + &policy_server(

@@ -29,15 +29,7 @@ fn target_and_policy(dir: &TestDir, extra_server: &str) -> (Sshd, Key, String) {
     let identity = Gatehouse::prepare_identity(dir);
     let target = Sshd::start(dir, SshdOpts::new().authorize("root", &identity.public));
     let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
-    let policy = policy_user("alice", &alice, &["support"])
-        + &policy_server(
-            "web1",
-            &target,
-            "ssh-forwarding",
-            &["root"],
-            &["group:support"],
-        )
-        + extra_server;
+    let policy = support_policy(&alice, "web1", &target) + extra_server;
     (target, alice, policy)
 }
 

@@ -36,14 +36,7 @@ fn world(sshd_extra: &[&str], database: Option<&str>) -> World {
     }
     let target = Sshd::start(&dir, opts);
     let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
-    let policy = policy_user("alice", &alice, &["support"])
-        + &policy_server(
-            "web1",
-            &target,
-            "ssh-forwarding",
-            &["root"],
-            &["group:support"],
-        );
+    let policy = support_policy(&alice, "web1", &target);
     let mut gopts = GatehouseOpts::new().policy("policy.toml", &policy);
     if let Some(url) = database {
         gopts = gopts.database(url);

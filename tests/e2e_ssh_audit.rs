@@ -159,14 +159,7 @@ fn the_stock_openssh_client_negotiates_with_its_defaults() {
     let identity = Gatehouse::prepare_identity(&dir);
     let target = Sshd::start(&dir, SshdOpts::new().authorize("root", &identity.public));
     let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
-    let policy = policy_user("alice", &alice, &["support"])
-        + &policy_server(
-            "web1",
-            &target,
-            "ssh-forwarding",
-            &["root"],
-            &["group:support"],
-        );
+    let policy = support_policy(&alice, "web1", &target);
     let mut gh = Gatehouse::start(&dir, "", &policy);
     let out = gh
         .client(&dir, &alice)

@@ -372,14 +372,7 @@ fn exec_through_the_bastion() {
     let identity = Gatehouse::prepare_identity(&dir);
     let target = Sshd::start(&dir, SshdOpts::new().authorize("root", &identity.public));
     let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
-    let policy = policy_user("alice", &alice, &["support"])
-        + &policy_server(
-            "web1",
-            &target,
-            "ssh-forwarding",
-            &["root"],
-            &["group:support"],
-        );
+    let policy = support_policy(&alice, "web1", &target);
     let mut gh = Gatehouse::start(&dir, "", &policy);
     assert_eq!(
         gh.identity.public, identity.public,

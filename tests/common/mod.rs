@@ -280,6 +280,20 @@ pub fn policy_server(
     )
 }
 
+/// The set-up most tests start from: `alice` (holding `alice`) in group
+/// support, and the `ssh-forwarding` server `name` on `target` whose only
+/// account is root and which support may reach.
+pub fn support_policy(alice: &Key, name: &str, target: &Sshd) -> String {
+    policy_user("alice", alice, &["support"])
+        + &policy_server(
+            name,
+            target,
+            "ssh-forwarding",
+            &["root"],
+            &["group:support"],
+        )
+}
+
 /// A TOML basic string.
 pub fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
