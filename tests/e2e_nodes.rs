@@ -61,8 +61,12 @@ impl Cluster {
     /// alice (approver) and bob in group support; carol an approver too.
     /// `web1` (ssh-forwarding, always recorded) and `ondb` (on-request).
     fn start() -> Cluster {
+        Cluster::start_on(runtime().block_on(pg::fresh_db()))
+    }
+
+    /// As [`Cluster::start`], on the database `db`.
+    fn start_on(db: pg::TestDb) -> Cluster {
         let dir = TestDir::new();
-        let db = runtime().block_on(pg::fresh_db());
         let shared = dir.join("shared");
         // One identity for both nodes, as the compose file's shared /data.
         let identity = Gatehouse::prepare_identity_in(&shared);
@@ -559,4 +563,75 @@ fn a_kill_request_is_announced_to_its_node_over_postgresql() {
         store.close().await;
         drop(db);
     });
+}
+
+/// Issue 10 item 2: PostgreSQL stops while both nodes serve sessions.
+/// Both refuse new logins at once with the reason and end their live
+/// sessions (fail closed); once PostgreSQL is back both serve again without
+/// a restart, every event written before is still there, and both nodes'
+/// chains verify.
+#[test]
+fn postgresql_stopped_under_both_nodes_fails_closed_and_both_recover() {
+    let pg = std::sync::Arc::new(pg::PgCluster::start_private());
+    let c = Cluster::start_on(runtime().block_on(pg::fresh_db_on(pg.clone())));
+    let (mut on_a, _) = c.long_session(&c.a, &c.alice, "alice+root@web1");
+    let (mut on_b, _) = c.long_session(&c.b, &c.bob, "bob+root@web1");
+    let before = c.a.audit_events();
+
+    pg.stop();
+
+    for (node, key, login) in [
+        (&c.a, &c.alice, "alice+root@web1"),
+        (&c.b, &c.bob, "bob+root@web1"),
+    ] {
+        let out = c
+            .client(node, key)
+            .ssh_opts(&["-o", "LogLevel=INFO"], login, &["echo during"]);
+        assert_eq!(out.code(), Some(255), "{out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        assert!(
+            out.stderr_text()
+                .contains("gatehouse: the bastion cannot reach its database"),
+            "{} should say why: {}",
+            node_name(node),
+            out.stderr_text()
+        );
+    }
+    assert_cut_off(&mut on_a, "the bastion cannot write its audit log");
+    assert_cut_off(&mut on_b, "the bastion cannot write its audit log");
+
+    pg.start_again();
+
+    for (node, key, login) in [
+        (&c.a, &c.alice, "alice+root@web1"),
+        (&c.b, &c.bob, "bob+root@web1"),
+    ] {
+        let client = c.client(node, key);
+        let back = wait_until(Duration::from_secs(60), || {
+            client.ssh(login, &["echo after"]).status.success()
+        });
+        assert!(
+            back,
+            "{}: no login after PostgreSQL came back",
+            node_name(node)
+        );
+    }
+    assert_chain_verifies(&c.a);
+    let after = c.a.audit_events();
+    for e in &before {
+        assert!(
+            after.iter().any(|a| a["hash"] == e["hash"]),
+            "lost in the outage: {e}"
+        );
+    }
+    // The ends of both cut sessions reached the log once it was back.
+    for user in ["alice", "bob"] {
+        assert!(
+            after.iter().any(|e| e["kind"] == "session.end"
+                && e["user"] == user
+                && !e["detail"]["spool_id"].is_null()),
+            "{user}'s cut session has no spooled session.end"
+        );
+    }
+    drop(c);
 }
