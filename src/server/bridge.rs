@@ -57,17 +57,17 @@ pub async fn run(
             Start::Shell => "(shell)".to_string(),
             Start::Subsystem(name) => format!("(subsystem {name})"),
         };
-        state
-            .shared
-            .audit(
+        Box::pin(
+            state.shared.audit(
                 state
                     .base_event(EventKind::CommandBlocked)
                     .detail("command", command)
                     .detail("kind", start.kind())
                     .detail("reason", d.reason.clone())
                     .detail("rule", d.rule.clone()),
-            )
-            .await;
+            ),
+        )
+        .await;
         refuse(
             &client,
             has_pty,
@@ -77,7 +77,7 @@ pub async fn run(
         .await;
         return;
     }
-    if !state.shared.audit(ev).await {
+    if !Box::pin(state.shared.audit(ev)).await {
         refuse(
             &client,
             has_pty,
@@ -87,7 +87,7 @@ pub async fn run(
         .await;
         return;
     }
-    let upstream = match state.upstream().await {
+    let upstream = match Box::pin(state.upstream()).await {
         Ok(u) => u,
         Err(e) => {
             let status = if e.starts_with(super::conn::DENIED_PREFIX) {
@@ -125,12 +125,12 @@ pub async fn run(
             started_at: crate::server::shared::Shared::now(),
         };
         let opts = RecorderOptions::from_config(&state.shared.config.recording);
-        match Recorder::start(
+        match Box::pin(Recorder::start(
             &state.shared.config.recordings,
             meta,
             state.shared.signer.clone(),
             opts,
-        )
+        ))
         .await
         {
             Ok(r) => Some(r),
@@ -149,7 +149,7 @@ pub async fn run(
     } else {
         None
     };
-    let target_ch = match upstream.handle.channel_open_session().await {
+    let target_ch = match Box::pin(upstream.handle.channel_open_session()).await {
         Ok(c) => c,
         Err(e) => {
             refuse(
@@ -211,6 +211,8 @@ pub async fn run(
         },
         _ => Inspect::None,
     };
+    // The steps above are boxed: this future lives as long as the channel,
+    // and only the pump's state need be held while it is idle.
     let outcome = pump(
         &state,
         client,
@@ -224,7 +226,7 @@ pub async fn run(
     .await;
     if let Some(r) = rec {
         let status = outcome.exit_status.and_then(|s| i32::try_from(s).ok());
-        if let Err(e) = r.finish(status, outcome.exit_signal).await {
+        if let Err(e) = Box::pin(r.finish(status, outcome.exit_signal)).await {
             tracing::error!(session = %state.id, "recording did not finish cleanly: {e}");
         }
     }

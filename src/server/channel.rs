@@ -216,7 +216,15 @@ pub async fn run_session_channel(
             .await;
         }
         Target::CommandMode => {
-            super::command_mode::run(&state, &write, pty.is_some(), &start).await;
+            // Boxed: the task is sized for its largest branch, and the bridge's
+            // is the one held while a session idles.
+            Box::pin(super::command_mode::run(
+                &state,
+                &write,
+                pty.is_some(),
+                &start,
+            ))
+            .await;
         }
         Target::Server(_) => {
             super::bridge::run(state.clone(), id, write, rx, pty, env, start, early).await;
@@ -428,11 +436,11 @@ async fn pipe_tcp(
 /// for; anything else is refused.
 pub async fn forwarded_loop(
     state: Arc<ConnState>,
-    mut rx: mpsc::UnboundedReceiver<super::upstream::Forwarded>,
+    mut rx: mpsc::UnboundedReceiver<Box<super::upstream::Forwarded>>,
 ) {
     loop {
         let f = tokio::select! {
-            f = rx.recv() => match f { Some(f) => f, None => return },
+            f = rx.recv() => match f { Some(f) => *f, None => return },
             _ = state.cancel.cancelled() => return,
         };
         if !state.remote_forward_known(&f.connected_address, f.connected_port) {

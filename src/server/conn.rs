@@ -75,8 +75,8 @@ pub struct ConnState {
     used_vault_password: AtomicBool,
     /// Channels the target opens for those forwards; taken by the task
     /// that bridges them once the first forward is bound.
-    forwarded_tx: tokio::sync::mpsc::UnboundedSender<upstream::Forwarded>,
-    forwarded_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<upstream::Forwarded>>>,
+    forwarded_tx: tokio::sync::mpsc::UnboundedSender<Box<upstream::Forwarded>>,
+    forwarded_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Box<upstream::Forwarded>>>>,
 }
 
 /// Decides, at authentication, what this login may do.

@@ -404,14 +404,14 @@ impl Handler for ConnHandler {
     /// refused while the database is away, instead of a bare "Permission
     /// denied".
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
-        if self.shared.store.reachable().await {
+        if Box::pin(self.shared.store.reachable()).await {
             return Ok(None);
         }
         Ok(Some(format!("{STORE_DOWN_BANNER}\r\n")))
     }
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
-        self.settle_unproven().await;
+        Box::pin(self.settle_unproven()).await;
         Ok(Auth::Reject {
             proceed_with_methods: Some(russh::MethodSet::from(&[russh::MethodKind::PublicKey][..])),
             partial_success: false,
@@ -423,14 +423,14 @@ impl Handler for ConnHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        self.settle_unproven().await;
+        Box::pin(self.settle_unproven()).await;
         // With staff CAs configured, a certificate's key arrives here bare,
         // indistinguishable from a plain key: the key is then checked once
         // signed (auth_publickey or auth_openssh_certificate).
         if !self.shared.config.cert_authorities.is_empty() {
-            return Ok(self.precheck(user).await.unwrap_or(Auth::Accept));
+            return Ok(Box::pin(self.precheck(user)).await.unwrap_or(Auth::Accept));
         }
-        match self.check_key(user, offer.public_key).await {
+        match Box::pin(self.check_key(user, offer.public_key)).await {
             Ok((staff, _)) => {
                 self.awaiting_proof = Some(staff);
                 Ok(Auth::Accept)
@@ -444,7 +444,7 @@ impl Handler for ConnHandler {
         user: &str,
         certificate: &russh::keys::Certificate,
     ) -> Result<Auth, Self::Error> {
-        Ok(self.check_certificate(user, certificate).await)
+        Ok(Box::pin(self.check_certificate(user, certificate)).await)
     }
 
     async fn auth_publickey(
@@ -455,13 +455,13 @@ impl Handler for ConnHandler {
         // russh calls this only once the signature verified: the offer was
         // proven, whatever the decision below.
         self.awaiting_proof = None;
-        let (staff, policy) = match self.check_key(user, key.public_key).await {
+        let (staff, policy) = match Box::pin(self.check_key(user, key.public_key)).await {
             Ok(checked) => checked,
             Err(refusal) => return Ok(refusal),
         };
         let success = AuditEvent::new(EventKind::AuthSuccess)
             .detail("key", crate::keys::fingerprint(key.public_key));
-        Ok(self.accept_login(user, staff, &policy, success).await)
+        Ok(Box::pin(self.accept_login(user, staff, &policy, success)).await)
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
@@ -471,7 +471,10 @@ impl Handler for ConnHandler {
         let Some((staff, target)) = self.pending.take() else {
             return Err(russh::Error::Disconnect);
         };
-        let state = ConnState::start(
+        // Boxed, as are the other one-off steps here: russh's session task
+        // holds room for the largest handler future for the whole
+        // connection, and this one (the login to the target) is large.
+        let state = Box::pin(ConnState::start(
             self.shared.clone(),
             self.id.clone(),
             staff,
@@ -479,7 +482,7 @@ impl Handler for ConnHandler {
             target,
             session.handle(),
             self.budget.clone(),
-        )
+        ))
         .await;
         self.state = Some(state);
         Ok(())
@@ -498,7 +501,7 @@ impl Handler for ConnHandler {
             return Ok(());
         };
         if !self.admit_channel(session) {
-            self.channel_refused().await;
+            Box::pin(self.channel_refused()).await;
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
@@ -530,7 +533,7 @@ impl Handler for ConnHandler {
             return Ok(());
         };
         if !self.admit_channel(session) {
-            self.channel_refused().await;
+            Box::pin(self.channel_refused()).await;
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
@@ -634,7 +637,7 @@ impl Handler for ConnHandler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.audit_env_refused(channel).await;
+        Box::pin(self.audit_env_refused(channel)).await;
         self.event(channel, ChanEvent::Close);
         self.channels.remove(&channel);
         self.windows.forget(channel);
@@ -704,7 +707,7 @@ impl Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
-        self.audit_env_refused(channel).await;
+        Box::pin(self.audit_env_refused(channel)).await;
         self.event(channel, ChanEvent::Shell);
         Ok(())
     }
@@ -716,7 +719,7 @@ impl Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
-        self.audit_env_refused(channel).await;
+        Box::pin(self.audit_env_refused(channel)).await;
         self.event(channel, ChanEvent::Exec(data.to_vec()));
         Ok(())
     }
@@ -728,7 +731,7 @@ impl Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
-        self.audit_env_refused(channel).await;
+        Box::pin(self.audit_env_refused(channel)).await;
         self.event(channel, ChanEvent::Subsystem(name.to_string()));
         Ok(())
     }
@@ -771,8 +774,7 @@ impl Handler for ConnHandler {
     ) -> Result<bool, Self::Error> {
         session.channel_failure(channel)?;
         if let Some(s) = &self.state {
-            s.audit_denied(&Action::AgentForward, "agent forwarding is refused")
-                .await;
+            Box::pin(s.audit_denied(&Action::AgentForward, "agent forwarding is refused")).await;
         }
         Ok(false)
     }
@@ -788,8 +790,7 @@ impl Handler for ConnHandler {
     ) -> Result<(), Self::Error> {
         session.channel_failure(channel)?;
         if let Some(s) = &self.state {
-            s.audit_denied(&Action::X11Forward, "X11 forwarding is refused")
-                .await;
+            Box::pin(s.audit_denied(&Action::X11Forward, "X11 forwarding is refused")).await;
         }
         Ok(())
     }
@@ -804,7 +805,7 @@ impl Handler for ConnHandler {
             return Ok(false);
         };
         let address: String = address.chars().take(255).collect();
-        Ok(state.remote_forward(&address, port).await)
+        Ok(Box::pin(state.remote_forward(&address, port)).await)
     }
 
     async fn cancel_tcpip_forward(
@@ -816,7 +817,7 @@ impl Handler for ConnHandler {
         let Some(state) = self.state.clone() else {
             return Ok(false);
         };
-        Ok(state.cancel_remote_forward(address, port).await)
+        Ok(Box::pin(state.cancel_remote_forward(address, port)).await)
     }
 }
 

@@ -69,6 +69,7 @@ pub enum UpstreamError {
 }
 
 /// A forwarded-tcpip channel the target opened for a remote forward (`-R`).
+/// Sent boxed: an idle channel of these still holds a block of 32 slots.
 pub struct Forwarded {
     pub channel: russh::Channel<client::Msg>,
     pub reply: client::ChannelOpenHandle,
@@ -86,7 +87,7 @@ pub struct TargetHandler {
     /// The fingerprint and type of the key the target presented, for the
     /// mismatch event and the retry with another type.
     presented: Arc<Mutex<Option<(String, russh::keys::Algorithm)>>>,
-    forwards: Option<tokio::sync::mpsc::UnboundedSender<Forwarded>>,
+    forwards: Option<tokio::sync::mpsc::UnboundedSender<Box<Forwarded>>>,
 }
 
 impl client::Handler for TargetHandler {
@@ -126,14 +127,14 @@ impl client::Handler for TargetHandler {
         };
         // The session checks the port was one it asked for; dropping the
         // reply (if the session is gone) refuses the channel.
-        let _ = tx.send(Forwarded {
+        let _ = tx.send(Box::new(Forwarded {
             channel,
             reply,
             connected_address: connected_address.chars().take(255).collect(),
             connected_port,
             originator_address: originator_address.chars().take(255).collect(),
             originator_port,
-        });
+        }));
         Ok(())
     }
 }
@@ -186,7 +187,7 @@ pub async fn connect_with_forwards(
     account: &str,
     credential: &Credential,
     via: Option<(&Endpoint, &str, &Credential)>,
-    forwards: Option<tokio::sync::mpsc::UnboundedSender<Forwarded>>,
+    forwards: Option<tokio::sync::mpsc::UnboundedSender<Box<Forwarded>>>,
 ) -> Result<Upstream, UpstreamError> {
     let mut attempt = target.clone();
     // The first mismatch is what is reported if no other type matches.
@@ -229,7 +230,7 @@ async fn connect_once(
     account: &str,
     credential: &Credential,
     via: Option<(&Endpoint, &str, &Credential)>,
-    forwards: Option<tokio::sync::mpsc::UnboundedSender<Forwarded>>,
+    forwards: Option<tokio::sync::mpsc::UnboundedSender<Box<Forwarded>>>,
 ) -> Result<Upstream, UpstreamError> {
     let fut = async {
         match via {
@@ -287,7 +288,7 @@ async fn handshake<S>(
     account: &str,
     credential: &Credential,
     stream: S,
-    forwards: Option<tokio::sync::mpsc::UnboundedSender<Forwarded>>,
+    forwards: Option<tokio::sync::mpsc::UnboundedSender<Box<Forwarded>>>,
 ) -> Result<TargetHandle, UpstreamError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
