@@ -104,17 +104,13 @@ pub async fn gather<S: ReportSource>(
 ) -> Result<ReportInput, ReportError> {
     let (start, end) = day_bounds(date);
     let as_of = now.min(end);
-    // Independent reads, run at once: on the live store each takes a
-    // connection of its own, so the database's work on one overlaps the
-    // others' (and, in `generate`, the event stream's).
-    let (sessions, grants, history, recordings, vault) = futures::try_join!(
-        source.sessions(start, end),
-        source.grants(),
-        source.logins(end - Duration::days(super::build::DORMANT_DAYS), start),
-        source.recordings(),
-        async { Ok(source.credentials(as_of).await) },
-    )?;
-    let (credentials, vault_note) = match vault {
+    let sessions = source.sessions(start, end).await?;
+    let grants = source.grants().await?;
+    let history = source
+        .logins(end - Duration::days(super::build::DORMANT_DAYS), start)
+        .await?;
+    let recordings = source.recordings().await?;
+    let (credentials, vault_note) = match source.credentials(as_of).await {
         Ok(Some(list)) if list.is_empty() => (
             Some(list),
             Some(
@@ -169,8 +165,8 @@ pub async fn gather<S: ReportSource>(
     })
 }
 
-/// The report for `date`: [`gather`] and, at the same time, the day's
-/// events streamed through a [`DayBuilder`] in one pass; events of kinds it does not read
+/// The report for `date`: [`gather`], then the day's events streamed
+/// through a [`DayBuilder`] in one pass; events of kinds it does not read
 /// ([`KINDS_READ`]) are only counted.
 pub async fn generate<S: ReportSource>(
     config: &Config,
@@ -179,18 +175,13 @@ pub async fn generate<S: ReportSource>(
     date: Date,
     now: OffsetDateTime,
 ) -> Result<Report, ReportError> {
+    let input = gather(config, source, policy, date, now).await?;
     let (start, end) = day_bounds(date);
     let mut builder = DayBuilder::new(date);
     let kinds: Vec<&str> = KINDS_READ.iter().map(|k| k.as_str()).collect();
-    // The builder needs the gathered input only in `finish`, so the event
-    // stream (the longest read) runs alongside `gather`'s reads.
-    let (input, unread) = {
-        let mut sink = |ev: AuditRecord| builder.push(&ev);
-        futures::try_join!(
-            gather(config, source, policy, date, now),
-            source.events(start, end, &kinds, &mut sink),
-        )?
-    };
+    let unread = source
+        .events(start, end, &kinds, &mut |ev| builder.push(&ev))
+        .await?;
     builder.count_unread(unread);
     Ok(builder.finish(&input))
 }
@@ -297,13 +288,7 @@ impl ReportSource for LiveSource {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Vec<SessionRow>, ReportError> {
-        // On a task of its own: turning a large day's rows into sessions
-        // then runs on another runtime thread than the event stream's.
-        let store = self.store.clone();
-        tokio::spawn(async move { store.sessions_between(from, to).await })
-            .await
-            .map_err(|e| ReportError::Unavailable(format!("reading the sessions: {e}")))?
-            .map_err(ReportError::from)
+        Ok(self.store.sessions_between(from, to).await?)
     }
 
     async fn grants(&self) -> Result<Vec<Grant>, ReportError> {

@@ -34,14 +34,6 @@ pub(crate) const TS_MAX: &str = "9999-12-31T23:59:59.999999Z";
 const SELECT_EVENTS: &str = "SELECT id, ts, kind, username, server, account, session_id, source, \
      detail, node, seq, prev_hash, hash FROM audit_events";
 
-/// [`SELECT_EVENTS`] without the chain columns (`node`, `seq`,
-/// `prev_hash`, `hash`), for readers that never check the chain: on SQLite
-/// every value of every row is copied on sqlx's worker thread and again
-/// into an `AnyRow`, so two 64-character hashes per row are a measurable
-/// share of a large read.
-const SELECT_EVENTS_UNCHAINED: &str = "SELECT id, ts, kind, username, server, account, session_id, source, \
-     detail FROM audit_events";
-
 /// An event row as stored, `detail` still as text: the hash covers the
 /// stored text, never a re-serialization of it.
 struct StoredEvent {
@@ -76,26 +68,6 @@ impl StoredEvent {
             seq: get(row, "seq")?,
             prev_hash: get(row, "prev_hash")?,
             hash: get(row, "hash")?,
-        })
-    }
-
-    /// A row of [`SELECT_EVENTS_UNCHAINED`]: the chain fields are left
-    /// empty (`seq` 0), which no chain check would accept.
-    fn from_unchained_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
-        Ok(StoredEvent {
-            id: get(row, "id")?,
-            ts: get(row, "ts")?,
-            kind: get(row, "kind")?,
-            user: get(row, "username")?,
-            server: get(row, "server")?,
-            account: get(row, "account")?,
-            session: get(row, "session_id")?,
-            source: get(row, "source")?,
-            detail: get(row, "detail")?,
-            node: String::new(),
-            seq: 0,
-            prev_hash: String::new(),
-            hash: String::new(),
         })
     }
 
@@ -475,10 +447,7 @@ impl Store {
     /// the whole range first (SQLite builds a temporary B-tree for
     /// `ORDER BY id` over a `ts` range). Events of other kinds are skipped
     /// inside the database: a row handed over costs far more than a row
-    /// looked at. The records carry no chain fields (`node`, `prev_hash`
-    /// and `hash` empty, `seq` 0): the report does not read them, and not
-    /// copying them out of the database saves time on a large day. The
-    /// stream ends after the first error.
+    /// looked at. The stream ends after the first error.
     pub fn events_by_time<'a>(
         &'a self,
         since: OffsetDateTime,
@@ -499,11 +468,7 @@ impl Store {
             query = query.bind(kind.to_string());
         }
         let rows = query.fetch(self.pool());
-        stop_after_error(rows.map(|row| {
-            row.ctx("read audit events")
-                .and_then(|r| StoredEvent::from_unchained_row(&r))
-                .and_then(StoredEvent::into_record)
-        }))
+        records(rows)
     }
 
     /// How many events with `since <= ts < until` have a kind not among
@@ -642,7 +607,7 @@ impl Store {
 /// in time order.
 fn events_by_time_sql(kinds: usize) -> String {
     format!(
-        "{SELECT_EVENTS_UNCHAINED} WHERE ts >= $1 AND ts < $2 AND kind IN ({}) ORDER BY ts, id",
+        "{SELECT_EVENTS} WHERE ts >= $1 AND ts < $2 AND kind IN ({}) ORDER BY ts, id",
         placeholders(3, kinds)
     )
 }
