@@ -163,18 +163,8 @@ fn login_grace_time_drops_idle_connections() {
     let port = w.gh.port;
     let dropped = runtime().block_on(async move {
         use russh::client;
-        struct H;
-        impl client::Handler for H {
-            type Error = russh::Error;
-            async fn check_server_key(
-                &mut self,
-                _key: &russh::keys::PublicKeyOrCertificate,
-            ) -> Result<bool, Self::Error> {
-                Ok(true)
-            }
-        }
         let config = std::sync::Arc::new(client::Config::default());
-        let h = client::connect(config, ("127.0.0.1", port), H)
+        let h = client::connect(config, ("127.0.0.1", port), TrustAnyHostKey)
             .await
             .expect("key exchange");
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -3,22 +3,26 @@
 
 use super::Key;
 
+/// A russh client handler that trusts any host key: the tests' raw
+/// clients talk to a bastion they have just started.
+pub struct TrustAnyHostKey;
+
+impl russh::client::Handler for TrustAnyHostKey {
+    type Error = russh::Error;
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
 /// Logs in as `login` on `port` offering `key` (the right public key) and
 /// answering the bastion's go-ahead with a signature that does not verify,
 /// as a client without the private key could: `attempts` times on one
 /// connection from address `from`, then disconnects. True if the bastion ever accepted.
 pub fn bad_signatures(port: u16, from: &str, login: &str, key: &Key, attempts: usize) -> bool {
     use russh::client;
-    struct H;
-    impl client::Handler for H {
-        type Error = russh::Error;
-        async fn check_server_key(
-            &mut self,
-            _key: &russh::keys::PublicKeyOrCertificate,
-        ) -> Result<bool, Self::Error> {
-            Ok(true)
-        }
-    }
     /// Signs everything with 64 zero bytes: well formed, never valid.
     struct Forger;
     impl russh::Signer for Forger {
@@ -57,7 +61,7 @@ pub fn bad_signatures(port: u16, from: &str, login: &str, key: &Key, attempts: u
             .await
             .expect("connect");
         let config = std::sync::Arc::new(client::Config::default());
-        let mut h = client::connect_stream(config, stream, H)
+        let mut h = client::connect_stream(config, stream, TrustAnyHostKey)
             .await
             .expect("key exchange");
         let mut accepted = false;
