@@ -110,16 +110,7 @@ impl World {
     fn long_session(&self, server: &str) -> BackgroundSsh {
         let client = self.client(&self.bob);
         let dest = client.destination(&format!("bob@{server}"));
-        let mut bg = BackgroundSsh::start(&self.dir, &client, &[&dest, "echo started; sleep 60"]);
-        let ok = wait_until(Duration::from_secs(20), || {
-            bg.stdout_text().contains("started") || !bg.is_running()
-        });
-        assert!(
-            ok && bg.stdout_text().contains("started"),
-            "the session did not start; stderr:\n{}",
-            bg.stderr_text()
-        );
-        bg
+        BackgroundSsh::start_long(&self.dir, &client, &dest)
     }
 }
 

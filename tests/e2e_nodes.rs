@@ -139,15 +139,7 @@ impl Cluster {
     fn long_session(&self, node: &Gatehouse, key: &Key, login: &str) -> (BackgroundSsh, String) {
         let client = self.client(node, key);
         let dest = client.destination(login);
-        let mut bg = BackgroundSsh::start(&self.dir, &client, &[&dest, "echo started; sleep 60"]);
-        let ok = wait_until(Duration::from_secs(20), || {
-            bg.stdout_text().contains("started") || !bg.is_running()
-        });
-        assert!(
-            ok && bg.stdout_text().contains("started"),
-            "the session did not start; stderr:\n{}",
-            bg.stderr_text()
-        );
+        let bg = BackgroundSsh::start_long(&self.dir, &client, &dest);
         let node_name = node_name(node);
         // This user's live session on this node (earlier ones have ended).
         let ev = node.wait_for_event("session.start", Duration::from_secs(15), |e| {

@@ -217,6 +217,21 @@ impl BackgroundSsh {
         }
     }
 
+    /// `ssh DEST 'echo started; sleep 60'` in the background, returned once
+    /// the remote command runs (a session the tests then cut or watch).
+    pub fn start_long(dir: &TestDir, client: &Client, dest: &str) -> BackgroundSsh {
+        let mut bg = BackgroundSsh::start(dir, client, &[dest, "echo started; sleep 60"]);
+        let ok = wait_until(Duration::from_secs(20), || {
+            bg.stdout_text().contains("started") || !bg.is_running()
+        });
+        assert!(
+            ok && bg.stdout_text().contains("started"),
+            "the session did not start; stderr:\n{}",
+            bg.stderr_text()
+        );
+        bg
+    }
+
     /// Waits until the client's local forward listens on `port`.
     pub fn wait_listening(&mut self, port: u16) {
         let child = &mut self.child;
