@@ -226,17 +226,9 @@ class Rig(br.Rig):
         p = self.p
         for d in ("keys", "gh", "gh/data", "gh/policies", "logs"):
             os.makedirs(p(d), exist_ok=True)
-        client_pub = br.keygen(p("keys/client"), "bench-client")
-        jump_pub = br.keygen(p("keys/jump_client"), "bench-jump-to-target")
-        ident_pub = br.keygen(p("gh/data/identity_ed25519_key"), "gatehouse-identity")
-        gh_host_pub = br.keygen(p("gh/data/ssh_host_ed25519_key"), "gatehouse-host")
-        target_host_pub = br.keygen(p("keys/target_host"), "target-host")
-        jump_host_pub = br.keygen(p("keys/jump_host"), "jump-host")
-        target_fp = br.fingerprint(p("keys/target_host.pub"))
-        with open(p("keys/target_authorized_keys"), "w") as f:
-            f.write("\n".join([client_pub, jump_pub, ident_pub]) + "\n")
-        with open(p("keys/jump_authorized_keys"), "w") as f:
-            f.write(client_pub + "\n")
+        k = br.make_keys(p, "gh/data")
+        target_fp, gh_host_pub, client_pub = k["target_fp"], k["gh_host"], k["client"]
+        target_host_pub, jump_host_pub = k["target_host"], k["jump_host"]
         with open(p("keys/known_hosts"), "w") as f:
             for alias, pub in (
                 ("bench-target", target_host_pub),

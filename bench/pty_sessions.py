@@ -419,17 +419,9 @@ def make_rig_class(br):
                       "shared/reports", "node-a", "node-a/data", "node-b", "node-b/data", "logs"):
                 os.makedirs(p(d), exist_ok=True)
             self.client_key = p("keys/client")
-            client_pub = br.keygen(self.client_key, "bench-client")
-            jump_pub = br.keygen(p("keys/jump_client"), "bench-jump-to-target")
-            ident_pub = br.keygen(p("shared/data/identity_ed25519_key"), "gatehouse-identity")
-            gh_host_pub = br.keygen(p("shared/data/ssh_host_ed25519_key"), "gatehouse-host")
-            target_host_pub = br.keygen(p("keys/target_host"), "target-host")
-            jump_host_pub = br.keygen(p("keys/jump_host"), "jump-host")
-            target_fp = br.fingerprint(p("keys/target_host.pub"))
-            with open(p("keys/target_authorized_keys"), "w") as f:
-                f.write("\n".join([client_pub, jump_pub, ident_pub]) + "\n")
-            with open(p("keys/jump_authorized_keys"), "w") as f:
-                f.write(client_pub + "\n")
+            k = br.make_keys(p, "shared/data")
+            target_fp, gh_host_pub, client_pub = k["target_fp"], k["gh_host"], k["client"]
+            target_host_pub, jump_host_pub = k["target_host"], k["jump_host"]
             # For the jump's own `ssh` to the target (OpenSSH known_hosts).
             with open(p("keys/known_hosts"), "w") as f:
                 f.write(f"bench-target {' '.join(target_host_pub.split()[:2])}\n")
