@@ -238,6 +238,9 @@ pub fn ensure_account(name: &str) {
         "cannot create account {name} (run .ci/run as root): {}",
         out.stderr_text()
     );
+    // useradd leaves the password field "!": sshd without PAM calls that a
+    // locked account and refuses even key logins. "*" is not locked.
+    run(Command::new("usermod").args(["-p", "*", name])).assert_success("usermod -p '*'");
 }
 
 /// Sets a local account's password with `chpasswd` (for password targets).
