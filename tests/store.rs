@@ -96,6 +96,8 @@ on_both_backends!(
     logins_before_a_day,
     events_by_time_in_order,
     report_login_history_from_the_store,
+    login_groups_of_a_day,
+    report_from_login_groups_matches_every_event,
     sessions_overlapping_a_day,
 );
 
@@ -1149,6 +1151,250 @@ async fn report_login_history_from_the_store(db: Db) {
     let bob = next.entitlements.iter().find(|u| u.user == "bob").unwrap();
     assert_eq!(bob.last_login.as_deref(), Some("2026-03-10T08:00:00Z"));
     assert!(!bob.dormant);
+}
+
+/// The day's logins beyond those of [`HISTORY`]: (ts, user, source,
+/// session), written in this order. Two of carol's from one address at the
+/// same microsecond (the first written, `c2`, is the first login); logins
+/// without a user, without a source, and with neither.
+const DAY_LOGINS: [(&str, Option<&str>, Option<&str>, Option<&str>); 8] = [
+    (
+        "2026-03-10T11:00:00.000000Z",
+        Some("carol"),
+        Some("192.0.2.4"),
+        Some("c2"),
+    ),
+    (
+        "2026-03-10T11:00:00.000000Z",
+        Some("carol"),
+        Some("192.0.2.4"),
+        Some("c1"),
+    ),
+    (
+        "2026-03-10T07:00:00.000000Z",
+        Some("carol"),
+        Some("192.0.2.4"),
+        Some("c3"),
+    ),
+    (
+        "2026-03-10T12:00:00.000000Z",
+        Some("carol"),
+        Some("192.0.2.4"),
+        Some("c4"),
+    ),
+    (
+        "2026-03-10T13:00:00.000000Z",
+        None,
+        Some("192.0.2.7"),
+        Some("n1"),
+    ),
+    ("2026-03-10T14:00:00.000000Z", Some("erin"), None, Some("e1")),
+    ("2026-03-10T15:00:00.000000Z", Some("erin"), None, Some("e2")),
+    ("2026-03-10T16:00:00.000000Z", None, None, None),
+];
+
+async fn store_with_day_logins(db: &Db) -> Store {
+    let store = store_with_history(db).await;
+    let raw = db.raw().await;
+    for (i, (ts, user, source, session)) in DAY_LOGINS.iter().enumerate() {
+        insert_event(
+            &raw,
+            200 + i as i64,
+            ts,
+            "auth.success",
+            *user,
+            *source,
+            *session,
+        )
+        .await;
+    }
+    raw.close().await;
+    store
+}
+
+async fn login_groups_of_a_day(db: Db) {
+    use gatehouse::store::LoginGroup;
+    let store = store_with_day_logins(&db).await;
+    let group = |user: Option<&str>,
+                 source: Option<&str>,
+                 count: u64,
+                 first: &str,
+                 session: Option<&str>,
+                 last: &str| LoginGroup {
+        user: user.map(str::to_string),
+        source: source.map(str::to_string),
+        count,
+        first: at(first),
+        first_session: session.map(str::to_string),
+        last: at(last),
+    };
+    let day = store
+        .login_groups(at("2026-03-10T00:00:00Z"), at("2026-03-11T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        day,
+        [
+            group(None, None, 1, "2026-03-10T16:00:00Z", None, "2026-03-10T16:00:00Z"),
+            group(
+                None,
+                Some("192.0.2.7"),
+                1,
+                "2026-03-10T13:00:00Z",
+                None,
+                "2026-03-10T13:00:00Z"
+            ),
+            group(
+                Some("alice"),
+                Some("192.0.2.1"),
+                1,
+                "2026-03-10T09:00:00Z",
+                None,
+                "2026-03-10T09:00:00Z"
+            ),
+            group(
+                Some("alice"),
+                Some("192.0.2.3"),
+                1,
+                "2026-03-10T00:00:00Z",
+                None,
+                "2026-03-10T00:00:00Z"
+            ),
+            group(
+                Some("bob"),
+                Some("192.0.2.9"),
+                1,
+                "2026-03-10T08:00:00Z",
+                None,
+                "2026-03-10T08:00:00Z"
+            ),
+            group(
+                Some("carol"),
+                Some("192.0.2.4"),
+                4,
+                "2026-03-10T07:00:00Z",
+                Some("c3"),
+                "2026-03-10T12:00:00Z"
+            ),
+            group(
+                Some("erin"),
+                None,
+                2,
+                "2026-03-10T14:00:00Z",
+                None,
+                "2026-03-10T15:00:00Z"
+            ),
+        ]
+    );
+    // The first login's session, ties by id: carol's two at 11:00.
+    let tie = store
+        .login_groups(at("2026-03-10T10:00:00Z"), at("2026-03-10T11:30:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tie,
+        [group(
+            Some("carol"),
+            Some("192.0.2.4"),
+            2,
+            "2026-03-10T11:00:00Z",
+            Some("c2"),
+            "2026-03-10T11:00:00Z"
+        )]
+    );
+    assert!(
+        store
+            .login_groups(at("2020-01-01T00:00:00Z"), at("2020-01-02T00:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// `generate` takes the day's logins as groups from the database; the
+/// in-memory `build`, given every event of the day one by one, must give
+/// the very same report.
+async fn report_from_login_groups_matches_every_event(db: Db) {
+    use futures::TryStreamExt;
+    use gatehouse::report::{LiveSource, build, gather, generate};
+    let store = store_with_day_logins(&db).await;
+    let raw = db.raw().await;
+    // Failed logins: bursts for two users from one address, starting at
+    // the same microsecond, and the other kinds the report reads.
+    let mut seq = 300;
+    for minute in 0..6 {
+        for user in ["zed", "mallory"] {
+            let ts = format!("2026-03-10T03:0{minute}:00.000000Z");
+            insert_event(&raw, seq, &ts, "auth.failure", Some(user), Some("203.0.113.5"), None)
+                .await;
+            seq += 1;
+        }
+    }
+    for (ts, kind, session) in [
+        ("2026-03-10T07:00:01.000000Z", "session.start", "c3"),
+        ("2026-03-10T07:10:00.000000Z", "exec", "c3"),
+        ("2026-03-10T07:20:00.000000Z", "session.end", "c3"),
+        ("2026-03-10T22:00:00.000000Z", "access.denied", "x9"),
+    ] {
+        insert_event(&raw, seq, ts, kind, Some("carol"), Some("192.0.2.4"), Some(session)).await;
+        seq += 1;
+    }
+    raw.close().await;
+
+    let config = gatehouse::config::Config::default();
+    let live = LiveSource::new(&config, store.clone());
+    let mut policy_text = String::new();
+    for user in ["alice", "bob", "carol", "dave", "erin"] {
+        policy_text.push_str(&format!("[[user]]\nname = \"{user}\"\nkeys = []\n\n"));
+    }
+    let policy =
+        gatehouse::policy::Policy::from_sources(&[("users.toml".into(), policy_text)]).unwrap();
+    let date = time::macros::date!(2026 - 03 - 10);
+    let now = at("2026-03-12T00:00:00Z");
+    let grouped = generate(&config, &live, &policy, date, now).await.unwrap();
+
+    let mut input = gather(&config, &live, &policy, date, now).await.unwrap();
+    let mut events: Vec<_> = store
+        .export_stream(
+            Some(at("2026-03-10T00:00:00Z")),
+            Some(at("2026-03-11T00:00:00Z")),
+        )
+        .try_collect()
+        .await
+        .unwrap();
+    events.sort_by(|a, b| (&a.ts, a.id).cmp(&(&b.ts, b.id)));
+    let logins = events.iter().filter(|e| e.kind == "auth.success").count();
+    input.events = events;
+    let one_by_one = build(&input, date);
+
+    assert_eq!(grouped, one_by_one);
+    // Not an empty comparison: the day's logins, failures and what they
+    // make are in both.
+    assert_eq!(grouped.summary.auth_success, logins as u64);
+    assert_eq!(grouped.summary.auth_success, 11);
+    assert_eq!(grouped.summary.auth_failure, 12);
+    assert_eq!(grouped.summary.events, 11 + 12 + 4);
+    assert_eq!(grouped.summary.failed_login_bursts, 3);
+    let first: Vec<(Option<&str>, Option<&str>, Option<&str>)> = grouped
+        .suspicious
+        .iter()
+        .filter(|s| s.kind == "first_seen_source")
+        .map(|s| (s.user.as_deref(), s.source.as_deref(), s.session.as_deref()))
+        .collect();
+    assert_eq!(
+        first,
+        [
+            (Some("alice"), Some("192.0.2.3"), None),
+            (Some("carol"), Some("192.0.2.4"), Some("c3")),
+            (Some("bob"), Some("192.0.2.9"), None),
+        ]
+    );
+    let erin = grouped
+        .entitlements
+        .iter()
+        .find(|u| u.user == "erin")
+        .unwrap();
+    assert_eq!(erin.last_login.as_deref(), Some("2026-03-10T15:00:00Z"));
 }
 
 /// `sessions_between` at the edges of the range, as the report asks for a

@@ -54,6 +54,13 @@ pub const KINDS_READ: [EventKind; 16] = [
     EventKind::PolicyRejected,
 ];
 
+/// The kinds of [`KINDS_READ`] that [`super::generate`] takes as groups
+/// ([`DayBuilder::push_logins`]) instead of one event at a time: the
+/// builder only counts successful logins and keeps each user's last and
+/// each (user, source) pair's first, so a day's hundred thousand logins
+/// cross from the database as a few thousand groups.
+pub const KINDS_GROUPED: [EventKind; 1] = [EventKind::AuthSuccess];
+
 const TS_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
 
@@ -275,6 +282,36 @@ impl DayBuilder {
     /// [`push`]: DayBuilder::push
     pub fn count_unread(&mut self, n: u64) {
         self.events = self.events.saturating_add(n);
+    }
+
+    /// Takes one group of the day's successful logins, as
+    /// [`crate::store::Store::login_groups`] gives them: the same as
+    /// pushing each of its `auth.success` events, except that the events
+    /// are not counted in `summary.events` (the source counts them with
+    /// the kinds it does not pass, [`DayBuilder::count_unread`]). The
+    /// caller passes only the day's logins.
+    pub fn push_logins(&mut self, g: &crate::store::LoginGroup) {
+        self.auth_success = self.auth_success.saturating_add(g.count);
+        let Some(user) = g.user.as_deref() else {
+            return;
+        };
+        let u = self.names.id(user);
+        let last = self.last_login.entry(u).or_insert(g.last);
+        if g.last > *last {
+            *last = g.last;
+        }
+        if let Some(src) = g.source.as_deref() {
+            let sid = self.names.id(src);
+            // Groups of one (user, source) arrive once; a login pushed as
+            // an event as well keeps the earlier of the two.
+            let entry = self
+                .logins
+                .entry((u, sid))
+                .or_insert_with(|| (g.first, g.first_session.clone()));
+            if g.first < entry.0 {
+                *entry = (g.first, g.first_session.clone());
+            }
+        }
     }
 
     /// Takes one audit event of the day. Events outside the day are
@@ -698,17 +735,27 @@ impl DayBuilder {
         summary.servers_accessed = servers_accessed.len() as u64;
 
         // Failed-login bursts, per user and per source address.
-        let mut by_key: BTreeMap<(bool, u32), Vec<i64>> = BTreeMap::new();
+        // Keyed by name, not by id: ids follow the order names were first
+        // met, which depends on whether logins came as events or groups.
+        let mut by_key: BTreeMap<(bool, &str), (u32, Vec<i64>)> = BTreeMap::new();
         for &(t, u, src) in &self.failures {
             if let Some(u) = u {
-                by_key.entry((true, u)).or_default().push(t);
+                by_key
+                    .entry((true, self.names.name(u)))
+                    .or_insert_with(|| (u, Vec::new()))
+                    .1
+                    .push(t);
             }
             if let Some(src) = src {
-                by_key.entry((false, src)).or_default().push(t);
+                by_key
+                    .entry((false, self.names.name(src)))
+                    .or_insert_with(|| (src, Vec::new()))
+                    .1
+                    .push(t);
             }
         }
         let mut bursts = Vec::new();
-        for ((is_user, id), mut times) in by_key {
+        for ((is_user, _), (id, mut times)) in by_key {
             times.sort_unstable();
             for (a, b) in detect::bursts(&times) {
                 let (Some(&t0), Some(&t1)) = (times.get(a), times.get(b)) else {
@@ -763,7 +810,9 @@ impl DayBuilder {
                 until: None,
             });
         }
-        first_seen.sort_by(|a, b| (&a.when, &a.user).cmp(&(&b.when, &b.user)));
+        first_seen.sort_by(|a, b| {
+            (&a.when, &a.user, &a.source).cmp(&(&b.when, &b.user, &b.source))
+        });
         summary.first_seen_sources = first_seen.len() as u64;
 
         summary.lockouts = self.lockouts.total;

@@ -13,14 +13,14 @@ use std::path::PathBuf;
 use time::{Date, Duration, OffsetDateTime};
 
 use super::ReportError;
-use super::build::{DayBuilder, KINDS_READ, day_bounds};
+use super::build::{DayBuilder, KINDS_GROUPED, KINDS_READ, day_bounds};
 use super::input::*;
 use super::model::Report;
 use crate::audit::AuditRecord;
 use crate::config::Config;
 use crate::grants::Grant;
 use crate::policy::Policy;
-use crate::store::{LoginSeen, SessionRow, Store};
+use crate::store::{LoginGroup, LoginSeen, SessionRow, Store};
 
 /// Successful logins in a period.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -63,6 +63,14 @@ pub trait ReportSource: Sync {
         kinds: &[&str],
         sink: &mut (dyn FnMut(AuditRecord) + Send),
     ) -> impl Future<Output = Result<u64, ReportError>> + Send;
+
+    /// The successful logins with `from <= ts < to`, grouped by user and
+    /// source address (see [`LoginGroup`]).
+    fn login_groups(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<LoginGroup>, ReportError>> + Send;
 
     /// Sessions overlapping `[from, to)`.
     fn sessions(
@@ -167,7 +175,11 @@ pub async fn gather<S: ReportSource>(
 
 /// The report for `date`: [`gather`], then the day's events streamed
 /// through a [`DayBuilder`] in one pass; events of kinds it does not read
-/// ([`KINDS_READ`]) are only counted.
+/// ([`KINDS_READ`]) are only counted, and successful logins
+/// ([`KINDS_GROUPED`]) come as groups. The result is the one [`build`]
+/// gives with every event of the day in `events`.
+///
+/// [`build`]: super::build()
 pub async fn generate<S: ReportSource>(
     config: &Config,
     source: &S,
@@ -178,11 +190,18 @@ pub async fn generate<S: ReportSource>(
     let input = gather(config, source, policy, date, now).await?;
     let (start, end) = day_bounds(date);
     let mut builder = DayBuilder::new(date);
-    let kinds: Vec<&str> = KINDS_READ.iter().map(|k| k.as_str()).collect();
+    let kinds: Vec<&str> = KINDS_READ
+        .iter()
+        .filter(|k| !KINDS_GROUPED.contains(k))
+        .map(|k| k.as_str())
+        .collect();
     let unread = source
         .events(start, end, &kinds, &mut |ev| builder.push(&ev))
         .await?;
     builder.count_unread(unread);
+    for group in source.login_groups(start, end).await? {
+        builder.push_logins(&group);
+    }
     Ok(builder.finish(&input))
 }
 
@@ -281,6 +300,14 @@ impl ReportSource for LiveSource {
             }
         }
         Ok(self.store.count_events_except(from, to, kinds).await?)
+    }
+
+    async fn login_groups(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<LoginGroup>, ReportError> {
+        Ok(self.store.login_groups(from, to).await?)
     }
 
     async fn sessions(

@@ -18,7 +18,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
 use super::{
-    Backend, ChainFault, ChainReport, Ctx, LoginSeen, Store, StoreError, get, get_ts, now_utc,
+    Backend, ChainFault, ChainReport, Ctx, LoginGroup, LoginSeen, Store, StoreError, get, get_ts, now_utc,
     ts_text,
 };
 use crate::audit::{AuditEvent, AuditRecord};
@@ -532,6 +532,44 @@ impl Store {
         Ok(out)
     }
 
+    /// The successful logins with `since <= ts < until`, grouped by user
+    /// and source address (`None` included): how many, the first (ties by
+    /// id) with its session, and the last. Ordered by user, then source
+    /// (`None` first). One row per group crosses from the database instead
+    /// of one per login; the groups walk the `audit_events_logins` index
+    /// (migration 0003), and each group's first session is one look-up in
+    /// it (`None` for a group without a user or a source).
+    pub async fn login_groups(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Vec<LoginGroup>, StoreError> {
+        let rows = sqlx::query(LOGIN_GROUPS_SQL)
+            .bind(ts_text(since)?)
+            .bind(ts_text(until)?)
+            .fetch_all(self.pool())
+            .await
+            .ctx("group the day's successful logins")?;
+        let mut out = rows
+            .iter()
+            .map(|row| {
+                let n: i64 = get(row, "n")?;
+                Ok(LoginGroup {
+                    user: get(row, "username")?,
+                    source: get(row, "source")?,
+                    count: u64::try_from(n)
+                        .map_err(|_| StoreError::Corrupt(format!("login count {n}")))?,
+                    first: get_ts(row, "first")?,
+                    first_session: get(row, "session_id")?,
+                    last: get_ts(row, "last")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Sorted here: the backends disagree on where NULL sorts.
+        out.sort_by(|a, b| (&a.user, &a.source).cmp(&(&b.user, &b.source)));
+        Ok(out)
+    }
+
     /// Recomputes every node's chain and reports the first fault, if any:
     /// a changed event (its hash does not match its fields), an inserted
     /// one (its sequence number or `prev_hash` does not follow its
@@ -628,6 +666,19 @@ fn placeholders(first: usize, n: usize) -> String {
 const LOGINS_SQL: &str = "SELECT username, source, MAX(ts) AS last FROM audit_events \
      WHERE kind = 'auth.success' AND ts >= $1 AND ts < $2 AND username IS NOT NULL \
      GROUP BY username, source";
+
+/// The query behind [`Store::login_groups`]. The kind is a literal so that
+/// the partial index `audit_events_logins` serves both the grouping and the
+/// look-up of each group's first login. That look-up compares with `=`, so
+/// a group without a user or a source gets no session (the report reads a
+/// first login's session only where it has both).
+const LOGIN_GROUPS_SQL: &str = "SELECT g.username, g.source, g.n, g.first, g.last, \
+     (SELECT f.session_id FROM audit_events f WHERE f.kind = 'auth.success' \
+     AND f.ts = g.first AND f.username = g.username AND f.source = g.source \
+     ORDER BY f.id LIMIT 1) AS session_id \
+     FROM (SELECT username, source, COUNT(*) AS n, MIN(ts) AS first, MAX(ts) AS last \
+     FROM audit_events WHERE kind = 'auth.success' AND ts >= $1 AND ts < $2 \
+     GROUP BY username, source) g";
 
 /// Ends a stream after its first error, so callers that keep polling do not
 /// read on past a fault.

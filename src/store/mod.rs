@@ -117,6 +117,21 @@ pub struct LoginSeen {
     pub last: OffsetDateTime,
 }
 
+/// One user's successful logins from one source address in a period (see
+/// [`Store::login_groups`]); either may be `None` when the events name none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginGroup {
+    pub user: Option<String>,
+    pub source: Option<String>,
+    pub count: u64,
+    /// The first of these logins (ties by id), and its session (`None`
+    /// when the group has no user or no source).
+    pub first: OffsetDateTime,
+    pub first_session: Option<String>,
+    /// The last of these logins.
+    pub last: OffsetDateTime,
+}
+
 /// Result of checking the audit chain.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ChainReport {
