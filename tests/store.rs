@@ -1153,11 +1153,19 @@ async fn report_login_history_from_the_store(db: Db) {
     assert!(!bob.dormant);
 }
 
+/// (ts, user, source, session) of one login.
+type DayLogin = (
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
 /// The day's logins beyond those of [`HISTORY`]: (ts, user, source,
 /// session), written in this order. Two of carol's from one address at the
 /// same microsecond (the first written, `c2`, is the first login); logins
 /// without a user, without a source, and with neither.
-const DAY_LOGINS: [(&str, Option<&str>, Option<&str>, Option<&str>); 8] = [
+const DAY_LOGINS: [DayLogin; 8] = [
     (
         "2026-03-10T11:00:00.000000Z",
         Some("carol"),
@@ -1188,8 +1196,18 @@ const DAY_LOGINS: [(&str, Option<&str>, Option<&str>, Option<&str>); 8] = [
         Some("192.0.2.7"),
         Some("n1"),
     ),
-    ("2026-03-10T14:00:00.000000Z", Some("erin"), None, Some("e1")),
-    ("2026-03-10T15:00:00.000000Z", Some("erin"), None, Some("e2")),
+    (
+        "2026-03-10T14:00:00.000000Z",
+        Some("erin"),
+        None,
+        Some("e1"),
+    ),
+    (
+        "2026-03-10T15:00:00.000000Z",
+        Some("erin"),
+        None,
+        Some("e2"),
+    ),
     ("2026-03-10T16:00:00.000000Z", None, None, None),
 ];
 
@@ -1235,7 +1253,14 @@ async fn login_groups_of_a_day(db: Db) {
     assert_eq!(
         day,
         [
-            group(None, None, 1, "2026-03-10T16:00:00Z", None, "2026-03-10T16:00:00Z"),
+            group(
+                None,
+                None,
+                1,
+                "2026-03-10T16:00:00Z",
+                None,
+                "2026-03-10T16:00:00Z"
+            ),
             group(
                 None,
                 Some("192.0.2.7"),
@@ -1325,8 +1350,16 @@ async fn report_from_login_groups_matches_every_event(db: Db) {
     for minute in 0..6 {
         for user in ["zed", "mallory"] {
             let ts = format!("2026-03-10T03:0{minute}:00.000000Z");
-            insert_event(&raw, seq, &ts, "auth.failure", Some(user), Some("203.0.113.5"), None)
-                .await;
+            insert_event(
+                &raw,
+                seq,
+                &ts,
+                "auth.failure",
+                Some(user),
+                Some("203.0.113.5"),
+                None,
+            )
+            .await;
             seq += 1;
         }
     }
@@ -1336,7 +1369,16 @@ async fn report_from_login_groups_matches_every_event(db: Db) {
         ("2026-03-10T07:20:00.000000Z", "session.end", "c3"),
         ("2026-03-10T22:00:00.000000Z", "access.denied", "x9"),
     ] {
-        insert_event(&raw, seq, ts, kind, Some("carol"), Some("192.0.2.4"), Some(session)).await;
+        insert_event(
+            &raw,
+            seq,
+            ts,
+            kind,
+            Some("carol"),
+            Some("192.0.2.4"),
+            Some(session),
+        )
+        .await;
         seq += 1;
     }
     raw.close().await;

@@ -810,9 +810,8 @@ impl DayBuilder {
                 until: None,
             });
         }
-        first_seen.sort_by(|a, b| {
-            (&a.when, &a.user, &a.source).cmp(&(&b.when, &b.user, &b.source))
-        });
+        first_seen
+            .sort_by(|a, b| (&a.when, &a.user, &a.source).cmp(&(&b.when, &b.user, &b.source)));
         summary.first_seen_sources = first_seen.len() as u64;
 
         summary.lockouts = self.lockouts.total;

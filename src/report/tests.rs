@@ -1402,13 +1402,19 @@ impl ReportSource for Fake {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Vec<crate::store::LoginGroup>, ReportError> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("login groups {} {}", build::ts(from), build::ts(to)));
+        self.calls.lock().unwrap().push(format!(
+            "login groups {} {}",
+            build::ts(from),
+            build::ts(to)
+        ));
         // Grouped here one event at a time, in the order given.
         let mut groups: Vec<crate::store::LoginGroup> = Vec::new();
-        for e in self.input.events.iter().filter(|e| e.kind == "auth.success") {
+        for e in self
+            .input
+            .events
+            .iter()
+            .filter(|e| e.kind == "auth.success")
+        {
             let t = OffsetDateTime::parse(&e.ts, &time::format_description::well_known::Rfc3339)
                 .unwrap();
             if t < from || t >= to {
@@ -1499,9 +1505,7 @@ async fn generate_streams_events_and_asks_for_the_right_windows() {
     assert!(calls.contains(&"sessions 2026-03-10T00:00:00Z 2026-03-11T00:00:00Z".to_string()));
     assert!(calls.contains(&"logins 2025-12-11T00:00:00Z 2026-03-10T00:00:00Z".to_string()));
     assert!(calls.contains(&"events 2026-03-10T00:00:00Z 2026-03-11T00:00:00Z".to_string()));
-    assert!(
-        calls.contains(&"login groups 2026-03-10T00:00:00Z 2026-03-11T00:00:00Z".to_string())
-    );
+    assert!(calls.contains(&"login groups 2026-03-10T00:00:00Z 2026-03-11T00:00:00Z".to_string()));
     // Logins as groups and the other events streamed give the report the
     // in-memory build gives from every event.
     let mut all = fake.input.clone();

@@ -18,8 +18,8 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
 use super::{
-    Backend, ChainFault, ChainReport, Ctx, LoginGroup, LoginSeen, Store, StoreError, get, get_ts, now_utc,
-    ts_text,
+    Backend, ChainFault, ChainReport, Ctx, LoginGroup, LoginSeen, Store, StoreError, get, get_ts,
+    now_utc, ts_text,
 };
 use crate::audit::{AuditEvent, AuditRecord};
 
