@@ -204,15 +204,11 @@ async fn exec_without_pty_keeps_text_up_to_the_cap_and_hashes_everything() {
     assert_eq!(sc.bytes.stdout, stdout.len() as u64);
     assert_eq!(sc.bytes.stderr, 5);
     assert_eq!(sc.bytes.stdin, 12);
-    assert_eq!(sc.stdout_sha256.as_deref(), Some(hex_sha(stdout).as_str()));
-    assert_eq!(
-        sc.stdin_sha256.as_deref(),
-        Some(hex_sha(b"secret stdin").as_str())
-    );
-    assert_eq!(
-        sc.stderr_sha256.as_deref(),
-        Some(hex_sha(b"warn\n").as_str())
-    );
+    let b3 = |d: &[u8]| blake3::hash(d).to_hex().to_string();
+    assert_eq!(sc.stdout_blake3.as_deref(), Some(b3(stdout).as_str()));
+    assert_eq!(sc.stdin_blake3.as_deref(), Some(b3(b"secret stdin").as_str()));
+    assert_eq!(sc.stderr_blake3.as_deref(), Some(b3(b"warn\n").as_str()));
+    assert_eq!(sc.stdout_sha256, None, "format 2 has no SHA-256 stream hashes");
     assert!(!sc.input_recorded, "no PTY: stdin is never stored");
 
     let header = std::fs::read_to_string(&s.cast_path).unwrap();
