@@ -8,9 +8,17 @@
 //! of this message, built from the sidecar's own fields:
 //!
 //! ```text
-//! gatehouse-recording-v1\n
+//! gatehouse-recording-v2\n
 //! NAME=VALUE\n        (once per field, in the order of SIGNED_FIELDS)
 //! ```
+//!
+//! That is format 2 (`"format": 2`), whose stream hashes are BLAKE3
+//! (`stdin_blake3`, `stdout_blake3`, `stderr_blake3`): hashing every byte
+//! of a bulk exec with SHA-256 was the largest cost of recording it.
+//! Format 1 sidecars, written before, have SHA-256 stream hashes
+//! (`*_sha256`) and sign `gatehouse-recording-v1\n` followed by
+//! [`SIGNED_FIELDS_V1`]; they still verify. A sidecar of any other format
+//! does not verify (fail closed). The cast's own hash is SHA-256 in both.
 //!
 //! `VALUE` is the field's JSON encoding exactly as a compact JSON encoder
 //! writes a scalar: strings quoted with `\"`, `\\` and control characters
@@ -30,7 +38,7 @@
 //! ```text
 //! s = json.load(open("ID.json"))
 //! get = lambda n: s["bytes"][n[6:]] if n.startswith("bytes.") else s[n]
-//! msg = "gatehouse-recording-v1\n" + "".join(
+//! msg = "gatehouse-recording-v2\n" + "".join(
 //!     f"{n}={json.dumps(get(n), ensure_ascii=False)}\n" for n in SIGNED_FIELDS)
 //! assert hashlib.sha256(open("ID.cast", "rb").read()).hexdigest() == s["cast_sha256"]
 //! Ed25519PublicKey.from_public_bytes(bytes.fromhex(PUB)).verify(
@@ -367,8 +375,11 @@ mod tests {
                 stderr: 3,
             },
             stdin_sha256: None,
-            stdout_sha256: Some("ab".into()),
+            stdout_sha256: None,
             stderr_sha256: None,
+            stdin_blake3: None,
+            stdout_blake3: Some("ab".into()),
+            stderr_blake3: None,
             input_recorded: false,
             text_cap: Some(10),
             text_recorded_bytes: Some(2),
@@ -395,6 +406,49 @@ mod tests {
         assert!(lines.contains(&"bytes.stderr=3"));
         assert!(lines.contains(&"input_recorded=false"));
         assert!(msg.ends_with("signing_key=\"ef\"\n"));
+    }
+
+    #[test]
+    fn a_format_1_sidecar_signs_the_v1_message_with_its_sha256_stream_hashes() {
+        let mut s = sample();
+        s.format = FORMAT_V1;
+        s.stdout_blake3 = None;
+        s.stdout_sha256 = Some("ab".into());
+        let msg = String::from_utf8(s.signed_message().unwrap()).unwrap();
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(lines[0], "gatehouse-recording-v1");
+        assert_eq!(lines.len(), SIGNED_FIELDS_V1.len() + 1);
+        assert!(lines.contains(&"stdout_sha256=\"ab\""));
+        assert!(!msg.contains("blake3"));
+        // The v2 message names the BLAKE3 fields instead.
+        let v2 = String::from_utf8(sample().signed_message().unwrap()).unwrap();
+        assert!(v2.contains("stdout_blake3=\"ab\"\n"));
+        assert!(!v2.contains("sha256=\"ab\""));
+        assert!(!v2.contains("stdout_sha256"));
+    }
+
+    #[test]
+    fn an_unknown_format_has_no_message_to_verify() {
+        for format in [0, 3, 99] {
+            let mut s = sample();
+            s.format = format;
+            assert_eq!(s.signed_message(), None, "format {format}");
+        }
+    }
+
+    #[test]
+    fn format_2_json_has_no_sha256_stream_fields_and_format_1_reads_back() {
+        let json = serde_json::to_string(&sample()).unwrap();
+        assert!(json.contains("\"stdout_blake3\":\"ab\""), "{json}");
+        assert!(!json.contains("stdout_sha256"), "{json}");
+        let mut v1 = sample();
+        v1.format = FORMAT_V1;
+        v1.stdout_blake3 = None;
+        v1.stdout_sha256 = Some("ab".into());
+        let json = serde_json::to_string(&v1).unwrap();
+        assert!(!json.contains("blake3"), "{json}");
+        let back: Sidecar = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v1);
     }
 
     #[test]
