@@ -98,8 +98,17 @@ fn recording_policy(backend: Backend) {
     // The sidecar hashes exactly what the client received.
     assert_eq!(meta["bytes"]["stdout"], out.stdout.len() as u64, "{meta:#}");
     assert_eq!(meta["bytes"]["stderr"], out.stderr.len() as u64, "{meta:#}");
-    assert_eq!(meta["stdout_sha256"], sha256_hex(&out.stdout), "{meta:#}");
-    assert_eq!(meta["stderr_sha256"], sha256_hex(&out.stderr), "{meta:#}");
+    assert_eq!(meta["format"], 2, "{meta:#}");
+    assert_eq!(
+        meta["stdout_blake3"],
+        blake3::hash(&out.stdout).to_hex().as_str(),
+        "{meta:#}"
+    );
+    assert_eq!(
+        meta["stderr_blake3"],
+        blake3::hash(&out.stderr).to_hex().as_str(),
+        "{meta:#}"
+    );
     assert_eq!(
         meta["cast_sha256"],
         sha256_file(&cast),

@@ -212,6 +212,10 @@ pub enum Problem {
     /// No signing key is configured to check against.
     NoKey,
     BadSignature,
+    /// A sidecar format this build does not know how to check.
+    UnknownFormat {
+        format: u32,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -237,6 +241,7 @@ impl fmt::Display for Problem {
             }
             Problem::NoKey => f.write_str("no signing key configured to verify with"),
             Problem::BadSignature => f.write_str("bad signature"),
+            Problem::UnknownFormat { format } => write!(f, "unknown sidecar format {format}"),
         }
     }
 }
@@ -296,8 +301,14 @@ pub fn verify(info: &RecordingInfo, public_key: Option<&[u8]>) -> Vec<Problem> {
         });
         return problems;
     }
+    let Some(msg) = meta.signed_message() else {
+        problems.push(Problem::UnknownFormat {
+            format: meta.format,
+        });
+        return problems;
+    };
     let sig_ok = hex::decode(sig_hex)
-        .map(|sig| signing::verify(public_key, &meta.signed_message(), &sig))
+        .map(|sig| signing::verify(public_key, &msg, &sig))
         .unwrap_or(false);
     if !sig_ok {
         problems.push(Problem::BadSignature);
@@ -380,7 +391,13 @@ fn seal_one(
     );
     s.cast_sha256 = Some(hex::encode(ring::digest::digest(&SHA256, kept).as_ref()));
     s.signing_key = Some(signer.public_key_hex());
-    s.signature = Some(hex::encode(signer.sign(&s.signed_message())));
+    // An old provisional sidecar keeps its format (its stream hashes are
+    // unknown either way); one of a format this build does not know is
+    // left as it is.
+    let msg = s.signed_message().ok_or_else(|| {
+        RecordingError::Format(format!("unknown sidecar format {}", s.format))
+    })?;
+    s.signature = Some(hex::encode(signer.sign(&msg)));
     s.write(&info.sidecar_path)
 }
 

@@ -8,9 +8,17 @@
 //! of this message, built from the sidecar's own fields:
 //!
 //! ```text
-//! gatehouse-recording-v1\n
+//! gatehouse-recording-v2\n
 //! NAME=VALUE\n        (once per field, in the order of SIGNED_FIELDS)
 //! ```
+//!
+//! That is format 2 (`"format": 2`), whose stream hashes are BLAKE3
+//! (`stdin_blake3`, `stdout_blake3`, `stderr_blake3`): hashing every byte
+//! of a bulk exec with SHA-256 was the largest cost of recording it.
+//! Format 1 sidecars, written before, have SHA-256 stream hashes
+//! (`*_sha256`) and sign `gatehouse-recording-v1\n` followed by
+//! [`SIGNED_FIELDS_V1`]; they still verify. A sidecar of any other format
+//! does not verify (fail closed). The cast's own hash is SHA-256 in both.
 //!
 //! `VALUE` is the field's JSON encoding exactly as a compact JSON encoder
 //! writes a scalar: strings quoted with `\"`, `\\` and control characters
@@ -30,7 +38,7 @@
 //! ```text
 //! s = json.load(open("ID.json"))
 //! get = lambda n: s["bytes"][n[6:]] if n.startswith("bytes.") else s[n]
-//! msg = "gatehouse-recording-v1\n" + "".join(
+//! msg = "gatehouse-recording-v2\n" + "".join(
 //!     f"{n}={json.dumps(get(n), ensure_ascii=False)}\n" for n in SIGNED_FIELDS)
 //! assert hashlib.sha256(open("ID.cast", "rb").read()).hexdigest() == s["cast_sha256"]
 //! Ed25519PublicKey.from_public_bytes(bytes.fromhex(PUB)).verify(
@@ -45,15 +53,23 @@ use serde::{Deserialize, Serialize};
 
 use super::{Kind, RecordingError};
 
-/// Current sidecar format number.
-pub const FORMAT: u32 = 1;
+/// Current sidecar format number: 2, stream hashes are BLAKE3
+/// (`*_blake3`). Format 1 sidecars (stream hashes SHA-256, `*_sha256`)
+/// are still read and verified.
+pub const FORMAT: u32 = 2;
 
-/// First line of the signed message; the version is bumped if the message
-/// ever changes.
-pub const SIGNED_PREFIX: &str = "gatehouse-recording-v1\n";
+/// The first format, whose stream hashes are SHA-256.
+pub const FORMAT_V1: u32 = 1;
 
-/// The fields covered by the signature, in message order.
-pub const SIGNED_FIELDS: &[&str] = &[
+/// First line of the signed message of a format 1 sidecar.
+pub const SIGNED_PREFIX_V1: &str = "gatehouse-recording-v1\n";
+
+/// First line of the signed message of a format 2 sidecar.
+pub const SIGNED_PREFIX: &str = "gatehouse-recording-v2\n";
+
+/// The fields covered by the signature of a format 1 sidecar, in message
+/// order.
+pub const SIGNED_FIELDS_V1: &[&str] = &[
     "id",
     "session",
     "user",
@@ -76,6 +92,42 @@ pub const SIGNED_FIELDS: &[&str] = &[
     "stdin_sha256",
     "stdout_sha256",
     "stderr_sha256",
+    "input_recorded",
+    "text_cap",
+    "text_recorded_bytes",
+    "text_truncated",
+    "interrupted",
+    "cast",
+    "cast_sha256",
+    "signing_key",
+];
+
+/// The fields covered by the signature of a format 2 sidecar (the
+/// current one), in message order: format 1's with the stream hashes
+/// BLAKE3.
+pub const SIGNED_FIELDS: &[&str] = &[
+    "id",
+    "session",
+    "user",
+    "server",
+    "account",
+    "source",
+    "grant",
+    "kind",
+    "command",
+    "term",
+    "width",
+    "height",
+    "started_at",
+    "ended_at",
+    "exit_status",
+    "exit_signal",
+    "bytes.stdin",
+    "bytes.stdout",
+    "bytes.stderr",
+    "stdin_blake3",
+    "stdout_blake3",
+    "stderr_blake3",
     "input_recorded",
     "text_cap",
     "text_recorded_bytes",
@@ -137,12 +189,20 @@ pub struct Sidecar {
     pub exit_signal: Option<String>,
     #[serde(default)]
     pub bytes: ByteCounts,
-    #[serde(default)]
+    /// Format 1: SHA-256 of each stream (absent from format 2 sidecars).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin_sha256: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout_sha256: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr_sha256: Option<String>,
+    /// Format 2: BLAKE3 of each stream (absent from format 1 sidecars).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_blake3: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_blake3: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_blake3: Option<String>,
     /// Whether keystrokes were kept as "i" events.
     #[serde(default)]
     pub input_recorded: bool,
@@ -175,13 +235,23 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// The exact bytes the signature covers (see the module docs).
-    pub fn signed_message(&self) -> Vec<u8> {
+    /// The exact bytes the signature covers (see the module docs), for
+    /// the sidecar's own format; `None` for a format this build does not
+    /// know (such a sidecar cannot verify: fail closed).
+    pub fn signed_message(&self) -> Option<Vec<u8>> {
+        match self.format {
+            FORMAT_V1 => Some(self.message(SIGNED_PREFIX_V1, SIGNED_FIELDS_V1)),
+            FORMAT => Some(self.message(SIGNED_PREFIX, SIGNED_FIELDS)),
+            _ => None,
+        }
+    }
+
+    fn message(&self, prefix: &str, fields: &[&str]) -> Vec<u8> {
         fn enc<T: Serialize>(v: &T) -> String {
             serde_json::to_string(v).unwrap_or_else(|_| "null".into())
         }
-        let mut out = String::from(SIGNED_PREFIX);
-        for name in SIGNED_FIELDS {
+        let mut out = String::from(prefix);
+        for name in fields {
             let value = match *name {
                 "id" => enc(&self.id),
                 "session" => enc(&self.session),
@@ -205,6 +275,9 @@ impl Sidecar {
                 "stdin_sha256" => enc(&self.stdin_sha256),
                 "stdout_sha256" => enc(&self.stdout_sha256),
                 "stderr_sha256" => enc(&self.stderr_sha256),
+                "stdin_blake3" => enc(&self.stdin_blake3),
+                "stdout_blake3" => enc(&self.stdout_blake3),
+                "stderr_blake3" => enc(&self.stderr_blake3),
                 "input_recorded" => enc(&self.input_recorded),
                 "text_cap" => enc(&self.text_cap),
                 "text_recorded_bytes" => enc(&self.text_recorded_bytes),
@@ -302,8 +375,11 @@ mod tests {
                 stderr: 3,
             },
             stdin_sha256: None,
-            stdout_sha256: Some("ab".into()),
+            stdout_sha256: None,
             stderr_sha256: None,
+            stdin_blake3: None,
+            stdout_blake3: Some("ab".into()),
+            stderr_blake3: None,
             input_recorded: false,
             text_cap: Some(10),
             text_recorded_bytes: Some(2),
@@ -319,9 +395,9 @@ mod tests {
 
     #[test]
     fn signed_message_is_line_per_field_with_json_values() {
-        let msg = String::from_utf8(sample().signed_message()).unwrap();
+        let msg = String::from_utf8(sample().signed_message().unwrap()).unwrap();
         let lines: Vec<&str> = msg.lines().collect();
-        assert_eq!(lines[0], "gatehouse-recording-v1");
+        assert_eq!(lines[0], "gatehouse-recording-v2");
         assert_eq!(lines.len(), SIGNED_FIELDS.len() + 1);
         assert!(lines.contains(&"grant=7"));
         assert!(lines.contains(&"kind=\"exec\""));
@@ -330,6 +406,49 @@ mod tests {
         assert!(lines.contains(&"bytes.stderr=3"));
         assert!(lines.contains(&"input_recorded=false"));
         assert!(msg.ends_with("signing_key=\"ef\"\n"));
+    }
+
+    #[test]
+    fn a_format_1_sidecar_signs_the_v1_message_with_its_sha256_stream_hashes() {
+        let mut s = sample();
+        s.format = FORMAT_V1;
+        s.stdout_blake3 = None;
+        s.stdout_sha256 = Some("ab".into());
+        let msg = String::from_utf8(s.signed_message().unwrap()).unwrap();
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(lines[0], "gatehouse-recording-v1");
+        assert_eq!(lines.len(), SIGNED_FIELDS_V1.len() + 1);
+        assert!(lines.contains(&"stdout_sha256=\"ab\""));
+        assert!(!msg.contains("blake3"));
+        // The v2 message names the BLAKE3 fields instead.
+        let v2 = String::from_utf8(sample().signed_message().unwrap()).unwrap();
+        assert!(v2.contains("stdout_blake3=\"ab\"\n"));
+        assert!(!v2.contains("sha256=\"ab\""));
+        assert!(!v2.contains("stdout_sha256"));
+    }
+
+    #[test]
+    fn an_unknown_format_has_no_message_to_verify() {
+        for format in [0, 3, 99] {
+            let mut s = sample();
+            s.format = format;
+            assert_eq!(s.signed_message(), None, "format {format}");
+        }
+    }
+
+    #[test]
+    fn format_2_json_has_no_sha256_stream_fields_and_format_1_reads_back() {
+        let json = serde_json::to_string(&sample()).unwrap();
+        assert!(json.contains("\"stdout_blake3\":\"ab\""), "{json}");
+        assert!(!json.contains("stdout_sha256"), "{json}");
+        let mut v1 = sample();
+        v1.format = FORMAT_V1;
+        v1.stdout_blake3 = None;
+        v1.stdout_sha256 = Some("ab".into());
+        let json = serde_json::to_string(&v1).unwrap();
+        assert!(!json.contains("blake3"), "{json}");
+        let back: Sidecar = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v1);
     }
 
     #[test]

@@ -204,15 +204,11 @@ async fn exec_without_pty_keeps_text_up_to_the_cap_and_hashes_everything() {
     assert_eq!(sc.bytes.stdout, stdout.len() as u64);
     assert_eq!(sc.bytes.stderr, 5);
     assert_eq!(sc.bytes.stdin, 12);
-    assert_eq!(sc.stdout_sha256.as_deref(), Some(hex_sha(stdout).as_str()));
-    assert_eq!(
-        sc.stdin_sha256.as_deref(),
-        Some(hex_sha(b"secret stdin").as_str())
-    );
-    assert_eq!(
-        sc.stderr_sha256.as_deref(),
-        Some(hex_sha(b"warn\n").as_str())
-    );
+    let b3 = |d: &[u8]| blake3::hash(d).to_hex().to_string();
+    assert_eq!(sc.stdout_blake3.as_deref(), Some(b3(stdout).as_str()));
+    assert_eq!(sc.stdin_blake3.as_deref(), Some(b3(b"secret stdin").as_str()));
+    assert_eq!(sc.stderr_blake3.as_deref(), Some(b3(b"warn\n").as_str()));
+    assert_eq!(sc.stdout_sha256, None, "format 2 has no SHA-256 stream hashes");
     assert!(!sc.input_recorded, "no PTY: stdin is never stored");
 
     let header = std::fs::read_to_string(&s.cast_path).unwrap();
@@ -611,4 +607,74 @@ async fn an_interrupted_recording_is_sealed_as_found() {
     assert!(text.ends_with("before the crash\\r\\n\"]\n"), "{text}");
     // Already sealed: nothing more to do.
     assert!(seal_interrupted(&copy_root, &s).unwrap().is_empty());
+}
+
+/// A recording as a build before sidecar format 2 wrote it: SHA-256 stream
+/// hashes, the `gatehouse-recording-v1` message. It must keep verifying.
+#[tokio::test]
+async fn a_format_1_recording_still_verifies_and_an_unknown_format_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("r");
+    let s = signer(dir.path());
+    let rec = Recorder::start(
+        &root,
+        meta("v1", Kind::Exec, None, Some("cat")),
+        s.clone(),
+        opts(false, 100),
+    )
+    .await
+    .unwrap();
+    rec.output(Bytes::copy_from_slice(b"hello\n")).await.unwrap();
+    rec.input(Bytes::copy_from_slice(b"in")).await.unwrap();
+    let summary = rec.finish(Some(0), None).await.unwrap();
+    assert_eq!(summary.sidecar.format, sidecar::FORMAT);
+    assert_eq!(
+        verify(&find(&root, "v1").unwrap(), Some(s.public_key())),
+        []
+    );
+
+    // Rewrite it as format 1, signed the way format 1 was.
+    let mut old = Sidecar::read(&summary.sidecar_path).unwrap();
+    old.format = sidecar::FORMAT_V1;
+    old.stdin_blake3 = None;
+    old.stdout_blake3 = None;
+    old.stderr_blake3 = None;
+    old.stdin_sha256 = Some(hex_sha(b"in"));
+    old.stdout_sha256 = Some(hex_sha(b"hello\n"));
+    old.stderr_sha256 = Some(hex_sha(b""));
+    old.signature = Some(hex::encode(s.sign(&old.signed_message().unwrap())));
+    old.write(&summary.sidecar_path).unwrap();
+    let text = std::fs::read_to_string(&summary.sidecar_path).unwrap();
+    assert!(text.contains("\"stdout_sha256\"") && !text.contains("blake3"), "{text}");
+    assert_eq!(
+        verify(&find(&root, "v1").unwrap(), Some(s.public_key())),
+        []
+    );
+
+    // Its signed fields are still covered: a changed stream hash fails.
+    let mut forged = old.clone();
+    forged.stdout_sha256 = Some(hex_sha(b"something else\n"));
+    forged.write(&summary.sidecar_path).unwrap();
+    assert_eq!(
+        verify(&find(&root, "v1").unwrap(), Some(s.public_key())),
+        [Problem::BadSignature]
+    );
+
+    // Relabelling it as format 2 does not carry the signature over.
+    let mut relabelled = old.clone();
+    relabelled.format = sidecar::FORMAT;
+    relabelled.write(&summary.sidecar_path).unwrap();
+    assert_eq!(
+        verify(&find(&root, "v1").unwrap(), Some(s.public_key())),
+        [Problem::BadSignature]
+    );
+
+    // A format this build does not know fails closed, and says why.
+    let mut future = old;
+    future.format = 3;
+    future.write(&summary.sidecar_path).unwrap();
+    assert_eq!(
+        verify(&find(&root, "v1").unwrap(), Some(s.public_key())),
+        [Problem::UnknownFormat { format: 3 }]
+    );
 }
