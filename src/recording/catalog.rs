@@ -394,9 +394,9 @@ fn seal_one(
     // An old provisional sidecar keeps its format (its stream hashes are
     // unknown either way); one of a format this build does not know is
     // left as it is.
-    let msg = s.signed_message().ok_or_else(|| {
-        RecordingError::Format(format!("unknown sidecar format {}", s.format))
-    })?;
+    let msg = s
+        .signed_message()
+        .ok_or_else(|| RecordingError::Format(format!("unknown sidecar format {}", s.format)))?;
     s.signature = Some(hex::encode(signer.sign(&msg)));
     s.write(&info.sidecar_path)
 }

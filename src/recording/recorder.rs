@@ -878,9 +878,9 @@ impl Writer {
         }
         s.cast_sha256 = Some(hex::encode(cast_hash.finish().as_ref()));
         s.signing_key = Some(self.signer.public_key_hex());
-        let msg = s
-            .signed_message()
-            .ok_or_else(|| RecordingError::Format(format!("unknown sidecar format {}", s.format)))?;
+        let msg = s.signed_message().ok_or_else(|| {
+            RecordingError::Format(format!("unknown sidecar format {}", s.format))
+        })?;
         s.signature = Some(hex::encode(self.signer.sign(&msg)));
         write_sidecar(s.clone(), self.sidecar_path.clone()).await?;
         self.sidecar = s.clone();

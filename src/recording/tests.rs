@@ -206,9 +206,15 @@ async fn exec_without_pty_keeps_text_up_to_the_cap_and_hashes_everything() {
     assert_eq!(sc.bytes.stdin, 12);
     let b3 = |d: &[u8]| blake3::hash(d).to_hex().to_string();
     assert_eq!(sc.stdout_blake3.as_deref(), Some(b3(stdout).as_str()));
-    assert_eq!(sc.stdin_blake3.as_deref(), Some(b3(b"secret stdin").as_str()));
+    assert_eq!(
+        sc.stdin_blake3.as_deref(),
+        Some(b3(b"secret stdin").as_str())
+    );
     assert_eq!(sc.stderr_blake3.as_deref(), Some(b3(b"warn\n").as_str()));
-    assert_eq!(sc.stdout_sha256, None, "format 2 has no SHA-256 stream hashes");
+    assert_eq!(
+        sc.stdout_sha256, None,
+        "format 2 has no SHA-256 stream hashes"
+    );
     assert!(!sc.input_recorded, "no PTY: stdin is never stored");
 
     let header = std::fs::read_to_string(&s.cast_path).unwrap();
@@ -624,7 +630,9 @@ async fn a_format_1_recording_still_verifies_and_an_unknown_format_does_not() {
     )
     .await
     .unwrap();
-    rec.output(Bytes::copy_from_slice(b"hello\n")).await.unwrap();
+    rec.output(Bytes::copy_from_slice(b"hello\n"))
+        .await
+        .unwrap();
     rec.input(Bytes::copy_from_slice(b"in")).await.unwrap();
     let summary = rec.finish(Some(0), None).await.unwrap();
     assert_eq!(summary.sidecar.format, sidecar::FORMAT);
@@ -645,7 +653,10 @@ async fn a_format_1_recording_still_verifies_and_an_unknown_format_does_not() {
     old.signature = Some(hex::encode(s.sign(&old.signed_message().unwrap())));
     old.write(&summary.sidecar_path).unwrap();
     let text = std::fs::read_to_string(&summary.sidecar_path).unwrap();
-    assert!(text.contains("\"stdout_sha256\"") && !text.contains("blake3"), "{text}");
+    assert!(
+        text.contains("\"stdout_sha256\"") && !text.contains("blake3"),
+        "{text}"
+    );
     assert_eq!(
         verify(&find(&root, "v1").unwrap(), Some(s.public_key())),
         []
