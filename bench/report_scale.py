@@ -43,16 +43,22 @@ GENESIS = "0" * 64
 DAY_US = 86_400_000_000
 EVENT_COLUMNS = "ts, kind, username, server, account, session_id, source, detail, node, seq, prev_hash, hash"
 SESSION_COLUMNS = ("id, username, server, account, source, node, started_at, ended_at, mode, grant_id, "
-                   "recorded, bytes_up, bytes_down, exit_status, end_reason, kill_requested")
+                   "recorded, bytes_up, bytes_down, exit_status, end_reason, kill_requested, flagged")
 ACCOUNTS = ["root", "app", "postgres", "deploy"]
 MODES = ["ssh-forwarding", "ssh-forwarding", "ssh-forwarding", "firewall", "global"]
 # src/report/build.rs KINDS_READ: the kinds the report reads; it only counts the others.
 KINDS_READ = ["auth.success", "auth.failure", "auth.lockout", "access.denied", "forward.denied", "command.blocked",
               "hostkey.mismatch", "session.start", "session.end", "grant.requested", "grant.approved",
               "grant.denied", "grant.revoked", "grant.expired", "policy.reloaded", "policy.rejected"]
+# src/report/source.rs generate: the kinds streamed one by one (logins come as groups).
+KINDS_STREAMED = [k for k in KINDS_READ if k != "auth.success"]
+# src/store/audit.rs report_events_sql: less the session events of settled sessions.
+SETTLED = ("AND (kind NOT IN ('session.start', 'session.end') OR session_id IS NULL OR session_id NOT IN "
+           "(SELECT s.id FROM sessions s WHERE s.ended_at >= {from_} AND s.ended_at < {to} "
+           "AND s.flagged IS NOT NULL))")
 # src/store/sessions.rs sessions_between_sql.
 SESSION_READ = ("id, username, server, account, source, node, started_at, ended_at, mode, grant_id, recorded, "
-                "bytes_up, bytes_down, exit_status, end_reason")
+                "bytes_up, bytes_down, exit_status, end_reason, flagged")
 SESSIONS_SQL = (f"SELECT {SESSION_READ} FROM sessions WHERE started_at >= $1 AND started_at < $2 "
                 f"AND (ended_at IS NULL OR ended_at >= $3) UNION ALL SELECT {SESSION_READ} FROM sessions "
                 f"WHERE started_at < $4 AND ended_at >= $5 AND ended_at <= $6 UNION ALL SELECT {SESSION_READ} "
@@ -173,7 +179,8 @@ def build_store_rows(n, history, day):
     for (sid, user, srv, acct, src, t0, end, mode, up, down) in hist_sess + day_sess:
         sess_rows.append((sid, user, srv, acct, src, NODE, ts_text(prefixes, t0),
                           None if end is None else ts_text(prefixes, end), mode, None, 1,
-                          up, down, None if end is None else 0, None if end is None else "closed", 0))
+                          up, down, None if end is None else 0, None if end is None else "closed", 0,
+                          int(mode == "global")))
     return rows, sess_rows, (len(rows), prev)
 
 
@@ -184,7 +191,7 @@ def seed_sqlite(path, rows, sess_rows, head):
     con.execute("PRAGMA journal_mode=WAL")
     with con:
         con.executemany(f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ({','.join('?' * 12)})", rows)
-        con.executemany(f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({','.join('?' * 16)})", sess_rows)
+        con.executemany(f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({','.join('?' * 17)})", sess_rows)
         con.execute("INSERT INTO audit_heads (node, seq, hash) VALUES (?, ?, ?)", (NODE, *head))
     con.close()
 
@@ -195,12 +202,12 @@ def sqlite_plans(path, day):
     plans are the same, see src/store/audit.rs tests)."""
     start, end = f"{day.isoformat()}T00:00:00.000000Z", f"{(day + timedelta(days=1)).isoformat()}T00:00:00.000000Z"
     since = f"{(day - timedelta(days=89)).isoformat()}T00:00:00.000000Z"
-    kinds = ", ".join("?" * len(KINDS_READ))
+    kinds = ", ".join("?" * len(KINDS_STREAMED))
     queries = {
         "day_events": (f"SELECT id, {EVENT_COLUMNS} FROM audit_events WHERE ts >= ? AND ts < ? "
-                       f"AND kind IN ({kinds}) ORDER BY ts, id", (start, end, *KINDS_READ)),
-        "day_other_kinds": (f"SELECT COUNT(*) FROM audit_events WHERE ts >= ? AND ts < ? AND kind NOT IN ({kinds})",
-                            (start, end, *KINDS_READ)),
+                       f"AND kind IN ({kinds}) {SETTLED.format(from_='?', to='?')} ORDER BY ts, id",
+                       (start, end, *KINDS_STREAMED, start, end)),
+        "day_all_events": ("SELECT COUNT(*) FROM audit_events WHERE ts >= ? AND ts < ?", (start, end)),
         "login_history": ("SELECT username, source, MAX(ts) AS last FROM audit_events WHERE kind = 'auth.success' "
                           "AND ts >= ? AND ts < ? AND username IS NOT NULL GROUP BY username, source",
                           (since, start)),
@@ -311,12 +318,11 @@ def seed_postgres(pg, url, rows, sess_rows, head):
 def pg_plans(pg, url, day):
     start, end = f"{day.isoformat()}T00:00:00.000000Z", f"{(day + timedelta(days=1)).isoformat()}T00:00:00.000000Z"
     since = f"{(day - timedelta(days=89)).isoformat()}T00:00:00.000000Z"
-    kinds = ", ".join(f"'{k}'" for k in KINDS_READ)
+    kinds = ", ".join(f"'{k}'" for k in KINDS_STREAMED)
     queries = {
         "day_events": f"SELECT id, {EVENT_COLUMNS} FROM audit_events WHERE ts >= '{start}' AND ts < '{end}' "
-                      f"AND kind IN ({kinds}) ORDER BY ts, id",
-        "day_other_kinds": f"SELECT COUNT(*) FROM audit_events WHERE ts >= '{start}' AND ts < '{end}' "
-                           f"AND kind NOT IN ({kinds})",
+                      f"AND kind IN ({kinds}) {SETTLED.format(from_=repr(start), to=repr(end))} ORDER BY ts, id",
+        "day_all_events": f"SELECT COUNT(*) FROM audit_events WHERE ts >= '{start}' AND ts < '{end}'",
         "login_history": "SELECT username, source, MAX(ts) AS last FROM audit_events WHERE kind = 'auth.success' "
                          f"AND ts >= '{since}' AND ts < '{start}' AND username IS NOT NULL GROUP BY username, source",
     }

@@ -44,6 +44,7 @@ fn session(id: &str, user: &str, hour: u8, recorded: bool) -> SessionRow {
         bytes_down: 567_890,
         exit_status: Some(0),
         end_reason: Some("closed".into()),
+        flagged: None,
     }
 }
 

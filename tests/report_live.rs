@@ -70,6 +70,7 @@ async fn report_daily_end_to_end() {
             bytes_down: 0,
             exit_status: None,
             end_reason: None,
+            flagged: None,
         })
         .await
         .unwrap();

@@ -99,6 +99,7 @@ on_both_backends!(
     login_groups_of_a_day,
     report_from_login_groups_matches_every_event,
     sessions_overlapping_a_day,
+    report_reads_settled_sessions_from_their_rows,
 );
 
 fn event(i: usize) -> AuditEvent {
@@ -405,6 +406,7 @@ fn session(id: &str, node: &str, started_at: OffsetDateTime) -> SessionRow {
         bytes_down: 0,
         exit_status: None,
         end_reason: None,
+        flagged: None,
     }
 }
 
@@ -1510,4 +1512,122 @@ async fn sessions_overlapping_a_day(db: Db) {
     assert_eq!(ids.iter().copied().collect::<HashSet<_>>(), expected);
     let open = got.iter().find(|s| s.id == "open-since-before").unwrap();
     assert_eq!(open.ended_at, None);
+}
+
+/// The report leaves out the start and end events of sessions whose rows
+/// have ended and know their flag (`Store::report_events`), and the report
+/// is still the one built from every event: the flag and the rest come
+/// from the row. Sessions whose rows cannot stand in for their events keep
+/// them: a row from before the flag column (flag unknown), a row a crashed
+/// node left open (its end only in the events), events without a row.
+async fn report_reads_settled_sessions_from_their_rows(db: Db) {
+    use futures::TryStreamExt;
+    use gatehouse::report::{LiveSource, build, gather, generate};
+    let store = db.open("n1").await;
+    let now = OffsetDateTime::now_utc();
+    let date = now.date();
+    let (day, next) = gatehouse::report::day_bounds(date);
+    // (id, row: none / open / ended, the row's flag, the events' flag)
+    let cases: [(&str, Option<bool>, Option<bool>, bool); 4] = [
+        ("settled", Some(true), Some(true), true),
+        ("unknown-flag", Some(true), None, true),
+        ("left-open", Some(false), Some(false), false),
+        ("no-row", None, None, true),
+    ];
+    for (id, row, row_flag, ev_flag) in cases {
+        if let Some(ended) = row {
+            let mut r = session(id, "n1", now);
+            r.server = Some("db1".into());
+            r.account = Some("root".into());
+            r.flagged = row_flag;
+            store.session_start(&r).await.unwrap();
+            if ended {
+                store
+                    .session_end(id, now, 5, 50, Some(0), "closed")
+                    .await
+                    .unwrap();
+            }
+        }
+        store
+            .audit(
+                &AuditEvent::new(EventKind::SessionStart)
+                    .user("alice")
+                    .server("db1")
+                    .account("root")
+                    .source("192.0.2.1")
+                    .session(id)
+                    .detail("mode", "ssh-forwarding")
+                    .detail("flagged", ev_flag),
+            )
+            .await
+            .unwrap();
+        store
+            .audit(
+                &AuditEvent::new(EventKind::SessionEnd)
+                    .user("alice")
+                    .server("db1")
+                    .account("root")
+                    .source("192.0.2.1")
+                    .session(id)
+                    .detail("bytes_up", 5)
+                    .detail("bytes_down", 50)
+                    .detail("exit_status", 0)
+                    .detail("reason", "closed"),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .audit(
+            &AuditEvent::new(EventKind::AccessDenied)
+                .user("alice")
+                .server("db2")
+                .detail("reason", "no rule"),
+        )
+        .await
+        .unwrap();
+
+    let kinds = ["session.start", "session.end", "access.denied"];
+    let passed: Vec<_> = store
+        .report_events(day, next, &kinds)
+        .try_collect()
+        .await
+        .unwrap();
+    let sessions: HashSet<&str> = passed.iter().filter_map(|e| e.session.as_deref()).collect();
+    assert_eq!(
+        sessions,
+        HashSet::from(["unknown-flag", "left-open", "no-row"]),
+        "only the settled session's events are left out"
+    );
+    assert_eq!(passed.len(), 3 * 2 + 1);
+
+    let config = gatehouse::config::Config::default();
+    let live = LiveSource::new(&config, store.clone());
+    let policy = gatehouse::policy::Policy::default();
+    let report = generate(&config, &live, &policy, date, now).await.unwrap();
+    let mut input = gather(&config, &live, &policy, date, now).await.unwrap();
+    let mut events: Vec<_> = store
+        .export_stream(Some(day), Some(next))
+        .try_collect()
+        .await
+        .unwrap();
+    events.sort_by(|a, b| (&a.ts, a.id).cmp(&(&b.ts, b.id)));
+    let all = events.len() as u64;
+    input.events = events;
+    assert_eq!(report, build(&input, date));
+    assert_eq!(report.summary.events, all, "left-out events still count");
+    let got: HashMap<&str, (bool, bool, i64)> = report
+        .sessions
+        .iter()
+        .map(|s| (s.id.as_str(), (s.flagged, s.live, s.bytes_down)))
+        .collect();
+    assert_eq!(
+        got,
+        HashMap::from([
+            ("settled", (true, false, 50)),
+            ("unknown-flag", (true, false, 50)),
+            ("left-open", (false, false, 50)),
+            ("no-row", (true, false, 50)),
+        ])
+    );
 }

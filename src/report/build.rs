@@ -164,7 +164,8 @@ struct EvSession {
     start: Option<OffsetDateTime>,
     mode: Option<String>,
     grant: Option<i64>,
-    flagged: bool,
+    /// From `session.start`; `None` when the day holds only the end.
+    flagged: Option<bool>,
     end: Option<OffsetDateTime>,
     bytes_up: Option<i64>,
     bytes_down: Option<i64>,
@@ -448,7 +449,7 @@ impl DayBuilder {
                     e.start = Some(when);
                     e.mode = s(d, "mode");
                     e.grant = i(d, "grant");
-                    e.flagged = d.get("flagged").and_then(Value::as_bool).unwrap_or(false);
+                    e.flagged = Some(d.get("flagged").and_then(Value::as_bool).unwrap_or(false));
                 } else {
                     e.end = Some(when);
                     e.bytes_up = i(d, "bytes_up");
@@ -578,7 +579,7 @@ impl DayBuilder {
                 bytes_down: down,
                 grant: row.grant_id.or(ev.and_then(|e| e.grant)),
                 mode: row.mode.clone().or(ev.and_then(|e| e.mode.clone())),
-                flagged: ev.is_some_and(|e| e.flagged),
+                flagged: ev.and_then(|e| e.flagged).or(row.flagged).unwrap_or(false),
                 exit_status: row.exit_status.or(ev.and_then(|e| e.exit_status)),
                 end_reason: row.end_reason.clone().or(ev.and_then(|e| e.reason.clone())),
             });
@@ -602,7 +603,7 @@ impl DayBuilder {
                 bytes_down: e.bytes_down.unwrap_or(0),
                 grant: e.grant,
                 mode: e.mode.clone(),
-                flagged: e.flagged,
+                flagged: e.flagged.unwrap_or(false),
                 exit_status: e.exit_status,
                 end_reason: e.reason.clone(),
             });

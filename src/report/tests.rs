@@ -95,6 +95,7 @@ fn row(
         bytes_down: 0,
         exit_status: None,
         end_reason: None,
+        flagged: None,
     }
 }
 

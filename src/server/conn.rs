@@ -257,6 +257,7 @@ impl ConnState {
             bytes_down: 0,
             exit_status: None,
             end_reason: None,
+            flagged: state.server_target().map(|t| t.allowed.flagged),
         };
         if let Err(e) = shared.store.session_start(&row).await {
             tracing::error!("session row: {e}");

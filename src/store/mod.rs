@@ -104,6 +104,11 @@ pub struct SessionRow {
     pub bytes_down: i64,
     pub exit_status: Option<i64>,
     pub end_reason: Option<String>,
+    /// Whether the policy flagged the session, as its `session.start`
+    /// event says; `None` for rows written before the column existed
+    /// (migration 0007) and for sessions without a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flagged: Option<bool>,
 }
 
 /// Successful logins of one user from one address in a period (see

@@ -11,7 +11,7 @@ use super::{
 };
 
 pub(super) const SESSION_COLUMNS: &str = "id, username, server, account, source, node, started_at, \
-     ended_at, mode, grant_id, recorded, bytes_up, bytes_down, exit_status, end_reason";
+     ended_at, mode, grant_id, recorded, bytes_up, bytes_down, exit_status, end_reason, flagged";
 
 /// The sessions overlapping `[$1, $2)`, in three disjoint parts, each one
 /// index range: begun during the range; begun before it and ended since
@@ -35,6 +35,7 @@ fn sessions_between_sql() -> String {
 
 pub(super) fn session_from_row(row: &AnyRow) -> Result<SessionRow, StoreError> {
     let recorded: i64 = get(row, "recorded")?;
+    let flagged: Option<i64> = get(row, "flagged")?;
     Ok(SessionRow {
         id: get(row, "id")?,
         user: get(row, "username")?,
@@ -51,6 +52,7 @@ pub(super) fn session_from_row(row: &AnyRow) -> Result<SessionRow, StoreError> {
         bytes_down: get(row, "bytes_down")?,
         exit_status: get(row, "exit_status")?,
         end_reason: get(row, "end_reason")?,
+        flagged: flagged.map(|f| f != 0),
     })
 }
 
@@ -60,8 +62,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO sessions (id, username, server, account, source, node, started_at, \
              ended_at, mode, grant_id, recorded, bytes_up, bytes_down, exit_status, end_reason, \
-             kill_requested) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0)",
+             flagged, kill_requested) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0)",
         )
         .bind(&s.id)
         .bind(&s.user)
@@ -78,6 +80,7 @@ impl Store {
         .bind(s.bytes_down)
         .bind(s.exit_status)
         .bind(s.end_reason.as_deref())
+        .bind(s.flagged.map(i64::from))
         .execute(self.pool())
         .await
         .ctx("record session start")?;

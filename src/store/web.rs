@@ -406,6 +406,7 @@ mod tests {
             bytes_down: 0,
             exit_status: None,
             end_reason: None,
+            flagged: None,
         }
     }
 
