@@ -4,8 +4,11 @@
 //! per direction); a writer task owns the file. The channel between them is
 //! bounded, so a slow disk slows the session instead of growing memory. The
 //! writer turns bytes into whole asciicast lines, writes them out and
-//! `fsync`s at least every [`FLUSH_INTERVAL`], so a bastion killed
-//! mid-session leaves a playable cast up to then.
+//! `fsync`s them within [`FLUSH_INTERVAL`] of their arrival, so a bastion
+//! killed mid-session leaves a playable cast up to then. An idle recording
+//! costs nothing: the writer sleeps until the first event after a flush
+//! wakes it, and then flushes once, [`FLUSH_INTERVAL`] later, writing and
+//! syncing in one trip to the blocking pool.
 //!
 //! Fail closed: the first write error puts the recorder in a failed state.
 //! From then on every call returns `Err`, and [`Recorder::failed`] resolves
@@ -42,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::cast::{self, Code, Env, Header, Utf8Decoder};
@@ -50,7 +53,8 @@ use super::sidecar::{self, ByteCounts, Sidecar};
 use super::signing::Signer;
 use super::{RecordingError, cast_path, sidecar_path, validate_id};
 
-/// Written lines reach the file and are `fsync`ed at least this often.
+/// An event reaches the file and is `fsync`ed at most this long after it
+/// was queued (plus the time the write and the sync take).
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Commands queued to the writer; a full queue makes callers wait.
@@ -199,6 +203,9 @@ impl Tally {
 /// writer still wants the bytes of, and the batch waiting for it.
 struct Streams {
     batch: Mutex<Batch>,
+    /// Signalled when the batch goes from empty to not: the writer, asleep
+    /// while there is nothing to flush, arms its flush deadline.
+    wake: Notify,
     stdin: Mutex<Tally>,
     stdout: Mutex<Tally>,
     stderr: Mutex<Tally>,
@@ -221,10 +228,18 @@ impl Streams {
 
     /// Adds an event; true when the batch should be drained now.
     fn queue(&self, ev: Event, bytes: usize) -> bool {
-        let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
-        b.events.push(ev);
-        b.bytes += bytes;
-        b.bytes >= DRAIN_AT
+        let (first, full) = {
+            let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+            let first = b.events.is_empty();
+            b.events.push(ev);
+            b.bytes += bytes;
+            (first, b.bytes >= DRAIN_AT)
+        };
+        if first {
+            // Stores a permit if the writer is busy: it is not lost.
+            self.wake.notify_one();
+        }
+        full
     }
 
     fn take_batch(&self) -> Vec<Event> {
@@ -341,6 +356,9 @@ impl Recorder {
         file.flush()
             .await
             .map_err(|e| RecordingError::io(&cast_path, e))?;
+        // From here on the writer does its I/O in whole blocking steps
+        // (write and sync together), not one pool trip per call.
+        let file = Arc::new(file.into_std().await);
 
         let sidecar = Sidecar {
             format: sidecar::FORMAT,
@@ -387,6 +405,7 @@ impl Recorder {
         let (state_tx, state_rx) = watch::channel(State::Running);
         let streams = Arc::new(Streams {
             batch: Mutex::new(Batch::default()),
+            wake: Notify::new(),
             stdin: Tally::new(),
             stdout: Tally::new(),
             stderr: Tally::new(),
@@ -413,6 +432,7 @@ impl Recorder {
             cast_hash,
             pending: Vec::new(),
             unsynced: false,
+            due_since: None,
             last_time: 0.0,
         };
         tokio::spawn(writer.run(rx, state_tx));
@@ -590,7 +610,7 @@ struct TextStream {
 struct Writer {
     /// Counts and hashes (kept by the handles); which bytes to send here.
     streams: Arc<Streams>,
-    file: tokio::fs::File,
+    file: Arc<std::fs::File>,
     cast_path: PathBuf,
     sidecar_path: PathBuf,
     /// The provisional sidecar, completed at the end.
@@ -612,16 +632,18 @@ struct Writer {
     pending: Vec<u8>,
     /// Lines written since the last fsync.
     unsynced: bool,
+    /// When the oldest event not yet synced was seen: the flush is due
+    /// [`FLUSH_INTERVAL`] later. `None` while everything is on disk.
+    due_since: Option<Instant>,
     /// Times only move forward, even if two tasks' events cross in the queue.
     last_time: f64,
 }
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, state: watch::Sender<State>) {
-        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_sync = Instant::now();
+        let streams = self.streams.clone();
         loop {
+            let due = self.due_since.map(|t| t + FLUSH_INTERVAL);
             let step = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(Cmd::Finish { exit_status, exit_signal, reply }) => {
@@ -629,7 +651,10 @@ impl Writer {
                         let _ = reply.send(result);
                         return;
                     }
-                    Some(Cmd::Drain) => self.on_drain().await,
+                    Some(Cmd::Drain) => {
+                        self.due_since.get_or_insert_with(Instant::now);
+                        self.on_drain().await
+                    }
                     None => {
                         // Every handle dropped without finish (the session
                         // task died): close the recording properly anyway.
@@ -637,15 +662,19 @@ impl Writer {
                         return;
                     }
                 },
-                _ = tick.tick() => {
-                    last_sync = Instant::now();
-                    self.sync().await
+                () = streams.wake.notified(), if due.is_none() => {
+                    self.due_since = Some(Instant::now());
+                    Ok(())
                 }
+                () = sleep_until_due(due) => self.sync().await,
             };
-            // A steady stream of data must not starve the periodic sync.
+            // A steady stream of drains must not starve the flush.
             let step = match step {
-                Ok(()) if last_sync.elapsed() >= FLUSH_INTERVAL => {
-                    last_sync = Instant::now();
+                Ok(())
+                    if self
+                        .due_since
+                        .is_some_and(|t| t.elapsed() >= FLUSH_INTERVAL) =>
+                {
                     self.sync().await
                 }
                 other => other,
@@ -802,35 +831,46 @@ impl Writer {
     }
 
     async fn write_pending(&mut self) -> Result<(), RecordingError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        self.file
-            .write_all(&self.pending)
-            .await
-            .map_err(|e| RecordingError::io(&self.cast_path, e))?;
-        self.pending.clear();
-        self.unsynced = true;
-        Ok(())
+        self.write(false).await
     }
 
     /// Everything queued so far reaches the disk.
     async fn sync(&mut self) -> Result<(), RecordingError> {
         self.drain();
+        self.due_since = None;
         let started = Instant::now();
-        self.write_pending().await?;
-        if self.unsynced {
-            self.file
-                .flush()
-                .await
-                .map_err(|e| RecordingError::io(&self.cast_path, e))?;
-            self.file
-                .sync_data()
-                .await
-                .map_err(|e| RecordingError::io(&self.cast_path, e))?;
-            self.unsynced = false;
-            crate::metrics::recording_flushed(started.elapsed());
+        if self.pending.is_empty() && !self.unsynced {
+            return Ok(());
         }
+        self.write(true).await?;
+        crate::metrics::recording_flushed(started.elapsed());
+        Ok(())
+    }
+
+    /// Writes the pending lines and, with `sync`, `fdatasync`s the file:
+    /// one trip to the blocking pool either way.
+    async fn write(&mut self, sync: bool) -> Result<(), RecordingError> {
+        if self.pending.is_empty() && !sync {
+            return Ok(());
+        }
+        let file = self.file.clone();
+        let mut buf = std::mem::take(&mut self.pending);
+        let done = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let result = (&*file)
+                .write_all(&buf)
+                .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+            buf.clear();
+            (buf, result)
+        })
+        .await;
+        let (buf, result) = match done {
+            Ok(done) => done,
+            Err(e) => (Vec::new(), Err(std::io::Error::other(e.to_string()))),
+        };
+        self.pending = buf;
+        result.map_err(|e| RecordingError::io(&self.cast_path, e))?;
+        self.unsynced = !sync;
         Ok(())
     }
 
@@ -916,4 +956,12 @@ fn crlf(text: &str, last_cr: &mut bool) -> String {
         *last_cr = c == '\r';
     }
     out
+}
+
+/// Sleeps until `due`, or forever without one.
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
