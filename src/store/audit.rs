@@ -454,21 +454,7 @@ impl Store {
         until: OffsetDateTime,
         kinds: &[&str],
     ) -> BoxStream<'a, Result<AuditRecord, StoreError>> {
-        if kinds.is_empty() {
-            return stream::empty().boxed();
-        }
-        let (since, until) = match (ts_text(since), ts_text(until)) {
-            (Ok(s), Ok(u)) => (s, u),
-            (Err(e), _) | (_, Err(e)) => return stream::once(async { Err(e) }).boxed(),
-        };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(events_by_time_sql(kinds.len())))
-            .bind(since)
-            .bind(until);
-        for kind in kinds {
-            query = query.bind(kind.to_string());
-        }
-        let rows = query.fetch(self.pool());
-        records(rows)
+        self.events_of_kinds(events_by_time_sql(kinds.len()), since, until, kinds, false)
     }
 
     /// What the daily report reads of a day: [`Store::events_by_time`],
@@ -492,6 +478,19 @@ impl Store {
         until: OffsetDateTime,
         kinds: &[&str],
     ) -> BoxStream<'a, Result<AuditRecord, StoreError>> {
+        self.events_of_kinds(report_events_sql(kinds.len()), since, until, kinds, true)
+    }
+
+    /// Runs `sql` with the range as `$1, $2`, then the kinds, then, with
+    /// `range_again`, the range once more.
+    fn events_of_kinds<'a>(
+        &'a self,
+        sql: String,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        kinds: &[&str],
+        range_again: bool,
+    ) -> BoxStream<'a, Result<AuditRecord, StoreError>> {
         if kinds.is_empty() {
             return stream::empty().boxed();
         }
@@ -499,14 +498,16 @@ impl Store {
             (Ok(s), Ok(u)) => (s, u),
             (Err(e), _) | (_, Err(e)) => return stream::once(async { Err(e) }).boxed(),
         };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(report_events_sql(kinds.len())))
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(since.clone())
             .bind(until.clone());
         for kind in kinds {
             query = query.bind(kind.to_string());
         }
-        let rows = query.bind(since).bind(until).fetch(self.pool());
-        records(rows)
+        if range_again {
+            query = query.bind(since).bind(until);
+        }
+        records(query.fetch(self.pool()))
     }
 
     /// How many events with `since <= ts < until` have a kind not among
