@@ -176,7 +176,11 @@ def build_store_rows(n, history, day):
         rows.append((ts, kind, user, server, account, session, source, det, NODE, seq, prev, h))
         prev = h
     sess_rows = []
-    for (sid, user, srv, acct, src, t0, end, mode, up, down) in hist_sess + day_sess:
+    # In start order, as the bastion writes them (one row when a session
+    # starts): the table's physical order then follows `started_at`, as it
+    # does in a real store.
+    for (sid, user, srv, acct, src, t0, end, mode, up, down) in sorted(hist_sess + day_sess,
+                                                                        key=lambda r: r[5]):
         sess_rows.append((sid, user, srv, acct, src, NODE, ts_text(prefixes, t0),
                           None if end is None else ts_text(prefixes, end), mode, None, 1,
                           up, down, None if end is None else 0, None if end is None else "closed", 0,
