@@ -1,5 +1,5 @@
 //! Vault tests against a real database: SQLite in a temporary folder
-//! always, and PostgreSQL too when `GATEHOUSE_TEST_POSTGRES` holds a URL
+//! always, and PostgreSQL too when `GATEHOUSE_TEST_PG_URL` holds a URL
 //! (each run in a schema of its own, dropped at the end).
 
 use sqlx::AnyPool;
@@ -46,7 +46,7 @@ impl Db {
     }
 
     async fn postgres() -> Option<Db> {
-        let url = std::env::var("GATEHOUSE_TEST_POSTGRES").ok()?;
+        let url = std::env::var("GATEHOUSE_TEST_PG_URL").ok()?;
         sqlx::any::install_default_drivers();
         let schema = format!("vault_test_{}", uuid::Uuid::new_v4().simple());
         let admin = AnyPoolOptions::new()
@@ -293,7 +293,9 @@ async fn sqlite_scenario() {
 #[tokio::test]
 async fn postgres_scenario_when_configured() {
     let Some(db) = Db::postgres().await else {
-        eprintln!("GATEHOUSE_TEST_POSTGRES not set: PostgreSQL skipped");
+        eprintln!(
+            "GATEHOUSE_TEST_PG_URL not set: PostgreSQL skipped here (tests/e2e_vault.rs covers it)"
+        );
         return;
     };
     scenario(&db).await;
