@@ -84,7 +84,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| "the vault's master key does not open this database's vault")?;
     let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
-    let ca = crate::ca::UserCa::load_or_create(&config.ca_key)?;
+    let (ca, ca_origin) =
+        crate::ca::UserCa::load_shared(store.pool(), &vault.key(), &config.ca_key).await?;
+    match ca_origin {
+        crate::ca::Origin::Database => {}
+        crate::ca::Origin::Generated => tracing::info!("user CA created in the database"),
+        crate::ca::Origin::Imported(p) => {
+            tracing::info!("user CA imported into the database from {}", p.display())
+        }
+    }
     close_stale_sessions(&store, &config.node).await;
     // Other nodes may be recording into the same folder right now: seal
     // only recordings whose session is no longer live anywhere.
