@@ -242,6 +242,20 @@ fn two_nodes_on_one_database_sign_with_one_user_ca() {
     assert!(b.stop());
 }
 
+#[test]
+fn vault_rekey_keeps_the_user_ca() {
+    let dir = TestDir::new();
+    let gh = Gatehouse::configure(&dir, GatehouseOpts::new());
+    let before = gh.cli(&["ca", "show"]);
+    before.assert_success("ca show");
+    let new_key = dir.join("new.key");
+    gh.cli(&["vault", "rekey", "--new-key", &new_key.display().to_string()])
+        .assert_success("vault rekey");
+    let after = gh.cli(&["ca", "show"]);
+    after.assert_success("ca show under the new master key");
+    assert_eq!(before.stdout_text(), after.stdout_text());
+}
+
 // ---------------------------------------------- item 19: the report lock --
 
 /// The CLI refuses while `hold` keeps the lock, then writes once it is
