@@ -130,7 +130,10 @@ impl UserCa {
             return Ok((ca, Origin::Database));
         }
         let (key, origin) = if import.exists() {
-            (read_key_file(import)?, Origin::Imported(import.to_path_buf()))
+            (
+                read_key_file(import)?,
+                Origin::Imported(import.to_path_buf()),
+            )
         } else {
             (new_key()?, Origin::Generated)
         };
@@ -150,7 +153,9 @@ impl UserCa {
         )
         .bind(sealed)
         .bind(label)
-        .bind(crate::vault::store::format_ts(time::OffsetDateTime::now_utc()))
+        .bind(crate::vault::store::format_ts(
+            time::OffsetDateTime::now_utc(),
+        ))
         .execute(pool)
         .await
         .map_err(|e| CaError::Stored(e.to_string()))?;
@@ -262,8 +267,7 @@ async fn read_sealed(pool: &AnyPool) -> Result<Option<String>, CaError> {
 fn open_key(master: &MasterKey, sealed: &str) -> Result<PrivateKey, CaError> {
     let plain = crypto::open(master, BINDING, sealed).map_err(|e| match e {
         VaultError::Undecipherable(_) => CaError::Stored(
-            "it does not open with this master key (every node needs the same master key)"
-                .into(),
+            "it does not open with this master key (every node needs the same master key)".into(),
         ),
         other => CaError::Vault(other),
     })?;
@@ -387,7 +391,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(origin, Origin::Generated);
-        assert!(!file.exists(), "no file is written: the database holds the CA");
+        assert!(
+            !file.exists(),
+            "no file is written: the database holds the CA"
+        );
         let (again, origin) = UserCa::load_shared(store.pool(), &master, &file)
             .await
             .unwrap();

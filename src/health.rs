@@ -257,7 +257,9 @@ mod tests {
         std::fs::create_dir_all(spool.parent().expect("parent")).expect("mkdir");
         spool_writable(&spool).await.expect("writable");
         std::fs::write(&spool, b"").expect("spool file");
-        spool_writable(&spool).await.expect("an existing spool file");
+        spool_writable(&spool)
+            .await
+            .expect("an existing spool file");
         let blocked = tmp.path().join("blocked");
         std::fs::write(&blocked, b"a file").expect("write");
         let err = spool_writable(&blocked.join("audit-spool.jsonl"))

@@ -219,7 +219,12 @@ fn two_nodes_on_one_database_sign_with_one_user_ca() {
     let line_a = show(&a);
     let line_b = show(&b);
     assert_eq!(line_a, line_b, "one CA for both nodes");
-    let key_of = |line: &str| line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let key_of = |line: &str| {
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     assert_eq!(key_of(&line_a), key_of(&old_ca.public), "imported");
     let json = b.cli(&["ca", "show", "--json"]);
     json.assert_success("ca show --json");
@@ -249,8 +254,13 @@ fn vault_rekey_keeps_the_user_ca() {
     let before = gh.cli(&["ca", "show"]);
     before.assert_success("ca show");
     let new_key = dir.join("new.key");
-    gh.cli(&["vault", "rekey", "--new-key", &new_key.display().to_string()])
-        .assert_success("vault rekey");
+    gh.cli(&[
+        "vault",
+        "rekey",
+        "--new-key",
+        &new_key.display().to_string(),
+    ])
+    .assert_success("vault rekey");
     let after = gh.cli(&["ca", "show"]);
     after.assert_success("ca show under the new master key");
     assert_eq!(before.stdout_text(), after.stdout_text());
@@ -316,7 +326,10 @@ fn report_daily_takes_the_report_lock_on_postgresql() {
             rt.block_on(async {
                 use sqlx::Connection;
                 let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-                sqlx::query("BEGIN").execute(&mut conn).await.expect("begin");
+                sqlx::query("BEGIN")
+                    .execute(&mut conn)
+                    .await
+                    .expect("begin");
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(gatehouse::report::job::LOCK_KEY)
                     .execute(&mut conn)

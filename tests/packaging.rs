@@ -311,7 +311,10 @@ fn remap_config(text: &str, root: &Path, db_url: &str) -> (String, u16) {
 /// `uid` and `gid` of a local account.
 fn ids_of(account: &str) -> (u32, u32) {
     let id = |flag: &str| -> u32 {
-        let out = Command::new("id").args([flag, account]).output().expect("id");
+        let out = Command::new("id")
+            .args([flag, account])
+            .output()
+            .expect("id");
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
@@ -416,7 +419,12 @@ fn a_compose_node_starts_on_its_volumes_as_an_unprivileged_user() {
     };
 
     let log = dir.join("serve.log");
-    let mut serve = ChildGuard::spawn("gatehouse", &mut gatehouse(&["serve"]), Some(&log), Some(&log));
+    let mut serve = ChildGuard::spawn(
+        "gatehouse",
+        &mut gatehouse(&["serve"]),
+        Some(&log),
+        Some(&log),
+    );
     let pid = serve.pid();
     let up = wait_until(Duration::from_secs(30), || {
         is_listening_by(port, pid) || serve.try_wait().is_some()

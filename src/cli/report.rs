@@ -14,8 +14,7 @@ use crate::report::{Format, LiveSource, generate, parse_date, write_report, yest
 use crate::store::Store;
 
 /// What a run that finds the report lock taken says (exit 1).
-pub const LOCK_HELD: &str =
-    "another writer holds the daily report lock (a node's nightly job or another \
+pub const LOCK_HELD: &str = "another writer holds the daily report lock (a node's nightly job or another \
      `gatehouse report daily`); nothing written, try again when it is done";
 
 pub async fn run(config: Config, cmd: ReportCmd) -> anyhow::Result<i32> {

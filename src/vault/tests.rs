@@ -41,7 +41,10 @@ impl Db {
             .await
             .unwrap();
         sqlx::raw_sql(SQLITE_SCHEMA).execute(&pool).await.unwrap();
-        sqlx::raw_sql(SQLITE_CA_SCHEMA).execute(&pool).await.unwrap();
+        sqlx::raw_sql(SQLITE_CA_SCHEMA)
+            .execute(&pool)
+            .await
+            .unwrap();
         Db {
             pool,
             _dir: Some(dir),
@@ -79,7 +82,10 @@ impl Db {
             .await
             .unwrap();
         sqlx::raw_sql(POSTGRES_SCHEMA).execute(&pool).await.unwrap();
-        sqlx::raw_sql(POSTGRES_CA_SCHEMA).execute(&pool).await.unwrap();
+        sqlx::raw_sql(POSTGRES_CA_SCHEMA)
+            .execute(&pool)
+            .await
+            .unwrap();
         Some(Db {
             pool,
             _dir: None,
