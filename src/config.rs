@@ -165,7 +165,8 @@ pub struct Config {
     pub report: ReportConfig,
     /// `[ssh]`: algorithms offered to staff and to targets.
     pub ssh: crate::algorithms::SshAlgorithms,
-    /// `[ca] key`: signs per-session certificates for targets; created if missing.
+    /// `[ca] key`: a CA key file imported into the database when it holds no
+    /// user CA yet (src/ca.rs); never written, unused once the database has one.
     pub ca_key: PathBuf,
     /// `[ca] cert_authorities`: CAs whose user certificates staff may log in with.
     pub cert_authorities: Vec<russh::keys::PublicKey>,

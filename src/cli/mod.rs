@@ -420,7 +420,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Report(cmd) => report::run(config, cmd).await,
         Command::Unlock { user } => unlock::run(config, &user).await,
         Command::Config(ConfigCmd::Show { json }) => config::show(&config, json),
-        Command::Ca(CaCmd::Show { json }) => ca::show(&config, json),
+        Command::Ca(CaCmd::Show { json }) => ca::show(&config, json).await,
         Command::Healthz => healthz::run(config).await,
         Command::Web(cmd) => web::run(config, cmd).await,
         Command::SshConfig {

@@ -84,7 +84,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| "the vault's master key does not open this database's vault")?;
     let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
-    let ca = crate::ca::UserCa::load_or_create(&config.ca_key)?;
+    let (ca, ca_origin) =
+        crate::ca::UserCa::load_shared(store.pool(), &vault.key(), &config.ca_key).await?;
+    match ca_origin {
+        crate::ca::Origin::Database => {}
+        crate::ca::Origin::Generated => tracing::info!("user CA created in the database"),
+        crate::ca::Origin::Imported(p) => {
+            tracing::info!("user CA imported into the database from {}", p.display())
+        }
+    }
     close_stale_sessions(&store, &config.node).await;
     // Other nodes may be recording into the same folder right now: seal
     // only recordings whose session is no longer live anywhere.
@@ -112,13 +120,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
+    // Before the drop: the console's key may be root's and its port low.
+    let web = crate::web::bind(&config)
+        .await
+        .with_context(|| "cannot start the review console ([web])")?;
     if let Some(account) = &drop_to {
-        // Created now, while root may, so that they can be handed over.
-        for dir in [&config.recordings, &config.reports] {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::privileges::hand_over_and_drop(account, &config)?;
+        let problems = crate::health::writable_places(&store, &config).await;
+        if !problems.is_empty() {
+            return Err(crate::privileges::PrivilegeError::CannotWrite {
+                user: account.name.clone(),
+                problem: crate::health::summary(&problems),
+            }
+            .into());
         }
-        crate::privileges::drop_to(account, &writable_after_drop(&config))?;
         tracing::info!(user = %account.name, uid = account.uid, "dropped root privileges");
     }
     let identity_line = crate::keys::public_line(&identity);
@@ -138,7 +153,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("gatehouse listening on {local}");
     println!("identity key (add to targets' authorized_keys): {identity_line}");
     println!("policy: {users} users, {servers} servers");
-    crate::web::start(shared.clone())
+    crate::web::start(shared.clone(), web)
         .await
         .with_context(|| "cannot start the review console ([web])")?;
     use std::io::Write;
@@ -174,27 +189,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // The store's own pool closes on drop; give in-flight writes a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
-}
-
-/// What `serve` still writes after dropping to `[server] user`: the
-/// recordings and reports folders and a SQLite database with the -wal and
-/// -shm files it keeps open beside it. The database's folder itself is
-/// left alone (it may be a shared one such as /var/lib).
-fn writable_after_drop(config: &Config) -> Vec<std::path::PathBuf> {
-    let mut paths = vec![config.recordings.clone(), config.reports.clone()];
-    let sqlite = config
-        .database
-        .strip_prefix("sqlite://")
-        .or_else(|| config.database.strip_prefix("sqlite:"));
-    if let Some(rest) = sqlite {
-        let file = rest.split('?').next().unwrap_or(rest);
-        if !file.is_empty() && file != ":memory:" {
-            for suffix in ["", "-wal", "-shm"] {
-                paths.push(std::path::PathBuf::from(format!("{file}{suffix}")));
-            }
-        }
-    }
-    paths
 }
 
 /// Sessions this node left open when it stopped without closing them (a

@@ -326,6 +326,11 @@ impl Store {
         self.inner.spool.get()
     }
 
+    /// The audit spool's file, when this store spools (`with_spool`).
+    pub fn spool_path(&self) -> Option<&std::path::Path> {
+        self.spool().map(spool::Spool::path)
+    }
+
     /// Entries waiting in the spool: while there are any, the database was
     /// found unreachable and has not taken them back yet.
     pub fn spooled(&self) -> usize {
