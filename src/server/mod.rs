@@ -36,6 +36,7 @@ pub mod lineedit;
 pub mod login;
 pub mod notice;
 pub mod notify;
+pub mod quiet;
 pub mod readbuf;
 pub mod refusals;
 pub mod sftp;
