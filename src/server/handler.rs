@@ -929,24 +929,21 @@ async fn unproven_key_failure(shared: Arc<Shared>, staff: String, source: IpAddr
 /// `lockout_after` is reached, locks the user for `lockout_for` and writes
 /// `auth.lockout`. The caller audits the failure itself.
 pub async fn counted_failure(shared: &Shared, staff: &str, source: IpAddr) {
-    let now = Shared::now();
-    let n = match shared.store.auth_failure(staff, now).await {
-        Ok(n) => n,
+    let lockout_for = time::Duration::try_from(shared.config.limits.lockout_for)
+        .unwrap_or(time::Duration::hours(6));
+    let after = shared.config.limits.lockout_after;
+    let (n, until) = match shared
+        .store
+        .counted_failure(staff, Shared::now(), after, lockout_for)
+        .await
+    {
+        Ok(Some(locked)) => locked,
+        Ok(None) => return,
         Err(e) => {
             tracing::error!("lockout counter: {e}");
             return;
         }
     };
-    if n < shared.config.limits.lockout_after {
-        return;
-    }
-    let lockout_for = time::Duration::try_from(shared.config.limits.lockout_for)
-        .unwrap_or(time::Duration::hours(6));
-    let until = now + lockout_for;
-    if let Err(e) = shared.store.lock_user(staff, until).await {
-        tracing::error!("lock user: {e}");
-        return;
-    }
     shared
         .audit(
             AuditEvent::new(EventKind::AuthLockout)
