@@ -191,6 +191,8 @@ fn staff_log_in_with_certificates_from_a_trusted_ca() {
         e["user"] == "carol"
     });
     assert_eq!(ok["detail"]["certificate"], "carol-laptop", "{ok:#}");
+    // The algorithm the certificate's signature used (issue 17 item 4).
+    assert_eq!(ok["detail"]["sig_alg"], "ssh-ed25519", "{ok:#}");
     assert!(
         ok["detail"]["ca"]
             .as_str()

@@ -396,14 +396,19 @@ fn one_line(s: &str) -> String {
 }
 
 fn init_tracing(serving: bool) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
     let default = if serving { "info" } else { "warn" };
     let filter =
         EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // PuTTY's harmless channel requests make russh warn on every
+    // connection: those lines alone are dropped (`server::quiet`).
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_filter(crate::server::quiet::KnownHarmless);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
         .try_init();
 }
 

@@ -16,7 +16,7 @@ use super::login;
 use super::shared::{EndReason, LiveSession, Shared};
 use super::upstream::{self, Credential, Endpoint, Upstream, UpstreamError};
 use crate::audit::{AuditEvent, EventKind};
-use crate::policy::{self, Action, Allowed, Decision, Policy, Request};
+use crate::policy::{self, Action, Allowed, Decision, DenyCode, Policy, Request};
 use crate::store::SessionRow;
 
 /// Upstream failures that are refusals start with this.
@@ -375,7 +375,10 @@ impl ConnState {
         ev
     }
 
-    pub async fn audit_denied(&self, action: &Action, reason: &str) {
+    /// Audits a refused `action` (`forward.denied`, or `access.denied` for
+    /// a session) with its stable `code`, the reason, and the action in
+    /// words (`describe_action`).
+    pub async fn audit_denied(&self, action: &Action, code: &str, reason: &str) {
         let kind = match action {
             Action::Session => EventKind::AccessDenied,
             _ => EventKind::ForwardDenied,
@@ -383,7 +386,8 @@ impl ConnState {
         self.shared
             .audit(
                 self.base_event(kind)
-                    .detail("action", format!("{action:?}"))
+                    .detail("code", code)
+                    .detail("action", describe_action(action))
                     .detail("reason", reason),
             )
             .await;
@@ -422,6 +426,7 @@ impl ConnState {
                         host: host.to_string(),
                         port,
                     },
+                    DenyCode::AccessDenied.as_str(),
                     reason,
                 )
                 .await;
@@ -490,6 +495,7 @@ impl ConnState {
             _ => {
                 self.audit_denied(
                     &Action::RemoteForward { port: p },
+                    "KO_NO_TARGET",
                     "remote forwarding needs a target",
                 )
                 .await;
@@ -513,16 +519,24 @@ impl ConnState {
         let allowed = match policy::decide(&policy, &req, &grants, Shared::now()) {
             Decision::Allow(a) => a,
             Decision::Deny(d) => {
-                self.audit_denied(&Action::RemoteForward { port: p }, &d.reason)
-                    .await;
+                self.audit_denied(
+                    &Action::RemoteForward { port: p },
+                    d.code.as_str(),
+                    &d.reason,
+                )
+                .await;
                 return false;
             }
         };
         let up = match self.upstream().await {
             Ok(u) => u,
             Err(e) => {
-                self.audit_denied(&Action::RemoteForward { port: p }, &e)
-                    .await;
+                self.audit_denied(
+                    &Action::RemoteForward { port: p },
+                    "ERR_TARGET_UNAVAILABLE",
+                    &e,
+                )
+                .await;
                 return false;
             }
         };
@@ -536,6 +550,7 @@ impl ConnState {
             _ => {
                 self.audit_denied(
                     &Action::RemoteForward { port: p },
+                    "ERR_TARGET_REFUSED_LISTEN",
                     "the target refused to listen",
                 )
                 .await;
@@ -856,4 +871,16 @@ async fn watchdog(state: Arc<ConnState>) {
             "en".into(),
         )
         .await;
+}
+
+/// An action as a person reads it in an audit event's `action`.
+fn describe_action(action: &Action) -> String {
+    match action {
+        Action::Session => "session".into(),
+        Action::LocalForward { host, port } => format!("local forward to {host}:{port}"),
+        Action::RemoteForward { port } => format!("remote forward (-R) of port {port}"),
+        Action::Jump { host, port } => format!("jump to {host}:{port}"),
+        Action::AgentForward => "agent forwarding".into(),
+        Action::X11Forward => "X11 forwarding".into(),
+    }
 }

@@ -36,6 +36,7 @@ pub mod lineedit;
 pub mod login;
 pub mod notice;
 pub mod notify;
+pub mod quiet;
 pub mod readbuf;
 pub mod refusals;
 pub mod sftp;
@@ -230,6 +231,12 @@ async fn close_stale_sessions(store: &Store, node: &str) {
 }
 
 fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {
+    // server-sig-algs lists every staff key algorithm accepted (Dropbear
+    // offers only keys whose algorithm it finds there).
+    let preferred = config
+        .ssh
+        .listener
+        .listener_preferred(&[host_key.algorithm()]);
     russh::server::Config {
         server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-Gatehouse")),
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
@@ -244,7 +251,7 @@ fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::serv
         keepalive_interval: Some(Duration::from_secs(60)),
         keepalive_max: 3,
         nodelay: true,
-        preferred: config.ssh.listener.preferred(),
+        preferred,
         ..Default::default()
     }
 }
@@ -449,7 +456,7 @@ async fn serve_ssh(
     authed: Arc<AtomicBool>,
     seq: u64,
     cut: CancellationToken,
-) -> Option<(Reason, Option<String>)> {
+) -> Option<(Reason, Option<refusals::Example>)> {
     let deadline = tokio::time::Instant::now() + shared.config.limits.login_grace_time;
     let handler = handler::ConnHandler::new(
         shared.clone(),
@@ -469,7 +476,7 @@ async fn serve_ssh(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::debug!(%peer, "handshake: {e}");
-            return malformed(&e).then(|| (Reason::Malformed, Some(e.to_string())));
+            return refusal_of(&e);
         }
         Err(_) => {
             tracing::debug!(%peer, "login grace time expired before the handshake");
@@ -508,14 +515,42 @@ async fn serve_ssh(
             }
             if let Err(e) = r {
                 tracing::debug!(%peer, session = %id, "connection ended: {e}");
-                if !authed.load(Ordering::SeqCst) && malformed(&e) {
-                    return Some((Reason::Malformed, Some(e.to_string())));
+                if !authed.load(Ordering::SeqCst) {
+                    return refusal_of(&e);
                 }
             }
             None
         }
         _ = grace_timer => Some((Reason::GraceExpired, None)),
     }
+}
+
+/// How an unauthenticated connection's error is audited: `None` when the
+/// connection simply went away.
+fn refusal_of(e: &russh::Error) -> Option<(Reason, Option<refusals::Example>)> {
+    if let russh::Error::NoCommonAlgo { kind, ours, theirs } = e {
+        let kind = match kind {
+            russh::AlgorithmKind::Kex => "kex",
+            russh::AlgorithmKind::Key => "key",
+            russh::AlgorithmKind::Cipher => "cipher",
+            russh::AlgorithmKind::Compression => "compression",
+            russh::AlgorithmKind::Mac => "mac",
+        };
+        return Some((
+            Reason::NoCommonAlgorithm,
+            Some(refusals::Example::NoCommon {
+                kind: kind.to_string(),
+                offered: theirs.clone(),
+                ours: ours.clone(),
+            }),
+        ));
+    }
+    malformed(e).then(|| {
+        (
+            Reason::Malformed,
+            Some(refusals::Example::Error(e.to_string())),
+        )
+    })
 }
 
 /// Whether a connection's error is the peer's doing (not SSH, a protocol
