@@ -66,6 +66,10 @@ pub struct ConnHandler {
     rate_limit_audited: bool,
     /// Number in the registry of unauthenticated connections.
     unauth_seq: u64,
+    /// Times this connection waited for a database that did not answer
+    /// (at most once per login: then the outage is known and refusals are
+    /// at once); in the `STORE_DOWN` refusal's `detail.db_waits`.
+    db_waits: u32,
 }
 
 impl ConnHandler {
@@ -99,6 +103,7 @@ impl ConnHandler {
             env_filter: None,
             env_refused: HashMap::new(),
             unauth_seq,
+            db_waits: 0,
         }
     }
 
@@ -131,6 +136,9 @@ impl ConnHandler {
             .session(&self.id)
             .detail("reason", reason)
             .detail("code", code);
+        if code == STORE_DOWN {
+            ev = ev.detail("db_waits", self.db_waits);
+        }
         if let Some(staff) = login::staff_part(user) {
             ev = ev.user(staff);
         } else {
@@ -188,6 +196,7 @@ impl ConnHandler {
     ) -> Auth {
         if let Err(e) = self.shared.store.auth_success(&staff).await {
             tracing::error!("cannot reset failure counter, refusing: {e}");
+            self.waited_for(&e);
             return self.refuse(user, "database unavailable", STORE_DOWN).await;
         }
         let audited = self
@@ -231,9 +240,10 @@ impl ConnHandler {
                     .await,
             );
         };
-        // The database is known to be away (events wait in the spool):
-        // refuse at once rather than wait for it once more.
-        if self.shared.store.spooled() > 0 {
+        // The database is known to be away (the banner's probe failed,
+        // events wait in the spool, start-up is incomplete): refuse at once
+        // rather than wait for it once more.
+        if self.shared.store.outage_known() {
             return Some(self.refuse(user, "database unavailable", STORE_DOWN).await);
         }
         match self.shared.store.locked_until(staff).await {
@@ -241,8 +251,19 @@ impl ConnHandler {
             Ok(Some(_)) => Some(self.refuse(user, "account locked", "LOCKED").await),
             Err(e) => {
                 tracing::error!("lockout check failed, refusing: {e}");
+                self.waited_for(&e);
                 Some(self.refuse(user, "database unavailable", STORE_DOWN).await)
             }
+        }
+    }
+
+    /// A statement of this login failed: when for the database being away,
+    /// that was a wait, and the outage is known from now on (the refusal's
+    /// event goes to the spool without waiting again).
+    fn waited_for(&mut self, e: &crate::store::StoreError) {
+        if e.is_unavailable() {
+            self.db_waits += 1;
+            self.shared.store.note_down();
         }
     }
 
@@ -404,8 +425,12 @@ impl Handler for ConnHandler {
     /// refused while the database is away, instead of a bare "Permission
     /// denied".
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
-        if Box::pin(self.shared.store.reachable()).await {
+        let probe = Box::pin(self.shared.store.probe()).await;
+        if probe.up {
             return Ok(None);
+        }
+        if probe.asked {
+            self.db_waits += 1;
         }
         Ok(Some(format!("{STORE_DOWN_BANNER}\r\n")))
     }

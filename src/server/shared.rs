@@ -28,6 +28,9 @@ pub struct LiveSession {
     pub cancel: CancellationToken,
     /// Set before `cancel` fires: the message shown to the client.
     pub reason: Arc<Mutex<Option<EndReason>>>,
+    /// The connection, for its byte counts (`server::heartbeat` writes
+    /// them to the session row every few seconds).
+    pub conn: std::sync::Weak<super::conn::ConnState>,
 }
 
 impl LiveSession {
