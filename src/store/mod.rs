@@ -38,6 +38,9 @@ pub enum StoreError {
     /// The database could not be opened or reached (URL without password).
     #[error("database {url}: {message}")]
     Open { url: String, message: String },
+    /// A connection could not be made (URL without password).
+    #[error("database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
     #[error("database {url}: migrations: {source}")]
     Migrate {
         url: String,
@@ -73,7 +76,9 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         use sqlx::migrate::MigrateError;
         match self {
-            StoreError::Query { source, .. } => unavailable(source),
+            StoreError::Query { source, .. } | StoreError::Connect { source, .. } => {
+                unavailable(source)
+            }
             StoreError::Migrate { source, .. } => match source {
                 MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => unavailable(e),
                 _ => false,
@@ -366,7 +371,14 @@ impl Store {
     /// password, a failed migration).
     pub async fn connect_and_migrate(&self) -> Result<(), StoreError> {
         let shown = self.inner.shown_url.clone();
-        let conn = self.pool.acquire().await.ctx("connect to the database")?;
+        let conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: shown.clone(),
+                source,
+            })?;
         drop(conn);
         self.inner
             .migrator

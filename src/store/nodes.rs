@@ -204,3 +204,105 @@ pub fn lost_session_end(row: &SessionRow, reason: &str) -> Option<AuditEvent> {
     }
     Some(ev)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str, node: &str, started_at: OffsetDateTime) -> SessionRow {
+        SessionRow {
+            id: id.into(),
+            user: "alice".into(),
+            server: Some("web1".into()),
+            account: Some("root".into()),
+            source: "192.0.2.1".into(),
+            node: node.into(),
+            started_at,
+            ended_at: None,
+            mode: Some("ssh-forwarding".into()),
+            grant_id: None,
+            recorded: false,
+            bytes_up: 0,
+            bytes_down: 0,
+            exit_status: None,
+            end_reason: None,
+            flagged: Some(false),
+        }
+    }
+
+    /// On SQLite (the e2e tests cover PostgreSQL): heartbeats stamp the
+    /// database's clock, a silent node is lost, its sessions close once,
+    /// as last known, ended when it was last seen.
+    #[tokio::test]
+    async fn a_lost_nodes_sessions_close_once_as_last_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("g.db").display());
+        let store = Store::open(&url, "node-b").await.unwrap();
+        assert_eq!(store.node_started("node-a").await.unwrap(), None);
+        store.heartbeat("node-a").await.unwrap();
+        let again = store.node_started("node-a").await.unwrap().unwrap();
+        assert_eq!(again.node, "node-a");
+        let nodes = store.nodes(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert!(!nodes[0].lost, "{nodes:?}");
+        assert!(nodes[0].silent_secs < 30.0);
+
+        let started = now_utc() - time::Duration::minutes(5);
+        store
+            .session_start(&session("s1", "node-a", started))
+            .await
+            .unwrap();
+        store
+            .session_start(&session("s2", "node-b", started))
+            .await
+            .unwrap();
+        let active = started + time::Duration::minutes(1);
+        store
+            .session_progress("s1", 10, 2000, active)
+            .await
+            .unwrap();
+        // node-a was last seen two minutes after the session began.
+        let seen = started + time::Duration::minutes(2);
+        sqlx::query("UPDATE nodes SET last_seen = $1 WHERE node = 'node-a'")
+            .bind(ts_text(seen).unwrap())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let nodes = store.nodes(Duration::from_secs(30)).await.unwrap();
+        assert!(nodes[0].lost && nodes[0].last_seen == seen, "{nodes:?}");
+
+        let closed = store
+            .close_lost_sessions("node-a", seen, "node lost", None)
+            .await
+            .unwrap();
+        assert_eq!(closed.len(), 1, "only node-a's session: {closed:?}");
+        let row = &closed[0];
+        assert_eq!(row.id, "s1");
+        assert_eq!(row.ended_at, Some(seen));
+        assert_eq!((row.bytes_up, row.bytes_down), (10, 2000));
+        assert_eq!(row.end_reason.as_deref(), Some("node lost"));
+        let ev = lost_session_end(row, "node lost").unwrap();
+        assert_eq!(ev.detail["duration_secs"], 120.0);
+        assert_eq!(ev.detail["bytes_down"], 2000);
+        // A second closer gets nothing: one session.end.
+        let twice = store
+            .close_lost_sessions("node-a", seen, "node lost", None)
+            .await
+            .unwrap();
+        assert!(twice.is_empty(), "{twice:?}");
+        assert!(store.session_get("s2").await.unwrap().unwrap().ended_at.is_none());
+
+        // A session begun after the node was last seen ends at its start.
+        let late = seen + time::Duration::seconds(30);
+        store
+            .session_start(&session("s3", "node-a", late))
+            .await
+            .unwrap();
+        let only = store
+            .close_lost_sessions("node-a", seen, "node lost", Some("s3"))
+            .await
+            .unwrap();
+        assert_eq!(only[0].ended_at, Some(late));
+        store.close().await;
+    }
+}
