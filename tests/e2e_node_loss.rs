@@ -114,7 +114,11 @@ impl Site {
         let ok = wait_until(Duration::from_secs(30), || {
             bg.stdout_text().contains("started") || !bg.is_running()
         });
-        assert!(ok && bg.stdout_text().contains("started"), "{}", bg.stderr_text());
+        assert!(
+            ok && bg.stdout_text().contains("started"),
+            "{}",
+            bg.stderr_text()
+        );
         let gh = &self.nodes[node];
         let name = node_name(gh);
         let ev = gh.wait_for_event("session.start", Duration::from_secs(15), |e| {
@@ -179,7 +183,11 @@ fn ends_of(node: &Gatehouse, id: &str) -> Vec<Value> {
 fn assert_closed_as_lost(end: &Value, start: &Value, known_down: i64, killed_at: OffsetDateTime) {
     assert_eq!(end["detail"]["reason"], "node lost", "{end:#}");
     assert_eq!(end["detail"]["node"], "node-a", "{end:#}");
-    assert_eq!(end["detail"]["bytes_down"].as_i64(), Some(known_down), "{end:#}");
+    assert_eq!(
+        end["detail"]["bytes_down"].as_i64(),
+        Some(known_down),
+        "{end:#}"
+    );
     assert!(end["detail"]["bytes_up"].as_i64().is_some(), "{end:#}");
     let ended = ts(&end["detail"]["ended_at"]);
     assert!(
@@ -223,7 +231,10 @@ fn a_dead_nodes_session_is_closed_by_another_node_as_last_known() {
         .expect("session.start");
     let ends = ends_of(b, &id);
     assert_eq!(ends.len(), 1, "one session.end: {ends:#?}");
-    assert_eq!(ends[0]["node"], "node-b", "written by the node that closed it");
+    assert_eq!(
+        ends[0]["node"], "node-b",
+        "written by the node that closed it"
+    );
     assert_closed_as_lost(&ends[0], &start, known_down, killed_at);
 
     // A comes back: nothing of its own is left open, nothing is ended twice.
@@ -259,7 +270,11 @@ fn killing_a_session_of_a_lost_node_says_so_and_closes_it() {
     let marked = wait_until(GIVE_UP, || {
         listed(cli, &id).is_some_and(|s| s["node_lost"] == true)
     });
-    assert!(marked, "sessions list never marked node-a lost: {:#?}", live(cli));
+    assert!(
+        marked,
+        "sessions list never marked node-a lost: {:#?}",
+        live(cli)
+    );
     let text = cli.cli(&["sessions", "list"]);
     text.assert_success("sessions list");
     assert!(
@@ -307,7 +322,11 @@ fn store_down_refusals(node: &Gatehouse) -> Vec<Value> {
 
 /// A login during an outage: refused, with the banner.
 fn assert_refused_with_banner(client: &Client) {
-    let out = client.ssh_opts(&["-o", "LogLevel=INFO"], "alice+root@web1", &["echo during"]);
+    let out = client.ssh_opts(
+        &["-o", "LogLevel=INFO"],
+        "alice+root@web1",
+        &["echo during"],
+    );
     assert_eq!(out.code(), Some(255), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(
@@ -320,7 +339,10 @@ fn assert_refused_with_banner(client: &Client) {
 
 fn wait_for_login(client: &Client) {
     let back = wait_until(Duration::from_secs(90), || {
-        client.ssh("alice+root@web1", &["echo after"]).status.success()
+        client
+            .ssh("alice+root@web1", &["echo after"])
+            .status
+            .success()
     });
     assert!(back, "no login after PostgreSQL came back");
 }
@@ -344,7 +366,9 @@ fn serve_started_during_an_outage_refuses_then_recovers_without_a_restart() {
     let a = &site.nodes[0];
     // The refusals were kept and written once the database was back, and
     // none of them waited (the outage was known from the start).
-    let refused = wait_until(Duration::from_secs(30), || store_down_refusals(a).len() >= 2);
+    let refused = wait_until(Duration::from_secs(30), || {
+        store_down_refusals(a).len() >= 2
+    });
     assert!(refused, "the refusals are not in the log");
     for ev in store_down_refusals(a) {
         assert_eq!(ev["detail"]["db_waits"], 0, "{ev:#}");

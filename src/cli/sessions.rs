@@ -211,20 +211,6 @@ async fn kill(
     Ok(0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_aligns_columns() {
-        let rows = vec![
-            ["ID".to_string(), "USER".into(), "X".into()],
-            ["abc123".to_string(), "al".into(), "1s".into()],
-        ];
-        assert_eq!(table(&rows), "ID      USER  X\nabc123  al    1s\n");
-    }
-}
-
 /// `sessions kill` of a session whose node is lost: nobody would act on a
 /// request, so the session is closed here as another node would close it
 /// (`session.end` "node lost", as last known), and the kill is audited
@@ -239,9 +225,8 @@ async fn kill_on_lost_node(
     let closed = store
         .close_lost_sessions(&node.node, node.last_seen, NODE_LOST, Some(&session.id))
         .await?;
-    let silent = humantime::format_duration(std::time::Duration::from_secs(
-        node.silent_secs as u64,
-    ));
+    let silent =
+        humantime::format_duration(std::time::Duration::from_secs(node.silent_secs as u64));
     let Some(row) = closed.into_iter().next() else {
         // Another node closed it a moment ago.
         println!(
@@ -277,4 +262,18 @@ async fn kill_on_lost_node(
         node.node, row.id
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let rows = vec![
+            ["ID".to_string(), "USER".into(), "X".into()],
+            ["abc123".to_string(), "al".into(), "1s".into()],
+        ];
+        assert_eq!(table(&rows), "ID      USER  X\nabc123  al    1s\n");
+    }
 }

@@ -137,9 +137,11 @@ async fn close_lost_nodes(shared: &Shared) {
 /// another node begins meanwhile must be left alone.
 fn seal_recordings_of(shared: &Shared, closed: &[crate::store::SessionRow]) {
     let dead: std::collections::HashSet<&str> = closed.iter().map(|r| r.id.as_str()).collect();
-    match crate::recording::seal_interrupted_except(&shared.config.recordings, &shared.signer, |id| {
-        !dead.contains(id)
-    }) {
+    match crate::recording::seal_interrupted_except(
+        &shared.config.recordings,
+        &shared.signer,
+        |id| !dead.contains(id),
+    ) {
         Ok(sealed) if !sealed.is_empty() => {
             tracing::warn!("sealed {} recording(s) of a lost node", sealed.len())
         }

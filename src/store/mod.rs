@@ -79,10 +79,10 @@ impl StoreError {
             StoreError::Query { source, .. } | StoreError::Connect { source, .. } => {
                 unavailable(source)
             }
-            StoreError::Migrate { source, .. } => match source {
-                MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => unavailable(e),
-                _ => false,
-            },
+            StoreError::Migrate {
+                source: MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _),
+                ..
+            } => unavailable(e),
             StoreError::Spooled(_) => true,
             _ => false,
         }
@@ -500,7 +500,12 @@ impl Store {
     pub fn outage_known(&self) -> bool {
         !self.is_ready()
             || self.spooled() > 0
-            || self.inner.outage.lock().map(|h| h.is_some()).unwrap_or(true)
+            || self
+                .inner
+                .outage
+                .lock()
+                .map(|h| h.is_some())
+                .unwrap_or(true)
     }
 
     /// The database failed to answer (a probe, or a write that had to be

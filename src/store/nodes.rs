@@ -17,9 +17,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::sessions::{SESSION_COLUMNS, session_from_row};
-use super::{
-    Backend, Ctx, SessionRow, Store, StoreError, get, get_ts, now_utc, parse_ts, ts_text,
-};
+use super::{Backend, Ctx, SessionRow, Store, StoreError, get, get_ts, now_utc, parse_ts, ts_text};
 use crate::audit::{AuditEvent, EventKind};
 
 /// What the database knows of one node.
@@ -290,7 +288,15 @@ mod tests {
             .await
             .unwrap();
         assert!(twice.is_empty(), "{twice:?}");
-        assert!(store.session_get("s2").await.unwrap().unwrap().ended_at.is_none());
+        assert!(
+            store
+                .session_get("s2")
+                .await
+                .unwrap()
+                .unwrap()
+                .ended_at
+                .is_none()
+        );
 
         // A session begun after the node was last seen ends at its start.
         let late = seen + time::Duration::seconds(30);

@@ -103,9 +103,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         // A known outage is not waited for again (see `Store::audit`).
         let r = match self.spool() {
-            Some(spool) if spool.pending() > 0 || self.outage_known() => {
-                Err(StoreError::Spooled("the database is known to be unavailable".into()))
-            }
+            Some(spool) if spool.pending() > 0 || self.outage_known() => Err(StoreError::Spooled(
+                "the database is known to be unavailable".into(),
+            )),
             _ => {
                 self.write_session_end(id, ended_at, bytes_up, bytes_down, exit_status, reason)
                     .await
