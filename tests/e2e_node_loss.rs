@@ -59,8 +59,8 @@ struct Site {
 
 impl Site {
     /// `names` nodes (started one after the other) on `db`; `web1` is
-    /// always recorded.
-    fn start(db: pg::TestDb, names: &[&str]) -> Site {
+    /// always recorded. `lost_after`: `[server] node_lost_after`, if set.
+    fn start(db: pg::TestDb, names: &[&str], lost_after: Option<&str>) -> Site {
         let dir = TestDir::new();
         let shared = dir.join("shared");
         let identity = Gatehouse::prepare_identity_in(&shared);
@@ -77,13 +77,15 @@ impl Site {
                     .policy("policy.toml", &policy)
                     .extra_toml(&format!(
                         "[server]\nnode = {}\nidentity_key = {}\nmaster_key = {}\n\
-                         signing_key = {}\nrecordings = {}\nnode_lost_after = {}\n",
+                         signing_key = {}\nrecordings = {}\n{}",
                         toml_str(name),
                         p("data/identity_ed25519_key"),
                         p("data/master.key"),
                         p("data/signing_ed25519.pk8"),
                         p("recordings"),
-                        toml_str(LOST_AFTER),
+                        lost_after
+                            .map(|d| format!("node_lost_after = {}\n", toml_str(d)))
+                            .unwrap_or_default(),
                     ));
                 Gatehouse::start_with(&dir, opts)
             })
@@ -210,7 +212,11 @@ fn assert_closed_as_lost(end: &Value, start: &Value, known_down: i64, killed_at:
 /// what was last known; A, restarted, writes no second end.
 #[test]
 fn a_dead_nodes_session_is_closed_by_another_node_as_last_known() {
-    let mut site = Site::start(runtime().block_on(pg::fresh_db()), &["node-a", "node-b"]);
+    let mut site = Site::start(
+        runtime().block_on(pg::fresh_db()),
+        &["node-a", "node-b"],
+        Some(LOST_AFTER),
+    );
     let (mut bg, id) = site.busy_session(0);
     let known_down = wait_for_progress(&site.nodes[1], &id);
 
@@ -258,7 +264,11 @@ fn exec_works(client: &Client) {
 /// closes it (one session.end "node lost", as last known).
 #[test]
 fn killing_a_session_of_a_lost_node_says_so_and_closes_it() {
-    let mut site = Site::start(runtime().block_on(pg::fresh_db()), &["node-a", "node-b"]);
+    let mut site = Site::start(
+        runtime().block_on(pg::fresh_db()),
+        &["node-a", "node-b"],
+        Some(LOST_AFTER),
+    );
     assert!(site.nodes[1].stop(), "node B stops cleanly");
     let (mut bg, id) = site.busy_session(0);
     let known_down = wait_for_progress(&site.nodes[0], &id);
@@ -355,7 +365,7 @@ fn serve_started_during_an_outage_refuses_then_recovers_without_a_restart() {
     let pg = std::sync::Arc::new(pg::PgCluster::start_private());
     let db = runtime().block_on(pg::fresh_db_on(pg.clone()));
     pg.stop();
-    let site = Site::start(db, &["node-a"]);
+    let site = Site::start(db, &["node-a"], None);
     let client = site.client(0);
     assert_refused_with_banner(&client);
     assert_refused_with_banner(&client);
@@ -385,7 +395,7 @@ fn serve_started_during_an_outage_refuses_then_recovers_without_a_restart() {
 fn a_login_refused_during_an_outage_waits_for_the_database_once() {
     let pg = std::sync::Arc::new(pg::PgCluster::start_private());
     let db = runtime().block_on(pg::fresh_db_on(pg.clone()));
-    let site = Site::start(db, &["node-a"]);
+    let site = Site::start(db, &["node-a"], None);
     let client = site.client(0);
     exec_works(&client);
 
