@@ -398,6 +398,12 @@ fn a_login_refused_during_an_outage_waits_for_the_database_once() {
     let site = Site::start(db, &["node-a"], None);
     let client = site.client(0);
     exec_works(&client);
+    // That session's end is written before the outage: nothing waits in
+    // the spool, so the outage is not known yet when it begins.
+    let a = &site.nodes[0];
+    a.wait_for_event("session.end", Duration::from_secs(15), |_| true);
+    let no_sessions = wait_until(Duration::from_secs(15), || live(a).is_empty());
+    assert!(no_sessions, "{:#?}", live(a));
 
     pg.stop();
     assert_refused_with_banner(&client);
@@ -405,7 +411,6 @@ fn a_login_refused_during_an_outage_waits_for_the_database_once() {
     pg.start_again();
     wait_for_login(&client);
 
-    let a = &site.nodes[0];
     let mut refusals = Vec::new();
     let logged = wait_until(Duration::from_secs(30), || {
         refusals = store_down_refusals(a);
@@ -419,6 +424,11 @@ fn a_login_refused_during_an_outage_waits_for_the_database_once() {
             "one bounded wait per login at most: {ev:#}"
         );
     }
+    assert_eq!(
+        refusals[0]["detail"]["db_waits"], 1,
+        "the first refusal waited once, for the banner's probe: {:#}",
+        refusals[0]
+    );
     let last = refusals.last().expect("a refusal");
     assert_eq!(
         last["detail"]["db_waits"], 0,
