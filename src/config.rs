@@ -84,6 +84,7 @@ struct RawServer {
     node: Option<String>,
     audit_spool: Option<String>,
     user: Option<String>,
+    node_lost_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +160,9 @@ pub struct Config {
     pub node: String,
     /// `serve` started as root drops to this user after binding (`None`: keep the uid).
     pub user: Option<String>,
+    /// A node whose heartbeat is older than this is lost: another node
+    /// closes its sessions ("node lost"). At least 5 s.
+    pub node_lost_after: Duration,
     pub limits: Limits,
     pub recording: RecordingConfig,
     pub vault: VaultConfig,
@@ -262,6 +266,7 @@ fn unreachable_defaults() -> Config {
         audit_spool: PathBuf::from("data/audit-spool.jsonl"),
         node: "gatehouse".into(),
         user: None,
+        node_lost_after: Duration::from_secs(30),
         limits: Limits {
             login_grace_time: Duration::from_secs(30),
             max_startups: 100,
@@ -406,6 +411,17 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         Some(s) => parse_duration(&s).map_err(|m| invalid(key, m)),
         None => Ok(default),
     };
+    let node_lost_after = dur(
+        "server.node_lost_after",
+        raw.server.node_lost_after,
+        d.node_lost_after,
+    )?;
+    if node_lost_after < Duration::from_secs(5) {
+        return Err(invalid(
+            "server.node_lost_after",
+            "must be at least 5s (nodes beat every few seconds)".into(),
+        ));
+    }
     let limits = Limits {
         login_grace_time: dur(
             "limits.login_grace_time",
@@ -595,6 +611,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         audit_spool: join(raw.server.audit_spool, d.audit_spool),
         node,
         user: raw.server.user.filter(|u| !u.is_empty()),
+        node_lost_after,
         limits,
         recording,
         vault,

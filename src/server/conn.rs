@@ -234,6 +234,7 @@ impl ConnState {
                 grant,
                 cancel,
                 reason,
+                conn: Arc::downgrade(&state),
             },
         );
         crate::metrics::session_started(state.metrics_mode());
@@ -334,6 +335,16 @@ impl ConnState {
     pub fn touch(&self) {
         let ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         self.last_activity.store(ms, Ordering::Relaxed);
+    }
+
+    /// Bytes up and down so far, and when the last one moved (the start
+    /// if none has): what a crash close reports (`Store::session_progress`).
+    pub fn progress(&self) -> (i64, i64, OffsetDateTime) {
+        let up = i64::try_from(self.bytes_up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let down = i64::try_from(self.bytes_down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let ms = self.last_activity.load(Ordering::Relaxed);
+        let last = self.started_at + time::Duration::milliseconds(ms);
+        (up, down, last)
     }
 
     fn idle_for(&self) -> Duration {
@@ -733,9 +744,11 @@ impl ConnState {
                 policy::Mode::SshForwarding | policy::Mode::Global
             ),
         };
-        let issued = self
-            .shared
-            .ca
+        let ca = self.shared.ca.get().ok_or_else(|| {
+            tracing::error!("certificate for {}: the user CA is not loaded", t.server.name);
+            "the bastion cannot sign its login certificate".to_string()
+        })?;
+        let issued = ca
             .issue(&req, std::time::SystemTime::now())
             .map_err(|e| {
                 tracing::error!("certificate for {}: {e}", t.server.name);

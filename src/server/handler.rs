@@ -70,6 +70,10 @@ pub struct ConnHandler {
     rate_limit_audited: bool,
     /// Number in the registry of unauthenticated connections.
     unauth_seq: u64,
+    /// Times this connection waited for a database that did not answer
+    /// (at most once per login: then the outage is known and refusals are
+    /// at once); in the `STORE_DOWN` refusal's `detail.db_waits`.
+    db_waits: u32,
 }
 
 impl ConnHandler {
@@ -104,6 +108,7 @@ impl ConnHandler {
             env_filter: None,
             env_refused: HashMap::new(),
             unauth_seq,
+            db_waits: 0,
         }
     }
 
@@ -149,6 +154,9 @@ impl ConnHandler {
             .detail("code", code);
         for (k, v) in extra {
             ev = ev.detail(k, *v);
+        }
+        if code == STORE_DOWN {
+            ev = ev.detail("db_waits", self.db_waits);
         }
         if let Some(staff) = login::staff_part(user) {
             ev = ev.user(staff);
@@ -225,6 +233,7 @@ impl ConnHandler {
     ) -> Auth {
         if let Err(e) = self.shared.store.auth_success(&staff).await {
             tracing::error!("cannot reset failure counter, refusing: {e}");
+            self.waited_for(&e);
             return self.refuse(user, "database unavailable", STORE_DOWN).await;
         }
         let audited = self
@@ -268,9 +277,10 @@ impl ConnHandler {
                     .await,
             );
         };
-        // The database is known to be away (events wait in the spool):
-        // refuse at once rather than wait for it once more.
-        if self.shared.store.spooled() > 0 {
+        // The database is known to be away (the banner's probe failed,
+        // events wait in the spool, start-up is incomplete): refuse at once
+        // rather than wait for it once more.
+        if self.shared.store.outage_known() {
             return Some(self.refuse(user, "database unavailable", STORE_DOWN).await);
         }
         match self.shared.store.locked_until(staff).await {
@@ -278,8 +288,19 @@ impl ConnHandler {
             Ok(Some(_)) => Some(self.refuse(user, "account locked", "LOCKED").await),
             Err(e) => {
                 tracing::error!("lockout check failed, refusing: {e}");
+                self.waited_for(&e);
                 Some(self.refuse(user, "database unavailable", STORE_DOWN).await)
             }
+        }
+    }
+
+    /// A statement of this login failed: when for the database being away,
+    /// that was a wait, and the outage is known from now on (the refusal's
+    /// event goes to the spool without waiting again).
+    fn waited_for(&mut self, e: &crate::store::StoreError) {
+        if e.is_unavailable() {
+            self.db_waits += 1;
+            self.shared.store.note_down();
         }
     }
 
@@ -441,8 +462,12 @@ impl Handler for ConnHandler {
     /// refused while the database is away, instead of a bare "Permission
     /// denied".
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
-        if Box::pin(self.shared.store.reachable()).await {
+        let probe = Box::pin(self.shared.store.probe()).await;
+        if probe.up {
             return Ok(None);
+        }
+        if probe.asked {
+            self.db_waits += 1;
         }
         Ok(Some(format!("{STORE_DOWN_BANNER}\r\n")))
     }

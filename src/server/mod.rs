@@ -32,6 +32,7 @@ pub mod envfilter;
 pub mod flow;
 pub mod grants_cmd;
 pub mod handler;
+pub mod heartbeat;
 pub mod lineedit;
 pub mod login;
 pub mod notice;
@@ -72,50 +73,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             diags.len()
         )
     })?;
-    let store = Store::open(&config.database, &config.node)
-        .await
-        .with_context(|| "cannot open the database")?;
+    let store = open_store(&config).await?;
     store
         .with_spool(&config.audit_spool)
         .with_context(|| "cannot open the audit spool")?;
     let master = crate::vault::MasterKey::resolve(&config.master_key)?;
     let vault = crate::vault::Vault::new(store.pool().clone(), master, config.vault.clone());
-    vault
-        .check_key()
-        .await
-        .with_context(|| "the vault's master key does not open this database's vault")?;
     let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
-    let (ca, ca_origin) =
-        crate::ca::UserCa::load_shared(store.pool(), &vault.key(), &config.ca_key).await?;
-    match ca_origin {
-        crate::ca::Origin::Database => {}
-        crate::ca::Origin::Generated => tracing::info!("user CA created in the database"),
-        crate::ca::Origin::Imported(p) => {
-            tracing::info!("user CA imported into the database from {}", p.display())
-        }
-    }
-    close_stale_sessions(&store, &config.node).await;
-    // Other nodes may be recording into the same folder right now: seal
-    // only recordings whose session is no longer live anywhere.
-    let live: std::collections::HashSet<String> = store
-        .sessions_live()
-        .await
-        .with_context(|| "cannot list live sessions")?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
-    match crate::recording::seal_interrupted_except(&config.recordings, &signer, |id| {
-        live.contains(id)
-    }) {
-        Ok(sealed) if !sealed.is_empty() => {
-            tracing::warn!(
-                "sealed {} recording(s) interrupted by a previous run",
-                sealed.len()
-            )
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!("cannot seal interrupted recordings: {e}"),
-    }
+    // Started during an outage: serve anyway, refusing logins with the
+    // banner, and finish start-up when the database is back (`recover`).
+    let deferred = !store.is_ready();
+    let ca = if deferred {
+        None
+    } else {
+        Some(
+            start_from_database(&store, &vault, &config, &signer)
+                .await
+                .map_err(StartFault::into_inner)?,
+        )
+    };
     let _admin = crate::admin::start(&config, store.clone()).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -162,12 +138,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("listening on {local}");
 
     let ssh_config = Arc::new(ssh_config(&shared.config, host_key));
-    let jobs = watch::spawn_jobs(shared.clone());
+    let mut background = tokio::spawn(run_when_ready(shared.clone(), deferred));
     let db_watch = dbwatch::spawn(shared.clone());
     let summaries = tokio::spawn(refusal_summaries(shared.clone()));
     let accept = accept_loop(shared.clone(), listener, ssh_config);
     tokio::select! {
         r = accept => r?,
+        r = &mut background => {
+            // Only a start-up that cannot complete ends it (a wrong master
+            // key found once the database is back, a failed migration).
+            shared.shutdown.cancel();
+            db_watch.abort();
+            summaries.abort();
+            return match r {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) => Err(anyhow::anyhow!("background jobs ended")),
+                Err(e) => Err(anyhow::anyhow!("background jobs: {e}")),
+            };
+        }
         _ = shutdown_signal() => {
             tracing::info!("shutting down: closing sessions");
         }
@@ -183,7 +171,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    jobs.abort();
+    background.abort();
     db_watch.abort();
     summaries.abort();
     write_refusals(&shared).await;
@@ -192,12 +180,211 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the database. A PostgreSQL server that is away does not stop
+/// `serve`: the store is opened without a connection and start-up finishes
+/// when it is back (`recover`). Anything else (a bad URL, a wrong
+/// password, a failed migration, an unusable SQLite file) does.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    match Store::open(&config.database, &config.node).await {
+        Ok(store) => Ok(store),
+        Err(e) if e.is_unavailable() && !config.database.starts_with("sqlite") => {
+            tracing::error!(
+                "the database is unreachable ({e}): serving anyway, refusing logins until it is back"
+            );
+            Store::open_lazy(&config.database, &config.node)
+                .with_context(|| "cannot open the database")
+        }
+        Err(e) => Err(e).with_context(|| "cannot open the database"),
+    }
+}
+
+/// A start-up step that failed: because the database is away (try again
+/// later) or for good.
+enum StartFault {
+    Unavailable(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+impl StartFault {
+    fn into_inner(self) -> anyhow::Error {
+        match self {
+            StartFault::Unavailable(e) | StartFault::Fatal(e) => e,
+        }
+    }
+
+    fn of_store(e: crate::store::StoreError, what: &'static str) -> StartFault {
+        if e.is_unavailable() {
+            StartFault::Unavailable(anyhow::Error::new(e).context(what))
+        } else {
+            StartFault::Fatal(anyhow::Error::new(e).context(what))
+        }
+    }
+}
+
+/// What start-up reads from the database, once it answers: the vault's
+/// key check, the user CA every node shares (sealed under the master key),
+/// this node's heartbeat row (and when its previous run was last seen), the
+/// sessions that run left open, and the recordings to seal.
+async fn start_from_database(
+    store: &Store,
+    vault: &crate::vault::Vault,
+    config: &Config,
+    signer: &crate::recording::Signer,
+) -> Result<crate::ca::UserCa, StartFault> {
+    if let Err(e) = vault.check_key().await {
+        let e2 = anyhow::Error::new(e);
+        let unavailable = matches!(
+            e2.downcast_ref::<crate::vault::VaultError>(),
+            Some(crate::vault::VaultError::Db(_))
+        );
+        let e2 = e2.context("the vault's master key does not open this database's vault");
+        return Err(if unavailable {
+            StartFault::Unavailable(e2)
+        } else {
+            StartFault::Fatal(e2)
+        });
+    }
+    let ca = load_user_ca(store, vault, config).await?;
+    let previous = store
+        .node_started(&config.node)
+        .await
+        .map_err(|e| StartFault::of_store(e, "cannot record this node's start"))?;
+    close_stale_sessions(store, &config.node, previous.map(|p| p.last_seen)).await;
+    // Other nodes may be recording into the same folder right now: seal
+    // only recordings whose session is no longer live anywhere.
+    let live: std::collections::HashSet<String> = store
+        .sessions_live()
+        .await
+        .map_err(|e| StartFault::of_store(e, "cannot list live sessions"))?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    match crate::recording::seal_interrupted_except(&config.recordings, signer, |id| {
+        live.contains(id)
+    }) {
+        Ok(sealed) if !sealed.is_empty() => {
+            tracing::warn!(
+                "sealed {} recording(s) interrupted by a previous run",
+                sealed.len()
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!("cannot seal interrupted recordings: {e}"),
+    }
+    Ok(ca)
+}
+
+/// The user CA every node shares (`crate::ca`): the one in the database, or
+/// the `[ca] key` file imported, or a new one. A database that is away is
+/// `Unavailable` (start-up waits for it); anything else is fatal.
+async fn load_user_ca(
+    store: &Store,
+    vault: &crate::vault::Vault,
+    config: &Config,
+) -> Result<crate::ca::UserCa, StartFault> {
+    let (ca, origin) =
+        match crate::ca::UserCa::load_shared(store.pool(), &vault.key(), &config.ca_key).await {
+            Ok(loaded) => loaded,
+            Err(e @ crate::ca::CaError::Stored(_)) if !database_answers(store).await => {
+                return Err(StartFault::Unavailable(
+                    anyhow::Error::new(e).context("cannot read the user CA"),
+                ));
+            }
+            Err(e) => {
+                return Err(StartFault::Fatal(
+                    anyhow::Error::new(e).context("cannot load the user CA"),
+                ));
+            }
+        };
+    match origin {
+        crate::ca::Origin::Database => {}
+        crate::ca::Origin::Generated => tracing::info!("user CA created in the database"),
+        crate::ca::Origin::Imported(p) => {
+            tracing::info!("user CA imported into the database from {}", p.display())
+        }
+    }
+    Ok(ca)
+}
+
+/// A `SELECT 1` within a few seconds, whatever start-up's state (the
+/// store's own probe says "down" until start-up completes).
+async fn database_answers(store: &Store) -> bool {
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        sqlx::query("SELECT 1").fetch_one(store.pool()),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok())
+}
+
+/// How often a node started during an outage tries the database again.
+const RECOVER_EVERY: Duration = Duration::from_secs(2);
+
+/// Finishes a start-up deferred by an outage: waits for the database,
+/// applies the migrations, reads what start-up reads, then lets logins
+/// in. `Err` only when start-up cannot complete at all.
+async fn recover(shared: &Arc<Shared>) -> anyhow::Result<()> {
+    loop {
+        tokio::time::sleep(RECOVER_EVERY).await;
+        match shared.store.connect_and_migrate().await {
+            Ok(()) => {}
+            Err(e) if e.is_unavailable() => {
+                tracing::debug!("database still unreachable: {e}");
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| "cannot open the database"),
+        }
+        match start_from_database(&shared.store, &shared.vault, &shared.config, &shared.signer)
+            .await
+        {
+            Ok(ca) => {
+                if shared.ca.set(ca).is_err() {
+                    tracing::warn!("the user CA was already loaded");
+                }
+                shared.store.set_ready();
+                tracing::warn!("the database is back: start-up completed, logins are served");
+                return Ok(());
+            }
+            Err(StartFault::Unavailable(e)) => tracing::debug!("start-up: {e:#}"),
+            Err(StartFault::Fatal(e)) => return Err(e),
+        }
+    }
+}
+
+/// The background jobs (policy reload, grants, kills, reports, rotation,
+/// heartbeat), once start-up has completed; they end when this future is
+/// dropped.
+async fn run_when_ready(shared: Arc<Shared>, deferred: bool) -> anyhow::Result<()> {
+    if deferred {
+        recover(&shared).await?;
+    }
+    let _jobs = AbortOnDrop(Some(watch::spawn_jobs(shared.clone())));
+    let mut beat = tokio::task::JoinSet::new();
+    beat.spawn(heartbeat::run(shared.clone()));
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Stops the jobs when `run_when_ready` is dropped (shutdown).
+struct AbortOnDrop(Option<watch::Jobs>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(jobs) = self.0.take() {
+            jobs.abort();
+        }
+    }
+}
+
 /// Sessions this node left open when it stopped without closing them (a
 /// crash, `kill -9`, power loss) are ended now, each with its `session.end`
-/// event, so neither `sessions list` nor the report shows a ghost.
-async fn close_stale_sessions(store: &Store, node: &str) {
+/// event, so neither `sessions list` nor the report shows a ghost. They
+/// end when the previous run was last seen (its last heartbeat), with the
+/// bytes it last wrote: the downtime is not theirs.
+async fn close_stale_sessions(store: &Store, node: &str, last_seen: Option<time::OffsetDateTime>) {
     const REASON: &str = "bastion restarted";
-    let stale = match store.end_stale_sessions(node, REASON).await {
+    let seen = last_seen.unwrap_or_else(Shared::now);
+    let stale = match store.close_lost_sessions(node, seen, REASON, None).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot close the sessions left open by a previous run: {e}");
@@ -207,23 +394,9 @@ async fn close_stale_sessions(store: &Store, node: &str) {
     for row in stale {
         tracing::warn!(session = %row.id, "session left open by a previous run marked ended");
         // Like a live session's end: only target sessions have a start event.
-        let Some(server) = &row.server else {
+        let Some(ev) = crate::store::lost_session_end(&row, REASON) else {
             continue;
         };
-        let ended = row.ended_at.unwrap_or_else(Shared::now);
-        let mut ev = AuditEvent::new(EventKind::SessionEnd)
-            .user(&row.user)
-            .server(server)
-            .source(&row.source)
-            .session(&row.id)
-            .detail("bytes_up", row.bytes_up)
-            .detail("bytes_down", row.bytes_down)
-            .detail("exit_status", row.exit_status)
-            .detail("duration_secs", (ended - row.started_at).as_seconds_f64())
-            .detail("reason", REASON);
-        if let Some(a) = &row.account {
-            ev = ev.account(a);
-        }
         if let Err(e) = store.audit(&ev).await {
             tracing::error!(session = %row.id, "cannot write session.end: {e}");
         }
