@@ -235,9 +235,14 @@ async fn close_stale_sessions(store: &Store, node: &str) {
     }
 }
 
+/// The bastion's SSH identification string, what every client sees. It
+/// names Gatehouse, never a target's software (clients that adapt to the
+/// server's string are handled where it matters: `sftp::SymlinkSwap`).
+pub const SERVER_ID: &str = "SSH-2.0-Gatehouse";
+
 fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {
     russh::server::Config {
-        server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-Gatehouse")),
+        server_id: russh::SshId::Standard(Cow::Borrowed(SERVER_ID)),
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_secs(1),
         auth_rejection_time_initial: Some(Duration::ZERO),
