@@ -263,15 +263,20 @@ fn ansible_ping_copy_and_async_through_ssh_config_aliases() {
 
 // Item 11: SFTP symlinks.
 
-/// Where each client makes its links: a folder root (the default account)
-/// may write, and the relative target every link must point at.
-const LINK_TARGET: &str = "target-file";
-
+/// Where each client makes its links: a folder of the test the default
+/// account (root) may write.
 fn links_dir(f: &Fixture) -> PathBuf {
     let d = f.dir.join("links");
     std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join(LINK_TARGET), "x").unwrap();
     d
+}
+
+/// What every link must point at: an absolute path in the same folder
+/// that does not exist, so that a client whose paths arrive reversed
+/// makes a link there (pointing at the link's name) instead, and nothing
+/// lands outside the test's folder.
+fn link_target(dir: &Path) -> String {
+    dir.join("points-here").display().to_string()
 }
 
 /// Where the link named `name` points, as the target's file system says
@@ -302,9 +307,10 @@ fn listing(dir: &Path) -> Vec<(String, Option<String>)> {
     v
 }
 
-/// Runs a Python client script: `python3 -c SCRIPT HOST PORT USER KEY LINK`
-/// (the script makes LINK point at [`LINK_TARGET`]).
+/// Runs a Python client script: `python3 -c SCRIPT HOST PORT USER KEY LINK
+/// TARGET` (the script makes LINK point at [`link_target`]).
 fn python(script: &str, port: u16, user: &str, key: &Path, link: &Path) {
+    let target = link.parent().map(link_target).unwrap_or_default();
     let out = run(Command::new("/usr/bin/python3")
         .arg("-c")
         .arg(script)
@@ -313,7 +319,7 @@ fn python(script: &str, port: u16, user: &str, key: &Path, link: &Path) {
         .arg(user)
         .arg(key)
         .arg(link)
-        .arg(LINK_TARGET));
+        .arg(target));
     out.assert_success("python sftp client");
 }
 
@@ -353,10 +359,13 @@ fn sftp_symlinks_point_the_same_way_as_direct_for_openssh() {
     ] {
         let link = dir.join(name);
         client
-            .sftp_batch(login, &format!("ln -s {LINK_TARGET} {}\n", link.display()))
+            .sftp_batch(
+                login,
+                &format!("ln -s {} {}\n", link_target(&dir), link.display()),
+            )
             .assert_success("sftp ln -s");
     }
-    assert_eq!(link_of(&dir, "direct"), LINK_TARGET);
+    assert_eq!(link_of(&dir, "direct"), link_target(&dir));
     assert_eq!(link_of(&dir, "via-bastion"), link_of(&dir, "direct"));
 }
 
@@ -373,7 +382,7 @@ fn sftp_symlinks_point_the_same_way_as_direct_for_paramiko() {
         &dir.join("via-bastion"),
     );
     python(PARAMIKO, f.target.port, "root", key, &dir.join("direct"));
-    assert_eq!(link_of(&dir, "direct"), LINK_TARGET);
+    assert_eq!(link_of(&dir, "direct"), link_target(&dir));
     assert_eq!(link_of(&dir, "via-bastion"), link_of(&dir, "direct"));
 }
 
@@ -390,7 +399,7 @@ fn sftp_symlinks_point_the_same_way_as_direct_for_asyncssh() {
         key,
         &dir.join("via-bastion"),
     );
-    assert_eq!(link_of(&dir, "direct"), LINK_TARGET);
+    assert_eq!(link_of(&dir, "direct"), link_target(&dir));
     assert_eq!(
         link_of(&dir, "via-bastion"),
         link_of(&dir, "direct"),
@@ -407,6 +416,6 @@ fn sftp_symlinks_point_the_same_way_as_direct_for_asyncssh() {
         dir.join("via-bastion").display().to_string(),
         "{ev:#}"
     );
-    assert_eq!(ev["detail"]["target"], LINK_TARGET, "{ev:#}");
+    assert_eq!(ev["detail"]["target"], link_target(&dir), "{ev:#}");
     assert_eq!(ev["detail"]["status"], "ok", "{ev:#}");
 }
