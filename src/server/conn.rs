@@ -189,6 +189,7 @@ pub async fn decide_target(
 }
 
 impl ConnState {
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         shared: Arc<Shared>,
         id: String,

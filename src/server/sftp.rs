@@ -1065,24 +1065,26 @@ impl SymlinkSwap {
 /// strings swapped; one that does not parse is returned as it is (the
 /// audit then refuses it and ends the channel).
 fn swap_symlink(packet: &[u8]) -> Vec<u8> {
-    let parse = || -> Result<(&[u8], &[u8], &[u8], &[u8]), SftpError> {
-        let mut r = Reader(packet);
-        let start = r.take(9)?; // length, type, id
-        let before = r.0;
-        r.string()?;
-        let first = before
-            .get(..before.len() - r.0.len())
-            .ok_or(SftpError::Malformed("symlink"))?;
-        let before = r.0;
-        r.string()?;
-        let second = before
-            .get(..before.len() - r.0.len())
-            .ok_or(SftpError::Malformed("symlink"))?;
-        Ok((start, first, second, r.0))
+    // The end of the string whose length field is at `at`.
+    let string_end = |at: usize| -> Option<usize> {
+        let len = <[u8; 4]>::try_from(packet.get(at..at.checked_add(4)?)?).ok()?;
+        let end = (at + 4).checked_add(u32::from_be_bytes(len) as usize)?;
+        (end <= packet.len()).then_some(end)
     };
-    match parse() {
-        Ok((start, first, second, tail)) => [start, second, first, tail].concat(),
-        Err(_) => packet.to_vec(),
+    // Length (4), type (1) and id (4), then the two strings.
+    const FIRST: usize = 9;
+    let parts = string_end(FIRST).and_then(|mid| {
+        let end = string_end(mid)?;
+        Some((
+            packet.get(..FIRST)?,
+            packet.get(FIRST..mid)?,
+            packet.get(mid..end)?,
+            packet.get(end..)?,
+        ))
+    });
+    match parts {
+        Some((head, first, second, tail)) => [head, second, first, tail].concat(),
+        None => packet.to_vec(),
     }
 }
 
