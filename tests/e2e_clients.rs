@@ -170,6 +170,15 @@ fn ansible_ping_copy_and_async_through_ssh_config_aliases() {
             "no alias {alias}:\n{generated}"
         );
     }
+    // The same aliases in the JSON form.
+    let out = f.gh.cli(&["ssh-config", "alice", "--json"]);
+    out.assert_success("gatehouse ssh-config alice --json");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout_text()).expect("JSON");
+    assert_eq!(v[0]["host"], "web1", "{v:#}");
+    assert_eq!(v[0]["user"], "alice@web1", "{v:#}");
+    assert_eq!(v[0]["aliases"][1]["host"], "web1--ghtest", "{v:#}");
+    assert_eq!(v[0]["aliases"][1]["account"], "ghtest", "{v:#}");
+    assert_eq!(v[0]["aliases"][1]["user"], "alice+ghtest@web1", "{v:#}");
     let home = f.dir.join("ansible-home");
     for sub in ["tmp", "cp"] {
         std::fs::create_dir_all(home.join(sub)).unwrap();

@@ -149,7 +149,10 @@ pub async fn run(
         for c in clashes {
             println!("# {c}: left out, the name is already used above");
         }
-        for b in blocks {
+        for (i, b) in blocks.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
             println!("Host {}", b.host);
             println!("    HostName {host}");
             println!("    Port {port}");
