@@ -274,7 +274,14 @@ fn unreachable_defaults() -> Config {
             lockout_after: 10,
             lockout_for: Duration::from_secs(6 * 3600),
             idle_timeout: Duration::from_secs(30 * 60),
-            accept_env: vec!["LANG".into(), "LC_*".into(), "TERM".into()],
+            // GIT_PROTOCOL: git sends it on every clone, fetch and push
+            // (protocol v2); it only selects the wire protocol version.
+            accept_env: vec![
+                "LANG".into(),
+                "LC_*".into(),
+                "TERM".into(),
+                "GIT_PROTOCOL".into(),
+            ],
             max_channels_per_connection: 64,
         },
         recording: RecordingConfig {

@@ -52,6 +52,9 @@ pub struct ConnState {
     pub id: String,
     pub user: String,
     pub source: IpAddr,
+    /// The client's SSH identification string (`SSH-2.0-...`), at most
+    /// 255 characters: SFTP needs it (`sftp::symlink_swap_needed`).
+    pub client_id: String,
     pub target: Target,
     pub handle: russh::server::Handle,
     /// Client-to-target bytes queued in the bastion for this connection.
@@ -186,11 +189,13 @@ pub async fn decide_target(
 }
 
 impl ConnState {
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         shared: Arc<Shared>,
         id: String,
         user: String,
         source: IpAddr,
+        client_id: String,
         target: Target,
         handle: russh::server::Handle,
         budget: Arc<super::flow::Budget>,
@@ -203,6 +208,7 @@ impl ConnState {
             id: id.clone(),
             user: user.clone(),
             source,
+            client_id,
             target,
             handle,
             budget,

@@ -553,6 +553,10 @@ impl Handler for ConnHandler {
             self.id.clone(),
             staff,
             self.source(),
+            String::from_utf8_lossy(session.remote_sshid())
+                .chars()
+                .take(255)
+                .collect(),
             target,
             session.handle(),
             self.budget.clone(),

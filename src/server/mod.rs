@@ -403,6 +403,11 @@ async fn close_stale_sessions(store: &Store, node: &str, last_seen: Option<time:
     }
 }
 
+/// The bastion's SSH identification string, what every client sees. It
+/// names Gatehouse, never a target's software (clients that adapt to the
+/// server's string are handled where it matters: `sftp::SymlinkSwap`).
+pub const SERVER_ID: &str = "SSH-2.0-Gatehouse";
+
 fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {
     // server-sig-algs lists every staff key algorithm accepted (Dropbear
     // offers only keys whose algorithm it finds there).
@@ -411,7 +416,7 @@ fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::serv
         .listener
         .listener_preferred(&[host_key.algorithm()]);
     russh::server::Config {
-        server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-Gatehouse")),
+        server_id: russh::SshId::Standard(Cow::Borrowed(SERVER_ID)),
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_secs(1),
         auth_rejection_time_initial: Some(Duration::ZERO),
