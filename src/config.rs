@@ -274,14 +274,10 @@ fn unreachable_defaults() -> Config {
             lockout_after: 10,
             lockout_for: Duration::from_secs(6 * 3600),
             idle_timeout: Duration::from_secs(30 * 60),
-            // GIT_PROTOCOL: git sends it on every clone, fetch and push
-            // (protocol v2); it only selects the wire protocol version.
-            accept_env: vec![
-                "LANG".into(),
-                "LC_*".into(),
-                "TERM".into(),
-                "GIT_PROTOCOL".into(),
-            ],
+            accept_env: crate::envfilter::DEFAULT_ACCEPT_ENV
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             max_channels_per_connection: 64,
         },
         recording: RecordingConfig {
@@ -457,7 +453,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             .max_channels_per_connection
             .unwrap_or(d.limits.max_channels_per_connection),
     };
-    crate::server::envfilter::EnvFilter::new(&limits.accept_env)
+    crate::envfilter::EnvFilter::new(&limits.accept_env)
         .map_err(|e| invalid("limits.accept_env", e.to_string()))?;
     if limits.max_channels_per_connection == 0 {
         return Err(invalid(

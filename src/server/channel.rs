@@ -436,7 +436,7 @@ async fn pipe_tcp(
 /// for; anything else is refused.
 pub async fn forwarded_loop(
     state: Arc<ConnState>,
-    mut rx: mpsc::UnboundedReceiver<Box<super::upstream::Forwarded>>,
+    mut rx: mpsc::UnboundedReceiver<Box<crate::upstream::Forwarded>>,
 ) {
     loop {
         let f = tokio::select! {

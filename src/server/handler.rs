@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::channel::{self, ChanEvent, refuse_open};
 use super::conn::{ConnState, Target};
-use super::envfilter::{self, EnvFilter};
 use super::flow::{self, Budget, FlowError, Inbox, Windows};
 use super::login;
 use super::shared::Shared;
 use crate::audit::{AuditEvent, EventKind};
+use crate::envfilter::{self, EnvFilter};
 
 mod cert_auth;
 use crate::policy::{self, Action, Decision, DenyCode, Request};

@@ -28,7 +28,6 @@ pub mod channel;
 pub mod command_mode;
 pub mod conn;
 mod dbwatch;
-pub mod envfilter;
 pub mod flow;
 pub mod grants_cmd;
 pub mod handler;
@@ -38,13 +37,11 @@ pub mod login;
 pub mod notice;
 pub mod notify;
 pub mod quiet;
-pub mod readbuf;
 pub mod refusals;
 pub mod sftp;
 pub mod shared;
 pub mod slots;
 pub mod staff_cert;
-pub mod upstream;
 mod watch;
 
 use refusals::Reason;
@@ -647,7 +644,7 @@ async fn serve_ssh(
     );
     let running = match tokio::time::timeout_at(
         deadline,
-        russh::server::run_stream(cfg, readbuf::ReadBuffer::new(socket), handler),
+        russh::server::run_stream(cfg, crate::readbuf::ReadBuffer::new(socket), handler),
     )
     .await
     {

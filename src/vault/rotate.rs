@@ -13,8 +13,8 @@ use russh::keys::PrivateKey;
 use super::{PendingRotation, Secret, Vault};
 use crate::audit::{AuditEvent, EventKind};
 use crate::policy::{Mode, Policy};
-use crate::server::upstream::{self, Credential, Endpoint};
 use crate::store::Store;
+use crate::upstream::{self, Credential, Endpoint};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {

@@ -10,7 +10,7 @@ use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
-use crate::vault::Secret;
+use crate::secret::Secret;
 
 /// How the bastion authenticates to a target account.
 #[derive(Clone)]
@@ -328,7 +328,7 @@ where
     };
     let mut handle = match client::connect_stream(
         client_config(&target.algorithms),
-        super::readbuf::ReadBuffer::new(stream),
+        crate::readbuf::ReadBuffer::new(stream),
         handler,
     )
     .await

@@ -104,12 +104,18 @@ pub fn audit_name(name: &str) -> String {
     out
 }
 
+/// `limits.accept_env` when the configuration leaves it out. GIT_PROTOCOL:
+/// git sends it on every clone, fetch and push (protocol v2); it only
+/// selects the wire protocol version.
+pub const DEFAULT_ACCEPT_ENV: &[&str] = &["LANG", "LC_*", "TERM", "GIT_PROTOCOL"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn default_filter() -> EnvFilter {
-        EnvFilter::new(&crate::config::Config::default().limits.accept_env).unwrap()
+        let names: Vec<String> = DEFAULT_ACCEPT_ENV.iter().map(|s| s.to_string()).collect();
+        EnvFilter::new(&names).unwrap()
     }
 
     #[test]
