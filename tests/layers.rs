@@ -16,17 +16,23 @@ use std::path::{Path, PathBuf};
 /// test fails on any cycle that needs an edge not listed here, and on a
 /// listed edge that no longer exists (so the list can only shrink).
 const ALLOWED_TOP_LEVEL: &[(&str, &str)] = &[
-    // web <-> server: the console holds `server::shared::Shared` and
-    // command mode reaches into `web::auth` (the web branch settles it).
+    // web <-> server: the console holds `server::shared::Shared` (vault, CA,
+    // identity key) and command mode reaches into `web::auth` for sign-in
+    // links. The console is to get a narrow core of its own (issue 18
+    // item 2, the web branch).
     ("web", "server"),
-    // store <-> audit: the store writes `audit` events, audit reads the
-    // store (the store/audit branch settles it).
-    ("audit", "store"),
-    // policy <-> grants: grants read policy types, policy asks grants.
+    // policy <-> grants: `policy` asks `grants` whether a grant covers a
+    // request, `grants` reads policy types (the policy/grants branch).
     ("policy", "grants"),
-    // admin <-> metrics: the admin listener serves metrics, metrics reads
-    // admin state.
-    ("metrics", "admin"),
+    // store <-> grants: the store reads and writes `grants::Grant` rows,
+    // `grants::flow` writes through the store (the store/audit branch).
+    ("store", "grants"),
+    // vault <-> ca: the CA key is sealed with the vault's crypto, and
+    // `Vault::rekey` reseals the CA key itself (`ca::reseal`); the
+    // rekeying belongs above both.
+    ("vault", "ca"),
+    // Named by issue 18 but not cycles in the graph this test reads (their
+    // back edges are doc links only): store <-> audit, admin <-> metrics.
 ];
 
 // ---------------------------------------------------------------- lexing
@@ -521,7 +527,7 @@ fn cycle_finder_on_small_graphs() {
     ]));
     assert_eq!(
         c,
-        Some(vec!["c".into(), "d".into(), "e".into(), "c".into()])
+        Some(vec!["d".into(), "e".into(), "c".into(), "d".into()])
     );
 }
 
@@ -576,16 +582,4 @@ fn a_file_and_its_folder_are_one_top_level_node() {
     assert_eq!(resolve(&p, &modules), Some(&p[..2].to_vec()));
     let q: Vec<String> = vec!["server".into(), "Shared".into()];
     assert_eq!(resolve(&q, &modules), Some(&vec!["server".to_string()]));
-}
-
-#[test]
-#[ignore]
-fn print_graphs() {
-    let (s, t) = graphs();
-    for (a, bs) in s.iter().chain(t.iter()) {
-        println!(
-            "{a} -> {}",
-            bs.iter().cloned().collect::<Vec<_>>().join(" ")
-        );
-    }
 }

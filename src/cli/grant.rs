@@ -31,7 +31,7 @@ fn print(g: &Grant, json: bool, verb: &str) {
         println!("grant #{} {verb}", g.id);
         println!(
             "{}",
-            crate::server::grants_cmd::grant_line(g, time::OffsetDateTime::now_utc())
+            crate::grants::grant_line(g, time::OffsetDateTime::now_utc())
         );
     }
 }
@@ -96,7 +96,7 @@ pub async fn run(config: Config, cmd: GrantCmd) -> anyhow::Result<i32> {
                 println!("(no grants)");
             } else {
                 for g in &gs {
-                    println!("{}", crate::server::grants_cmd::grant_line(g, now));
+                    println!("{}", crate::grants::grant_line(g, now));
                 }
             }
         }

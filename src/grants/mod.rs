@@ -113,6 +113,43 @@ pub enum GrantRefusal {
     NotAllowedToRevoke,
 }
 
+/// One line per grant for people.
+pub fn grant_line(g: &Grant, now: OffsetDateTime) -> String {
+    let until = match (g.state, g.expires_at) {
+        (GrantState::Approved, Some(e)) if e > now => {
+            let left = (e - now).whole_seconds().max(0);
+            format!("until {} ({}m left)", flow::rfc3339(e), left / 60)
+        }
+        (GrantState::Approved, None) => "permanent".to_string(),
+        (_, Some(e)) => format!("until {}", flow::rfc3339(e)),
+        (_, None) => match g.duration_secs {
+            Some(s) => format!(
+                "for {}",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    u64::try_from(s).unwrap_or(0)
+                ))
+            ),
+            None => "permanent".to_string(),
+        },
+    };
+    format!(
+        "#{:<5} {:<9} {:<10} {:<20} accounts={} ports={} {} approver={} reason={:?}",
+        g.id,
+        g.state.as_str(),
+        g.user,
+        g.server,
+        g.accounts.join(","),
+        g.ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        until,
+        g.approved_by.as_deref().unwrap_or("-"),
+        g.reason
+    )
+}
+
 /// Four-eyes rule: may `actor` (with `is_approver`) approve or deny `grant`?
 pub fn check_decide(grant: &Grant, actor: &str, is_approver: bool) -> Result<(), GrantRefusal> {
     if grant.state != GrantState::Pending {

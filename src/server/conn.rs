@@ -240,7 +240,7 @@ impl ConnState {
                 grant,
                 cancel,
                 reason,
-                conn: Arc::downgrade(&state),
+                conn: Arc::downgrade(&state) as std::sync::Weak<ConnState>,
             },
         );
         crate::metrics::session_started(state.metrics_mode());
@@ -580,9 +580,6 @@ impl ConnState {
         if let Ok(mut set) = self.remote_forwards.lock() {
             set.insert((address.to_string(), *port));
         }
-        if let Some(rx) = self.forwarded_rx.lock().ok().and_then(|mut r| r.take()) {
-            tokio::spawn(super::channel::forwarded_loop(self.clone(), rx));
-        }
         self.shared
             .audit(
                 self.base_event(EventKind::ForwardOpen)
@@ -592,6 +589,15 @@ impl ConnState {
             )
             .await;
         true
+    }
+
+    /// The channels the target opens for this connection's remote
+    /// forwards, once: the caller (the handler, above the forwards) runs
+    /// the loop that bridges them after the first forward is set up.
+    pub(super) fn take_forwarded(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<Box<upstream::Forwarded>>> {
+        self.forwarded_rx.lock().ok().and_then(|mut r| r.take())
     }
 
     pub async fn cancel_remote_forward(&self, address: &str, port: u32) -> bool {
@@ -851,6 +857,12 @@ impl ConnState {
                 )
                 .await;
         }
+    }
+}
+
+impl super::shared::Progress for ConnState {
+    fn progress(&self) -> (i64, i64, OffsetDateTime) {
+        ConnState::progress(self)
     }
 }
 

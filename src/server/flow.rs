@@ -30,7 +30,7 @@ use bytes::BytesMut;
 use russh::ChannelId;
 use tokio::sync::Notify;
 
-use super::channel::ChanEvent;
+use super::chan::ChanEvent;
 
 /// The channel window the bastion grants (and every channel starts with).
 pub const WINDOW: u32 = 2 * 1024 * 1024;

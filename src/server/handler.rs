@@ -16,11 +16,12 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, Pty, Sig};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use super::channel::{self, ChanEvent, refuse_open};
+use super::chan::{ChanEvent, refuse_open};
 use super::conn::{ConnState, Target};
 use super::flow::{self, Budget, FlowError, Inbox, Windows};
 use super::login;
 use super::shared::Shared;
+use super::{channel, forwards};
 use crate::audit::{AuditEvent, EventKind};
 use crate::envfilter::{self, EnvFilter};
 
@@ -626,7 +627,7 @@ impl Handler for ConnHandler {
         let origin = (sanitize(originator_address), originator_port);
         // Deciding and connecting happen in the task: the reply handle
         // confirms or refuses the channel from there.
-        tokio::spawn(channel::run_forward_channel(
+        tokio::spawn(forwards::run_forward_channel(
             state, channel, reply, rx, host, port, origin,
         ));
         Ok(())
@@ -893,7 +894,11 @@ impl Handler for ConnHandler {
             return Ok(false);
         };
         let address: String = address.chars().take(255).collect();
-        Ok(Box::pin(state.remote_forward(&address, port)).await)
+        let ok = Box::pin(state.remote_forward(&address, port)).await;
+        if ok && let Some(rx) = state.take_forwarded() {
+            tokio::spawn(forwards::forwarded_loop(state.clone(), rx));
+        }
+        Ok(ok)
     }
 
     async fn cancel_tcpip_forward(

@@ -24,18 +24,20 @@ use crate::policy::Policy;
 use crate::store::Store;
 
 pub mod bridge;
+pub mod chan;
 pub mod channel;
 pub mod command_mode;
 pub mod conn;
 mod dbwatch;
 pub mod flow;
-pub mod grants_cmd;
+pub mod forwards;
 pub mod handler;
 pub mod heartbeat;
 pub mod lineedit;
 pub mod login;
 pub mod notice;
 pub mod notify;
+pub mod pump;
 pub mod quiet;
 pub mod refusals;
 pub mod sftp;
@@ -400,10 +402,7 @@ async fn close_stale_sessions(store: &Store, node: &str, last_seen: Option<time:
     }
 }
 
-/// The bastion's SSH identification string, what every client sees. It
-/// names Gatehouse, never a target's software (clients that adapt to the
-/// server's string are handled where it matters: `sftp::SymlinkSwap`).
-pub const SERVER_ID: &str = "SSH-2.0-Gatehouse";
+pub use shared::SERVER_ID;
 
 fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {
     // server-sig-algs lists every staff key algorithm accepted (Dropbear

@@ -15,6 +15,19 @@ use crate::config::Config;
 use crate::policy::Policy;
 use crate::store::Store;
 
+/// The bastion's SSH identification string, what every client sees. It
+/// names Gatehouse, never a target's software (clients that adapt to the
+/// server's string are handled where it matters: `sftp::SymlinkSwap`).
+pub const SERVER_ID: &str = "SSH-2.0-Gatehouse";
+
+/// A live connection's byte counts, as the heartbeat writes them to the
+/// session row. Implemented by `conn::ConnState`; a trait so that this
+/// registry, below the connection, need not name it.
+pub trait Progress: Send + Sync {
+    /// (bytes up, bytes down, time of the last byte either way)
+    fn progress(&self) -> (i64, i64, OffsetDateTime);
+}
+
 /// Why a live session was ended from outside its own connection.
 #[derive(Debug, Clone)]
 pub struct EndReason(pub String);
@@ -30,7 +43,7 @@ pub struct LiveSession {
     pub reason: Arc<Mutex<Option<EndReason>>>,
     /// The connection, for its byte counts (`server::heartbeat` writes
     /// them to the session row every few seconds).
-    pub conn: std::sync::Weak<super::conn::ConnState>,
+    pub conn: std::sync::Weak<dyn Progress>,
 }
 
 impl LiveSession {
