@@ -88,11 +88,7 @@ pub async fn run(
     let upstream = match Box::pin(state.upstream()).await {
         Ok(u) => u,
         Err(e) => {
-            let status = if e.starts_with(super::conn::DENIED_PREFIX) {
-                1
-            } else {
-                255
-            };
+            let status = if e.is_refusal() { 1 } else { 255 };
             refuse(&client, has_pty, &format!("gatehouse: {e}"), status).await;
             return;
         }

@@ -20,7 +20,38 @@ use crate::store::SessionRow;
 use crate::upstream::{self, Credential, Endpoint, Upstream, UpstreamError};
 
 /// Upstream failures that are refusals start with this.
-pub const DENIED_PREFIX: &str = "access denied: ";
+/// Why a connection has no login on its target. The client's exit status
+/// follows the variant ([`TargetError::is_refusal`]), never the wording.
+#[derive(Debug, Clone)]
+pub enum TargetError {
+    /// The target (or the hop to it) failed or refused the bastion.
+    Upstream(Arc<UpstreamError>),
+    /// The bastion could not prepare the login (vault, CA, audit log).
+    Bastion(String),
+}
+
+impl TargetError {
+    /// A pinned host key that does not match is a refusal (contract
+    /// section 5), not a fault: the client sees it as one.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, TargetError::Upstream(e) if matches!(**e, UpstreamError::HostKeyMismatch { .. }))
+    }
+}
+
+impl std::fmt::Display for TargetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetError::Upstream(e) => match &**e {
+                UpstreamError::HostKeyMismatch { server, .. } => write!(
+                    f,
+                    "access denied: the host key of {server} does not match its pinned fingerprint"
+                ),
+                e => e.fmt(f),
+            },
+            TargetError::Bastion(m) => f.write_str(m),
+        }
+    }
+}
 
 /// What the login name decided at authentication.
 pub enum Target {
@@ -59,7 +90,7 @@ pub struct ConnState {
     pub handle: russh::server::Handle,
     /// Client-to-target bytes queued in the bastion for this connection.
     pub budget: Arc<super::flow::Budget>,
-    upstream: OnceCell<Result<Arc<Upstream>, String>>,
+    upstream: OnceCell<Result<Arc<Upstream>, TargetError>>,
     pub cancel: CancellationToken,
     reason: Arc<Mutex<Option<EndReason>>>,
     started: Instant,
@@ -551,7 +582,7 @@ impl ConnState {
                 self.audit_denied(
                     &Action::RemoteForward { port: p },
                     "ERR_TARGET_UNAVAILABLE",
-                    &e,
+                    &e.to_string(),
                 )
                 .await;
                 return false;
@@ -629,11 +660,11 @@ impl ConnState {
 
     /// The logged-in connection to the target, opened on first use and
     /// shared by the connection's channels.
-    pub async fn upstream(&self) -> Result<Arc<Upstream>, String> {
+    pub async fn upstream(&self) -> Result<Arc<Upstream>, TargetError> {
         self.upstream
             .get_or_init(|| async {
                 let Some(t) = self.server_target() else {
-                    return Err("no target".to_string());
+                    return Err(TargetError::Bastion("no target".to_string()));
                 };
                 self.connect_upstream(t).await.map(Arc::new)
             })
@@ -641,7 +672,7 @@ impl ConnState {
             .clone()
     }
 
-    async fn connect_upstream(&self, t: &ServerTarget) -> Result<Upstream, String> {
+    async fn connect_upstream(&self, t: &ServerTarget) -> Result<Upstream, TargetError> {
         let endpoint = |s: &policy::Server| Endpoint {
             name: s.name.clone(),
             host: s.host.clone(),
@@ -652,10 +683,11 @@ impl ConnState {
         let target = endpoint(&t.server);
         let credential = match self
             .credential_for(&t.server.name, &t.allowed.account)
-            .await?
+            .await
+            .map_err(TargetError::Bastion)?
         {
             Credential::Identity(_) if t.server.auth == policy::TargetAuth::Certificate => {
-                self.certificate_for(t)?
+                self.certificate_for(t).map_err(TargetError::Bastion)?
             }
             c => c,
         };
@@ -696,14 +728,7 @@ impl ConnState {
                         .await;
                 }
                 tracing::warn!(session = %self.id, "upstream: {e}");
-                // A pinned key that does not match is a refusal (contract
-                // section 5), not a fault: the client sees it as one.
-                if let UpstreamError::HostKeyMismatch { server, .. } = &e {
-                    return Err(format!(
-                        "{DENIED_PREFIX}the host key of {server} does not match its pinned fingerprint"
-                    ));
-                }
-                Err(e.to_string())
+                Err(TargetError::Upstream(Arc::new(e)))
             }
         }
     }
@@ -914,5 +939,37 @@ fn describe_action(action: &Action) -> String {
         Action::Jump { host, port } => format!("jump to {host}:{port}"),
         Action::AgentForward => "agent forwarding".into(),
         Action::X11Forward => "X11 forwarding".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_follows_the_error_not_its_wording() {
+        let mismatch = TargetError::Upstream(Arc::new(UpstreamError::HostKeyMismatch {
+            server: "prod-db".into(),
+            expected: Some("SHA256:x".into()),
+            presented: "SHA256:y".into(),
+            presented_type: None,
+        }));
+        assert!(mismatch.is_refusal());
+        assert_eq!(
+            mismatch.to_string(),
+            "access denied: the host key of prod-db does not match its pinned fingerprint"
+        );
+        // A fault worded like a refusal stays a fault (exit status 255).
+        let fault = TargetError::Bastion("access denied: the vault is sealed".into());
+        assert!(!fault.is_refusal());
+        let refused_login = TargetError::Upstream(Arc::new(UpstreamError::AuthRefused {
+            server: "prod-db".into(),
+            account: "root".into(),
+        }));
+        assert!(!refused_login.is_refusal());
+        assert_eq!(
+            refused_login.to_string(),
+            "prod-db refused the bastion's login as root"
+        );
     }
 }
