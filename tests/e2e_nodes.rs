@@ -547,7 +547,7 @@ fn kill_9_of_one_node_leaves_the_other_serving() {
 /// way. This checks the announcement really arrives.
 #[test]
 fn a_kill_request_is_announced_to_its_node_over_postgresql() {
-    use gatehouse::server::notify::{KillListener, announce_kill};
+    use gatehouse::server::kill_listen::{KillListener, announce_kill};
     use gatehouse::store::Store;
     let rt = runtime();
     rt.block_on(async {

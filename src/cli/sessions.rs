@@ -200,7 +200,7 @@ async fn kill(
     ev.server = session.server.clone();
     ev.account = session.account.clone();
     // Wakes the node at once on PostgreSQL; it polls every second anyway.
-    if let Err(e) = crate::server::notify::announce_kill(store, &session.node).await {
+    if let Err(e) = crate::server::kill_listen::announce_kill(store, &session.node).await {
         tracing::warn!("kill requested; the node will see it at its next poll: {e}");
     }
     store

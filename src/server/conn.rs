@@ -392,12 +392,7 @@ impl ConnState {
 
     /// Ends the whole session with a reason the client will see.
     pub fn end(&self, reason: &str) {
-        if let Ok(mut r) = self.reason.lock()
-            && r.is_none()
-        {
-            *r = Some(EndReason(reason.to_string()));
-        }
-        self.cancel.cancel();
+        super::shared::end_session(&self.reason, &self.cancel, reason);
     }
 
     pub fn end_reason(&self) -> String {

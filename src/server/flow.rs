@@ -48,7 +48,7 @@ const COALESCE: usize = 64 * 1024;
 pub const MAX_CONTROLS: usize = 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum FlowError {
+pub enum ChannelFlowError {
     /// The peer sent more than the channel's window.
     #[error("sent {sent} bytes on a channel whose window was {window}")]
     WindowExceeded { window: u32, sent: usize },
@@ -63,11 +63,11 @@ pub enum FlowError {
     Closed,
 }
 
-impl FlowError {
+impl ChannelFlowError {
     /// Whether the peer broke the rules (the connection ends, audited), as
     /// opposed to a message for a channel that is already done.
     pub fn is_violation(&self) -> bool {
-        !matches!(self, FlowError::Closed)
+        !matches!(self, ChannelFlowError::Closed)
     }
 }
 
@@ -105,11 +105,11 @@ impl Budget {
         self.hard
     }
 
-    fn charge(&self, n: usize) -> Result<(), FlowError> {
+    fn charge(&self, n: usize) -> Result<(), ChannelFlowError> {
         let before = self.queued.fetch_add(n, Ordering::Relaxed);
         if before.saturating_add(n) > self.hard {
             self.queued.fetch_sub(n, Ordering::Relaxed);
-            return Err(FlowError::BudgetExceeded { limit: self.hard });
+            return Err(ChannelFlowError::BudgetExceeded { limit: self.hard });
         }
         Ok(())
     }
@@ -138,10 +138,10 @@ impl<K: std::hash::Hash + Eq + Copy> Windows<K> {
     /// window for the channel once it processed the packet (refilled when
     /// it sent a WINDOW_ADJUST). A channel not seen yet has the initial
     /// [`WINDOW`]: russh opens every channel with its configured window.
-    pub fn received(&mut self, channel: K, len: usize, after: u32) -> Result<(), FlowError> {
+    pub fn received(&mut self, channel: K, len: usize, after: u32) -> Result<(), ChannelFlowError> {
         let window = self.left.get(&channel).copied().unwrap_or(WINDOW);
         if len > window as usize {
-            return Err(FlowError::WindowExceeded { window, sent: len });
+            return Err(ChannelFlowError::WindowExceeded { window, sent: len });
         }
         self.left.insert(channel, after);
         Ok(())
@@ -229,10 +229,10 @@ fn payload(ev: &ChanEvent) -> usize {
 
 impl Inbox {
     /// Queues data, appended to the last queued chunk when there is room.
-    pub fn data(&self, bytes: &[u8]) -> Result<(), FlowError> {
+    pub fn data(&self, bytes: &[u8]) -> Result<(), ChannelFlowError> {
         let mut q = lock(&self.inner);
         if !q.receiver {
-            return Err(FlowError::Closed);
+            return Err(ChannelFlowError::Closed);
         }
         let n = bytes.len();
         if let Some(Item::Data(last)) = q.items.back_mut()
@@ -251,13 +251,13 @@ impl Inbox {
 
     /// Queues a control event. A window change replaces one queued just
     /// before it (only the last size matters). A close is always accepted.
-    pub fn event(&self, ev: ChanEvent) -> Result<(), FlowError> {
+    pub fn event(&self, ev: ChanEvent) -> Result<(), ChannelFlowError> {
         if let ChanEvent::Data(b) = &ev {
             return self.data(b);
         }
         let mut q = lock(&self.inner);
         if !q.receiver {
-            return Err(FlowError::Closed);
+            return Err(ChannelFlowError::Closed);
         }
         if matches!(ev, ChanEvent::WindowChange { .. })
             && let Some(Item::Event(last @ ChanEvent::WindowChange { .. }, _)) = q.items.back_mut()
@@ -266,7 +266,7 @@ impl Inbox {
         } else {
             let is_close = matches!(ev, ChanEvent::Close);
             if q.controls >= MAX_CONTROLS && !is_close {
-                return Err(FlowError::TooManyControls);
+                return Err(ChannelFlowError::TooManyControls);
             }
             let charge = ITEM_COST + payload(&ev);
             if is_close {
@@ -373,7 +373,7 @@ mod tests {
         assert_eq!(w.received(c, WINDOW as usize, 0), Ok(()));
         assert_eq!(
             w.received(c, 1, 0),
-            Err(FlowError::WindowExceeded { window: 0, sent: 1 })
+            Err(ChannelFlowError::WindowExceeded { window: 0, sent: 1 })
         );
         w.forget(c);
         assert_eq!(
@@ -408,7 +408,7 @@ mod tests {
             0,
             "a dropped receiver releases what it held"
         );
-        assert_eq!(tx.data(b"late"), Err(FlowError::Closed));
+        assert_eq!(tx.data(b"late"), Err(ChannelFlowError::Closed));
     }
 
     #[test]
@@ -423,7 +423,10 @@ mod tests {
             };
             tx.event(sig).unwrap();
         }
-        assert_eq!(tx.event(ChanEvent::Eof), Err(FlowError::TooManyControls));
+        assert_eq!(
+            tx.event(ChanEvent::Eof),
+            Err(ChannelFlowError::TooManyControls)
+        );
         assert!(tx.event(ChanEvent::Eof).unwrap_err().is_violation());
         tx.event(ChanEvent::Close).unwrap();
         // Window changes in a row collapse into the last one.
@@ -463,7 +466,7 @@ mod tests {
         let mut refused = false;
         for _ in 0..(limit / COALESCE + 2) {
             if let Err(e) = tx.data(&big) {
-                assert_eq!(e, FlowError::BudgetExceeded { limit });
+                assert_eq!(e, ChannelFlowError::BudgetExceeded { limit });
                 refused = true;
                 break;
             }

@@ -307,7 +307,7 @@ pub async fn forwarded_loop(
 
 /// A remote forward's client side went over the connection's budget: the
 /// peer ignored flow control. Ends the session, audited.
-async fn over_budget(state: &Arc<ConnState>, e: &flow::FlowError) {
+async fn over_budget(state: &Arc<ConnState>, e: &flow::ChannelFlowError) {
     let reason = format!("protocol violation: {e}");
     state
         .shared

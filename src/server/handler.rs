@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::chan::{ChanEvent, refuse_open};
 use super::conn::{ConnState, Target};
-use super::flow::{self, Budget, FlowError, Inbox, Windows};
+use super::flow::{self, Budget, ChannelFlowError, Inbox, Windows};
 use super::login;
 use super::shared::Shared;
 use super::{channel, forwards};
@@ -26,7 +26,7 @@ use crate::audit::{AuditEvent, EventKind};
 use crate::envfilter::{self, EnvFilter};
 
 mod cert_auth;
-use crate::policy::{self, Action, Decision, DenyCode, Request};
+use crate::policy::{self, Action, DenyCode};
 
 /// While throttled, a trickle keeps `adjust_window` being called so the
 /// window reopens once the backlog drains.
@@ -340,7 +340,7 @@ impl ConnHandler {
         };
         match queued {
             Ok(()) => {}
-            Err(FlowError::Closed) => {
+            Err(ChannelFlowError::Closed) => {
                 self.channels.remove(&channel);
             }
             Err(e) => self.violation(channel, &e),
@@ -368,7 +368,7 @@ impl ConnHandler {
     /// Everything it sends from now on is dropped. The socket is cut
     /// shortly after the disconnect message, because russh would keep
     /// reading (and discarding) for as long as the peer sends.
-    fn violation(&mut self, channel: ChannelId, e: &FlowError) {
+    fn violation(&mut self, channel: ChannelId, e: &ChannelFlowError) {
         if std::mem::replace(&mut self.violated, true) {
             return;
         }
@@ -385,7 +385,7 @@ impl ConnHandler {
             .detail("reason", format!("protocol violation: {e}"))
             .detail("channel", u32::from(channel))
             .detail("queued_bytes", self.budget.queued());
-        if let FlowError::WindowExceeded { window, sent } = e {
+        if let ChannelFlowError::WindowExceeded { window, sent } = e {
             ev = ev.detail("window", *window).detail("sent", *sent);
         }
         let message = format!("gatehouse: protocol violation: {e}");
@@ -671,7 +671,7 @@ impl Handler for ConnHandler {
         if let Some(tx) = self.channels.get(&channel) {
             match tx.data(data) {
                 Ok(()) => {}
-                Err(FlowError::Closed) => {
+                Err(ChannelFlowError::Closed) => {
                     self.channels.remove(&channel);
                 }
                 Err(e) => self.violation(channel, &e),
@@ -992,24 +992,4 @@ pub async fn counted_failure(shared: &Shared, staff: &str, source: IpAddr) {
                 ),
         )
         .await;
-}
-
-/// Builds the request for a session login (used by `conn`).
-pub fn session_request<'a>(
-    user: &'a str,
-    server: &'a str,
-    account: Option<&'a str>,
-    source: IpAddr,
-) -> Request<'a> {
-    Request {
-        user,
-        server,
-        account,
-        source,
-        action: Action::Session,
-    }
-}
-
-pub fn is_allowed(d: &Decision) -> bool {
-    matches!(d, Decision::Allow(_))
 }

@@ -26,7 +26,7 @@ use crate::recording::Recorder;
 
 /// How a pumped channel ended.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct PumpEnd {
     pub up: u64,
     pub down: u64,
     pub exit_status: Option<u32>,
@@ -76,7 +76,7 @@ pub(super) async fn pump(
     rx: &mut InboxRx,
     target: Channel<ClientMsg>,
     opts: PumpOptions<'_>,
-) -> Outcome {
+) -> PumpEnd {
     let PumpOptions {
         session,
         has_pty,
@@ -331,7 +331,7 @@ pub(super) async fn pump(
             .unwrap_or_default();
         audit_sftp(state, rest).await;
     }
-    Outcome {
+    PumpEnd {
         up,
         down,
         exit_status: exit_code,

@@ -48,13 +48,24 @@ pub struct LiveSession {
 
 impl LiveSession {
     pub fn end(&self, reason: &str) {
-        if let Ok(mut r) = self.reason.lock()
-            && r.is_none()
-        {
-            *r = Some(EndReason(reason.to_string()));
-        }
-        self.cancel.cancel();
+        end_session(&self.reason, &self.cancel, reason);
     }
+}
+
+/// Ends a session: the first reason given is the one the client sees,
+/// then the session's token fires. `LiveSession` (from outside) and
+/// `conn::ConnState` (from inside) share the reason and the token.
+pub(crate) fn end_session(
+    slot: &Mutex<Option<EndReason>>,
+    cancel: &CancellationToken,
+    reason: &str,
+) {
+    if let Ok(mut r) = slot.lock()
+        && r.is_none()
+    {
+        *r = Some(EndReason(reason.to_string()));
+    }
+    cancel.cancel();
 }
 
 /// Why live sessions end when the audit log cannot be written.

@@ -28,7 +28,11 @@ pub fn spawn_jobs(shared: Arc<Shared>) -> Jobs {
     let kick = Arc::new(tokio::sync::Notify::new());
     if shared.store.backend() == crate::store::Backend::Postgres {
         let (url, node) = (shared.config.database.clone(), shared.config.node.clone());
-        set.spawn(super::notify::listen_for_kills(url, node, kick.clone()));
+        set.spawn(super::kill_listen::listen_for_kills(
+            url,
+            node,
+            kick.clone(),
+        ));
     }
     set.spawn(session_sweeper(shared.clone(), kick));
     set.spawn(rotation_scheduler(shared.clone()));
