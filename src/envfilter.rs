@@ -8,6 +8,9 @@
 //! before the allowed command, out of sight of the audit: so the bastion
 //! passes only what the allowlist names and audits the rest (by name,
 //! never by value).
+//!
+//! Layer: the bottom of the crate, below `config` (which checks `[limits]
+//! accept_env` with it); imports no module of it.
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 

@@ -11,6 +11,8 @@
 //! [`BUFFER`] bytes per `recv` as before. Pooled buffers are reused as
 //! they are (already initialised), so taking one costs no allocation or
 //! zeroing.
+//!
+//! Layer: the bottom of the crate; imports no module of it.
 
 use std::pin::Pin;
 use std::sync::Mutex;

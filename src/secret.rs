@@ -2,6 +2,10 @@
 //! master key passes through. It prints as `[redacted]` under both `Debug`
 //! and `Display`, is deliberately not `Serialize`, and overwrites its bytes
 //! when dropped.
+//!
+//! Layer: the bottom of the crate, so that `upstream` holds a secret
+//! without importing the vault (which re-exports it); imports no module of
+//! it.
 
 use std::fmt;
 

@@ -2,6 +2,9 @@
 //! `vpn` servers, through the `via` hop first) with a pinned host key.
 //! Staff never see what authenticates this leg: the identity key or a vault
 //! credential.
+//!
+//! Layer: below both `vault` (which rotates passwords through it) and
+//! `server`; may import `secret` and `readbuf` only.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,6 +1,10 @@
 //! The session bridge: one client session channel to one target session
 //! channel, byte-exact both ways, with PTY, window changes, signals, EOF,
 //! exit status and exit signal passed through.
+//!
+//! Layer: beside `forwards` and `command_mode`, below the dispatcher
+//! `channel`; may import `chan`, `conn`, `flow`, `pump`, `lineedit`,
+//! `notice`, `sftp`, `shared`; never its siblings.
 
 use std::sync::Arc;
 

@@ -2,6 +2,10 @@
 //! refusal to explain, or command mode), the lazily opened upstream SSH
 //! connection, byte counters, and the watchdog that ends it on idle
 //! timeout, `max_session`, grant expiry, kill or shutdown.
+//!
+//! Layer: below the channel modules; may import `flow`, `login`, `shared`
+//! and `crate::upstream`; never a channel module (the handler spawns the
+//! remote-forward loop, not this file).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};

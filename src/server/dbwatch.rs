@@ -6,6 +6,8 @@
 //! (`Shared::audit`); this covers the quiet ones, such as an idle shell.
 //! Two probes in a row must fail: one slow answer on a loaded machine (a
 //! pool briefly exhausted by a report) is not an outage.
+//!
+//! Layer: a background task beside `watch`; may import `shared` only.
 
 use std::sync::Arc;
 use std::time::Duration;

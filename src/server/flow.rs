@@ -21,6 +21,8 @@
 //!   Consecutive data is coalesced, so memory stays close to the bytes
 //!   held; control messages (window changes, signals, env...) are not
 //!   flow-controlled by SSH, so a channel holds at most [`MAX_CONTROLS`].
+//!
+//! Layer: near the bottom; may import `chan` only.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};

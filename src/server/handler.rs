@@ -3,6 +3,10 @@
 //! session loop must keep running (it processes the client's window
 //! adjustments that the target-to-client direction waits on), so requests are
 //! answered at once and the work happens in the channel tasks.
+//!
+//! Layer: above the channel dispatcher and the forwards (it spawns them);
+//! may import `chan`, `channel`, `forwards`, `conn`, `flow`, `login`,
+//! `shared`; only `mod.rs` imports it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -15,6 +15,8 @@
 //! for a full `node_lost_after`: after an outage of the database every
 //! node's heartbeat is old, and the first node back must give the others
 //! the time to beat again before calling them lost.
+//!
+//! Layer: a background task beside `watch`; may import `shared` only.
 
 use std::collections::HashMap;
 use std::sync::Arc;

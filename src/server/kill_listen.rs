@@ -6,6 +6,9 @@
 //! only a wake-up: the request itself is the row in the database, so a
 //! notification lost (listener reconnecting, SQLite, another database)
 //! delays a kill by at most the sweeper's one-second poll.
+//!
+//! Layer: the bottom of `server/` (named apart from the `notify` crate that
+//! `watch` uses); imports nothing of `server/`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -66,6 +66,8 @@
 //!
 //! [`feed`]: LineTracker::feed
 //! [`scan_output`]: LineTracker::scan_output
+//!
+//! Layer: the bottom of `server/` (pure); imports nothing of `server/`.
 
 use std::mem;
 

@@ -2,6 +2,8 @@
 //! alone for command mode (contract section 5). OpenSSH splits
 //! `user@host` at the last `@`, so the login name arrives as
 //! `alice+root@web1`. Parsing is strict: anything else is refused.
+//!
+//! Layer: the bottom of `server/` (pure); imports nothing of `server/`.
 
 /// What a login name asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

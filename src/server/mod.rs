@@ -1,8 +1,14 @@
 //! The SSH front end: the accept loop with its limits, the background jobs
 //! (policy reload, grant expiry, kill requests), and clean shutdown. The
-//! pieces: [`handler`] (russh adapter), [`conn`] (one authenticated
-//! connection), [`channel`] and [`bridge`] (moving bytes), [`upstream`]
-//! (logging in to targets), [`command_mode`] and [`grants_cmd`].
+//! pieces, top down: [`handler`] (russh adapter); [`channel`] (the
+//! session-channel dispatcher); [`bridge`] (a session to its target),
+//! [`forwards`] (`-L`/`-R`) and [`command_mode`], which never import each
+//! other; [`pump`] (moving bytes); [`conn`] (one authenticated
+//! connection); [`flow`], [`shared`] and [`chan`] (the shared channel
+//! types) at the bottom. Logging in to targets is [`crate::upstream`].
+//!
+//! Layer: the top of `server/` (the accept loop and start-up); may import
+//! any module of `server/` and anything below `server` in the crate.
 
 use std::borrow::Cow;
 use std::future::Future;

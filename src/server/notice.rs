@@ -10,6 +10,8 @@
 //! bound, for a shell that answers nothing). It is written on a new line
 //! below the redrawn prompt, and only then is the Enter sent that makes the
 //! shell print a fresh prompt under it.
+//!
+//! Layer: the bottom of `server/`; imports nothing of `server/`.
 
 use std::time::Duration;
 

@@ -6,6 +6,8 @@
 //! request" with no handler hook to stop it; a WARN on every PuTTY
 //! connection hides the warnings that matter. This per-layer filter drops
 //! exactly those lines; every other russh warning still shows.
+//!
+//! Layer: the bottom of `server/`; imports nothing of `server/`.
 
 use tracing::{Event, Level, Metadata};
 

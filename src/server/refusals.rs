@@ -5,6 +5,8 @@
 //! delay), then at most one batch per [`INTERVAL`]. At most
 //! [`MAX_SOURCES`] sources are told apart per batch; the rest are counted
 //! under `source = "*"`.
+//!
+//! Layer: the bottom of `server/`; imports nothing of `server/`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -44,6 +44,9 @@
 //! [`MAX_PACKET`], a malformed packet, a version other than 3 (the audit
 //! could not read it), more than [`MAX_TRACKED`] requests in flight or
 //! handles open. After an error every call returns it again.
+//!
+//! Layer: the bottom of `server/` (pure parsing); imports nothing of
+//! `server/`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

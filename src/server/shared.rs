@@ -1,4 +1,7 @@
 //! State shared by every connection of one running bastion.
+//!
+//! Layer: low in `server/`; may import `refusals` and `slots`; never `conn`
+//! (a live session's byte counts come through the [`Progress`] trait).
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -16,6 +16,8 @@
 //!    go first, then the oldest.
 //!
 //! With no candidate the newcomer is refused.
+//!
+//! Layer: the bottom of `server/`; imports nothing of `server/`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

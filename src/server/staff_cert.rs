@@ -13,6 +13,8 @@
 //! does not know, as PROTOCOL.certkeys requires. The policy's own checks
 //! (the `[[user]]` exists, has not expired, `allow_from`, lockout) still
 //! apply in the handler.
+//!
+//! Layer: the bottom of `server/` (pure); imports nothing of `server/`.
 
 use std::net::IpAddr;
 

@@ -1,6 +1,9 @@
 //! Background jobs of a running bastion: policy hot reload, grant expiry
 //! and revocation, and `sessions kill` requests made from the CLI (or
 //! another node) through the database.
+//!
+//! Layer: a background task below `mod.rs`; may import `shared` and
+//! `kill_listen`.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,9 +2,9 @@
 //! section 5): `list` (default), `whoami`, `web`, and the grant workflow.
 //!
 //! As in mini-redis's `cmd/`, a command line is parsed once into a typed
-//! [`Command`] ([`parse`]), then applied ([`apply`]) by the module that
+//! `Command` (`parse`), then applied (`apply`) by the module that
 //! owns it: [`info`] for the read-only commands, [`grants`] for the grant
-//! verbs; both answer a [`reply::Reply`]. The children import `reply` and
+//! verbs; both answer a `reply::Reply`. The children import `reply` and
 //! the bottom of `server/` (`chan`, `conn`, `shared`), never each other
 //! nor this file; only the channel dispatcher imports this module.
 

@@ -2,6 +2,9 @@
 //! `server::staff_cert`, then the same standing, audit and target
 //! decision as a listed key (`auth_publickey`). A child module of the
 //! handler so that it shares its private state without widening it.
+//!
+//! Layer: part of `handler`; may import `handler`, `login`, `shared`,
+//! `staff_cert`.
 
 use russh::server::Auth;
 
