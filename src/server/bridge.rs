@@ -8,10 +8,11 @@
 
 use std::sync::Arc;
 
-use russh::ChannelId;
+use russh::client::Msg as ClientMsg;
+use russh::{Channel, ChannelId};
 
 use super::chan::{ChanEvent, ClientWriter, PtyReq, Start, refuse};
-use super::conn::ConnState;
+use super::conn::{ConnState, ServerTarget};
 use super::flow::InboxRx;
 use super::lineedit::LineTracker;
 use super::notice::OutputSeen;
@@ -19,8 +20,11 @@ use super::pump::{Inspect, PumpOptions, pump};
 use super::sftp::{SftpAudit, symlink_swap_needed};
 use crate::audit::EventKind;
 use crate::recording::{Kind, Recorder, RecorderOptions, RecordingMeta};
+use crate::upstream::Upstream;
 use std::sync::Mutex;
 
+/// Runs one session channel on the target: admit and audit, log in,
+/// start the recording, open the target's channel, then pump until done.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     state: Arc<ConnState>,
@@ -36,57 +40,7 @@ pub async fn run(
     let Some(target) = state.server_target() else {
         return;
     };
-    let server = target.server.name.clone();
-    let mut ev = state
-        .base_event(EventKind::Exec)
-        .detail("kind", start.kind())
-        .detail("pty", has_pty);
-    let checked = match &start {
-        Start::Exec(cmd) => crate::policy::check_command(&target.server, cmd, false),
-        Start::Shell => crate::policy::check_open_session(&target.server, "a shell"),
-        Start::Subsystem(name) => {
-            crate::policy::check_open_session(&target.server, &format!("subsystem {name}"))
-        }
-    };
-    match &start {
-        Start::Exec(cmd) => ev = ev.detail("command", cmd.clone()),
-        Start::Subsystem(name) => ev = ev.detail("subsystem", name.clone()),
-        Start::Shell => {}
-    }
-    if let Err(d) = checked {
-        let command = match &start {
-            Start::Exec(cmd) => cmd.clone(),
-            Start::Shell => "(shell)".to_string(),
-            Start::Subsystem(name) => format!("(subsystem {name})"),
-        };
-        Box::pin(
-            state.shared.audit(
-                state
-                    .base_event(EventKind::CommandBlocked)
-                    .detail("command", command)
-                    .detail("kind", start.kind())
-                    .detail("reason", d.reason.clone())
-                    .detail("rule", d.rule.clone()),
-            ),
-        )
-        .await;
-        refuse(
-            &client,
-            has_pty,
-            &format!("gatehouse: access denied: {}", d.reason),
-            1,
-        )
-        .await;
-        return;
-    }
-    if !Box::pin(state.shared.audit(ev)).await {
-        refuse(
-            &client,
-            has_pty,
-            "gatehouse: the bastion cannot write its audit log",
-            255,
-        )
-        .await;
+    if !Box::pin(admit(&state, target, &start, &client, has_pty)).await {
         return;
     }
     let upstream = match Box::pin(state.upstream()).await {
@@ -97,98 +51,21 @@ pub async fn run(
             return;
         }
     };
-    let account = target.allowed.account.clone();
-    let rec = if state.should_record_account(&account) {
-        let meta = RecordingMeta {
-            id: state.next_recording_id(),
-            session: state.id.clone(),
-            user: state.user.clone(),
-            server: server.clone(),
-            account: account.clone(),
-            source: state.source.to_string(),
-            grant: target.allowed.grant,
-            kind: match &start {
-                Start::Shell => Kind::Shell,
-                Start::Exec(_) => Kind::Exec,
-                Start::Subsystem(_) => Kind::Subsystem,
-            },
-            command: match &start {
-                Start::Shell => None,
-                Start::Exec(c) => Some(c.clone()),
-                Start::Subsystem(n) => Some(n.clone()),
-            },
-            term: pty.as_ref().map(|p| p.term.clone()),
-            width: pty.as_ref().map(|p| p.cols).unwrap_or(80),
-            height: pty.as_ref().map(|p| p.rows).unwrap_or(24),
-            started_at: crate::server::shared::Shared::now(),
-        };
-        let opts = RecorderOptions::from_config(&state.shared.config.recording);
-        match Box::pin(Recorder::start(
-            &state.shared.config.recordings,
-            meta,
-            state.shared.signer.clone(),
-            opts,
-        ))
-        .await
-        {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::error!(session = %state.id, "recording cannot start: {e}");
-                refuse(
-                    &client,
-                    has_pty,
-                    "gatehouse: this session must be recorded and the recording cannot be written; refused",
-                    255,
-                )
-                .await;
-                return;
-            }
-        }
-    } else {
-        None
-    };
-    let target_ch = match Box::pin(upstream.handle.channel_open_session()).await {
-        Ok(c) => c,
-        Err(e) => {
-            refuse(
-                &client,
-                has_pty,
-                &format!("gatehouse: {server} refused a session: {e}"),
-                255,
-            )
-            .await;
-            return;
-        }
-    };
-    if let Some(p) = &pty {
-        let _ = target_ch
-            .request_pty(
-                false,
-                &p.term,
-                p.cols,
-                p.rows,
-                p.pix_width,
-                p.pix_height,
-                &p.modes,
-            )
-            .await;
-    }
-    for (k, v) in &env {
-        let _ = target_ch.set_env(false, k.clone(), v.clone()).await;
-    }
-    let sent = match &start {
-        Start::Shell => target_ch.request_shell(true).await,
-        Start::Exec(cmd) => target_ch.exec(true, cmd.as_bytes().to_vec()).await,
-        Start::Subsystem(name) => match (&target.server.sftp_command, name.as_str()) {
-            // The server's own rule for SFTP (e.g. read-only sftp-server).
-            (Some(cmd), "sftp") => target_ch.exec(true, cmd.as_bytes().to_vec()).await,
-            _ => target_ch.request_subsystem(true, name.clone()).await,
-        },
-    };
-    if let Err(e) = sent {
-        refuse(&client, has_pty, &format!("gatehouse: {server}: {e}"), 255).await;
+    let Ok(rec) = Box::pin(start_recording(
+        &state,
+        target,
+        &start,
+        pty.as_ref(),
+        &client,
+    ))
+    .await
+    else {
         return;
-    }
+    };
+    let opened = open_target(&upstream, target, &client, pty.as_ref(), &env, &start);
+    let Some(target_ch) = Box::pin(opened).await else {
+        return;
+    };
     for ev in early {
         if let ChanEvent::Data(b) = ev {
             let _ = target_ch.data_bytes(b).await;
@@ -230,4 +107,195 @@ pub async fn run(
             tracing::error!(session = %state.id, "recording did not finish cleanly: {e}");
         }
     }
+}
+
+/// Checks the request against the server's rules and audits it: a refusal
+/// is audited as `command.blocked` and answered (status 1), an audit log
+/// that cannot be written refuses (status 255). True: go on.
+async fn admit(
+    state: &Arc<ConnState>,
+    target: &ServerTarget,
+    start: &Start,
+    client: &ClientWriter,
+    has_pty: bool,
+) -> bool {
+    let mut ev = state
+        .base_event(EventKind::Exec)
+        .detail("kind", start.kind())
+        .detail("pty", has_pty);
+    let checked = match start {
+        Start::Exec(cmd) => crate::policy::check_command(&target.server, cmd, false),
+        Start::Shell => crate::policy::check_open_session(&target.server, "a shell"),
+        Start::Subsystem(name) => {
+            crate::policy::check_open_session(&target.server, &format!("subsystem {name}"))
+        }
+    };
+    match start {
+        Start::Exec(cmd) => ev = ev.detail("command", cmd.clone()),
+        Start::Subsystem(name) => ev = ev.detail("subsystem", name.clone()),
+        Start::Shell => {}
+    }
+    if let Err(d) = checked {
+        let command = match start {
+            Start::Exec(cmd) => cmd.clone(),
+            Start::Shell => "(shell)".to_string(),
+            Start::Subsystem(name) => format!("(subsystem {name})"),
+        };
+        Box::pin(
+            state.shared.audit(
+                state
+                    .base_event(EventKind::CommandBlocked)
+                    .detail("command", command)
+                    .detail("kind", start.kind())
+                    .detail("reason", d.reason.clone())
+                    .detail("rule", d.rule.clone()),
+            ),
+        )
+        .await;
+        refuse(
+            client,
+            has_pty,
+            &format!("gatehouse: access denied: {}", d.reason),
+            1,
+        )
+        .await;
+        return false;
+    }
+    if !Box::pin(state.shared.audit(ev)).await {
+        refuse(
+            client,
+            has_pty,
+            "gatehouse: the bastion cannot write its audit log",
+            255,
+        )
+        .await;
+        return false;
+    }
+    true
+}
+
+/// The recorder, when this account's sessions are recorded. `Err`: it
+/// must be and cannot be (the client has been told; fail closed).
+async fn start_recording(
+    state: &Arc<ConnState>,
+    target: &ServerTarget,
+    start: &Start,
+    pty: Option<&PtyReq>,
+    client: &ClientWriter,
+) -> Result<Option<Recorder>, ()> {
+    let has_pty = pty.is_some();
+    let account = target.allowed.account.clone();
+    if !state.should_record_account(&account) {
+        return Ok(None);
+    }
+    {
+        let meta = RecordingMeta {
+            id: state.next_recording_id(),
+            session: state.id.clone(),
+            user: state.user.clone(),
+            server: target.server.name.clone(),
+            account: account.clone(),
+            source: state.source.to_string(),
+            grant: target.allowed.grant,
+            kind: match start {
+                Start::Shell => Kind::Shell,
+                Start::Exec(_) => Kind::Exec,
+                Start::Subsystem(_) => Kind::Subsystem,
+            },
+            command: match start {
+                Start::Shell => None,
+                Start::Exec(c) => Some(c.clone()),
+                Start::Subsystem(n) => Some(n.clone()),
+            },
+            term: pty.map(|p| p.term.clone()),
+            width: pty.map(|p| p.cols).unwrap_or(80),
+            height: pty.map(|p| p.rows).unwrap_or(24),
+            started_at: crate::server::shared::Shared::now(),
+        };
+        let opts = RecorderOptions::from_config(&state.shared.config.recording);
+        match Box::pin(Recorder::start(
+            &state.shared.config.recordings,
+            meta,
+            state.shared.signer.clone(),
+            opts,
+        ))
+        .await
+        {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                tracing::error!(session = %state.id, "recording cannot start: {e}");
+                refuse(
+                    client,
+                    has_pty,
+                    "gatehouse: this session must be recorded and the recording cannot be written; refused",
+                    255,
+                )
+                .await;
+                return Err(());
+            }
+        }
+    }
+}
+
+/// Opens the target's session channel and asks it for what the client
+/// asked (PTY, environment, then shell, command or subsystem). `None`: the
+/// target refused (the client has been told).
+async fn open_target(
+    upstream: &Upstream,
+    target: &ServerTarget,
+    client: &ClientWriter,
+    pty: Option<&PtyReq>,
+    env: &[(String, String)],
+    start: &Start,
+) -> Option<Channel<ClientMsg>> {
+    let has_pty = pty.is_some();
+    let target_ch = match Box::pin(upstream.handle.channel_open_session()).await {
+        Ok(c) => c,
+        Err(e) => {
+            refuse(
+                client,
+                has_pty,
+                &format!("gatehouse: {} refused a session: {e}", target.server.name),
+                255,
+            )
+            .await;
+            return None;
+        }
+    };
+    if let Some(p) = pty {
+        let _ = target_ch
+            .request_pty(
+                false,
+                &p.term,
+                p.cols,
+                p.rows,
+                p.pix_width,
+                p.pix_height,
+                &p.modes,
+            )
+            .await;
+    }
+    for (k, v) in env {
+        let _ = target_ch.set_env(false, k.clone(), v.clone()).await;
+    }
+    let sent = match start {
+        Start::Shell => target_ch.request_shell(true).await,
+        Start::Exec(cmd) => target_ch.exec(true, cmd.as_bytes().to_vec()).await,
+        Start::Subsystem(name) => match (&target.server.sftp_command, name.as_str()) {
+            // The server's own rule for SFTP (e.g. read-only sftp-server).
+            (Some(cmd), "sftp") => target_ch.exec(true, cmd.as_bytes().to_vec()).await,
+            _ => target_ch.request_subsystem(true, name.clone()).await,
+        },
+    };
+    if let Err(e) = sent {
+        refuse(
+            client,
+            has_pty,
+            &format!("gatehouse: {}: {e}", target.server.name),
+            255,
+        )
+        .await;
+        return None;
+    }
+    Some(target_ch)
 }

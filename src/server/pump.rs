@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio_util::sync::CancellationToken;
 
 use russh::client::Msg as ClientMsg;
 use russh::{Channel, ChannelMsg};
@@ -77,236 +79,30 @@ pub(super) async fn pump(
     target: Channel<ClientMsg>,
     opts: PumpOptions<'_>,
 ) -> PumpEnd {
-    let PumpOptions {
-        session,
-        has_pty,
-        recorder: rec,
-        inspect,
-    } = opts;
     let (mut tread, twrite) = target.split();
-    // Fired when policy ends the channel from the client side (a refused
-    // SFTP path): the target side is then not waited for.
-    let policy_stop = tokio_util::sync::CancellationToken::new();
-    let mut up = 0u64;
-    let mut down = 0u64;
-    let mut refused = false;
-    // Client -> target. Waits on the target's window: fine, the
-    // client-facing loop never waits on this task.
-    let to_target = async {
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                ChanEvent::Data(b) => {
-                    let n = b.len();
-                    if let Some(rec) = rec
-                        && rec.input(b.clone()).await.is_err()
-                    {
-                        break;
-                    }
-                    let r = match inspect {
-                        Inspect::None => twrite.data_bytes(b).await.map_err(|_| ()),
-                        Inspect::Shell { .. } => {
-                            shell_input(state, &client, &twrite, inspect, &b).await
-                        }
-                        Inspect::Sftp { audit, server } => {
-                            let ops = audit.lock().map_err(|_| ()).map(|mut a| {
-                                (a.client_bytes_to_forward(&b), a.take_requested_paths())
-                            });
-                            match ops {
-                                Ok((Ok((ops, rewritten)), paths)) => {
-                                    audit_sftp(state, ops).await;
-                                    match paths
-                                        .iter()
-                                        .find(|p| server.sftp_deny_globs.is_match(p.as_str()))
-                                    {
-                                        None => match rewritten {
-                                            None => twrite.data_bytes(b).await.map_err(|_| ()),
-                                            Some(v) if v.is_empty() => Ok(()),
-                                            Some(v) => twrite.data_bytes(v).await.map_err(|_| ()),
-                                        },
-                                        Some(p) => {
-                                            // Never delivered: the channel ends here.
-                                            sftp_path_refused(state, &client, p).await;
-                                            let _ = twrite.close().await;
-                                            policy_stop.cancel();
-                                            Err(())
-                                        }
-                                    }
-                                }
-                                _ => Err(()),
-                            }
-                        }
-                    };
-                    up += n as u64;
-                    state.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
-                    state.touch();
-                    if r.is_err() {
-                        break;
-                    }
-                }
-                ChanEvent::WindowChange {
-                    cols,
-                    rows,
-                    pix_width,
-                    pix_height,
-                } => {
-                    let _ = twrite
-                        .window_change(cols, rows, pix_width, pix_height)
-                        .await;
-                    if let Some(rec) = rec {
-                        let _ = rec.resize(cols, rows).await;
-                    }
-                }
-                ChanEvent::Signal(sig) => {
-                    let _ = twrite.signal(sig).await;
-                }
-                ChanEvent::Eof => {
-                    let _ = twrite.eof().await;
-                }
-                ChanEvent::Close => {
-                    let _ = twrite.close().await;
-                    break;
-                }
-                ChanEvent::Pty { .. }
-                | ChanEvent::Env(..)
-                | ChanEvent::Shell
-                | ChanEvent::Exec(_)
-                | ChanEvent::Subsystem(_) => {}
-            }
-        }
+    let pipe = Pipe {
+        state,
+        client: &client,
+        rec: opts.recorder,
+        inspect: opts.inspect,
+        policy_stop: CancellationToken::new(),
+        up: AtomicU64::new(0),
+        down: AtomicU64::new(0),
+        exit: Mutex::new((None, None)),
     };
-    // Target -> client. Waits on the client's window; russh's bounded queue
-    // on the target connection is the backpressure towards the target.
-    let mut exit_code = None;
-    let mut exit_sig = None;
-    let mut sftp_broken = false;
-    let target_done = tokio_util::sync::CancellationToken::new();
-    let to_client = async {
-        let mut started = !session;
-        // A session's EOF is held until its exit status (or close): a
-        // client whose input is done closes the channel on EOF, and russh
-        // answers that close at once, so a later exit status would be lost.
-        let mut eof_held = false;
-        while let Some(msg) = tread.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => {
-                    let n = data.len() as u64;
-                    match inspect {
-                        Inspect::Shell { tracker, .. } => {
-                            if let Ok(mut t) = tracker.lock() {
-                                t.scan_output(&data);
-                            }
-                        }
-                        Inspect::Sftp { audit, .. } => {
-                            let ops = audit
-                                .lock()
-                                .map_err(|_| ())
-                                .map(|mut a| a.server_bytes(&data));
-                            match ops {
-                                Ok(Ok(ops)) => audit_sftp(state, ops).await,
-                                _ => {
-                                    sftp_broken = true;
-                                    break;
-                                }
-                            }
-                        }
-                        Inspect::None => {}
-                    }
-                    if let Some(rec) = rec
-                        && rec.output(data.clone()).await.is_err()
-                    {
-                        break;
-                    }
-                    if client.data_bytes(data).await.is_err() {
-                        break;
-                    }
-                    if let Inspect::Shell { seen, .. } = inspect {
-                        seen.bump();
-                    }
-                    down += n;
-                    state.bytes_down.fetch_add(n, Ordering::Relaxed);
-                    state.touch();
-                }
-                ChannelMsg::ExtendedData { data, ext } => {
-                    let n = data.len() as u64;
-                    if let Some(rec) = rec
-                        && rec.stderr(data.clone()).await.is_err()
-                    {
-                        break;
-                    }
-                    if client.extended_data_bytes(ext, data).await.is_err() {
-                        break;
-                    }
-                    down += n;
-                    state.bytes_down.fetch_add(n, Ordering::Relaxed);
-                    state.touch();
-                }
-                ChannelMsg::Eof if session => eof_held = true,
-                ChannelMsg::Eof => {
-                    let _ = client.eof().await;
-                }
-                ChannelMsg::ExitStatus { exit_status } => {
-                    state.set_exit(i64::from(exit_status));
-                    exit_code = Some(exit_status);
-                    let _ = client.exit_status(exit_status).await;
-                    if std::mem::take(&mut eof_held) {
-                        let _ = client.eof().await;
-                    }
-                }
-                ChannelMsg::ExitSignal {
-                    signal_name,
-                    core_dumped,
-                    error_message,
-                    lang_tag,
-                } => {
-                    state.set_exit(128);
-                    exit_sig = Some(format!("{signal_name:?}"));
-                    let _ = state
-                        .handle
-                        .exit_signal_request(
-                            client.id(),
-                            signal_name,
-                            core_dumped,
-                            error_message,
-                            lang_tag,
-                        )
-                        .await;
-                    if std::mem::take(&mut eof_held) {
-                        let _ = client.eof().await;
-                    }
-                }
-                ChannelMsg::Success => started = true,
-                ChannelMsg::Failure if !started => {
-                    refused = true;
-                    break;
-                }
-                ChannelMsg::Close => break,
-                _ => {}
-            }
-        }
-        if eof_held {
-            let _ = client.eof().await;
-        }
-        if refused {
-            refuse(
-                &client,
-                has_pty,
-                "gatehouse: the server refused the request",
-                255,
-            )
-            .await;
-        } else {
-            let _ = client.close().await;
-        }
-        target_done.cancel();
-    };
+    let target_done = CancellationToken::new();
     let to_target = async {
         tokio::select! {
-            _ = to_target => {}
+            _ = to_target(&pipe, rx, &twrite) => {}
             _ = target_done.cancelled() => {}
         }
     };
+    let to_client = async {
+        to_client(&pipe, &mut tread, opts.session, opts.has_pty).await;
+        target_done.cancel();
+    };
     let rec_failed = async {
-        match rec {
+        match opts.recorder {
             Some(r) => r.failed().await,
             None => std::future::pending().await,
         }
@@ -314,16 +110,16 @@ pub(super) async fn pump(
     let ended = tokio::select! {
         _ = async { tokio::join!(to_target, to_client) } => None,
         _ = state.cancel.cancelled() => Some(state.end_reason()),
-        _ = policy_stop.cancelled() => Some("the SFTP channel was closed by policy".to_string()),
+        _ = pipe.policy_stop.cancelled() => Some("the SFTP channel was closed by policy".to_string()),
         why = rec_failed => {
             tracing::error!(session = %state.id, "recording failed: {why}");
             Some("the recording of this session failed; session ended".to_string())
         }
     };
     if let Some(reason) = ended {
-        refuse(&client, has_pty, &format!("gatehouse: {reason}"), 255).await;
+        refuse(&client, opts.has_pty, &format!("gatehouse: {reason}"), 255).await;
     }
-    if let Inspect::Sftp { audit, .. } = inspect {
+    if let Inspect::Sftp { audit, .. } = opts.inspect {
         let rest = audit
             .lock()
             .map_err(|_| ())
@@ -331,12 +127,256 @@ pub(super) async fn pump(
             .unwrap_or_default();
         audit_sftp(state, rest).await;
     }
+    let (exit_status, exit_signal) = pipe.exit.lock().map(|e| e.clone()).unwrap_or_default();
     PumpEnd {
-        up,
-        down,
-        exit_status: exit_code,
-        exit_signal: exit_sig,
+        up: pipe.up.load(Ordering::Relaxed),
+        down: pipe.down.load(Ordering::Relaxed),
+        exit_status,
+        exit_signal,
     }
+}
+
+/// What the two directions of one pumped channel share. The counts and
+/// the exit live here, not in either direction, so that a channel cut
+/// short (session ended, policy, recording failure) still reports them.
+struct Pipe<'a> {
+    state: &'a Arc<ConnState>,
+    client: &'a ClientWriter,
+    rec: Option<&'a Recorder>,
+    inspect: &'a Inspect,
+    /// Fired when policy ends the channel from the client side (a refused
+    /// SFTP path): the target side is then not waited for.
+    policy_stop: CancellationToken,
+    up: AtomicU64,
+    down: AtomicU64,
+    /// (exit status, exit signal) as the target reported them.
+    exit: Mutex<(Option<u32>, Option<String>)>,
+}
+
+type TargetWriter = russh::ChannelWriteHalf<ClientMsg>;
+
+/// Client -> target. Waits on the target's window: fine, the
+/// client-facing loop never waits on this task.
+async fn to_target(p: &Pipe<'_>, rx: &mut InboxRx, twrite: &TargetWriter) {
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            ChanEvent::Data(b) => {
+                let n = b.len() as u64;
+                if let Some(rec) = p.rec
+                    && rec.input(b.clone()).await.is_err()
+                {
+                    break;
+                }
+                let r = client_data(p, twrite, b).await;
+                p.up.fetch_add(n, Ordering::Relaxed);
+                p.state.bytes_up.fetch_add(n, Ordering::Relaxed);
+                p.state.touch();
+                if r.is_err() {
+                    break;
+                }
+            }
+            ChanEvent::WindowChange {
+                cols,
+                rows,
+                pix_width,
+                pix_height,
+            } => {
+                let _ = twrite
+                    .window_change(cols, rows, pix_width, pix_height)
+                    .await;
+                if let Some(rec) = p.rec {
+                    let _ = rec.resize(cols, rows).await;
+                }
+            }
+            ChanEvent::Signal(sig) => {
+                let _ = twrite.signal(sig).await;
+            }
+            ChanEvent::Eof => {
+                let _ = twrite.eof().await;
+            }
+            ChanEvent::Close => {
+                let _ = twrite.close().await;
+                break;
+            }
+            ChanEvent::Pty { .. }
+            | ChanEvent::Env(..)
+            | ChanEvent::Shell
+            | ChanEvent::Exec(_)
+            | ChanEvent::Subsystem(_) => {}
+        }
+    }
+}
+
+/// One chunk of client data, through the channel's inspector.
+async fn client_data(p: &Pipe<'_>, twrite: &TargetWriter, b: bytes::Bytes) -> Result<(), ()> {
+    match p.inspect {
+        Inspect::None => twrite.data_bytes(b).await.map_err(|_| ()),
+        Inspect::Shell { .. } => shell_input(p.state, p.client, twrite, p.inspect, &b).await,
+        Inspect::Sftp { audit, server } => sftp_input(p, twrite, audit, server, b).await,
+    }
+}
+
+/// SFTP requests from the client: audited, checked against the server's
+/// `sftp_deny` globs, and forwarded (rewritten where the target's SYMLINK
+/// order differs). A denied path ends the channel; it is never delivered.
+async fn sftp_input(
+    p: &Pipe<'_>,
+    twrite: &TargetWriter,
+    audit: &Mutex<SftpAudit>,
+    server: &policy::Server,
+    b: bytes::Bytes,
+) -> Result<(), ()> {
+    let (ops, paths) = audit
+        .lock()
+        .map_err(|_| ())
+        .map(|mut a| (a.client_bytes_to_forward(&b), a.take_requested_paths()))?;
+    let (ops, rewritten) = ops.map_err(|_| ())?;
+    audit_sftp(p.state, ops).await;
+    if let Some(path) = paths
+        .iter()
+        .find(|path| server.sftp_deny_globs.is_match(path.as_str()))
+    {
+        sftp_path_refused(p.state, p.client, path).await;
+        let _ = twrite.close().await;
+        p.policy_stop.cancel();
+        return Err(());
+    }
+    match rewritten {
+        None => twrite.data_bytes(b).await.map_err(|_| ()),
+        Some(v) if v.is_empty() => Ok(()),
+        Some(v) => twrite.data_bytes(v).await.map_err(|_| ()),
+    }
+}
+
+/// Target -> client. Waits on the client's window; russh's bounded queue
+/// on the target connection is the backpressure towards the target.
+async fn to_client(p: &Pipe<'_>, tread: &mut russh::ChannelReadHalf, session: bool, has_pty: bool) {
+    let client = p.client;
+    let mut started = !session;
+    let mut refused = false;
+    // A session's EOF is held until its exit status (or close): a client
+    // whose input is done closes the channel on EOF, and russh answers
+    // that close at once, so a later exit status would be lost.
+    let mut eof_held = false;
+    while let Some(msg) = tread.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                if target_data(p, data).await.is_err() {
+                    break;
+                }
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                let n = data.len() as u64;
+                if let Some(rec) = p.rec
+                    && rec.stderr(data.clone()).await.is_err()
+                {
+                    break;
+                }
+                if client.extended_data_bytes(ext, data).await.is_err() {
+                    break;
+                }
+                p.down.fetch_add(n, Ordering::Relaxed);
+                p.state.bytes_down.fetch_add(n, Ordering::Relaxed);
+                p.state.touch();
+            }
+            ChannelMsg::Eof if session => eof_held = true,
+            ChannelMsg::Eof => {
+                let _ = client.eof().await;
+            }
+            ChannelMsg::ExitStatus { exit_status } => {
+                p.state.set_exit(i64::from(exit_status));
+                if let Ok(mut e) = p.exit.lock() {
+                    e.0 = Some(exit_status);
+                }
+                let _ = client.exit_status(exit_status).await;
+                if std::mem::take(&mut eof_held) {
+                    let _ = client.eof().await;
+                }
+            }
+            ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            } => {
+                p.state.set_exit(128);
+                if let Ok(mut e) = p.exit.lock() {
+                    e.1 = Some(format!("{signal_name:?}"));
+                }
+                let _ = p
+                    .state
+                    .handle
+                    .exit_signal_request(
+                        client.id(),
+                        signal_name,
+                        core_dumped,
+                        error_message,
+                        lang_tag,
+                    )
+                    .await;
+                if std::mem::take(&mut eof_held) {
+                    let _ = client.eof().await;
+                }
+            }
+            ChannelMsg::Success => started = true,
+            ChannelMsg::Failure if !started => {
+                refused = true;
+                break;
+            }
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    if eof_held {
+        let _ = client.eof().await;
+    }
+    if refused {
+        refuse(
+            client,
+            has_pty,
+            "gatehouse: the server refused the request",
+            255,
+        )
+        .await;
+    } else {
+        let _ = client.close().await;
+    }
+}
+
+/// One chunk of target output, through the inspector and the recorder to
+/// the client. `Err`: the channel is done (SFTP stream unreadable,
+/// recording failed, client gone).
+async fn target_data(p: &Pipe<'_>, data: bytes::Bytes) -> Result<(), ()> {
+    let n = data.len() as u64;
+    match p.inspect {
+        Inspect::Shell { tracker, .. } => {
+            if let Ok(mut t) = tracker.lock() {
+                t.scan_output(&data);
+            }
+        }
+        Inspect::Sftp { audit, .. } => {
+            let ops = audit
+                .lock()
+                .map_err(|_| ())
+                .map(|mut a| a.server_bytes(&data))?
+                .map_err(|_| ())?;
+            audit_sftp(p.state, ops).await;
+        }
+        Inspect::None => {}
+    }
+    if let Some(rec) = p.rec
+        && rec.output(data.clone()).await.is_err()
+    {
+        return Err(());
+    }
+    p.client.data_bytes(data).await.map_err(|_| ())?;
+    if let Inspect::Shell { seen, .. } = p.inspect {
+        seen.bump();
+    }
+    p.down.fetch_add(n, Ordering::Relaxed);
+    p.state.bytes_down.fetch_add(n, Ordering::Relaxed);
+    p.state.touch();
+    Ok(())
 }
 
 /// What the bastion reads in a channel's stream besides passing it on.
