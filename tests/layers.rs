@@ -389,10 +389,10 @@ fn graphs() -> (Graph, Graph) {
                     .or_default()
                     .insert(to.join("::"));
             }
-            if let (Some(a), Some(b)) = (s.module.first(), to.first()) {
-                if a != b {
-                    top.entry(a.clone()).or_default().insert(b.clone());
-                }
+            if let (Some(a), Some(b)) = (s.module.first(), to.first())
+                && a != b
+            {
+                top.entry(a.clone()).or_default().insert(b.clone());
             }
         }
     }

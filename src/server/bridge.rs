@@ -188,51 +188,49 @@ async fn start_recording(
     if !state.should_record_account(&account) {
         return Ok(None);
     }
+    let meta = RecordingMeta {
+        id: state.next_recording_id(),
+        session: state.id.clone(),
+        user: state.user.clone(),
+        server: target.server.name.clone(),
+        account: account.clone(),
+        source: state.source.to_string(),
+        grant: target.allowed.grant,
+        kind: match start {
+            Start::Shell => Kind::Shell,
+            Start::Exec(_) => Kind::Exec,
+            Start::Subsystem(_) => Kind::Subsystem,
+        },
+        command: match start {
+            Start::Shell => None,
+            Start::Exec(c) => Some(c.clone()),
+            Start::Subsystem(n) => Some(n.clone()),
+        },
+        term: pty.map(|p| p.term.clone()),
+        width: pty.map(|p| p.cols).unwrap_or(80),
+        height: pty.map(|p| p.rows).unwrap_or(24),
+        started_at: crate::server::shared::Shared::now(),
+    };
+    let opts = RecorderOptions::from_config(&state.shared.config.recording);
+    match Box::pin(Recorder::start(
+        &state.shared.config.recordings,
+        meta,
+        state.shared.signer.clone(),
+        opts,
+    ))
+    .await
     {
-        let meta = RecordingMeta {
-            id: state.next_recording_id(),
-            session: state.id.clone(),
-            user: state.user.clone(),
-            server: target.server.name.clone(),
-            account: account.clone(),
-            source: state.source.to_string(),
-            grant: target.allowed.grant,
-            kind: match start {
-                Start::Shell => Kind::Shell,
-                Start::Exec(_) => Kind::Exec,
-                Start::Subsystem(_) => Kind::Subsystem,
-            },
-            command: match start {
-                Start::Shell => None,
-                Start::Exec(c) => Some(c.clone()),
-                Start::Subsystem(n) => Some(n.clone()),
-            },
-            term: pty.map(|p| p.term.clone()),
-            width: pty.map(|p| p.cols).unwrap_or(80),
-            height: pty.map(|p| p.rows).unwrap_or(24),
-            started_at: crate::server::shared::Shared::now(),
-        };
-        let opts = RecorderOptions::from_config(&state.shared.config.recording);
-        match Box::pin(Recorder::start(
-            &state.shared.config.recordings,
-            meta,
-            state.shared.signer.clone(),
-            opts,
-        ))
-        .await
-        {
-            Ok(r) => Ok(Some(r)),
-            Err(e) => {
-                tracing::error!(session = %state.id, "recording cannot start: {e}");
-                refuse(
-                    client,
-                    has_pty,
-                    "gatehouse: this session must be recorded and the recording cannot be written; refused",
-                    255,
-                )
-                .await;
-                return Err(());
-            }
+        Ok(r) => Ok(Some(r)),
+        Err(e) => {
+            tracing::error!(session = %state.id, "recording cannot start: {e}");
+            refuse(
+                client,
+                has_pty,
+                "gatehouse: this session must be recorded and the recording cannot be written; refused",
+                255,
+            )
+            .await;
+            Err(())
         }
     }
 }

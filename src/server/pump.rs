@@ -261,9 +261,9 @@ async fn to_client(p: &Pipe<'_>, tread: &mut russh::ChannelReadHalf, session: bo
     while let Some(msg) = tread.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
-                if target_data(p, data).await.is_err() {
+                let Ok(()) = target_data(p, data).await else {
                     break;
-                }
+                };
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 let n = data.len() as u64;
