@@ -147,3 +147,59 @@ async fn execute(state: &Arc<ConnState>, line: &str) -> Reply {
 fn clip(s: &str) -> String {
     s.chars().take(40).filter(|c| !c.is_control()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(line: &str) -> Result<(Command, bool), Reply> {
+        parse(line, "bob")
+    }
+
+    #[test]
+    fn a_line_parses_once_into_a_command() {
+        assert!(matches!(parsed(""), Ok((Command::List, false))));
+        assert!(matches!(
+            parsed("whoami --json"),
+            Ok((Command::Whoami, true))
+        ));
+        assert!(matches!(parsed("--json web"), Ok((Command::Web, true))));
+        assert!(matches!(parsed("--help"), Ok((Command::Help, false))));
+        assert!(matches!(
+            parsed("approve #12"),
+            Ok((Command::Grant(GrantCmd::Approve(12)), false))
+        ));
+        assert!(matches!(
+            parsed("deny 3 --reason 'not now'"),
+            Ok((Command::Grant(GrantCmd::Deny { id: 3, note: Some(ref n) }), false)) if n == "not now"
+        ));
+        match parsed("request prod-db --for 2h --reason 'TICKET-1'") {
+            Ok((Command::Grant(GrantCmd::Request(r)), false)) => {
+                assert_eq!(r.user, "bob");
+                assert_eq!(r.server, "prod-db");
+            }
+            _ => panic!("request did not parse"),
+        }
+    }
+
+    #[test]
+    fn a_line_that_does_not_parse_is_answered_with_usage() {
+        for (line, first) in [
+            ("frobnicate", "gatehouse: unknown command \"frobnicate\"\n"),
+            ("revoke", "gatehouse: which grant? give its number\n"),
+            ("request --bogus", "gatehouse: unknown option --bogus\n"),
+            ("list 'open", "gatehouse: unterminated quote\n"),
+        ] {
+            let Err(reply) = parsed(line) else {
+                panic!("{line:?} parsed");
+            };
+            assert_eq!(reply.status, 2, "{line:?}");
+            assert!(
+                reply.stderr.starts_with(first),
+                "{line:?}: {}",
+                reply.stderr
+            );
+            assert!(reply.stdout.is_empty());
+        }
+    }
+}
