@@ -14,6 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use super::{Exit, RecordingsCmd};
 use crate::config::Config;
 use crate::recording::cast::{Code, Reader};
+use crate::recording::playfilter::PlayFilter;
 use crate::recording::signing::configured_public_key;
 use crate::recording::{self, RecordingInfo, ReviewState, find, scan, search_recording, verify};
 
@@ -207,6 +208,9 @@ async fn play(root: &Path, id: &str, speed: f64, idle_limit: Option<f64>) -> any
     let (_, mut reader) = Reader::new(std::io::BufReader::new(file))?;
     let mut prev = 0.0f64;
     let mut out = std::io::stdout();
+    // The target's escapes must not reach the auditor's terminal raw.
+    let mut filter = PlayFilter::new();
+    let mut buf = Vec::new();
     while let Some(event) = reader.next_event() {
         let event = event?;
         if event.code != Code::Output {
@@ -217,9 +221,15 @@ async fn play(root: &Path, id: &str, speed: f64, idle_limit: Option<f64>) -> any
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        out.write_all(event.data.as_bytes())?;
+        buf.clear();
+        filter.feed(event.data.as_bytes(), &mut buf);
+        out.write_all(&buf)?;
         out.flush()?;
     }
+    buf.clear();
+    filter.finish(&mut buf);
+    out.write_all(&buf)?;
+    out.flush()?;
     if reader.torn_tail {
         eprintln!("gatehouse: the recording ends with a torn line (the bastion stopped mid-write)");
     }
