@@ -54,6 +54,15 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     web: RawWeb,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    seal_key: Option<String>,
+    seal_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +180,19 @@ pub struct Config {
     pub cert_authorities: Vec<russh::keys::PublicKey>,
     pub metrics: MetricsConfig,
     pub web: WebConfig,
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: forward-secure sealing of this node's audit chain
+/// ([`crate::seal`]).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// This node's current seal key (0600, never in the database); holds
+    /// the initial key until `gatehouse audit seal-key` prints it.
+    pub seal_key: PathBuf,
+    /// An epoch's length: `serve` seals the chain this often when there
+    /// are new events, and at a clean shutdown.
+    pub seal_interval: Duration,
 }
 
 /// `[metrics]`: the admin listener (`/metrics`, `/healthz`); off when absent.
@@ -291,6 +313,10 @@ fn unreachable_defaults() -> Config {
             cert: PathBuf::from("data/web_cert.pem"),
             key: PathBuf::from("data/web_key.pem"),
             url: None,
+        },
+        audit: AuditConfig {
+            seal_key: PathBuf::from("data/audit-seal.key"),
+            seal_interval: Duration::from_secs(60),
         },
     }
 }
@@ -570,6 +596,20 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             None => None,
         },
     };
+    let audit = AuditConfig {
+        seal_key: join(raw.audit.seal_key, d.audit.seal_key.clone()),
+        seal_interval: dur(
+            "audit.seal_interval",
+            raw.audit.seal_interval,
+            d.audit.seal_interval,
+        )?,
+    };
+    if audit.seal_interval < Duration::from_secs(1) {
+        return Err(invalid(
+            "audit.seal_interval",
+            "must be at least 1s".to_string(),
+        ));
+    }
     let mut cert_authorities = Vec::new();
     for line in raw.ca.cert_authorities.unwrap_or_default() {
         let key = russh::keys::PublicKey::from_openssh(line.trim()).map_err(|e| {
@@ -604,6 +644,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         metrics,
         web,
         cert_authorities,
+        audit,
     })
 }
 
