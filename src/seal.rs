@@ -528,6 +528,20 @@ pub fn current_epoch(path: &Path, node: &str) -> Result<Option<i64>, SealError> 
     }
 }
 
+/// What the daily report's signature over one node's chain head covers:
+/// the report's date, the node, the head's `seq` and hash, and the last
+/// seal's epoch (`-1` for none), length-prefixed.
+pub fn head_message(date: &str, node: &str, seq: i64, hash: &str, epoch: Option<i64>) -> Vec<u8> {
+    let mut m = b"gatehouse-chain-head-v1\0".to_vec();
+    for text in [date.as_bytes(), node.as_bytes(), hash.as_bytes()] {
+        m.extend_from_slice(&(text.len() as u64).to_be_bytes());
+        m.extend_from_slice(text);
+    }
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&epoch.unwrap_or(-1).to_be_bytes());
+    m
+}
+
 /// The initial keys an auditor holds, by node: `--seal-key FILE` (may be
 /// repeated), each line `NODE KEY` as `audit seal-key` prints it. Blank
 /// lines and lines starting with `#` are skipped.

@@ -102,6 +102,66 @@ pub trait ReportSource: Sync {
 
     /// Every recording on disk.
     fn recordings(&self) -> impl Future<Output = Result<Vec<RecordingFact>, ReportError>> + Send;
+
+    /// Each node's chain head (node, seq, hash) with its last seal (epoch,
+    /// seq), by node; none for sources without a chain.
+    fn chain_heads(
+        &self,
+    ) -> impl Future<Output = Result<Vec<HeadFact>, ReportError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+}
+
+/// One node's chain head and last seal, as the store has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadFact {
+    pub node: String,
+    pub seq: i64,
+    pub hash: String,
+    pub seal: Option<(i64, i64)>,
+}
+
+/// Signs each head with the recording signing key (when it exists) into
+/// the report's `audit_chain`.
+fn sign_heads(config: &Config, date: &str, heads: Vec<HeadFact>) -> super::model::AuditChain {
+    let signer = if config.signing_key.exists() {
+        match crate::recording::Signer::load(&config.signing_key) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("report: chain heads left unsigned: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let nodes = heads
+        .into_iter()
+        .map(|h| {
+            let epoch = h.seal.map(|(e, _)| e);
+            let signature = signer
+                .as_ref()
+                .map(|s| {
+                    hex::encode(s.sign(&crate::seal::head_message(
+                        date, &h.node, h.seq, &h.hash, epoch,
+                    )))
+                })
+                .unwrap_or_default();
+            super::model::ChainHead {
+                node: h.node,
+                seq: h.seq,
+                hash: h.hash,
+                seal_epoch: epoch,
+                sealed_seq: h.seal.map(|(_, s)| s),
+                signature,
+            }
+        })
+        .collect();
+    super::model::AuditChain {
+        date: date.to_string(),
+        public_key: signer.as_ref().map(|s| s.public_key_hex()),
+        nodes,
+    }
 }
 
 /// Everything but the event stream, for the day `date`, judged at
@@ -206,7 +266,10 @@ pub async fn generate<S: ReportSource>(
     for group in source.login_groups(start, end).await? {
         builder.push_logins(&group);
     }
-    Ok(builder.finish(&input))
+    let mut report = builder.finish(&input);
+    let heads = source.chain_heads().await?;
+    report.audit_chain = Some(sign_heads(config, &report.date, heads));
+    Ok(report)
 }
 
 // ---------------------------------------------------------------- LIVE --
@@ -379,6 +442,28 @@ impl ReportSource for LiveSource {
         Ok(found
             .into_iter()
             .filter_map(|r| recording_fact(&self.recordings, r))
+            .collect())
+    }
+
+    async fn chain_heads(&self) -> Result<Vec<HeadFact>, ReportError> {
+        let seals = self.store.last_seals().await?;
+        Ok(self
+            .store
+            .chain_heads()
+            .await?
+            .into_iter()
+            .map(|(node, seq, hash)| {
+                let seal = seals
+                    .iter()
+                    .find(|s| s.node == node)
+                    .map(|s| (s.epoch, s.seq));
+                HeadFact {
+                    node,
+                    seq,
+                    hash,
+                    seal,
+                }
+            })
             .collect())
     }
 }
