@@ -433,10 +433,12 @@ pub async fn seal_now(
                 epoch = file.epoch,
                 "audit seal: the database holds a seal this node did not write"
             );
-            return Err(SealError::Store(crate::store::StoreError::Corrupt(format!(
-                "audit seal of node {node} epoch {} was not written by this node",
-                file.epoch
-            ))));
+            return Err(SealError::Store(crate::store::StoreError::Corrupt(
+                format!(
+                    "audit seal of node {node} epoch {} was not written by this node",
+                    file.epoch
+                ),
+            )));
         }
         file.key = file.key.evolve();
         file.epoch += 1;
@@ -563,7 +565,10 @@ pub fn parse_key_lines(
             ));
         };
         let key = SealKey::from_hex(key).ok_or_else(|| {
-            SealError::format(path, format!("line {}: the key is not 64 hex digits", n + 1))
+            SealError::format(
+                path,
+                format!("line {}: the key is not 64 hex digits", n + 1),
+            )
         })?;
         if into.insert(node.to_string(), key).is_some() {
             return Err(SealError::format(
@@ -684,13 +689,21 @@ mod tests {
     #[test]
     fn key_lines_name_nodes() {
         let mut keys = std::collections::HashMap::new();
-        let text = format!("# site keys\nn1 {}\n\nn2 {}\n", "aa".repeat(32), "bb".repeat(32));
+        let text = format!(
+            "# site keys\nn1 {}\n\nn2 {}\n",
+            "aa".repeat(32),
+            "bb".repeat(32)
+        );
         parse_key_lines(Path::new("k"), &text, &mut keys).unwrap();
         assert_eq!(keys.len(), 2);
         assert!(parse_key_lines(Path::new("k"), "n3 abc\n", &mut keys).is_err());
         assert!(
-            parse_key_lines(Path::new("k"), &format!("n1 {}\n", "cc".repeat(32)), &mut keys)
-                .is_err()
+            parse_key_lines(
+                Path::new("k"),
+                &format!("n1 {}\n", "cc".repeat(32)),
+                &mut keys
+            )
+            .is_err()
         );
         assert!(parse_key_lines(Path::new("k"), "justakey\n", &mut keys).is_err());
     }

@@ -184,10 +184,9 @@ fn read_pins(config: &Config, path: &std::path::Path) -> anyhow::Result<Vec<Pin>
     let chain = doc
         .get("audit_chain")
         .ok_or_else(|| bad("no audit_chain (a report older than sealing?)".into()))?;
-    let heads: Vec<crate::report::model::ChainHead> = serde_json::from_value(
-        chain.get("nodes").cloned().unwrap_or_default(),
-    )
-    .map_err(|e| bad(format!("audit_chain.nodes: {e}")))?;
+    let heads: Vec<crate::report::model::ChainHead> =
+        serde_json::from_value(chain.get("nodes").cloned().unwrap_or_default())
+            .map_err(|e| bad(format!("audit_chain.nodes: {e}")))?;
     let date = chain
         .get("date")
         .and_then(|d| d.as_str())

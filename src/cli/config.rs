@@ -119,10 +119,7 @@ pub fn effective(config: &Config) -> Table {
 
     let mut audit = Table::new();
     audit.insert("seal_key".into(), path(&config.audit.seal_key));
-    audit.insert(
-        "seal_interval".into(),
-        duration(config.audit.seal_interval),
-    );
+    audit.insert("seal_interval".into(), duration(config.audit.seal_interval));
 
     let mut t = Table::new();
     t.insert("server".into(), Value::Table(server));

@@ -105,9 +105,7 @@ pub trait ReportSource: Sync {
 
     /// Each node's chain head (node, seq, hash) with its last seal (epoch,
     /// seq), by node; none for sources without a chain.
-    fn chain_heads(
-        &self,
-    ) -> impl Future<Output = Result<Vec<HeadFact>, ReportError>> + Send {
+    fn chain_heads(&self) -> impl Future<Output = Result<Vec<HeadFact>, ReportError>> + Send {
         async { Ok(Vec::new()) }
     }
 }

@@ -19,8 +19,8 @@ use time::OffsetDateTime;
 
 use super::seal::SealRow;
 use super::{
-    Backend, ChainFault, ChainReport, Ctx, NodeSeals, LoginGroup, LoginSeen, Store, StoreError, get, get_ts,
-    now_utc, ts_text,
+    Backend, ChainFault, ChainReport, Ctx, LoginGroup, LoginSeen, NodeSeals, Store, StoreError,
+    get, get_ts, now_utc, ts_text,
 };
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::seal::SealKey;
@@ -931,16 +931,13 @@ impl NodeWalk {
                 } else {
                     format!("the seals of epochs {}..{} are", self.next_epoch, e - 1)
                 };
-                return fault(ev.seq, format!("removed: {range} missing (before epoch {e})"));
+                return fault(
+                    ev.seq,
+                    format!("removed: {range} missing (before epoch {e})"),
+                );
             }
             if e < self.next_epoch {
                 return fault(ev.seq, format!("inserted: seal epoch {e} repeats"));
-            }
-            if s.seq < ev.seq || s.seq <= self.sealed_seq {
-                return fault(
-                    s.seq,
-                    format!("inserted: seal epoch {e} names seq {}, out of order", s.seq),
-                );
             }
             if let Some(key) = &self.key
                 && !crate::seal::seal_mac_ok(key, &s.fields(), &s.mac)
@@ -951,6 +948,12 @@ impl NodeWalk {
                         "forged: the seal of epoch {e} does not verify under the key \
                          derived from the initial seal key"
                     ),
+                );
+            }
+            if s.seq < ev.seq || s.seq <= self.sealed_seq {
+                return fault(
+                    s.seq,
+                    format!("inserted: seal epoch {e} names seq {}, out of order", s.seq),
                 );
             }
             if s.hash != ev.hash {
