@@ -6,6 +6,7 @@
 //! the real `gatehouse audit verify`. Each attack runs on SQLite and on
 //! PostgreSQL (support/pg.rs).
 
+mod common;
 #[path = "support/pg.rs"]
 mod pg;
 
@@ -535,4 +536,39 @@ fn key_lines_file_is_documented_format() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `serve` makes the key file at start and seals at a clean shutdown:
+/// after two runs every event is sealed and the seals prove with the
+/// printed key.
+#[test]
+fn serve_seals_its_chain_at_shutdown() {
+    let dir = common::TestDir::new();
+    let mut g = common::Gatehouse::start(&dir, "", "");
+    assert!(g.stop(), "serve did not stop cleanly: {}", g.log());
+    let key_file = g.home.clone().join("data/audit-seal.key");
+    assert!(key_file.exists(), "{}", key_file.display());
+    let sealed = |g: &common::Gatehouse, extra: &[&str]| {
+        let mut args = vec!["audit", "verify", "--json"];
+        args.extend_from_slice(extra);
+        let out = g.cli(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["nodes"][0].clone()
+    };
+    let n = sealed(&g, &[]);
+    assert!(n["last_seq"].as_i64().unwrap() >= 1, "{n}");
+    assert_eq!(n["sealed_seq"], n["last_seq"], "{n}");
+    assert_eq!(n["proven"], false);
+
+    g.restart();
+    assert!(g.stop(), "serve did not stop cleanly: {}", g.log());
+    let out = g.cli(&["audit", "seal-key"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let keys = g.home.clone().join("keys.txt");
+    std::fs::write(&keys, &out.stdout).unwrap();
+    let n = sealed(&g, &["--seal-key", keys.to_str().unwrap()]);
+    assert_eq!(n["sealed_seq"], n["last_seq"], "{n}");
+    assert!(n["sealed_epoch"].as_i64().unwrap() >= 1, "{n}");
+    assert_eq!(n["proven"], true, "{n}");
 }
