@@ -572,3 +572,73 @@ fn serve_seals_its_chain_at_shutdown() {
     assert!(n["sealed_epoch"].as_i64().unwrap() >= 1, "{n}");
     assert_eq!(n["proven"], true, "{n}");
 }
+
+/// Issue 17 item 3, recordings: a recording deleted with its sidecar is
+/// reported missing, since the audit log says it was made.
+#[test]
+fn deleted_recording_and_sidecar_are_reported_missing() {
+    use common::*;
+    let dir = TestDir::new();
+    let identity = Gatehouse::prepare_identity(&dir);
+    let target = Sshd::start(&dir, SshdOpts::new().authorize("root", &identity.public));
+    let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
+    let policy = policy_user("alice", &alice, &["support"])
+        + &policy_server(
+            "web1",
+            &target,
+            "ssh-forwarding",
+            &["root"],
+            &["group:support"],
+        )
+        + "record = \"always\"\n";
+    let mut gh = Gatehouse::start(&dir, "", &policy);
+    let client = gh.client(&dir, &alice);
+    for _ in 0..2 {
+        let out = client.ssh("alice@web1", &["echo recorded"]);
+        assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    }
+    assert!(gh.stop(), "{}", gh.log());
+    let started = gh
+        .audit_events_of("recording.start")
+        .into_iter()
+        .map(|e| e["detail"]["recording"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(started.len(), 2, "{started:?}");
+    gh.cli(&["recordings", "verify"])
+        .assert_success("recordings verify");
+
+    let list = gh.cli(&["recordings", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&list.stdout_text()).unwrap();
+    let gone = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == started[0].as_str())
+        .unwrap()
+        .clone();
+    std::fs::remove_file(gone["cast_path"].as_str().unwrap()).unwrap();
+    std::fs::remove_file(gone["sidecar_path"].as_str().unwrap()).unwrap();
+
+    let out = gh.cli(&["recordings", "verify"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let shown = out.stdout_text();
+    assert!(
+        shown.contains(&format!(
+            "FAILED {}: missing: the audit log says it was recorded",
+            started[0]
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("OK {}", started[1])), "{shown}");
+    assert!(
+        out.stderr_text().contains("1 of 2 recordings failed"),
+        "{}",
+        out.stderr_text()
+    );
+    let out = gh.cli(&["recordings", "verify", &started[0], "--json"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout_text()).unwrap();
+    assert_eq!(v[0]["problems"][0]["problem"], "gone", "{v}");
+    gh.cli(&["recordings", "verify", &started[1]])
+        .assert_success("the other recording still verifies");
+}

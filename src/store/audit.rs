@@ -426,6 +426,38 @@ impl Store {
         records(rows)
     }
 
+    /// Every recording the audit log says was made (`recording.start`),
+    /// in id order: its id, cast path under the recordings folder, session
+    /// and time. Events whose detail lacks an id are skipped.
+    pub async fn recordings_started(&self) -> Result<Vec<RecordingStarted>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts, session_id, detail FROM audit_events WHERE kind = $1 ORDER BY id",
+        )
+        .bind(crate::audit::EventKind::RecordingStart.as_str())
+        .fetch_all(self.pool())
+        .await
+        .ctx("read recording.start events")?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let detail: String = get(row, "detail")?;
+            let detail: serde_json::Value = serde_json::from_str(&detail)
+                .map_err(|e| StoreError::Corrupt(format!("recording.start detail: {e}")))?;
+            let Some(id) = detail.get("recording").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            out.push(RecordingStarted {
+                id: id.to_string(),
+                cast: detail
+                    .get("cast")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+                session: get(row, "session_id")?,
+                ts: get(row, "ts")?,
+            });
+        }
+        Ok(out)
+    }
+
     /// The first `limit` events of one SSH session, in id order (index
     /// `audit_events_session`, migration 0006): the console's detail page.
     pub async fn session_events(
@@ -746,6 +778,16 @@ impl Store {
             nodes: summary,
         })
     }
+}
+
+/// A `recording.start` event: a cast the bastion began writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingStarted {
+    pub id: String,
+    /// `YYYY-MM-DD/ID.cast`, under the recordings folder.
+    pub cast: Option<String>,
+    pub session: Option<String>,
+    pub ts: String,
 }
 
 /// What [`Store::verify_chain_with`] checks besides the chain itself.

@@ -30,7 +30,7 @@ mod sessions;
 mod spool;
 mod web;
 
-pub use audit::{ChainCheck, Pin};
+pub use audit::{ChainCheck, Pin, RecordingStarted};
 pub use seal::SealRow;
 pub use web::{LinkRedemption, SessionFilter, SessionPage, WebSessionRow};
 
