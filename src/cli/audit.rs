@@ -136,8 +136,14 @@ async fn verify(
         None => {
             if !json {
                 println!("audit chain intact: {} events", report.events);
-                for n in &report.nodes {
-                    println!("  {}", describe(n));
+                // Per node, once there is anything to say about seals.
+                let sealing = !check.keys.is_empty()
+                    || !check.pins.is_empty()
+                    || report.nodes.iter().any(|n| n.sealed_epoch.is_some());
+                if sealing {
+                    for n in &report.nodes {
+                        println!("  {}", describe(n));
+                    }
                 }
             }
             Ok(0)

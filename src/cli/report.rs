@@ -27,7 +27,8 @@ pub async fn run(config: Config, cmd: ReportCmd) -> anyhow::Result<i32> {
             })?;
             let store = Store::open(&config.database, &config.node).await?;
             let source = LiveSource::new(&config, store);
-            let report = generate(&config, &source, &policy, date, now).await?;
+            let mut report = generate(&config, &source, &policy, date, now).await?;
+            crate::report::sign_chain_heads(&config, &source, &mut report).await?;
             let recordings = config.recordings.clone();
             let written = tokio::task::spawn_blocking(move || {
                 if own_folder {

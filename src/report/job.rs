@@ -118,7 +118,8 @@ pub async fn write_if_missing<S: ReportSource>(
     if complete {
         return Ok(None);
     }
-    let report = generate(config, source, policy, date, now).await?;
+    let mut report = generate(config, source, policy, date, now).await?;
+    super::source::sign_chain_heads(config, source, &mut report).await?;
     let out = config.reports.clone();
     let recordings = config.recordings.clone();
     // Blocking file work off the runtime; it also finishes even if the job

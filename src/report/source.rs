@@ -264,10 +264,20 @@ pub async fn generate<S: ReportSource>(
     for group in source.login_groups(start, end).await? {
         builder.push_logins(&group);
     }
-    let mut report = builder.finish(&input);
+    Ok(builder.finish(&input))
+}
+
+/// Adds each node's signed chain head (`audit_chain`) to a report about
+/// to be written: the heads as they are now, signed with the recording
+/// signing key when there is one.
+pub async fn sign_chain_heads<S: ReportSource>(
+    config: &Config,
+    source: &S,
+    report: &mut Report,
+) -> Result<(), ReportError> {
     let heads = source.chain_heads().await?;
     report.audit_chain = Some(sign_heads(config, &report.date, heads));
-    Ok(report)
+    Ok(())
 }
 
 // ---------------------------------------------------------------- LIVE --
