@@ -159,10 +159,8 @@ pub struct SealFields<'a> {
 
 fn seal_message(f: &SealFields<'_>) -> Vec<u8> {
     let mut m = b"gatehouse-seal-v1\0".to_vec();
-    for text in [f.node.as_bytes()] {
-        m.extend_from_slice(&(text.len() as u64).to_be_bytes());
-        m.extend_from_slice(text);
-    }
+    m.extend_from_slice(&(f.node.len() as u64).to_be_bytes());
+    m.extend_from_slice(f.node.as_bytes());
     m.extend_from_slice(&f.epoch.to_be_bytes());
     m.extend_from_slice(&f.seq.to_be_bytes());
     for text in [f.hash.as_bytes(), f.ts.as_bytes()] {
