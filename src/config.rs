@@ -188,7 +188,9 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     /// This node's current seal key (0600, never in the database); holds
-    /// the initial key until `gatehouse audit seal-key` prints it.
+    /// the initial key until `gatehouse audit seal-key` prints it. `{node}`
+    /// in the configured path is replaced by the node's name, so nodes
+    /// sharing a data folder keep a key each.
     pub seal_key: PathBuf,
     /// An epoch's length: `serve` seals the chain this often when there
     /// are new events, and at a clean shutdown.
@@ -315,7 +317,7 @@ fn unreachable_defaults() -> Config {
             url: None,
         },
         audit: AuditConfig {
-            seal_key: PathBuf::from("data/audit-seal.key"),
+            seal_key: PathBuf::from("data/audit-seal-{node}.key"),
             seal_interval: Duration::from_secs(60),
         },
     }
@@ -597,7 +599,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         },
     };
     let audit = AuditConfig {
-        seal_key: join(raw.audit.seal_key, d.audit.seal_key.clone()),
+        seal_key: with_node(&join(raw.audit.seal_key, d.audit.seal_key.clone()), &node),
         seal_interval: dur(
             "audit.seal_interval",
             raw.audit.seal_interval,
@@ -646,6 +648,31 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         cert_authorities,
         audit,
     })
+}
+
+/// `{node}` in a path replaced by the node's name, made safe for a file
+/// name (anything but letters, digits, `.`, `_` and `-` becomes `_`).
+fn with_node(path: &Path, node: &str) -> PathBuf {
+    let text = path.to_string_lossy();
+    if !text.contains("{node}") {
+        return path.to_path_buf();
+    }
+    let safe: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let safe = if safe.starts_with('.') || safe.is_empty() {
+        format!("_{safe}")
+    } else {
+        safe
+    };
+    PathBuf::from(text.replace("{node}", &safe))
 }
 
 fn default_node() -> String {
@@ -719,6 +746,28 @@ mod tests {
             PathBuf::from("/etc/gh/data/ssh_host_ed25519_key")
         );
         assert_eq!(c.database, "sqlite:///etc/gh/d/g.db");
+    }
+
+    #[test]
+    fn seal_key_names_the_node() {
+        let c = Config::default();
+        assert_eq!(
+            c.audit.seal_key,
+            with_node(Path::new("data/audit-seal-{node}.key"), &c.node)
+        );
+        assert!(!c.audit.seal_key.to_string_lossy().contains("{node}"));
+        assert_eq!(
+            with_node(Path::new("/data/audit-seal-{node}.key"), "gatehouse-1"),
+            PathBuf::from("/data/audit-seal-gatehouse-1.key")
+        );
+        assert_eq!(
+            with_node(Path::new("d/{node}.key"), "../x y"),
+            PathBuf::from("d/_.._x_y.key")
+        );
+        assert_eq!(
+            with_node(Path::new("d/fixed.key"), "n1"),
+            PathBuf::from("d/fixed.key")
+        );
     }
 
     #[test]

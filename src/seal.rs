@@ -22,7 +22,7 @@
 //!   from `K_0` and checks every seal, and that the chain still holds the
 //!   sealed hash at each sealed `seq` ([`crate::store::Store::verify_chain_with`]).
 //!
-//! The key file (`[audit] seal_key`, default `data/audit-seal.key`, 0600)
+//! The key file (`[audit] seal_key`, default `data/audit-seal-{node}.key`, 0600)
 //! is text: a version line, then `node`, `epoch`, `key` and, until
 //! printed, `initial`. Every change goes through a temporary file, fsync
 //! and rename, under an exclusive lock on `KEYFILE.lock`, so `serve` and

@@ -546,8 +546,14 @@ fn serve_seals_its_chain_at_shutdown() {
     let dir = common::TestDir::new();
     let mut g = common::Gatehouse::start(&dir, "", "");
     assert!(g.stop(), "serve did not stop cleanly: {}", g.log());
-    let key_file = g.home.clone().join("data/audit-seal.key");
-    assert!(key_file.exists(), "{}", key_file.display());
+    // The default key file names the node, so nodes sharing a data
+    // folder keep a key each.
+    let keys: Vec<_> = std::fs::read_dir(g.home.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("audit-seal-") && n.ends_with(".key"))
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
     let sealed = |g: &common::Gatehouse, extra: &[&str]| {
         let mut args = vec!["audit", "verify", "--json"];
         args.extend_from_slice(extra);
