@@ -325,14 +325,12 @@ async fn verify_cmd(config: &Config, id: Option<&str>, as_json: bool) -> anyhow:
     let key = configured_public_key(&config.signing_key)?;
     // What the database says was recorded: a recording deleted with its
     // sidecar leaves nothing on disk to fail, only this.
-    let store = crate::store::Store::open(&config.database, &config.node)
-        .await
-        .context("cannot check for missing recordings")?;
-    let started = store
-        .recordings_started()
-        .await
-        .context("cannot check for missing recordings")?;
-    store.close().await;
+    // The files are still checked when the database cannot be read, and
+    // the command then fails: what is missing could not be known.
+    let (started, db_error) = match recordings_started(config).await {
+        Ok(s) => (s, None),
+        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+    };
     let on_disk = match id {
         Some(id) => match find(root, id) {
             Ok(info) => vec![info],
@@ -416,7 +414,24 @@ async fn verify_cmd(config: &Config, id: Option<&str>, as_json: bool) -> anyhow:
         )
         .into());
     }
+    if let Some(e) = db_error {
+        return Err(Exit::new(
+            1,
+            format!("cannot check for recordings missing from disk: {e}"),
+        )
+        .into());
+    }
     Ok(0)
+}
+
+/// The recordings the audit log says were made.
+async fn recordings_started(
+    config: &Config,
+) -> anyhow::Result<Vec<crate::store::RecordingStarted>> {
+    let store = crate::store::Store::open(&config.database, &config.node).await?;
+    let started = store.recordings_started().await;
+    store.close().await;
+    Ok(started?)
 }
 
 /// Reviews are an auditor's act: the reviewer must hold the `auditor` (or
