@@ -290,12 +290,32 @@ impl KeyStore {
     }
 
     /// The key file, or `None` when there is none yet.
+    ///
+    /// [`KeyStore::write`] wipes the old file before renaming the new one
+    /// over it; after a crash between the two, the wiped file does not
+    /// parse and the new one is still in `KEYFILE.tmp`: it is taken.
     pub fn read(&self) -> Result<Option<KeyFile>, SealError> {
-        match std::fs::read_to_string(&self.path) {
+        let main = match std::fs::read_to_string(&self.path) {
             Ok(text) => KeyFile::parse(&self.path, &text).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(SealError::io(&self.path, e)),
+        };
+        if let Err(SealError::Format { .. }) = &main {
+            let tmp = self.tmp_path();
+            if let Ok(text) = std::fs::read_to_string(&tmp)
+                && let Ok(f) = KeyFile::parse(&tmp, &text)
+            {
+                std::fs::rename(&tmp, &self.path).map_err(|e| SealError::io(&self.path, e))?;
+                return Ok(Some(f));
+            }
         }
+        main
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(".tmp");
+        self.path.with_file_name(tmp_name)
     }
 
     /// The key file for `node`, created at epoch 0 with a fresh `K_0` if
@@ -333,9 +353,7 @@ impl KeyStore {
     /// After `serve` dropped privileges the folder may not be its own:
     /// then the file (handed over before the drop) is rewritten in place.
     pub fn write(&self, f: &KeyFile) -> Result<(), SealError> {
-        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
-        let tmp = self.path.with_file_name(tmp_name);
+        let tmp = self.tmp_path();
         let text = f.render();
         let put = |path: &Path, mut out: std::fs::File| {
             out.write_all(text.as_bytes())
@@ -356,6 +374,10 @@ impl KeyStore {
             }
             Err(e) => return Err(e),
         }
+        // The old key's bytes are overwritten where they lie before the
+        // file is replaced, not merely unlinked (best effort: a
+        // copy-on-write filesystem or an SSD may keep old blocks).
+        wipe(&self.path)?;
         std::fs::rename(&tmp, &self.path).map_err(|e| SealError::io(&self.path, e))?;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty())
             && let Ok(d) = std::fs::File::open(dir)
@@ -364,6 +386,20 @@ impl KeyStore {
         }
         Ok(())
     }
+}
+
+/// Overwrites a file's bytes with zeros and syncs; a missing file is fine.
+fn wipe(path: &Path) -> Result<(), SealError> {
+    let mut f = match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SealError::io(path, e)),
+    };
+    let len = f.metadata().map_err(|e| SealError::io(path, e))?.len();
+    let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    f.write_all(&zeros)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| SealError::io(path, e))
 }
 
 /// `KEYFILE.lock`, beside the key file.
@@ -682,6 +718,32 @@ mod tests {
         assert_eq!(back.epoch, 1);
         assert_eq!(back.sealed, 7);
         assert!(back.initial.is_none());
+    }
+
+    #[test]
+    fn a_crash_between_wipe_and_rename_keeps_the_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seal.key");
+        let store = KeyStore::lock(&path).unwrap();
+        let f = store.read_or_create("n1").unwrap();
+        let next = KeyFile {
+            node: "n1".into(),
+            epoch: 1,
+            key: f.key.evolve(),
+            initial: None,
+            printed: None,
+            sealed: 3,
+        };
+        // What `write` leaves if it stops after the wipe.
+        std::fs::write(dir.path().join("seal.key.tmp"), next.render()).unwrap();
+        wipe(&path).unwrap();
+        let old = std::fs::read(&path).unwrap();
+        assert!(old.iter().all(|b| *b == 0) && !old.is_empty());
+        let back = store.read().unwrap().unwrap();
+        assert_eq!(back.epoch, 1);
+        assert_eq!(back.key.to_hex(), f.key.evolve().to_hex());
+        assert!(!dir.path().join("seal.key.tmp").exists());
+        assert_eq!(store.read().unwrap().unwrap().sealed, 3);
     }
 
     #[test]
