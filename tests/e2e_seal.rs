@@ -286,6 +286,7 @@ on_both_backends!(
     removed_tail_with_fixed_head_fails,
     removed_or_forged_seals_fail,
     report_pins_the_head,
+    two_nodes_seal_and_prove_apart,
 );
 
 async fn untouched_chain_is_proven(env: Env) {
@@ -508,6 +509,100 @@ async fn report_pins_the_head(env: Env) {
         &["removed", "pinned", "seq 35", "ends at seq 30"],
     );
     store.close().await;
+}
+
+/// Several nodes on one database: each seals its own segment with its own
+/// key file; one `--seal-key` file holds a `NODE KEY` line per node (or
+/// `--seal-key` is given once per node), and a key proves only its node.
+async fn two_nodes_seal_and_prove_apart(env: Env) {
+    let store = env.sealed_chain().await;
+    // Node n2: its own config (same database), its own key file.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let n2_config = env.path("n2.toml");
+    std::fs::write(
+        &n2_config,
+        text.replace("node = \"n1\"", "node = \"n2\"")
+            .replace("data/audit-seal.key", "data/n2/audit-seal.key"),
+    )
+    .unwrap();
+    let n2 = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("--config")
+            .arg(&n2_config)
+            .args(args)
+            .current_dir(env.dir.path())
+            .output()
+            .unwrap()
+    };
+    let store2 = Store::open(&env.url, "n2").await.unwrap();
+    for i in 0..3 {
+        // Interleaved with n1's, as nodes write.
+        store2
+            .audit(&AuditEvent::new(EventKind::Exec).detail("n", i))
+            .await
+            .unwrap();
+        store
+            .audit(&AuditEvent::new(EventKind::Exec).detail("m", i))
+            .await
+            .unwrap();
+    }
+    passes(&n2(&["audit", "seal"]));
+    passes(&env.run(&["audit", "seal"]));
+    let out = passes(&n2(&["audit", "seal-key"]));
+    assert!(out.starts_with("n2 "), "{out}");
+    std::fs::write(env.path("n2.txt"), &out).unwrap();
+    let n1_line = std::fs::read_to_string(env.path("keys.txt")).unwrap();
+    std::fs::write(env.path("both.txt"), format!("# site keys\n{n1_line}{out}")).unwrap();
+
+    let both = env.path("both.txt");
+    let out = passes(&env.verify(&["--seal-key", both.to_str().unwrap()]));
+    assert!(
+        out.contains("node n1: 38 events, sealed to seq 38 (epochs 0..3), proven"),
+        "{out}"
+    );
+    assert!(
+        out.contains("node n2: 3 events, sealed to seq 3 (epochs 0..0), proven"),
+        "{out}"
+    );
+    let (k1, k2) = (env.path("keys.txt"), env.path("n2.txt"));
+    passes(&env.verify(&[
+        "--seal-key",
+        k1.to_str().unwrap(),
+        "--seal-key",
+        k2.to_str().unwrap(),
+    ]));
+    // n1's key does not prove n2's seals, nor the other way round.
+    std::fs::write(
+        env.path("swapped.txt"),
+        format!(
+            "n1 {}\nn2 {}\n",
+            out_key(&std::fs::read_to_string(&k2).unwrap()),
+            out_key(&n1_line)
+        ),
+    )
+    .unwrap();
+    let swapped = env.path("swapped.txt");
+    fails_naming(
+        &env.verify(&["--seal-key", swapped.to_str().unwrap()]),
+        &["forged", "epoch 0"],
+    );
+    // n2's chain rewritten under its seal: named with its node.
+    let raw = env.raw().await;
+    exec(
+        &raw,
+        "UPDATE audit_events SET detail = '{\"n\":9}' WHERE node = 'n2' AND seq = 2",
+    )
+    .await;
+    fails_naming(
+        &env.verify(&["--seal-key", both.to_str().unwrap()]),
+        &["node n2", "seq 2", "changed"],
+    );
+    store2.close().await;
+    store.close().await;
+}
+
+fn out_key(line: &str) -> String {
+    line.split_whitespace().nth(1).unwrap().to_string()
 }
 
 #[test]
