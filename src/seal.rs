@@ -89,6 +89,7 @@ impl Drop for SealKey {
         for b in self.0.iter_mut() {
             // Volatile, so the compiler cannot drop the wipe of a value
             // about to be freed.
+            // SAFETY: `b` is a valid, aligned, exclusive reference.
             unsafe { std::ptr::write_volatile(b, 0) };
         }
     }
