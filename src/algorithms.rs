@@ -11,6 +11,13 @@
 //! bastion offers host key types without SHA-1 or NIST curves; a target
 //! whose only host key is, say, ECDSA needs `target_host_key_algorithms`.
 //!
+//! Staff keys are another list: the signature algorithms the listener
+//! accepts from staff ([`USER_KEY_ALGORITHMS`], fixed, not configurable)
+//! are what it advertises in `server-sig-algs` (RFC 8308), which some
+//! clients (Dropbear) require a key's algorithm to be in before they offer
+//! it. SHA-1 signatures (`ssh-rsa`, `ssh-dss`) are refused
+//! ([`weak_signature_algorithm`]).
+//!
 //! Names are checked against what russh implements; `none` is refused.
 //! The protocol extensions (`ext-info-*`, strict key exchange against the
 //! Terrapin attack) are always added: they are not algorithms to choose.
@@ -81,6 +88,28 @@ const DEFAULT_MACS: &[&str] = &[
 ];
 /// The listener only offers those it holds a key for (Ed25519 by default).
 const DEFAULT_HOST_KEY_ALGORITHMS: &[&str] = &["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256"];
+
+/// The signature algorithms the listener accepts from staff keys, in the
+/// order `server-sig-algs` lists them: everything russh verifies except
+/// SHA-1 (`ssh-rsa`, `ssh-dss`) and certificates (their signatures use
+/// these same algorithms).
+pub const USER_KEY_ALGORITHMS: &[&str] = &[
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+];
+
+/// A staff signature algorithm that is refused: SHA-1 based (`ssh-rsa`,
+/// RSA with SHA-1, and `ssh-dss`), or one outside [`USER_KEY_ALGORITHMS`].
+pub fn weak_signature_algorithm(algorithm: &Algorithm) -> bool {
+    !USER_KEY_ALGORITHMS.contains(&algorithm.as_str())
+        || matches!(algorithm, Algorithm::Rsa { hash: None } | Algorithm::Dsa)
+}
 
 /// What the bastion may always add to the kex list (russh keeps the ones
 /// for its side).
@@ -241,6 +270,33 @@ impl Side {
     }
 }
 
+impl Side {
+    /// The listener's preference lists. russh has one list, `key`, for
+    /// both the host key algorithms it negotiates (limited to those of
+    /// the host keys it holds) and the `server-sig-algs` it advertises, so
+    /// the staff key algorithms are appended to the configured host key
+    /// algorithms, except those a held host key could use: appending must
+    /// not widen `host_key_algorithms`.
+    pub fn listener_preferred(&self, host_keys: &[Algorithm]) -> russh::Preferred {
+        let mut p = self.preferred();
+        let mut key = p.key.into_owned();
+        for name in USER_KEY_ALGORITHMS {
+            let Ok(a) = Algorithm::from_str(name) else {
+                continue;
+            };
+            let host_key_could_use = host_keys.iter().any(|h| {
+                *h == a
+                    || (matches!(h, Algorithm::Rsa { .. }) && matches!(a, Algorithm::Rsa { .. }))
+            });
+            if !key.contains(&a) && !host_key_could_use {
+                key.push(a);
+            }
+        }
+        p.key = Cow::Owned(key);
+        p
+    }
+}
+
 fn is_kex(name: &str) -> bool {
     russh::kex::Name::try_from(name).is_ok() && !KEX_EXTENSIONS.iter().any(|e| e.as_ref() == name)
 }
@@ -316,6 +372,43 @@ mod tests {
             assert_eq!(e.key, format!("ssh.{key}"), "{text}: {e}");
         }
         assert!(toml::from_str::<RawSsh>("kexes = []").is_err());
+    }
+
+    #[test]
+    fn listener_advertises_every_staff_key_algorithm_without_widening_host_keys() {
+        let d = SshAlgorithms::default();
+        let p = d.listener.listener_preferred(&[Algorithm::Ed25519]);
+        let names: Vec<&str> = p.key.iter().map(|a| a.as_str()).collect();
+        // The configured host key algorithms first, in their order.
+        assert_eq!(names[..3], ["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256"]);
+        for name in USER_KEY_ALGORITHMS {
+            assert!(names.contains(name), "{name} missing from {names:?}");
+        }
+        assert!(!names.contains(&"ssh-rsa"), "{names:?}");
+        assert_eq!(names.len(), USER_KEY_ALGORITHMS.len());
+        // An ECDSA host key left out of host_key_algorithms stays out.
+        let p = d.listener.listener_preferred(&[Algorithm::Ecdsa {
+            curve: russh::keys::EcdsaCurve::NistP256,
+        }]);
+        assert!(
+            !p.key.iter().any(|a| a.as_str() == "ecdsa-sha2-nistp256"),
+            "{:?}",
+            p.key
+        );
+        assert!(p.key.iter().any(|a| a.as_str() == "ecdsa-sha2-nistp384"));
+    }
+
+    #[test]
+    fn sha1_signatures_are_weak() {
+        for name in ["ssh-rsa", "ssh-dss"] {
+            let a = Algorithm::from_str(name).unwrap();
+            assert!(weak_signature_algorithm(&a), "{name}");
+        }
+        for name in USER_KEY_ALGORITHMS {
+            let a = Algorithm::from_str(name).unwrap();
+            assert_eq!(a.as_str(), *name);
+            assert!(!weak_signature_algorithm(&a), "{name}");
+        }
     }
 
     #[test]

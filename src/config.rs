@@ -93,6 +93,7 @@ struct RawServer {
     node: Option<String>,
     audit_spool: Option<String>,
     user: Option<String>,
+    node_lost_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,13 +169,17 @@ pub struct Config {
     pub node: String,
     /// `serve` started as root drops to this user after binding (`None`: keep the uid).
     pub user: Option<String>,
+    /// A node whose heartbeat is older than this is lost: another node
+    /// closes its sessions ("node lost"). At least 5 s.
+    pub node_lost_after: Duration,
     pub limits: Limits,
     pub recording: RecordingConfig,
     pub vault: VaultConfig,
     pub report: ReportConfig,
     /// `[ssh]`: algorithms offered to staff and to targets.
     pub ssh: crate::algorithms::SshAlgorithms,
-    /// `[ca] key`: signs per-session certificates for targets; created if missing.
+    /// `[ca] key`: a CA key file imported into the database when it holds no
+    /// user CA yet (src/ca.rs); never written, unused once the database has one.
     pub ca_key: PathBuf,
     /// `[ca] cert_authorities`: CAs whose user certificates staff may log in with.
     pub cert_authorities: Vec<russh::keys::PublicKey>,
@@ -285,6 +290,7 @@ fn unreachable_defaults() -> Config {
         audit_spool: PathBuf::from("data/audit-spool.jsonl"),
         node: "gatehouse".into(),
         user: None,
+        node_lost_after: Duration::from_secs(30),
         limits: Limits {
             login_grace_time: Duration::from_secs(30),
             max_startups: 100,
@@ -292,7 +298,14 @@ fn unreachable_defaults() -> Config {
             lockout_after: 10,
             lockout_for: Duration::from_secs(6 * 3600),
             idle_timeout: Duration::from_secs(30 * 60),
-            accept_env: vec!["LANG".into(), "LC_*".into(), "TERM".into()],
+            // GIT_PROTOCOL: git sends it on every clone, fetch and push
+            // (protocol v2); it only selects the wire protocol version.
+            accept_env: vec![
+                "LANG".into(),
+                "LC_*".into(),
+                "TERM".into(),
+                "GIT_PROTOCOL".into(),
+            ],
             max_channels_per_connection: 64,
         },
         recording: RecordingConfig {
@@ -433,6 +446,17 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         Some(s) => parse_duration(&s).map_err(|m| invalid(key, m)),
         None => Ok(default),
     };
+    let node_lost_after = dur(
+        "server.node_lost_after",
+        raw.server.node_lost_after,
+        d.node_lost_after,
+    )?;
+    if node_lost_after < Duration::from_secs(5) {
+        return Err(invalid(
+            "server.node_lost_after",
+            "must be at least 5s (nodes beat every few seconds)".into(),
+        ));
+    }
     let limits = Limits {
         login_grace_time: dur(
             "limits.login_grace_time",
@@ -636,6 +660,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         audit_spool: join(raw.server.audit_spool, d.audit_spool),
         node,
         user: raw.server.user.filter(|u| !u.is_empty()),
+        node_lost_after,
         limits,
         recording,
         vault,

@@ -10,13 +10,19 @@
 //! could take root back has not dropped anything, so that is an error and
 //! `serve` stops.
 //!
-//! What the user must still write after the drop (the recordings and
-//! reports folders, a SQLite database and its folder) is handed to it
-//! with `chown` just before; everything else stays as it was.
+//! What the user must still write after the drop is handed to it with
+//! `chown` just before ([`writable_after_drop`]); everything else stays as
+//! it was. `serve` loads what it reads only once (keys, master key, the
+//! console's certificate) before the drop, and after it probes, as the
+//! user, every place it writes ([`crate::health`]): a place the user cannot
+//! write stops the start with its name, instead of a bastion that loses
+//! audit events or reports later.
 
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
@@ -47,6 +53,15 @@ pub enum PrivilegeError {
     },
     #[error("the privilege drop to {user} did not hold: {what}")]
     NotDropped { user: String, what: String },
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "after the drop to {user}: {problem} (give {user} write access to it, or move it under the config's folder)"
+    )]
+    CannotWrite { user: String, problem: String },
 }
 
 /// A local account `serve` switches to.
@@ -126,6 +141,93 @@ pub fn prepare(name: &str) -> Result<Account, PrivilegeError> {
         });
     }
     Ok(account)
+}
+
+/// Everything `serve` still writes once it runs as the account, handed to
+/// it before the drop:
+/// - the recordings and reports folders (with the folders below them) and
+///   the report job's lock file `REPORTS/.daily.lock` (an admin's
+///   `report daily` run as root may have created it);
+/// - a SQLite database with its `-wal`, `-shm` and `-journal` files;
+/// - the audit spool file and the `.tmp` it is rewritten through;
+/// - the audit seal key with its `.lock` and `.tmp`;
+/// - the folders of the SQLite database and of the audit spool (SQLite
+///   and the spool create files there), but only when they lie inside the
+///   configuration's folder (as the default `data/` does): a folder
+///   elsewhere may be shared (`/var/lib`, `/tmp`) and is left alone; the
+///   check after the drop says when the user cannot write it.
+pub fn writable_after_drop(config: &Config) -> Vec<PathBuf> {
+    let mut paths = vec![
+        config.recordings.clone(),
+        config.reports.clone(),
+        config.reports.join(".daily.lock"),
+    ];
+    let mut folders = Vec::new();
+    if let Some(file) = sqlite_file(&config.database) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            paths.push(PathBuf::from(format!("{}{suffix}", file.display())));
+        }
+        folders.extend(file.parent().map(Path::to_path_buf));
+    }
+    paths.push(config.audit_spool.clone());
+    paths.push(config.audit_spool.with_extension("tmp"));
+    folders.extend(config.audit_spool.parent().map(Path::to_path_buf));
+    // The audit seal key is replaced through `KEYFILE.tmp` under
+    // `KEYFILE.lock` (crate::seal).
+    let seal = &config.audit.seal_key;
+    paths.push(seal.clone());
+    paths.push(crate::seal::lock_path(seal));
+    let mut tmp = seal.clone().into_os_string();
+    tmp.push(".tmp");
+    paths.push(PathBuf::from(tmp));
+    folders.extend(seal.parent().map(Path::to_path_buf));
+    let base = config_folder(config);
+    for folder in folders {
+        if inside(&folder, &base) && !paths.contains(&folder) {
+            paths.push(folder);
+        }
+    }
+    paths
+}
+
+/// The file of a `sqlite://` database URL (`None` for other databases
+/// and in-memory ones).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let file = rest.split('?').next().unwrap_or(rest);
+    (!file.is_empty() && file != ":memory:").then(|| PathBuf::from(file))
+}
+
+/// The folder relative paths of the configuration are resolved against.
+fn config_folder(config: &Config) -> PathBuf {
+    match config.source.as_deref().and_then(Path::parent) {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether `folder` is strictly below `base` (both resolved; never when
+/// `base` is `/`, below which everything is).
+fn inside(folder: &Path, base: &Path) -> bool {
+    let (Ok(folder), Ok(base)) = (folder.canonicalize(), base.canonicalize()) else {
+        return false;
+    };
+    base.parent().is_some() && folder != base && folder.starts_with(&base)
+}
+
+/// Creates the recordings and reports folders (while root may, so they can
+/// be handed over), hands over [`writable_after_drop`], and drops to the
+/// account for good.
+pub fn hand_over_and_drop(account: &Account, config: &Config) -> Result<(), PrivilegeError> {
+    for dir in [&config.recordings, &config.reports] {
+        std::fs::create_dir_all(dir).map_err(|source| PrivilegeError::Create {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    drop_to(account, &writable_after_drop(config))
 }
 
 /// Hands `paths` to the account (each path itself and, for a folder, the

@@ -19,9 +19,9 @@ fn bastion_and_target(dir: &TestDir, opts: GatehouseOpts) -> (Gatehouse, Sshd, K
     out.assert_success("ca show");
     let ca_line = out.stdout_text().trim().to_string();
     assert!(ca_line.starts_with("ssh-ed25519 "), "{ca_line}");
-    // The key `serve` will use: created 0600 by `ca show`.
-    let ca_pub = std::fs::read_to_string(gh.home.join("data/user_ca_ed25519_key.pub")).unwrap();
-    assert_eq!(ca_pub.trim(), ca_line);
+    // The key `serve` will use: stored in the database by `ca show`
+    // (shared by every node), never written to a file.
+    assert!(!gh.home.join("data/user_ca_ed25519_key").exists());
     let target = Sshd::start(dir, SshdOpts::new().trust_user_ca(&ca_line));
     let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
     let policy = support_policy(&alice, "web1", &target)
@@ -191,6 +191,8 @@ fn staff_log_in_with_certificates_from_a_trusted_ca() {
         e["user"] == "carol"
     });
     assert_eq!(ok["detail"]["certificate"], "carol-laptop", "{ok:#}");
+    // The algorithm the certificate's signature used (issue 17 item 4).
+    assert_eq!(ok["detail"]["sig_alg"], "ssh-ed25519", "{ok:#}");
     assert!(
         ok["detail"]["ca"]
             .as_str()

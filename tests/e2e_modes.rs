@@ -364,7 +364,8 @@ fn agent_and_x11_refused(dir: &TestDir, client: &Client, gh: &Gatehouse, key: &K
     out.assert_success("session with -A");
     assert_eq!(out.stdout_text(), "no-agent\n");
     gh.wait_for_event("forward.denied", Duration::from_secs(10), |e| {
-        detail_str(e, "action") == "AgentForward"
+        detail_str(e, "action") == "agent forwarding"
+            && detail_str(e, "code") == "KO_AGENT_FORWARDING"
     });
 
     let mut c = client.ssh_command(
@@ -382,7 +383,7 @@ fn agent_and_x11_refused(dir: &TestDir, client: &Client, gh: &Gatehouse, key: &K
         out.stderr_text()
     );
     gh.wait_for_event("forward.denied", Duration::from_secs(10), |e| {
-        detail_str(e, "action") == "X11Forward"
+        detail_str(e, "action") == "X11 forwarding" && detail_str(e, "code") == "KO_X11_FORWARDING"
     });
 }
 

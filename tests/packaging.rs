@@ -11,6 +11,15 @@
 //!   the lock file here; a Debian slim runtime as a non-root user with the
 //!   three volumes; every file it copies exists and is not excluded from
 //!   the build context;
+//! - every path a node writes (its resolved configuration, defaults
+//!   included) lies on a writable volume, and a node's audit spool on a
+//!   volume of its own;
+//! - a compose node's configuration and volumes are laid out in a
+//!   temporary root (each container path `/X` at `ROOT/X`, the config
+//!   folder read-only), and `gatehouse serve` runs there as an
+//!   unprivileged user on a throwaway PostgreSQL: it starts, takes a
+//!   login, writes only to its volumes, and `gatehouse healthz` (the
+//!   image's health check) says ok;
 //! - `docker/gatehouse.service` goes through `systemd-analyze verify` and
 //!   `systemd-analyze security --offline` (when systemd-analyze exists),
 //!   plus a check of the hardening options themselves.
@@ -20,9 +29,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use gatehouse::config::Config;
 use serde_norway::Value;
+
+mod common;
+#[path = "support/pg.rs"]
+mod pg;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -78,6 +92,38 @@ fn mounts(service: &Value) -> BTreeMap<String, (String, bool)> {
             (parts[1].to_string(), (parts[0].to_string(), ro))
         })
         .collect()
+}
+
+/// Every path `serve` may write under `cfg` (defaults included), by key.
+fn written_paths(cfg: &Config) -> Vec<(&'static str, PathBuf)> {
+    let mut v = vec![
+        ("server.host_key", cfg.host_key.clone()),
+        ("server.identity_key", cfg.identity_key.clone()),
+        ("server.signing_key", cfg.signing_key.clone()),
+        ("server.master_key", cfg.master_key.clone()),
+        ("server.reports", cfg.reports.clone()),
+        ("server.recordings", cfg.recordings.clone()),
+        ("server.audit_spool", cfg.audit_spool.clone()),
+        ("ca.key", cfg.ca_key.clone()),
+        ("web.cert", cfg.web.cert.clone()),
+        ("web.key", cfg.web.key.clone()),
+    ];
+    if let Some(file) = cfg.database.strip_prefix("sqlite://") {
+        v.push(("server.database", PathBuf::from(file)));
+    }
+    v
+}
+
+/// The writable mount of `mounts` that holds `path`, if any.
+fn writable_mount<'a>(
+    mounts: &'a BTreeMap<String, (String, bool)>,
+    path: &Path,
+) -> Option<&'a str> {
+    mounts
+        .iter()
+        .filter(|(target, (_, ro))| !ro && path.starts_with(target.as_str()))
+        .map(|(target, _)| target.as_str())
+        .max_by_key(|t| t.len())
 }
 
 #[test]
@@ -165,6 +211,26 @@ fn compose_runs_postgresql_and_two_nodes_sharing_state() {
     );
     assert!(cfg.recordings.starts_with("/recordings"));
     assert!(cfg.master_key.starts_with("/data") && cfg.host_key.starts_with("/data"));
+    // The containers are read-only: everything a node writes is on a
+    // writable volume, and a node's audit spool on its own (a spool is
+    // replayed by the node that wrote it).
+    let mut spools = Vec::new();
+    for n in &nodes {
+        let m = mounts(&c["services"][*n]);
+        assert_eq!(c["services"][*n]["read_only"].as_bool(), Some(true), "{n}");
+        for (key, path) in written_paths(&cfg) {
+            let mount = writable_mount(&m, &path).unwrap_or_else(|| {
+                panic!(
+                    "{n}: {key} = {} is on no writable volume (a read-only file system)",
+                    path.display()
+                )
+            });
+            if key == "server.audit_spool" {
+                spools.push(m[mount].0.clone());
+            }
+        }
+    }
+    assert_ne!(spools[0], spools[1], "each node spools to its own volume");
     let password = pg["environment"]["POSTGRES_PASSWORD"]
         .as_str()
         .expect("password");
@@ -201,6 +267,201 @@ fn compose_runs_postgresql_and_two_nodes_sharing_state() {
         not_checked("`docker compose config` (no compose plugin on this machine)");
     }
     not_checked("starting the compose project (no Docker daemon)");
+}
+
+/// Rewrites a compose node's configuration for a run on this machine, as
+/// the container would see it: every absolute path `/X` becomes `ROOT/X`,
+/// the `postgres` service becomes `db_url`, and the listen addresses take
+/// free ports on 127.0.0.1. Returns the text and the SSH port.
+fn remap_config(text: &str, root: &Path, db_url: &str) -> (String, u16) {
+    fn walk(v: &mut toml::Value, root: &Path) {
+        match v {
+            toml::Value::String(s) if s.starts_with('/') => {
+                *s = format!("{}{s}", root.display());
+            }
+            toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| walk(v, root)),
+            toml::Value::Array(a) => a.iter_mut().for_each(|v| walk(v, root)),
+            _ => {}
+        }
+    }
+    let mut t: toml::Table = toml::from_str(text).expect("compose.toml is TOML");
+    let server = t
+        .get_mut("server")
+        .and_then(|s| s.as_table_mut())
+        .expect("[server]");
+    let db = server
+        .get("database")
+        .and_then(|d| d.as_str())
+        .expect("database");
+    assert!(db.contains("@postgres:"), "the postgres service: {db}");
+    server.insert("database".into(), db_url.into());
+    let port = common::free_port();
+    server.insert("listen".into(), format!("127.0.0.1:{port}").into());
+    if let Some(m) = t.get_mut("metrics").and_then(|m| m.as_table_mut()) {
+        m.insert(
+            "listen".into(),
+            format!("127.0.0.1:{}", common::free_port()).into(),
+        );
+    }
+    let mut v = toml::Value::Table(t);
+    walk(&mut v, root);
+    (toml::to_string(&v).expect("toml"), port)
+}
+
+/// `uid` and `gid` of a local account.
+fn ids_of(account: &str) -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, account])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("numeric id")
+    };
+    (id("-u"), id("-g"))
+}
+
+/// Every file below `dir` (folders not listed).
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_below(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_compose_node_starts_on_its_volumes_as_an_unprivileged_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        not_checked("starting a compose node as another uid (needs root)");
+        return;
+    }
+    use common::*;
+    use std::os::unix::process::CommandExt;
+    ensure_account("ghtest");
+    let (uid, gid) = ids_of("ghtest");
+    let c = compose();
+    let node = &c["services"]["gatehouse-1"];
+    let dir = TestDir::new();
+    let db = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(pg::fresh_db());
+    let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
+
+    // The container's file system: ROOT, root's and read-only to the node's
+    // user, with its volumes inside; new named volumes take the ownership
+    // of the image's folders (the Dockerfile gives them to its user).
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("etc/gatehouse")).expect("etc");
+    let mut config_path = None;
+    for (target, (source, _ro)) in mounts(node) {
+        let host = root.join(target.trim_start_matches('/'));
+        if target == "/etc/gatehouse/gatehouse.toml" {
+            let text = read(&format!("docker/{}", source.trim_start_matches("./")));
+            let (text, port) = remap_config(&text, &root, &db.url);
+            std::fs::write(&host, text).expect("config");
+            set_mode(&host, 0o644);
+            config_path = Some((host, port));
+            continue;
+        }
+        std::fs::create_dir_all(&host).expect("volume");
+        if c["volumes"].get(source.as_str()).is_some() {
+            std::os::unix::fs::chown(&host, Some(uid), Some(gid)).expect("chown");
+            set_mode(&host, 0o750);
+        } else if target == "/policies" {
+            std::fs::write(
+                host.join("policy.toml"),
+                policy_user("alice", &alice, &["support"]),
+            )
+            .expect("policy");
+        }
+    }
+    let (config, port) = config_path.expect("the node mounts its configuration");
+    for p in [&root, &root.join("etc"), &root.join("etc/gatehouse")] {
+        set_mode(p, 0o755);
+    }
+    let environment: Vec<(String, String)> = match &node["environment"] {
+        Value::Mapping(m) => m
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+            .collect(),
+        _ => strings(&node["environment"])
+            .iter()
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.into(), v.into())))
+            .collect(),
+    };
+    let gatehouse = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.arg("--config")
+            .arg(&config)
+            .args(args)
+            // The image's WORKDIR.
+            .current_dir(root.join("data"))
+            .env_remove("GATEHOUSE_MASTER_KEY")
+            // The image's user has /data as its home.
+            .env("HOME", root.join("data"))
+            .envs(environment.iter().map(|(k, v)| (k, v)))
+            .uid(uid)
+            .gid(gid);
+        cmd
+    };
+
+    let log = dir.join("serve.log");
+    let mut serve = ChildGuard::spawn(
+        "gatehouse",
+        &mut gatehouse(&["serve"]),
+        Some(&log),
+        Some(&log),
+    );
+    let pid = serve.pid();
+    let up = wait_until(Duration::from_secs(30), || {
+        is_listening_by(port, pid) || serve.try_wait().is_some()
+    });
+    assert!(
+        up && serve.try_wait().is_none(),
+        "serve did not start with the compose configuration:\n{}",
+        log_tail(&log, 4000)
+    );
+    let out = Client::new(&dir, &alice, port).ssh("alice", &["whoami"]);
+    out.assert_success("a login to the compose node");
+    assert!(out.stdout_text().contains("alice"), "{}", out.stdout_text());
+    let health = run(&mut gatehouse(&["healthz"]));
+    health.assert_success("the image's health check");
+
+    // It wrote only to its volumes.
+    let written: Vec<PathBuf> = files_below(&root)
+        .into_iter()
+        .filter(|p| !p.starts_with(root.join("policies")) && p != &config)
+        .collect();
+    assert!(
+        written.iter().any(|p| p.starts_with(root.join("data"))),
+        "{written:?}"
+    );
+    for p in &written {
+        let on_volume = mounts(node).iter().any(|(t, (src, _))| {
+            c["volumes"].get(src.as_str()).is_some()
+                && p.starts_with(root.join(t.trim_start_matches('/')))
+        });
+        assert!(on_volume, "{} is on no volume", p.display());
+    }
+    serve.signal(libc::SIGTERM);
+    assert!(
+        serve.wait_timeout(Duration::from_secs(20)).is_some(),
+        "serve stops on SIGTERM"
+    );
+    not_checked("the image itself (no Docker daemon); the same config, volumes and uid were run");
 }
 
 // ------------------------------------------------------------- Dockerfile --
@@ -287,7 +548,7 @@ fn dockerfile_builds_locked_and_runs_unprivileged_with_volumes() {
         "{user:?}"
     );
     let volumes = in_stage(1, "VOLUME").join(" ");
-    for v in ["/data", "/policies", "/recordings"] {
+    for v in ["/data", "/policies", "/recordings", "/spool"] {
         assert!(
             volumes.contains(&format!("\"{v}\"")),
             "VOLUME {v}: {volumes}"
@@ -324,22 +585,20 @@ fn dockerfile_builds_locked_and_runs_unprivileged_with_volumes() {
             "COPY {src} is excluded from the context"
         );
     }
-    // The config the image ships loads, with every path on a volume.
+    // The config the image ships loads, with every path on a volume (and
+    // every path it writes on one the image's user owns).
     let cfg = load_config("docker/gatehouse.toml", "/etc/gatehouse/gatehouse.toml");
-    for (what, p) in [
-        ("host_key", &cfg.host_key),
-        ("identity_key", &cfg.identity_key),
-        ("signing_key", &cfg.signing_key),
-        ("master_key", &cfg.master_key),
-        ("reports", &cfg.reports),
-        ("policies", &cfg.policies),
-        ("recordings", &cfg.recordings),
-    ] {
+    assert!(
+        cfg.policies.starts_with("/policies"),
+        "policies = {}",
+        cfg.policies.display()
+    );
+    for (what, p) in written_paths(&cfg) {
         assert!(
-            ["/data", "/policies", "/recordings"]
+            ["/data", "/recordings", "/spool"]
                 .iter()
-                .any(|v| p.starts_with(v)),
-            "{what} = {} is on no volume",
+                .any(|v| p.starts_with(v) && volumes.contains(&format!("\"{v}\""))),
+            "{what} = {} is on no writable volume",
             p.display()
         );
     }

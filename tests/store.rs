@@ -92,6 +92,7 @@ on_both_backends!(
     audit_concurrent_appends_keep_the_chain,
     sessions_lifecycle_and_kill_requests,
     lockout_counts_and_unlocks,
+    counted_failures_lock_at_the_limit,
     grants_crud_and_expiry,
     logins_before_a_day,
     events_by_time_in_order,
@@ -527,6 +528,39 @@ async fn lockout_counts_and_unlocks(db: Db) {
         .unwrap();
     assert_eq!(store.locked_until("dave").await.unwrap(), None);
     assert!(!store.unlock("dave").await.unwrap());
+}
+
+/// The one way to a lockout (issue 17 item 1: second-factor failures,
+/// never key attempts): consecutive counted failures lock at the limit,
+/// on every node, and the count restarts.
+async fn counted_failures_lock_at_the_limit(db: Db) {
+    let store = db.open("n1").await;
+    let other_node = db.open("n2").await;
+    let now = OffsetDateTime::now_utc();
+    let six_hours = Duration::hours(6);
+    for _ in 0..2 {
+        let r = store.counted_failure("erin", now, 3, six_hours).await;
+        assert_eq!(r.unwrap(), None);
+    }
+    // A success in between starts over.
+    store.auth_success("erin").await.unwrap();
+    for _ in 0..2 {
+        let r = other_node.counted_failure("erin", now, 3, six_hours).await;
+        assert_eq!(r.unwrap(), None);
+    }
+    assert_eq!(store.locked_until("erin").await.unwrap(), None);
+    let (n, until) = store
+        .counted_failure("erin", now, 3, six_hours)
+        .await
+        .unwrap()
+        .expect("locked at the third consecutive failure");
+    assert_eq!(n, 3);
+    assert_eq!(until, now + six_hours);
+    let got = other_node.locked_until("erin").await.unwrap().unwrap();
+    assert!((got - until).abs() < Duration::milliseconds(1));
+    // The count restarted with the lockout.
+    let r = store.counted_failure("erin", now, 3, six_hours).await;
+    assert_eq!(r.unwrap(), None);
 }
 
 fn grant(user: &str) -> Grant {

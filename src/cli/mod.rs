@@ -414,14 +414,19 @@ fn one_line(s: &str) -> String {
 }
 
 fn init_tracing(serving: bool) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
     let default = if serving { "info" } else { "warn" };
     let filter =
         EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // PuTTY's harmless channel requests make russh warn on every
+    // connection: those lines alone are dropped (`server::quiet`).
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_filter(crate::server::quiet::KnownHarmless);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
         .try_init();
 }
 
@@ -438,7 +443,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Report(cmd) => report::run(config, cmd).await,
         Command::Unlock { user } => unlock::run(config, &user).await,
         Command::Config(ConfigCmd::Show { json }) => config::show(&config, json),
-        Command::Ca(CaCmd::Show { json }) => ca::show(&config, json),
+        Command::Ca(CaCmd::Show { json }) => ca::show(&config, json).await,
         Command::Healthz => healthz::run(config).await,
         Command::Web(cmd) => web::run(config, cmd).await,
         Command::SshConfig {

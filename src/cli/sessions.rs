@@ -1,6 +1,11 @@
 //! `gatehouse sessions list|kill`: live sessions on every node, and asking
 //! the node that runs one to end it (it polls for kill requests, and on
 //! PostgreSQL is woken at once by a notification).
+//!
+//! A session whose node is lost (no heartbeat for `[server]
+//! node_lost_after`, `server::heartbeat`) is marked so in the list until
+//! another node closes it; `kill` of such a session closes it at once,
+//! since no node will act on the request, and says so.
 
 use anyhow::Context;
 use time::OffsetDateTime;
@@ -9,13 +14,14 @@ use time::format_description::well_known::Rfc3339;
 use super::{Exit, SessionsCmd};
 use crate::audit::{AuditEvent, EventKind};
 use crate::config::Config;
-use crate::store::{SessionRow, Store};
+use crate::store::{NodeStatus, SessionRow, Store};
 
 pub async fn run(config: Config, cmd: SessionsCmd) -> anyhow::Result<i32> {
     let store = Store::open(&config.database, &config.node).await?;
+    let lost_after = config.node_lost_after;
     match cmd {
-        SessionsCmd::List { json } => list(&store, json).await,
-        SessionsCmd::Kill { id, reason } => kill(&store, &id, reason.as_deref()).await,
+        SessionsCmd::List { json } => list(&store, json, lost_after).await,
+        SessionsCmd::Kill { id, reason } => kill(&store, &id, reason.as_deref(), lost_after).await,
     }
 }
 
@@ -24,10 +30,31 @@ struct Listed<'a> {
     #[serde(flatten)]
     session: &'a SessionRow,
     duration_secs: i64,
+    /// The session's node has gone silent: the session is dead, and
+    /// another node (or `sessions kill`) will close it.
+    node_lost: bool,
+    /// The node's last heartbeat (`None` for a node that never wrote one).
+    #[serde(with = "time::serde::rfc3339::option")]
+    node_last_seen: Option<OffsetDateTime>,
 }
 
-async fn list(store: &Store, json: bool) -> anyhow::Result<i32> {
+/// The heartbeat of each node, by name.
+async fn node_status(
+    store: &Store,
+    lost_after: std::time::Duration,
+) -> anyhow::Result<std::collections::HashMap<String, NodeStatus>> {
+    Ok(store
+        .nodes(lost_after)
+        .await?
+        .into_iter()
+        .map(|n| (n.node.clone(), n))
+        .collect())
+}
+
+async fn list(store: &Store, json: bool, lost_after: std::time::Duration) -> anyhow::Result<i32> {
     let sessions = store.sessions_live().await?;
+    let nodes = node_status(store, lost_after).await?;
+    let lost = |s: &SessionRow| nodes.get(&s.node).is_some_and(|n| n.lost);
     let now = OffsetDateTime::now_utc();
     let age = |s: &SessionRow| (now - s.started_at).whole_seconds().max(0);
     if json {
@@ -36,6 +63,8 @@ async fn list(store: &Store, json: bool) -> anyhow::Result<i32> {
             .map(|s| Listed {
                 session: s,
                 duration_secs: age(s),
+                node_lost: lost(s),
+                node_last_seen: nodes.get(&s.node).map(|n| n.last_seen),
             })
             .collect();
         println!(
@@ -67,9 +96,14 @@ async fn list(store: &Store, json: bool) -> anyhow::Result<i32> {
             .format(&Rfc3339)
             .unwrap_or_else(|_| s.started_at.to_string());
         let secs = u64::try_from(age(s)).unwrap_or(0);
+        let node = if lost(s) {
+            format!("{} (lost)", s.node)
+        } else {
+            s.node.clone()
+        };
         rows.push([
             s.id.clone(),
-            s.node.clone(),
+            node,
             s.user.clone(),
             dash(&s.server),
             dash(&s.account),
@@ -79,6 +113,19 @@ async fn list(store: &Store, json: bool) -> anyhow::Result<i32> {
         ]);
     }
     print!("{}", table(&rows));
+    let mut gone: Vec<&NodeStatus> = nodes
+        .values()
+        .filter(|n| n.lost && sessions.iter().any(|s| s.node == n.node))
+        .collect();
+    gone.sort_by(|a, b| a.node.cmp(&b.node));
+    for n in gone {
+        println!(
+            "node {} is lost (no heartbeat for {}): its sessions are dead and will be closed \
+             by another node, or now by `gatehouse sessions kill ID`",
+            n.node,
+            humantime::format_duration(std::time::Duration::from_secs(n.silent_secs as u64))
+        );
+    }
     Ok(0)
 }
 
@@ -106,7 +153,12 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
-async fn kill(store: &Store, id: &str, reason: Option<&str>) -> anyhow::Result<i32> {
+async fn kill(
+    store: &Store,
+    id: &str,
+    reason: Option<&str>,
+    lost_after: std::time::Duration,
+) -> anyhow::Result<i32> {
     // It reaches a terminal: no control characters.
     let reason: Option<String> = reason
         .map(|r| {
@@ -124,6 +176,10 @@ async fn kill(store: &Store, id: &str, reason: Option<&str>) -> anyhow::Result<i
     else {
         return Err(no_such().into());
     };
+    let node = node_status(store, lost_after).await?.remove(&session.node);
+    if let Some(node) = node.filter(|n| n.lost) {
+        return kill_on_lost_node(store, &session, &node, reason.as_deref()).await;
+    }
     // Ending a session only tightens access: do it even if auditing then
     // fails, and report that failure.
     let requested = match &reason {
@@ -152,6 +208,59 @@ async fn kill(store: &Store, id: &str, reason: Option<&str>) -> anyhow::Result<i
         .await
         .context("kill requested, but the audit event could not be written")?;
     println!("kill requested for session {id} on node {}", session.node);
+    Ok(0)
+}
+
+/// `sessions kill` of a session whose node is lost: nobody would act on a
+/// request, so the session is closed here as another node would close it
+/// (`session.end` "node lost", as last known), and the kill is audited
+/// saying so.
+async fn kill_on_lost_node(
+    store: &Store,
+    session: &SessionRow,
+    node: &NodeStatus,
+    reason: Option<&str>,
+) -> anyhow::Result<i32> {
+    const NODE_LOST: &str = crate::server::heartbeat::NODE_LOST;
+    let closed = store
+        .close_lost_sessions(&node.node, node.last_seen, NODE_LOST, Some(&session.id))
+        .await?;
+    let silent =
+        humantime::format_duration(std::time::Duration::from_secs(node.silent_secs as u64));
+    let Some(row) = closed.into_iter().next() else {
+        // Another node closed it a moment ago.
+        println!(
+            "node {} is gone (no heartbeat for {silent}); session {} was closed already",
+            node.node, session.id
+        );
+        return Ok(0);
+    };
+    let mut killed = AuditEvent::new(EventKind::SessionKilled)
+        .user(row.user.clone())
+        .session(row.id.clone())
+        .source(row.source.clone())
+        .detail("requested_via", "cli")
+        .detail("requested_by", super::operator::name())
+        .detail("reason", reason.map(str::to_string))
+        .detail("node", row.node.clone())
+        .detail("node_lost", true);
+    killed.server = row.server.clone();
+    killed.account = row.account.clone();
+    store
+        .audit(&killed)
+        .await
+        .context("session closed, but the audit event could not be written")?;
+    if let Some(end) = crate::store::lost_session_end(&row, NODE_LOST) {
+        store
+            .audit(&end.detail("closed_by", super::operator::name()))
+            .await
+            .context("session closed, but its session.end could not be written")?;
+    }
+    println!(
+        "node {} is gone (no heartbeat for {silent}): session {} closed as \"{NODE_LOST}\", \
+         ended when the node was last seen",
+        node.node, row.id
+    );
     Ok(0)
 }
 

@@ -13,7 +13,7 @@ use super::conn::ConnState;
 use super::flow::InboxRx;
 use super::lineedit::{BLOCKED_ENTER, LineTracker, Segment};
 use super::notice::{self, OutputSeen};
-use super::sftp::{SftpAudit, SftpOp};
+use super::sftp::{SftpAudit, SftpOp, symlink_swap_needed};
 use crate::audit::EventKind;
 use crate::policy;
 use crate::recording::{Kind, Recorder, RecorderOptions, RecordingMeta};
@@ -228,7 +228,13 @@ pub async fn run(
             seen: OutputSeen::default(),
         },
         Start::Subsystem(name) if name == "sftp" => Inspect::Sftp {
-            audit: Mutex::new(SftpAudit::new()),
+            // Clients that choose SYMLINK's order from the server's
+            // identification string saw the bastion's, not the target's.
+            audit: Mutex::new(SftpAudit::with_symlink_swap(symlink_swap_needed(
+                &state.client_id,
+                super::SERVER_ID,
+                &upstream.server_id,
+            ))),
             server: Box::new(target.server.clone()),
         },
         _ => Inspect::None,
@@ -328,18 +334,21 @@ async fn pump(
                             shell_input(state, &client, &twrite, inspect, &b).await
                         }
                         Inspect::Sftp { audit, server } => {
-                            let ops = audit
-                                .lock()
-                                .map_err(|_| ())
-                                .map(|mut a| (a.client_bytes(&b), a.take_requested_paths()));
+                            let ops = audit.lock().map_err(|_| ()).map(|mut a| {
+                                (a.client_bytes_to_forward(&b), a.take_requested_paths())
+                            });
                             match ops {
-                                Ok((Ok(ops), paths)) => {
+                                Ok((Ok((ops, rewritten)), paths)) => {
                                     audit_sftp(state, ops).await;
                                     match paths
                                         .iter()
                                         .find(|p| server.sftp_deny_globs.is_match(p.as_str()))
                                     {
-                                        None => twrite.data_bytes(b).await.map_err(|_| ()),
+                                        None => match rewritten {
+                                            None => twrite.data_bytes(b).await.map_err(|_| ()),
+                                            Some(v) if v.is_empty() => Ok(()),
+                                            Some(v) => twrite.data_bytes(v).await.map_err(|_| ()),
+                                        },
                                         Some(p) => {
                                             // Never delivered: the channel ends here.
                                             sftp_path_refused(state, &client, p).await;

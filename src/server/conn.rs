@@ -16,7 +16,7 @@ use super::login;
 use super::shared::{EndReason, LiveSession, Shared};
 use super::upstream::{self, Credential, Endpoint, Upstream, UpstreamError};
 use crate::audit::{AuditEvent, EventKind};
-use crate::policy::{self, Action, Allowed, Decision, Policy, Request};
+use crate::policy::{self, Action, Allowed, Decision, DenyCode, Policy, Request};
 use crate::store::SessionRow;
 
 /// Upstream failures that are refusals start with this.
@@ -52,6 +52,9 @@ pub struct ConnState {
     pub id: String,
     pub user: String,
     pub source: IpAddr,
+    /// The client's SSH identification string (`SSH-2.0-...`), at most
+    /// 255 characters: SFTP needs it (`sftp::symlink_swap_needed`).
+    pub client_id: String,
     pub target: Target,
     pub handle: russh::server::Handle,
     /// Client-to-target bytes queued in the bastion for this connection.
@@ -186,11 +189,13 @@ pub async fn decide_target(
 }
 
 impl ConnState {
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         shared: Arc<Shared>,
         id: String,
         user: String,
         source: IpAddr,
+        client_id: String,
         target: Target,
         handle: russh::server::Handle,
         budget: Arc<super::flow::Budget>,
@@ -203,6 +208,7 @@ impl ConnState {
             id: id.clone(),
             user: user.clone(),
             source,
+            client_id,
             target,
             handle,
             budget,
@@ -234,6 +240,7 @@ impl ConnState {
                 grant,
                 cancel,
                 reason,
+                conn: Arc::downgrade(&state),
             },
         );
         crate::metrics::session_started(state.metrics_mode());
@@ -336,6 +343,16 @@ impl ConnState {
         self.last_activity.store(ms, Ordering::Relaxed);
     }
 
+    /// Bytes up and down so far, and when the last one moved (the start
+    /// if none has): what a crash close reports (`Store::session_progress`).
+    pub fn progress(&self) -> (i64, i64, OffsetDateTime) {
+        let up = i64::try_from(self.bytes_up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let down = i64::try_from(self.bytes_down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let ms = self.last_activity.load(Ordering::Relaxed);
+        let last = self.started_at + time::Duration::milliseconds(ms);
+        (up, down, last)
+    }
+
     fn idle_for(&self) -> Duration {
         let last = self.last_activity.load(Ordering::Relaxed);
         let now = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
@@ -375,7 +392,10 @@ impl ConnState {
         ev
     }
 
-    pub async fn audit_denied(&self, action: &Action, reason: &str) {
+    /// Audits a refused `action` (`forward.denied`, or `access.denied` for
+    /// a session) with its stable `code`, the reason, and the action in
+    /// words (`describe_action`).
+    pub async fn audit_denied(&self, action: &Action, code: &str, reason: &str) {
         let kind = match action {
             Action::Session => EventKind::AccessDenied,
             _ => EventKind::ForwardDenied,
@@ -383,7 +403,8 @@ impl ConnState {
         self.shared
             .audit(
                 self.base_event(kind)
-                    .detail("action", format!("{action:?}"))
+                    .detail("code", code)
+                    .detail("action", describe_action(action))
                     .detail("reason", reason),
             )
             .await;
@@ -422,6 +443,7 @@ impl ConnState {
                         host: host.to_string(),
                         port,
                     },
+                    DenyCode::AccessDenied.as_str(),
                     reason,
                 )
                 .await;
@@ -490,6 +512,7 @@ impl ConnState {
             _ => {
                 self.audit_denied(
                     &Action::RemoteForward { port: p },
+                    "KO_NO_TARGET",
                     "remote forwarding needs a target",
                 )
                 .await;
@@ -513,16 +536,24 @@ impl ConnState {
         let allowed = match policy::decide(&policy, &req, &grants, Shared::now()) {
             Decision::Allow(a) => a,
             Decision::Deny(d) => {
-                self.audit_denied(&Action::RemoteForward { port: p }, &d.reason)
-                    .await;
+                self.audit_denied(
+                    &Action::RemoteForward { port: p },
+                    d.code.as_str(),
+                    &d.reason,
+                )
+                .await;
                 return false;
             }
         };
         let up = match self.upstream().await {
             Ok(u) => u,
             Err(e) => {
-                self.audit_denied(&Action::RemoteForward { port: p }, &e)
-                    .await;
+                self.audit_denied(
+                    &Action::RemoteForward { port: p },
+                    "ERR_TARGET_UNAVAILABLE",
+                    &e,
+                )
+                .await;
                 return false;
             }
         };
@@ -536,6 +567,7 @@ impl ConnState {
             _ => {
                 self.audit_denied(
                     &Action::RemoteForward { port: p },
+                    "ERR_TARGET_REFUSED_LISTEN",
                     "the target refused to listen",
                 )
                 .await;
@@ -718,14 +750,17 @@ impl ConnState {
                 policy::Mode::SshForwarding | policy::Mode::Global
             ),
         };
-        let issued = self
-            .shared
-            .ca
-            .issue(&req, std::time::SystemTime::now())
-            .map_err(|e| {
-                tracing::error!("certificate for {}: {e}", t.server.name);
-                "the bastion cannot sign its login certificate".to_string()
-            })?;
+        let ca = self.shared.ca.get().ok_or_else(|| {
+            tracing::error!(
+                "certificate for {}: the user CA is not loaded",
+                t.server.name
+            );
+            "the bastion cannot sign its login certificate".to_string()
+        })?;
+        let issued = ca.issue(&req, std::time::SystemTime::now()).map_err(|e| {
+            tracing::error!("certificate for {}: {e}", t.server.name);
+            "the bastion cannot sign its login certificate".to_string()
+        })?;
         tracing::info!(
             session = %self.id,
             server = %t.server.name,
@@ -856,4 +891,16 @@ async fn watchdog(state: Arc<ConnState>) {
             "en".into(),
         )
         .await;
+}
+
+/// An action as a person reads it in an audit event's `action`.
+fn describe_action(action: &Action) -> String {
+    match action {
+        Action::Session => "session".into(),
+        Action::LocalForward { host, port } => format!("local forward to {host}:{port}"),
+        Action::RemoteForward { port } => format!("remote forward (-R) of port {port}"),
+        Action::Jump { host, port } => format!("jump to {host}:{port}"),
+        Action::AgentForward => "agent forwarding".into(),
+        Action::X11Forward => "X11 forwarding".into(),
+    }
 }

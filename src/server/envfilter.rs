@@ -1,5 +1,7 @@
 //! Which environment variables a client may pass to a target
-//! (`[limits] accept_env`, globs; default `LANG`, `LC_*`, `TERM`).
+//! (`[limits] accept_env`, globs; default `LANG`, `LC_*`, `TERM` and
+//! `GIT_PROTOCOL`, which git sends with every clone, fetch and push and
+//! which only chooses git's wire protocol version).
 //!
 //! A target configured with `AcceptEnv *` would otherwise let `SetEnv
 //! BASH_ENV=...` or `LD_PRELOAD=...` run code of the client's choosing
@@ -107,7 +109,7 @@ mod tests {
     use super::*;
 
     fn default_filter() -> EnvFilter {
-        EnvFilter::new(&["LANG".into(), "LC_*".into(), "TERM".into()]).unwrap()
+        EnvFilter::new(&crate::config::Config::default().limits.accept_env).unwrap()
     }
 
     #[test]
@@ -116,7 +118,19 @@ mod tests {
         assert!(f.allows("LANG", "en_US.UTF-8"));
         assert!(f.allows("LC_FOO", "bar"));
         assert!(f.allows("TERM", "xterm"));
-        for bad in ["BASH_ENV", "LD_PRELOAD", "lang", "LANGX", "PATH", "LC", ""] {
+        // git's `GIT_PROTOCOL=version=2` (issue 17 item 8).
+        assert!(f.allows("GIT_PROTOCOL", "version=2"));
+        for bad in [
+            "BASH_ENV",
+            "LD_PRELOAD",
+            "lang",
+            "LANGX",
+            "PATH",
+            "LC",
+            "",
+            "GIT_SSH_COMMAND",
+            "GIT_DIR",
+        ] {
             assert!(!f.allows(bad, "x"), "{bad}");
         }
     }

@@ -25,7 +25,7 @@ use super::shared::Shared;
 use crate::audit::{AuditEvent, EventKind};
 
 mod cert_auth;
-use crate::policy::{self, Action, Decision, Request};
+use crate::policy::{self, Action, Decision, DenyCode, Request};
 
 /// While throttled, a trickle keeps `adjust_window` being called so the
 /// window reopens once the backlog drains.
@@ -58,6 +58,10 @@ pub struct ConnHandler {
     /// The staff name whose listed key was accepted on offer and whose
     /// signature has not been verified yet (`settle_unproven`).
     awaiting_proof: Option<String>,
+    /// The signature algorithm of the last key offer: a certificate's
+    /// signature uses it (russh checks), and `auth_openssh_certificate` is
+    /// not told.
+    offered_algorithm: Option<String>,
     /// `[limits] accept_env`, compiled at the first env request.
     env_filter: Option<EnvFilter>,
     /// Environment variables refused per channel, not audited yet.
@@ -66,6 +70,10 @@ pub struct ConnHandler {
     rate_limit_audited: bool,
     /// Number in the registry of unauthenticated connections.
     unauth_seq: u64,
+    /// Times this connection waited for a database that did not answer
+    /// (at most once per login: then the outage is known and refusals are
+    /// at once); in the `STORE_DOWN` refusal's `detail.db_waits`.
+    db_waits: u32,
 }
 
 impl ConnHandler {
@@ -95,10 +103,12 @@ impl ConnHandler {
             cut,
             failures_here: 0,
             awaiting_proof: None,
+            offered_algorithm: None,
             rate_limit_audited: false,
             env_filter: None,
             env_refused: HashMap::new(),
             unauth_seq,
+            db_waits: 0,
         }
     }
 
@@ -109,9 +119,20 @@ impl ConnHandler {
     /// Refuses one authentication request: audited, and counted against
     /// the source's budget (`auth_per_minute_per_source`). It never counts
     /// toward the user's lockout: anyone can offer any public key for any
-    /// name, so a refused offer says nothing about the user (see
-    /// `settle_unproven` for what does).
+    /// name, so a refused offer says nothing about the user (nor does a
+    /// bad signature: see `settle_unproven`).
     async fn refuse(&mut self, user: &str, reason: &str, code: &str) -> Auth {
+        self.refuse_with(user, reason, code, &[]).await
+    }
+
+    /// [`Self::refuse`] with `extra` details in the `auth.failure` event.
+    async fn refuse_with(
+        &mut self,
+        user: &str,
+        reason: &str,
+        code: &str,
+        extra: &[(&str, &str)],
+    ) -> Auth {
         self.failures_here += 1;
         // The bastion's own fault (its database away) is no attempt of the
         // source's: it must not leave the source blocked once it is over.
@@ -131,6 +152,12 @@ impl ConnHandler {
             .session(&self.id)
             .detail("reason", reason)
             .detail("code", code);
+        for (k, v) in extra {
+            ev = ev.detail(k, *v);
+        }
+        if code == STORE_DOWN {
+            ev = ev.detail("db_waits", self.db_waits);
+        }
         if let Some(staff) = login::staff_part(user) {
             ev = ev.user(staff);
         } else {
@@ -145,14 +172,32 @@ impl ConnHandler {
     /// authentication request or the end of the connection. russh calls no
     /// handler for a bad signature, so this is how one is seen: the client
     /// either sent a signature that did not verify or never proved it holds
-    /// the private key. Both are failures of this user, from a source they
-    /// may log in from (the offer passed `allow_from`), and count toward the
-    /// lockout.
+    /// the private key (an unsigned query, then nothing). Neither takes the
+    /// private key, so neither counts toward the user's lockout: audited
+    /// (`BAD_SIGNATURE`) and charged to the source's budget only.
     async fn settle_unproven(&mut self) {
         if let Some(staff) = self.awaiting_proof.take() {
             self.failures_here += 1;
             unproven_key_failure(self.shared.clone(), staff, self.source(), self.id.clone()).await;
         }
+    }
+
+    /// Refuses a key offered or signed with a SHA-1 signature algorithm
+    /// (`ssh-rsa`, `ssh-dss`): after the usual prechecks (rate limit,
+    /// login name, lockout), a `KO_WEAK_SIGNATURE_ALGORITHM` failure naming
+    /// the algorithm. The client may offer the key again with another.
+    async fn refuse_weak(&mut self, user: &str, algorithm: &russh::keys::Algorithm) -> Auth {
+        if let Some(refusal) = self.precheck(user).await {
+            return refusal;
+        }
+        let name = algorithm.as_str();
+        self.refuse_with(
+            user,
+            &format!("signature algorithm {name} (SHA-1) is refused"),
+            "KO_WEAK_SIGNATURE_ALGORITHM",
+            &[("sig_alg", name)],
+        )
+        .await
     }
 
     /// Everything a key offer and a signed key both go through: the
@@ -188,6 +233,7 @@ impl ConnHandler {
     ) -> Auth {
         if let Err(e) = self.shared.store.auth_success(&staff).await {
             tracing::error!("cannot reset failure counter, refusing: {e}");
+            self.waited_for(&e);
             return self.refuse(user, "database unavailable", STORE_DOWN).await;
         }
         let audited = self
@@ -231,9 +277,10 @@ impl ConnHandler {
                     .await,
             );
         };
-        // The database is known to be away (events wait in the spool):
-        // refuse at once rather than wait for it once more.
-        if self.shared.store.spooled() > 0 {
+        // The database is known to be away (the banner's probe failed,
+        // events wait in the spool, start-up is incomplete): refuse at once
+        // rather than wait for it once more.
+        if self.shared.store.outage_known() {
             return Some(self.refuse(user, "database unavailable", STORE_DOWN).await);
         }
         match self.shared.store.locked_until(staff).await {
@@ -241,8 +288,19 @@ impl ConnHandler {
             Ok(Some(_)) => Some(self.refuse(user, "account locked", "LOCKED").await),
             Err(e) => {
                 tracing::error!("lockout check failed, refusing: {e}");
+                self.waited_for(&e);
                 Some(self.refuse(user, "database unavailable", STORE_DOWN).await)
             }
+        }
+    }
+
+    /// A statement of this login failed: when for the database being away,
+    /// that was a wait, and the outage is known from now on (the refusal's
+    /// event goes to the spool without waiting again).
+    fn waited_for(&mut self, e: &crate::store::StoreError) {
+        if e.is_unavailable() {
+            self.db_waits += 1;
+            self.shared.store.note_down();
         }
     }
 
@@ -404,8 +462,12 @@ impl Handler for ConnHandler {
     /// refused while the database is away, instead of a bare "Permission
     /// denied".
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
-        if Box::pin(self.shared.store.reachable()).await {
+        let probe = Box::pin(self.shared.store.probe()).await;
+        if probe.up {
             return Ok(None);
+        }
+        if probe.asked {
+            self.db_waits += 1;
         }
         Ok(Some(format!("{STORE_DOWN_BANNER}\r\n")))
     }
@@ -424,6 +486,12 @@ impl Handler for ConnHandler {
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         Box::pin(self.settle_unproven()).await;
+        // SHA-1 signatures are refused on offer, before the client signs
+        // (russh then checks that the signature uses the algorithm offered).
+        if crate::algorithms::weak_signature_algorithm(offer.algorithm) {
+            return Ok(Box::pin(self.refuse_weak(user, offer.algorithm)).await);
+        }
+        self.offered_algorithm = Some(offer.algorithm.as_str().to_string());
         // With staff CAs configured, a certificate's key arrives here bare,
         // indistinguishable from a plain key: the key is then checked once
         // signed (auth_publickey or auth_openssh_certificate).
@@ -455,12 +523,18 @@ impl Handler for ConnHandler {
         // russh calls this only once the signature verified: the offer was
         // proven, whatever the decision below.
         self.awaiting_proof = None;
+        // The offer was checked already; this guards the signed request
+        // whatever path russh took to it.
+        if crate::algorithms::weak_signature_algorithm(key.algorithm) {
+            return Ok(Box::pin(self.refuse_weak(user, key.algorithm)).await);
+        }
         let (staff, policy) = match Box::pin(self.check_key(user, key.public_key)).await {
             Ok(checked) => checked,
             Err(refusal) => return Ok(refusal),
         };
         let success = AuditEvent::new(EventKind::AuthSuccess)
-            .detail("key", crate::keys::fingerprint(key.public_key));
+            .detail("key", crate::keys::fingerprint(key.public_key))
+            .detail("sig_alg", key.algorithm.as_str());
         Ok(Box::pin(self.accept_login(user, staff, &policy, success)).await)
     }
 
@@ -479,6 +553,10 @@ impl Handler for ConnHandler {
             self.id.clone(),
             staff,
             self.source(),
+            String::from_utf8_lossy(session.remote_sshid())
+                .chars()
+                .take(255)
+                .collect(),
             target,
             session.handle(),
             self.budget.clone(),
@@ -774,7 +852,12 @@ impl Handler for ConnHandler {
     ) -> Result<bool, Self::Error> {
         session.channel_failure(channel)?;
         if let Some(s) = &self.state {
-            Box::pin(s.audit_denied(&Action::AgentForward, "agent forwarding is refused")).await;
+            Box::pin(s.audit_denied(
+                &Action::AgentForward,
+                DenyCode::AgentForwarding.as_str(),
+                "agent forwarding is refused",
+            ))
+            .await;
         }
         Ok(false)
     }
@@ -790,7 +873,12 @@ impl Handler for ConnHandler {
     ) -> Result<(), Self::Error> {
         session.channel_failure(channel)?;
         if let Some(s) = &self.state {
-            Box::pin(s.audit_denied(&Action::X11Forward, "X11 forwarding is refused")).await;
+            Box::pin(s.audit_denied(
+                &Action::X11Forward,
+                DenyCode::X11Forwarding.as_str(),
+                "X11 forwarding is refused",
+            ))
+            .await;
         }
         Ok(())
     }
@@ -842,9 +930,12 @@ impl Drop for ConnHandler {
 }
 
 /// One failed proof of possession for `staff` (see
-/// `ConnHandler::settle_unproven`): audited, counted against the source's
-/// budget and toward the user's lockout, which it sets once
-/// `lockout_after` consecutive failures are reached.
+/// `ConnHandler::settle_unproven`): audited and counted against the
+/// source's budget (`auth_per_minute_per_source`), never toward the user's
+/// lockout. Public keys are public: whoever holds one can send an offer,
+/// an unsigned query or a forged signature for it, so none of these says
+/// anything about the user (`lockout_after` counts only what takes the
+/// private key first; see [`counted_failure`]).
 async fn unproven_key_failure(shared: Arc<Shared>, staff: String, source: IpAddr, session: String) {
     shared.note_source_failure(source);
     shared
@@ -857,28 +948,35 @@ async fn unproven_key_failure(shared: Arc<Shared>, staff: String, source: IpAddr
                 .detail("code", "BAD_SIGNATURE"),
         )
         .await;
-    let now = Shared::now();
-    let n = match shared.store.auth_failure(&staff, now).await {
-        Ok(n) => n,
+}
+
+/// The one failure that counts toward `lockout_after`: a failure only the
+/// holder of a valid key can produce (a wrong second-factor code after a
+/// verified key signature). Key logins never call it: see
+/// [`unproven_key_failure`]. Counts one consecutive failure for `staff`
+/// on every node (the count is in the database) and, once
+/// `lockout_after` is reached, locks the user for `lockout_for` and writes
+/// `auth.lockout`. The caller audits the failure itself.
+pub async fn counted_failure(shared: &Shared, staff: &str, source: IpAddr) {
+    let lockout_for = time::Duration::try_from(shared.config.limits.lockout_for)
+        .unwrap_or(time::Duration::hours(6));
+    let after = shared.config.limits.lockout_after;
+    let (n, until) = match shared
+        .store
+        .counted_failure(staff, Shared::now(), after, lockout_for)
+        .await
+    {
+        Ok(Some(locked)) => locked,
+        Ok(None) => return,
         Err(e) => {
             tracing::error!("lockout counter: {e}");
             return;
         }
     };
-    if n < shared.config.limits.lockout_after {
-        return;
-    }
-    let lockout_for = time::Duration::try_from(shared.config.limits.lockout_for)
-        .unwrap_or(time::Duration::hours(6));
-    let until = now + lockout_for;
-    if let Err(e) = shared.store.lock_user(&staff, until).await {
-        tracing::error!("lock user: {e}");
-        return;
-    }
     shared
         .audit(
             AuditEvent::new(EventKind::AuthLockout)
-                .user(&staff)
+                .user(staff)
                 .source(source.to_string())
                 .detail("failures", n)
                 .detail(

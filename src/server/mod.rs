@@ -32,10 +32,12 @@ pub mod envfilter;
 pub mod flow;
 pub mod grants_cmd;
 pub mod handler;
+pub mod heartbeat;
 pub mod lineedit;
 pub mod login;
 pub mod notice;
 pub mod notify;
+pub mod quiet;
 pub mod readbuf;
 pub mod refusals;
 pub mod sftp;
@@ -71,9 +73,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             diags.len()
         )
     })?;
-    let store = Store::open(&config.database, &config.node)
-        .await
-        .with_context(|| "cannot open the database")?;
+    let store = open_store(&config).await?;
     store
         .with_spool(&config.audit_spool)
         .with_context(|| "cannot open the audit spool")?;
@@ -82,46 +82,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| "cannot create the audit seal key ([audit] seal_key)")?;
     let master = crate::vault::MasterKey::resolve(&config.master_key)?;
     let vault = crate::vault::Vault::new(store.pool().clone(), master, config.vault.clone());
-    vault
-        .check_key()
-        .await
-        .with_context(|| "the vault's master key does not open this database's vault")?;
     let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
-    let ca = crate::ca::UserCa::load_or_create(&config.ca_key)?;
-    close_stale_sessions(&store, &config.node).await;
-    // Other nodes may be recording into the same folder right now: seal
-    // only recordings whose session is no longer live anywhere.
-    let live: std::collections::HashSet<String> = store
-        .sessions_live()
-        .await
-        .with_context(|| "cannot list live sessions")?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
-    match crate::recording::seal_interrupted_except(&config.recordings, &signer, |id| {
-        live.contains(id)
-    }) {
-        Ok(sealed) if !sealed.is_empty() => {
-            tracing::warn!(
-                "sealed {} recording(s) interrupted by a previous run",
-                sealed.len()
-            )
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!("cannot seal interrupted recordings: {e}"),
-    }
+    // Started during an outage: serve anyway, refusing logins with the
+    // banner, and finish start-up when the database is back (`recover`).
+    let deferred = !store.is_ready();
+    let ca = if deferred {
+        None
+    } else {
+        Some(
+            start_from_database(&store, &vault, &config, &signer)
+                .await
+                .map_err(StartFault::into_inner)?,
+        )
+    };
     let _admin = crate::admin::start(&config, store.clone()).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
+    // Before the drop: the console's key may be root's and its port low.
+    let web = crate::web::bind(&config)
+        .await
+        .with_context(|| "cannot start the review console ([web])")?;
     if let Some(account) = &drop_to {
-        // Created now, while root may, so that they can be handed over.
-        for dir in [&config.recordings, &config.reports] {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::privileges::hand_over_and_drop(account, &config)?;
+        let problems = crate::health::writable_places(&store, &config).await;
+        if !problems.is_empty() {
+            return Err(crate::privileges::PrivilegeError::CannotWrite {
+                user: account.name.clone(),
+                problem: crate::health::summary(&problems),
+            }
+            .into());
         }
-        crate::privileges::drop_to(account, &writable_after_drop(&config))?;
         tracing::info!(user = %account.name, uid = account.uid, "dropped root privileges");
     }
     let identity_line = crate::keys::public_line(&identity);
@@ -141,7 +133,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("gatehouse listening on {local}");
     println!("identity key (add to targets' authorized_keys): {identity_line}");
     println!("policy: {users} users, {servers} servers");
-    crate::web::start(shared.clone())
+    crate::web::start(shared.clone(), web)
         .await
         .with_context(|| "cannot start the review console ([web])")?;
     use std::io::Write;
@@ -149,7 +141,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("listening on {local}");
 
     let ssh_config = Arc::new(ssh_config(&shared.config, host_key));
-    let jobs = watch::spawn_jobs(shared.clone());
+    let mut background = tokio::spawn(run_when_ready(shared.clone(), deferred));
     let db_watch = dbwatch::spawn(shared.clone());
     let summaries = tokio::spawn(refusal_summaries(shared.clone()));
     let sealer = tokio::spawn(crate::seal::run_sealer(
@@ -160,6 +152,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let accept = accept_loop(shared.clone(), listener, ssh_config);
     tokio::select! {
         r = accept => r?,
+        r = &mut background => {
+            // Only a start-up that cannot complete ends it (a wrong master
+            // key found once the database is back, a failed migration).
+            shared.shutdown.cancel();
+            db_watch.abort();
+            summaries.abort();
+            return match r {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) => Err(anyhow::anyhow!("background jobs ended")),
+                Err(e) => Err(anyhow::anyhow!("background jobs: {e}")),
+            };
+        }
         _ = shutdown_signal() => {
             tracing::info!("shutting down: closing sessions");
         }
@@ -175,7 +179,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    jobs.abort();
+    background.abort();
     db_watch.abort();
     summaries.abort();
     sealer.abort();
@@ -189,38 +193,211 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `serve` still writes after dropping to `[server] user`: the
-/// recordings and reports folders and a SQLite database with the -wal and
-/// -shm files it keeps open beside it. The database's folder itself is
-/// left alone (it may be a shared one such as /var/lib).
-fn writable_after_drop(config: &Config) -> Vec<std::path::PathBuf> {
-    let mut paths = vec![
-        config.recordings.clone(),
-        config.reports.clone(),
-        config.audit.seal_key.clone(),
-        crate::seal::lock_path(&config.audit.seal_key),
-    ];
-    let sqlite = config
-        .database
-        .strip_prefix("sqlite://")
-        .or_else(|| config.database.strip_prefix("sqlite:"));
-    if let Some(rest) = sqlite {
-        let file = rest.split('?').next().unwrap_or(rest);
-        if !file.is_empty() && file != ":memory:" {
-            for suffix in ["", "-wal", "-shm"] {
-                paths.push(std::path::PathBuf::from(format!("{file}{suffix}")));
-            }
+/// Opens the database. A PostgreSQL server that is away does not stop
+/// `serve`: the store is opened without a connection and start-up finishes
+/// when it is back (`recover`). Anything else (a bad URL, a wrong
+/// password, a failed migration, an unusable SQLite file) does.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    match Store::open(&config.database, &config.node).await {
+        Ok(store) => Ok(store),
+        Err(e) if e.is_unavailable() && !config.database.starts_with("sqlite") => {
+            tracing::error!(
+                "the database is unreachable ({e}): serving anyway, refusing logins until it is back"
+            );
+            Store::open_lazy(&config.database, &config.node)
+                .with_context(|| "cannot open the database")
+        }
+        Err(e) => Err(e).with_context(|| "cannot open the database"),
+    }
+}
+
+/// A start-up step that failed: because the database is away (try again
+/// later) or for good.
+enum StartFault {
+    Unavailable(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+impl StartFault {
+    fn into_inner(self) -> anyhow::Error {
+        match self {
+            StartFault::Unavailable(e) | StartFault::Fatal(e) => e,
         }
     }
-    paths
+
+    fn of_store(e: crate::store::StoreError, what: &'static str) -> StartFault {
+        if e.is_unavailable() {
+            StartFault::Unavailable(anyhow::Error::new(e).context(what))
+        } else {
+            StartFault::Fatal(anyhow::Error::new(e).context(what))
+        }
+    }
+}
+
+/// What start-up reads from the database, once it answers: the vault's
+/// key check, the user CA every node shares (sealed under the master key),
+/// this node's heartbeat row (and when its previous run was last seen), the
+/// sessions that run left open, and the recordings to seal.
+async fn start_from_database(
+    store: &Store,
+    vault: &crate::vault::Vault,
+    config: &Config,
+    signer: &crate::recording::Signer,
+) -> Result<crate::ca::UserCa, StartFault> {
+    if let Err(e) = vault.check_key().await {
+        let e2 = anyhow::Error::new(e);
+        let unavailable = matches!(
+            e2.downcast_ref::<crate::vault::VaultError>(),
+            Some(crate::vault::VaultError::Db(_))
+        );
+        let e2 = e2.context("the vault's master key does not open this database's vault");
+        return Err(if unavailable {
+            StartFault::Unavailable(e2)
+        } else {
+            StartFault::Fatal(e2)
+        });
+    }
+    let ca = load_user_ca(store, vault, config).await?;
+    let previous = store
+        .node_started(&config.node)
+        .await
+        .map_err(|e| StartFault::of_store(e, "cannot record this node's start"))?;
+    close_stale_sessions(store, &config.node, previous.map(|p| p.last_seen)).await;
+    // Other nodes may be recording into the same folder right now: seal
+    // only recordings whose session is no longer live anywhere.
+    let live: std::collections::HashSet<String> = store
+        .sessions_live()
+        .await
+        .map_err(|e| StartFault::of_store(e, "cannot list live sessions"))?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    match crate::recording::seal_interrupted_except(&config.recordings, signer, |id| {
+        live.contains(id)
+    }) {
+        Ok(sealed) if !sealed.is_empty() => {
+            tracing::warn!(
+                "sealed {} recording(s) interrupted by a previous run",
+                sealed.len()
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!("cannot seal interrupted recordings: {e}"),
+    }
+    Ok(ca)
+}
+
+/// The user CA every node shares (`crate::ca`): the one in the database, or
+/// the `[ca] key` file imported, or a new one. A database that is away is
+/// `Unavailable` (start-up waits for it); anything else is fatal.
+async fn load_user_ca(
+    store: &Store,
+    vault: &crate::vault::Vault,
+    config: &Config,
+) -> Result<crate::ca::UserCa, StartFault> {
+    let (ca, origin) =
+        match crate::ca::UserCa::load_shared(store.pool(), &vault.key(), &config.ca_key).await {
+            Ok(loaded) => loaded,
+            Err(e @ crate::ca::CaError::Stored(_)) if !database_answers(store).await => {
+                return Err(StartFault::Unavailable(
+                    anyhow::Error::new(e).context("cannot read the user CA"),
+                ));
+            }
+            Err(e) => {
+                return Err(StartFault::Fatal(
+                    anyhow::Error::new(e).context("cannot load the user CA"),
+                ));
+            }
+        };
+    match origin {
+        crate::ca::Origin::Database => {}
+        crate::ca::Origin::Generated => tracing::info!("user CA created in the database"),
+        crate::ca::Origin::Imported(p) => {
+            tracing::info!("user CA imported into the database from {}", p.display())
+        }
+    }
+    Ok(ca)
+}
+
+/// A `SELECT 1` within a few seconds, whatever start-up's state (the
+/// store's own probe says "down" until start-up completes).
+async fn database_answers(store: &Store) -> bool {
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        sqlx::query("SELECT 1").fetch_one(store.pool()),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok())
+}
+
+/// How often a node started during an outage tries the database again.
+const RECOVER_EVERY: Duration = Duration::from_secs(2);
+
+/// Finishes a start-up deferred by an outage: waits for the database,
+/// applies the migrations, reads what start-up reads, then lets logins
+/// in. `Err` only when start-up cannot complete at all.
+async fn recover(shared: &Arc<Shared>) -> anyhow::Result<()> {
+    loop {
+        tokio::time::sleep(RECOVER_EVERY).await;
+        match shared.store.connect_and_migrate().await {
+            Ok(()) => {}
+            Err(e) if e.is_unavailable() => {
+                tracing::debug!("database still unreachable: {e}");
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| "cannot open the database"),
+        }
+        match start_from_database(&shared.store, &shared.vault, &shared.config, &shared.signer)
+            .await
+        {
+            Ok(ca) => {
+                if shared.ca.set(ca).is_err() {
+                    tracing::warn!("the user CA was already loaded");
+                }
+                shared.store.set_ready();
+                tracing::warn!("the database is back: start-up completed, logins are served");
+                return Ok(());
+            }
+            Err(StartFault::Unavailable(e)) => tracing::debug!("start-up: {e:#}"),
+            Err(StartFault::Fatal(e)) => return Err(e),
+        }
+    }
+}
+
+/// The background jobs (policy reload, grants, kills, reports, rotation,
+/// heartbeat), once start-up has completed; they end when this future is
+/// dropped.
+async fn run_when_ready(shared: Arc<Shared>, deferred: bool) -> anyhow::Result<()> {
+    if deferred {
+        recover(&shared).await?;
+    }
+    let _jobs = AbortOnDrop(Some(watch::spawn_jobs(shared.clone())));
+    let mut beat = tokio::task::JoinSet::new();
+    beat.spawn(heartbeat::run(shared.clone()));
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Stops the jobs when `run_when_ready` is dropped (shutdown).
+struct AbortOnDrop(Option<watch::Jobs>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(jobs) = self.0.take() {
+            jobs.abort();
+        }
+    }
 }
 
 /// Sessions this node left open when it stopped without closing them (a
 /// crash, `kill -9`, power loss) are ended now, each with its `session.end`
-/// event, so neither `sessions list` nor the report shows a ghost.
-async fn close_stale_sessions(store: &Store, node: &str) {
+/// event, so neither `sessions list` nor the report shows a ghost. They
+/// end when the previous run was last seen (its last heartbeat), with the
+/// bytes it last wrote: the downtime is not theirs.
+async fn close_stale_sessions(store: &Store, node: &str, last_seen: Option<time::OffsetDateTime>) {
     const REASON: &str = "bastion restarted";
-    let stale = match store.end_stale_sessions(node, REASON).await {
+    let seen = last_seen.unwrap_or_else(Shared::now);
+    let stale = match store.close_lost_sessions(node, seen, REASON, None).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot close the sessions left open by a previous run: {e}");
@@ -230,32 +407,29 @@ async fn close_stale_sessions(store: &Store, node: &str) {
     for row in stale {
         tracing::warn!(session = %row.id, "session left open by a previous run marked ended");
         // Like a live session's end: only target sessions have a start event.
-        let Some(server) = &row.server else {
+        let Some(ev) = crate::store::lost_session_end(&row, REASON) else {
             continue;
         };
-        let ended = row.ended_at.unwrap_or_else(Shared::now);
-        let mut ev = AuditEvent::new(EventKind::SessionEnd)
-            .user(&row.user)
-            .server(server)
-            .source(&row.source)
-            .session(&row.id)
-            .detail("bytes_up", row.bytes_up)
-            .detail("bytes_down", row.bytes_down)
-            .detail("exit_status", row.exit_status)
-            .detail("duration_secs", (ended - row.started_at).as_seconds_f64())
-            .detail("reason", REASON);
-        if let Some(a) = &row.account {
-            ev = ev.account(a);
-        }
         if let Err(e) = store.audit(&ev).await {
             tracing::error!(session = %row.id, "cannot write session.end: {e}");
         }
     }
 }
 
+/// The bastion's SSH identification string, what every client sees. It
+/// names Gatehouse, never a target's software (clients that adapt to the
+/// server's string are handled where it matters: `sftp::SymlinkSwap`).
+pub const SERVER_ID: &str = "SSH-2.0-Gatehouse";
+
 fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::server::Config {
+    // server-sig-algs lists every staff key algorithm accepted (Dropbear
+    // offers only keys whose algorithm it finds there).
+    let preferred = config
+        .ssh
+        .listener
+        .listener_preferred(&[host_key.algorithm()]);
     russh::server::Config {
-        server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-Gatehouse")),
+        server_id: russh::SshId::Standard(Cow::Borrowed(SERVER_ID)),
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_secs(1),
         auth_rejection_time_initial: Some(Duration::ZERO),
@@ -268,7 +442,7 @@ fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::serv
         keepalive_interval: Some(Duration::from_secs(60)),
         keepalive_max: 3,
         nodelay: true,
-        preferred: config.ssh.listener.preferred(),
+        preferred,
         ..Default::default()
     }
 }
@@ -473,7 +647,7 @@ async fn serve_ssh(
     authed: Arc<AtomicBool>,
     seq: u64,
     cut: CancellationToken,
-) -> Option<(Reason, Option<String>)> {
+) -> Option<(Reason, Option<refusals::Example>)> {
     let deadline = tokio::time::Instant::now() + shared.config.limits.login_grace_time;
     let handler = handler::ConnHandler::new(
         shared.clone(),
@@ -493,7 +667,7 @@ async fn serve_ssh(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::debug!(%peer, "handshake: {e}");
-            return malformed(&e).then(|| (Reason::Malformed, Some(e.to_string())));
+            return refusal_of(&e);
         }
         Err(_) => {
             tracing::debug!(%peer, "login grace time expired before the handshake");
@@ -532,14 +706,42 @@ async fn serve_ssh(
             }
             if let Err(e) = r {
                 tracing::debug!(%peer, session = %id, "connection ended: {e}");
-                if !authed.load(Ordering::SeqCst) && malformed(&e) {
-                    return Some((Reason::Malformed, Some(e.to_string())));
+                if !authed.load(Ordering::SeqCst) {
+                    return refusal_of(&e);
                 }
             }
             None
         }
         _ = grace_timer => Some((Reason::GraceExpired, None)),
     }
+}
+
+/// How an unauthenticated connection's error is audited: `None` when the
+/// connection simply went away.
+fn refusal_of(e: &russh::Error) -> Option<(Reason, Option<refusals::Example>)> {
+    if let russh::Error::NoCommonAlgo { kind, ours, theirs } = e {
+        let kind = match kind {
+            russh::AlgorithmKind::Kex => "kex",
+            russh::AlgorithmKind::Key => "key",
+            russh::AlgorithmKind::Cipher => "cipher",
+            russh::AlgorithmKind::Compression => "compression",
+            russh::AlgorithmKind::Mac => "mac",
+        };
+        return Some((
+            Reason::NoCommonAlgorithm,
+            Some(refusals::Example::NoCommon {
+                kind: kind.to_string(),
+                offered: theirs.clone(),
+                ours: ours.clone(),
+            }),
+        ));
+    }
+    malformed(e).then(|| {
+        (
+            Reason::Malformed,
+            Some(refusals::Example::Error(e.to_string())),
+        )
+    })
 }
 
 /// Whether a connection's error is the peer's doing (not SSH, a protocol

@@ -31,6 +31,9 @@ pub enum Reason {
     GraceExpired,
     /// Not SSH, or an SSH protocol error before authentication.
     Malformed,
+    /// The client and the bastion share no key exchange, host key,
+    /// cipher or MAC algorithm (a client of its own era, not an attack).
+    NoCommonAlgorithm,
 }
 
 impl Reason {
@@ -40,15 +43,44 @@ impl Reason {
             Reason::Evicted => "evicted (max_startups)",
             Reason::GraceExpired => "login grace time expired",
             Reason::Malformed => "malformed",
+            Reason::NoCommonAlgorithm => "no common algorithm",
+        }
+    }
+
+    /// The stable code of the `connection.refused` event.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::MaxStartups => "KO_MAX_STARTUPS",
+            Reason::Evicted => "KO_EVICTED",
+            Reason::GraceExpired => "KO_LOGIN_GRACE_TIME",
+            Reason::Malformed => "KO_MALFORMED",
+            Reason::NoCommonAlgorithm => "KO_NO_COMMON_ALGORITHM",
         }
     }
 }
 
+/// What the last refused connection of a kind showed, for the summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Example {
+    /// The error, as text (malformed connections).
+    Error(String),
+    /// The negotiation that failed: which list (`kex`, `key`, `cipher`,
+    /// `mac`, `compression`), what the client offered, what we offer.
+    NoCommon {
+        kind: String,
+        offered: Vec<String>,
+        ours: Vec<String>,
+    },
+}
+
+/// At most this many names of a peer's list are kept (each bounded too).
+const MAX_NAMES: usize = 64;
+
 struct Tally {
     count: u64,
     first: OffsetDateTime,
-    /// What went wrong the last time (malformed connections).
-    example: Option<String>,
+    /// What went wrong the last time.
+    example: Option<Example>,
 }
 
 /// `None` for the catch-all bucket past [`MAX_SOURCES`].
@@ -63,7 +95,7 @@ pub struct Refusals {
 
 impl Refusals {
     /// Counts one connection of `source` ended for `reason`.
-    pub fn note(&self, source: IpAddr, reason: Reason, example: Option<String>) {
+    pub fn note(&self, source: IpAddr, reason: Reason, example: Option<Example>) {
         let mut t = match self.tallies.lock() {
             Ok(t) => t,
             Err(p) => p.into_inner(),
@@ -79,7 +111,22 @@ impl Refusals {
         });
         tally.count += 1;
         if let Some(e) = example {
-            tally.example = Some(sanitize(&e));
+            tally.example = Some(match e {
+                Example::Error(e) => Example::Error(sanitize(&e)),
+                Example::NoCommon {
+                    kind,
+                    offered,
+                    ours,
+                } => Example::NoCommon {
+                    kind: sanitize(&kind),
+                    offered: offered
+                        .iter()
+                        .take(MAX_NAMES)
+                        .map(|n| sanitize(n))
+                        .collect(),
+                    ours,
+                },
+            });
         }
         drop(t);
         self.pending.notify_one();
@@ -107,10 +154,22 @@ impl Refusals {
                 let mut ev = AuditEvent::new(EventKind::ConnectionRefused)
                     .source(source.map(|s| s.to_string()).unwrap_or_else(|| "*".into()))
                     .detail("reason", reason.as_str())
+                    .detail("code", reason.code())
                     .detail("count", tally.count)
                     .detail("since", since);
-                if let Some(e) = tally.example {
-                    ev = ev.detail("error", e);
+                match tally.example {
+                    Some(Example::Error(e)) => ev = ev.detail("error", e),
+                    Some(Example::NoCommon {
+                        kind,
+                        offered,
+                        ours,
+                    }) => {
+                        ev = ev
+                            .detail("kind", kind)
+                            .detail("offered", offered)
+                            .detail("ours", ours);
+                    }
+                    None => {}
                 }
                 ev
             })
@@ -138,17 +197,48 @@ mod tests {
         for _ in 0..1000 {
             r.note(a, Reason::MaxStartups, None);
         }
-        r.note(a, Reason::Malformed, Some("bad\u{1b}[31m version".into()));
+        r.note(
+            a,
+            Reason::Malformed,
+            Some(Example::Error("bad\u{1b}[31m version".into())),
+        );
         r.note(b, Reason::Evicted, None);
         let mut evs = r.take();
         evs.sort_by_key(|e| (e.source.clone(), e.detail["reason"].to_string()));
         assert_eq!(evs.len(), 3);
         assert_eq!(evs[0].detail["count"], 1);
         assert_eq!(evs[0].detail["reason"], "malformed");
+        assert_eq!(evs[0].detail["code"], "KO_MALFORMED");
         assert_eq!(evs[0].detail["error"], "bad?[31m version");
         assert_eq!(evs[1].detail["count"], 1000);
         assert_eq!(evs[2].source.as_deref(), Some("127.0.0.3"));
         assert!(r.take().is_empty(), "counts restart after each summary");
+    }
+
+    #[test]
+    fn no_common_algorithm_names_both_lists() {
+        let r = Refusals::default();
+        let a: IpAddr = [127, 0, 0, 2].into();
+        r.note(
+            a,
+            Reason::NoCommonAlgorithm,
+            Some(Example::NoCommon {
+                kind: "mac".into(),
+                offered: vec!["hmac-md5".into(), "x\u{7}".into()],
+                ours: vec!["hmac-sha2-256-etm@openssh.com".into()],
+            }),
+        );
+        let evs = r.take();
+        assert_eq!(evs.len(), 1);
+        let d = &evs[0].detail;
+        assert_eq!(d["code"], "KO_NO_COMMON_ALGORITHM");
+        assert_eq!(d["reason"], "no common algorithm");
+        assert_eq!(d["kind"], "mac");
+        assert_eq!(d["offered"], serde_json::json!(["hmac-md5", "x?"]));
+        assert_eq!(
+            d["ours"],
+            serde_json::json!(["hmac-sha2-256-etm@openssh.com"])
+        );
     }
 
     #[test]

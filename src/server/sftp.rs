@@ -22,6 +22,21 @@
 //! so the first string is read as the target. Another server that follows
 //! the draft would have the two swapped in the audit.
 //!
+//! Some clients pick SYMLINK's order from the server's identification
+//! string (asyncssh: "OpenSSH" or "paramiko" in it; libssh: "OpenSSH_"),
+//! and behind the bastion they see `SSH-2.0-Gatehouse`, not the target's
+//! string: asyncssh then sends the draft's order and OpenSSH's
+//! sftp-server makes the link point the other way. [`symlink_swap_needed`]
+//! asks what the client sent given the bastion's string and what it would
+//! have sent to the target directly; when the two differ,
+//! [`SftpAudit::with_symlink_swap`] rewrites each SYMLINK request into the
+//! order the client would have used directly ([`SymlinkSwap`]), so a link
+//! made through the bastion points the way one made directly does. The
+//! bastion keeps its own identification string: the rewrite is the
+//! bastion's business, not the client's. Clients that use one order
+//! whatever the server (OpenSSH's `sftp`, paramiko, libssh2) pass
+//! unchanged, as does any client not named here.
+//!
 //! Paths are shown as UTF-8, invalid bytes replaced, and cut after
 //! [`MAX_PATH`] bytes.
 //!
@@ -30,6 +45,7 @@
 //! could not read it), more than [`MAX_TRACKED`] requests in flight or
 //! handles open. After an error every call returns it again.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::mem;
 
@@ -425,6 +441,8 @@ pub struct SftpAudit {
     /// Paths named by client requests since the last
     /// [`take_requested_paths`](Self::take_requested_paths), for path rules.
     requested: Vec<String>,
+    /// Rewrites the client's SYMLINK requests (see the module doc).
+    swap: Option<SymlinkSwap>,
 }
 
 impl SftpAudit {
@@ -438,6 +456,40 @@ impl SftpAudit {
 
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An audit whose [`client_bytes_to_forward`](Self::client_bytes_to_forward)
+    /// also swaps the two paths of every SSH_FXP_SYMLINK request, when
+    /// `swap` (see [`symlink_swap_needed`]).
+    pub fn with_symlink_swap(swap: bool) -> Self {
+        SftpAudit {
+            swap: swap.then(SymlinkSwap::default),
+            ..Self::default()
+        }
+    }
+
+    /// Client to server bytes, and what to forward for them: `None` means
+    /// `data` itself; `Some(bytes)` replaces it (SYMLINK requests
+    /// rewritten, the bytes of an incomplete one held back until it is
+    /// whole). The audit reads what is forwarded.
+    pub fn client_bytes_to_forward(
+        &mut self,
+        data: &[u8],
+    ) -> Result<(Vec<SftpOp>, Option<Vec<u8>>), SftpError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let Some(swap) = self.swap.as_mut() else {
+            return Ok((self.client_bytes(data)?, None));
+        };
+        match swap.feed(data) {
+            Ok(Cow::Borrowed(_)) => Ok((self.client_bytes(data)?, None)),
+            Ok(Cow::Owned(out)) => Ok((self.client_bytes(&out)?, Some(out))),
+            Err(e) => {
+                self.failed = Some(e.clone());
+                Err(e)
+            }
+        }
     }
 
     /// Client to server bytes. Ops are returned only by
@@ -876,6 +928,166 @@ fn text(bytes: &[u8], max: usize) -> String {
 }
 
 /// Reads the fields of one packet; running short is `Malformed`.
+/// The order of SSH_FXP_SYMLINK's two paths on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymlinkOrder {
+    /// OpenSSH's: the link's target, then the link's own path.
+    TargetFirst,
+    /// The draft's: the link's path, then its target.
+    LinkFirst,
+}
+
+/// The order in which the client that identified as `client` (its SSH
+/// identification string, `SSH-2.0-...`) sends SYMLINK to a server that
+/// identified as `server`, for the clients known to decide it from the
+/// server's string; `None` for the others, which use one order whatever
+/// the server (OpenSSH, PuTTY, paramiko, libssh2) or are unknown here.
+///
+/// - asyncssh (`AsyncSSH_`): OpenSSH's order when "OpenSSH" or
+///   "paramiko" appears anywhere in the server's string, else the draft's
+///   (`asyncssh/sftp.py`, `_nonstandard_symlink_impls`).
+/// - libssh (`libssh_`, not libssh2): OpenSSH's order when the server's
+///   string names an OpenSSH version (`OpenSSH_` and a digit), else the
+///   draft's (`sftp_symlink`, `ssh_get_openssh_version`).
+pub fn client_symlink_order(client: &str, server: &str) -> Option<SymlinkOrder> {
+    let software = client
+        .strip_prefix("SSH-2.0-")
+        .or_else(|| client.strip_prefix("SSH-1.99-"))?;
+    let openssh_like = if software.starts_with("AsyncSSH_") {
+        server.contains("OpenSSH") || server.contains("paramiko")
+    } else if software.starts_with("libssh_") {
+        server
+            .split("OpenSSH_")
+            .skip(1)
+            .any(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    } else {
+        return None;
+    };
+    Some(if openssh_like {
+        SymlinkOrder::TargetFirst
+    } else {
+        SymlinkOrder::LinkFirst
+    })
+}
+
+/// Whether the bastion must swap SYMLINK's paths for this client: it sent
+/// them in the order it uses towards the bastion's string (`bastion`), and
+/// the target must get the order the client uses towards the target's
+/// (`target`), as if the client had connected to it directly.
+pub fn symlink_swap_needed(client: &str, bastion: &str, target: &str) -> bool {
+    match (
+        client_symlink_order(client, bastion),
+        client_symlink_order(client, target),
+    ) {
+        (Some(sent), Some(direct)) => sent != direct,
+        _ => false,
+    }
+}
+
+/// Rewrites a client-to-server SFTP stream: every SSH_FXP_SYMLINK request
+/// gets its two paths swapped; every other byte passes at once and
+/// unchanged (only a packet's first five bytes are held until its type is
+/// known, and a SYMLINK packet until it is whole: at most [`MAX_PACKET`]).
+#[derive(Debug, Default)]
+pub struct SymlinkSwap {
+    /// The next packet's length and type, while incomplete.
+    head: Vec<u8>,
+    /// Bytes of the current packet still to pass unchanged.
+    pass: usize,
+    /// A SYMLINK packet being gathered (length and type included), and
+    /// its whole size.
+    held: Option<(Vec<u8>, usize)>,
+    /// SYMLINK requests rewritten so far.
+    pub swapped: u64,
+}
+
+impl SymlinkSwap {
+    /// The bytes to forward for `data`: `Cow::Borrowed(data)` when they
+    /// are `data` itself. A packet longer than [`MAX_PACKET`] or empty is
+    /// an error, as for [`SftpAudit`].
+    pub fn feed<'a>(&mut self, data: &'a [u8]) -> Result<Cow<'a, [u8]>, SftpError> {
+        if self.head.is_empty() && self.held.is_none() && self.pass >= data.len() {
+            self.pass -= data.len();
+            return Ok(Cow::Borrowed(data));
+        }
+        let mut out = Vec::with_capacity(data.len());
+        let mut rest = data;
+        while !rest.is_empty() {
+            if let Some((buf, size)) = &mut self.held {
+                let take = (*size - buf.len()).min(rest.len());
+                let (now, later) = rest.split_at(take);
+                buf.extend_from_slice(now);
+                rest = later;
+                if buf.len() == *size {
+                    let packet = mem::take(buf);
+                    self.held = None;
+                    out.extend_from_slice(&swap_symlink(&packet));
+                    self.swapped += 1;
+                }
+            } else if self.pass > 0 {
+                let take = self.pass.min(rest.len());
+                let (now, later) = rest.split_at(take);
+                out.extend_from_slice(now);
+                rest = later;
+                self.pass -= take;
+            } else {
+                let take = (5 - self.head.len()).min(rest.len());
+                let (now, later) = rest.split_at(take);
+                self.head.extend_from_slice(now);
+                rest = later;
+                let Ok([a, b, c, d, ty]) = <[u8; 5]>::try_from(self.head.as_slice()) else {
+                    continue;
+                };
+                let len = u32::from_be_bytes([a, b, c, d]);
+                let n = len as usize;
+                if n > MAX_PACKET {
+                    return Err(SftpError::TooLarge(len));
+                }
+                if n == 0 {
+                    return Err(SftpError::Malformed("empty packet"));
+                }
+                let head = mem::take(&mut self.head);
+                if ty == FXP_SYMLINK && n > 1 {
+                    let mut buf = Vec::with_capacity(4 + n);
+                    buf.extend_from_slice(&head);
+                    self.held = Some((buf, 4 + n));
+                } else {
+                    out.extend_from_slice(&head);
+                    self.pass = n - 1;
+                }
+            }
+        }
+        Ok(Cow::Owned(out))
+    }
+}
+
+/// A whole SYMLINK packet (length, type, id, two strings) with its two
+/// strings swapped; one that does not parse is returned as it is (the
+/// audit then refuses it and ends the channel).
+fn swap_symlink(packet: &[u8]) -> Vec<u8> {
+    // The end of the string whose length field is at `at`.
+    let string_end = |at: usize| -> Option<usize> {
+        let len = <[u8; 4]>::try_from(packet.get(at..at.checked_add(4)?)?).ok()?;
+        let end = (at + 4).checked_add(u32::from_be_bytes(len) as usize)?;
+        (end <= packet.len()).then_some(end)
+    };
+    // Length (4), type (1) and id (4), then the two strings.
+    const FIRST: usize = 9;
+    let parts = string_end(FIRST).and_then(|mid| {
+        let end = string_end(mid)?;
+        Some((
+            packet.get(..FIRST)?,
+            packet.get(FIRST..mid)?,
+            packet.get(mid..end)?,
+            packet.get(end..)?,
+        ))
+    });
+    match parts {
+        Some((head, first, second, tail)) => [head, second, first, tail].concat(),
+        None => packet.to_vec(),
+    }
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -1588,6 +1800,146 @@ mod tests {
                 to: p("/dst")
             })]
         );
+    }
+
+    // Issue 17 item 11: SYMLINK's order behind the bastion.
+
+    const GATEHOUSE: &str = "SSH-2.0-Gatehouse";
+    const OPENSSH: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3";
+
+    #[test]
+    fn which_clients_follow_the_servers_string() {
+        use SymlinkOrder::*;
+        let asyncssh = "SSH-2.0-AsyncSSH_2.10.1";
+        assert_eq!(client_symlink_order(asyncssh, OPENSSH), Some(TargetFirst));
+        assert_eq!(
+            client_symlink_order(asyncssh, "SSH-2.0-paramiko_2.12.0"),
+            Some(TargetFirst)
+        );
+        assert_eq!(client_symlink_order(asyncssh, GATEHOUSE), Some(LinkFirst));
+        let libssh = "SSH-2.0-libssh_0.10.6";
+        assert_eq!(client_symlink_order(libssh, OPENSSH), Some(TargetFirst));
+        assert_eq!(client_symlink_order(libssh, GATEHOUSE), Some(LinkFirst));
+        assert_eq!(
+            client_symlink_order(libssh, "SSH-2.0-OpenSSH_x"),
+            Some(LinkFirst)
+        );
+        // One order whatever the server: never rewritten.
+        for fixed in [
+            "SSH-2.0-OpenSSH_9.2p1 Debian-2",
+            "SSH-2.0-PuTTY_Release_0.78",
+            "SSH-2.0-paramiko_2.12.0",
+            "SSH-2.0-libssh2_1.10.0",
+            "SSH-2.0-AsyncSSH",
+            "junk",
+            "",
+        ] {
+            assert_eq!(client_symlink_order(fixed, OPENSSH), None, "{fixed}");
+            assert!(!symlink_swap_needed(fixed, GATEHOUSE, OPENSSH), "{fixed}");
+        }
+        assert!(symlink_swap_needed(asyncssh, GATEHOUSE, OPENSSH));
+        assert!(symlink_swap_needed(libssh, GATEHOUSE, OPENSSH));
+        // A target the client would also send the draft's order to.
+        assert!(!symlink_swap_needed(
+            asyncssh,
+            GATEHOUSE,
+            "SSH-2.0-dropbear_2022.83"
+        ));
+    }
+
+    /// A stream of packets around two SYMLINKs, and what the target must
+    /// receive for it.
+    fn swap_stream() -> (Vec<u8>, Vec<u8>) {
+        let before = [
+            init(),
+            open(1, "/tmp/up", FXF_WRITE | FXF_CREAT),
+            write(2, b"H1", 0, 70_000),
+        ];
+        let link1 = two_paths(FXP_SYMLINK, 3, "/tmp/link", "/etc/hosts");
+        let middle = [path_op(FXP_REMOVE, 4, "/tmp/old"), close(5, b"H1")];
+        let link2 = B::new(6).s(b"l").s(b"target with spaces").pkt(FXP_SYMLINK);
+        let mut sent = before.concat();
+        sent.extend_from_slice(&link1);
+        sent.extend_from_slice(&middle.concat());
+        sent.extend_from_slice(&link2);
+        let mut want = before.concat();
+        want.extend_from_slice(&two_paths(FXP_SYMLINK, 3, "/etc/hosts", "/tmp/link"));
+        want.extend_from_slice(&middle.concat());
+        want.extend_from_slice(&B::new(6).s(b"target with spaces").s(b"l").pkt(FXP_SYMLINK));
+        (sent, want)
+    }
+
+    #[test]
+    fn symlink_paths_are_swapped_from_any_chunking() {
+        let (sent, want) = swap_stream();
+        for size in [1, 2, 3, 5, 7, 13, 64, 4096, 32768, sent.len()] {
+            let mut swap = SymlinkSwap::default();
+            let mut got = Vec::new();
+            for part in sent.chunks(size) {
+                got.extend_from_slice(&swap.feed(part).unwrap());
+            }
+            assert!(got == want, "chunks of {size}");
+            assert_eq!(swap.swapped, 2);
+        }
+    }
+
+    #[test]
+    fn bulk_data_passes_without_copies() {
+        let (sent, _) = swap_stream();
+        let mut swap = SymlinkSwap::default();
+        // The WRITE's 70,000 data bytes: after its header, whole chunks
+        // inside it come back borrowed.
+        let start = init().len() + open(1, "/tmp/up", FXF_WRITE | FXF_CREAT).len() + 64;
+        let _ = swap.feed(&sent[..start]).unwrap();
+        let inside = &sent[start..start + 32768];
+        assert!(matches!(swap.feed(inside).unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn the_audit_reads_the_rewritten_order() {
+        let mut a = SftpAudit::with_symlink_swap(true);
+        let (ops, out) = a.client_bytes_to_forward(&init()).unwrap();
+        assert!(ops.is_empty());
+        assert_eq!(out.as_deref(), Some(&init()[..]));
+        a.server_bytes(&version(3)).unwrap();
+        let link = two_paths(FXP_SYMLINK, 9, "/tmp/link", "/etc/hosts");
+        let (_, out) = a.client_bytes_to_forward(&link).unwrap();
+        assert_eq!(
+            out,
+            Some(two_paths(FXP_SYMLINK, 9, "/etc/hosts", "/tmp/link"))
+        );
+        let ops = a.server_bytes(&status(9, FX_OK)).unwrap();
+        assert_eq!(
+            ops,
+            vec![ok(OpKind::Symlink {
+                link: p("/tmp/link"),
+                target: p("/etc/hosts"),
+            })]
+        );
+        // Without the swap nothing is copied or changed.
+        let mut plain = SftpAudit::new();
+        assert_eq!(plain.client_bytes_to_forward(&init()).unwrap().1, None);
+    }
+
+    #[test]
+    fn hostile_symlink_packets_never_panic() {
+        for seed in 1..200u64 {
+            let mut swap = SymlinkSwap::default();
+            let junk = noise(seed, 300);
+            let mut framed = Vec::new();
+            for chunk in junk.chunks((seed % 30 + 2) as usize) {
+                framed.extend_from_slice(&(chunk.len() as u32 + 1).to_be_bytes());
+                framed.push(FXP_SYMLINK);
+                framed.extend_from_slice(chunk);
+            }
+            let mut got = Vec::new();
+            for part in framed.chunks(11) {
+                got.extend_from_slice(&swap.feed(part).unwrap());
+            }
+            assert_eq!(got.len(), framed.len(), "bytes are never lost or made up");
+        }
+        let mut swap = SymlinkSwap::default();
+        assert!(swap.feed(&[0xff, 0xff, 0xff, 0xff, FXP_SYMLINK]).is_err());
     }
 
     /// Deterministic pseudo-random bytes (xorshift).

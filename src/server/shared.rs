@@ -28,6 +28,9 @@ pub struct LiveSession {
     pub cancel: CancellationToken,
     /// Set before `cancel` fires: the message shown to the client.
     pub reason: Arc<Mutex<Option<EndReason>>>,
+    /// The connection, for its byte counts (`server::heartbeat` writes
+    /// them to the session row every few seconds).
+    pub conn: std::sync::Weak<super::conn::ConnState>,
 }
 
 impl LiveSession {
@@ -54,7 +57,9 @@ pub struct Shared {
     /// Signs recordings' sidecars.
     pub signer: Arc<crate::recording::Signer>,
     /// Signs per-session certificates for `auth = "certificate"` servers.
-    pub ca: Arc<crate::ca::UserCa>,
+    /// Read from the database at start-up, so empty while a node started
+    /// during an outage waits for it (no login is served until then).
+    pub ca: std::sync::OnceLock<crate::ca::UserCa>,
     /// Unauthenticated connections at once (`max_startups`), and which
     /// gives way to a newcomer when all slots are taken.
     pub startups: super::slots::Startups,
@@ -78,7 +83,7 @@ impl Shared {
         identity: PrivateKey,
         vault: crate::vault::Vault,
         signer: crate::recording::Signer,
-        ca: crate::ca::UserCa,
+        ca: Option<crate::ca::UserCa>,
     ) -> Arc<Shared> {
         let per_minute =
             NonZeroU32::new(config.limits.auth_per_minute_per_source).unwrap_or(NonZeroU32::MIN);
@@ -95,7 +100,7 @@ impl Shared {
             identity: Arc::new(identity),
             vault,
             signer: Arc::new(signer),
-            ca: Arc::new(ca),
+            ca: ca.map(std::sync::OnceLock::from).unwrap_or_default(),
             auth_limiter,
             sessions: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),

@@ -88,10 +88,27 @@ pub struct TargetHandler {
     /// mismatch event and the retry with another type.
     presented: Arc<Mutex<Option<(String, russh::keys::Algorithm)>>>,
     forwards: Option<tokio::sync::mpsc::UnboundedSender<Box<Forwarded>>>,
+    /// The target's SSH identification string, kept at the first key
+    /// exchange (SFTP needs it: see `sftp::symlink_swap_needed`).
+    server_id: Arc<std::sync::OnceLock<String>>,
 }
 
 impl client::Handler for TargetHandler {
     type Error = russh::Error;
+
+    async fn kex_done(
+        &mut self,
+        _shared_secret: Option<&[u8]>,
+        _names: &russh::Names,
+        session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let id: String = String::from_utf8_lossy(session.remote_sshid())
+            .chars()
+            .take(255)
+            .collect();
+        let _ = self.server_id.set(id);
+        Ok(())
+    }
 
     async fn check_server_key(
         &mut self,
@@ -146,6 +163,8 @@ pub struct Upstream {
     pub handle: TargetHandle,
     /// The hop's connection for `vpn` servers, kept alive with the target's.
     pub hop: Option<TargetHandle>,
+    /// The target's SSH identification string (`SSH-2.0-OpenSSH_...`).
+    pub server_id: String,
 }
 
 pub fn client_config(preferred: &russh::Preferred) -> Arc<client::Config> {
@@ -242,8 +261,13 @@ async fn connect_once(
                         message: e.to_string(),
                     })?;
                 let _ = tcp.set_nodelay(true);
-                let handle = handshake(target, account, credential, tcp, forwards).await?;
-                Ok(Upstream { handle, hop: None })
+                let (handle, server_id) =
+                    handshake(target, account, credential, tcp, forwards).await?;
+                Ok(Upstream {
+                    handle,
+                    hop: None,
+                    server_id,
+                })
             }
             Some((hop, hop_account, hop_cred)) => {
                 let tcp = tokio::net::TcpStream::connect((hop.host.as_str(), hop.port))
@@ -253,7 +277,7 @@ async fn connect_once(
                         message: e.to_string(),
                     })?;
                 let _ = tcp.set_nodelay(true);
-                let hop_handle = handshake(hop, hop_account, hop_cred, tcp, None).await?;
+                let (hop_handle, _) = handshake(hop, hop_account, hop_cred, tcp, None).await?;
                 let ch = hop_handle
                     .channel_open_direct_tcpip(
                         target.host.clone(),
@@ -266,11 +290,12 @@ async fn connect_once(
                         server: target.name.clone(),
                         message: format!("through {}: {e}", hop.name),
                     })?;
-                let handle =
+                let (handle, server_id) =
                     handshake(target, account, credential, ch.into_stream(), forwards).await?;
                 Ok(Upstream {
                     handle,
                     hop: Some(hop_handle),
+                    server_id,
                 })
             }
         }
@@ -289,15 +314,17 @@ async fn handshake<S>(
     credential: &Credential,
     stream: S,
     forwards: Option<tokio::sync::mpsc::UnboundedSender<Box<Forwarded>>>,
-) -> Result<TargetHandle, UpstreamError>
+) -> Result<(TargetHandle, String), UpstreamError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let presented = Arc::new(Mutex::new(None));
+    let server_id = Arc::new(std::sync::OnceLock::new());
     let handler = TargetHandler {
         expected: target.host_key.clone(),
         presented: presented.clone(),
         forwards,
+        server_id: server_id.clone(),
     };
     let mut handle = match client::connect_stream(
         client_config(&target.algorithms),
@@ -367,7 +394,8 @@ where
             account: account.to_string(),
         });
     }
-    Ok(handle)
+    let server_id = server_id.get().cloned().unwrap_or_default();
+    Ok((handle, server_id))
 }
 
 /// Answers every password-looking prompt with the secret (PAM's usual

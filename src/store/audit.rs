@@ -171,16 +171,25 @@ impl Store {
         let Some(spool) = self.spool() else {
             return self.append_at(ev, ts).await;
         };
-        if spool.pending() == 0 {
+        // A known outage (start-up incomplete, a failed probe or write
+        // with no success since) is not waited for again: one login waits
+        // once for the database, not once per statement.
+        if spool.pending() == 0 && !self.outage_known() {
             match self.append_at(ev, ts.clone()).await {
                 Err(StoreError::Query { context, source }) => {
+                    self.note_down();
                     let cause = format!("{context}: {source}");
                     return Err(self.spool_event(spool, ev, ts, cause));
                 }
                 other => return other,
             }
         }
-        Err(self.spool_event(spool, ev, ts, "the spool is not drained yet".into()))
+        let cause = if spool.pending() > 0 {
+            "the spool is not drained yet"
+        } else {
+            "the database is known to be unavailable"
+        };
+        Err(self.spool_event(spool, ev, ts, cause.into()))
     }
 
     /// Spools `ev` (marked with a `spool_id`); the error to return.

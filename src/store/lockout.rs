@@ -67,6 +67,28 @@ impl Store {
         Ok(until.filter(|t| *t > now_utc()))
     }
 
+    /// One failure that counts toward the lockout (a wrong second-factor
+    /// code after a verified key: never anything a client can send
+    /// without the private key). Counts it and, at the `after`-th
+    /// consecutive failure, locks `user` until `now + lock_for`. Returns
+    /// the lockout set, `(failures, until)`, or `None` while under the
+    /// limit.
+    pub async fn counted_failure(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+        after: u32,
+        lock_for: time::Duration,
+    ) -> Result<Option<(u32, OffsetDateTime)>, StoreError> {
+        let n = self.auth_failure(user, now).await?;
+        if n < after {
+            return Ok(None);
+        }
+        let until = now + lock_for;
+        self.lock_user(user, until).await?;
+        Ok(Some((n, until)))
+    }
+
     /// Lifts `user`'s lockout and resets their failure count. `true` if
     /// they were locked out.
     pub async fn unlock(&self, user: &str) -> Result<bool, StoreError> {

@@ -25,12 +25,14 @@ use time::macros::format_description;
 mod audit;
 mod grants;
 mod lockout;
+mod nodes;
 mod seal;
 mod sessions;
 mod spool;
 mod web;
 
 pub use audit::{ChainCheck, Pin, RecordingStarted};
+pub use nodes::{NodeStatus, lost_session_end};
 pub use seal::SealRow;
 pub use web::{LinkRedemption, SessionFilter, SessionPage, WebSessionRow};
 
@@ -39,6 +41,9 @@ pub enum StoreError {
     /// The database could not be opened or reached (URL without password).
     #[error("database {url}: {message}")]
     Open { url: String, message: String },
+    /// A connection could not be made (URL without password).
+    #[error("database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
     #[error("database {url}: migrations: {source}")]
     Migrate {
         url: String,
@@ -65,6 +70,43 @@ pub enum StoreError {
     /// be, in order, once the database is back.
     #[error("database unavailable, kept in the audit spool: {0}")]
     Spooled(String),
+}
+
+impl StoreError {
+    /// Whether this is the database being away (down, restarting,
+    /// unreachable, out of connections) rather than refusing us for good
+    /// (wrong password, unknown database, a failed migration, bad data).
+    pub fn is_unavailable(&self) -> bool {
+        use sqlx::migrate::MigrateError;
+        match self {
+            StoreError::Query { source, .. } | StoreError::Connect { source, .. } => {
+                unavailable(source)
+            }
+            StoreError::Migrate {
+                source: MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _),
+                ..
+            } => unavailable(e),
+            StoreError::Spooled(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// See [`StoreError::is_unavailable`]. PostgreSQL's SQLSTATE classes 08
+/// (connection exception), 53 (insufficient resources) and 57 (operator
+/// intervention: shutting down, starting up) are outages.
+fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57")),
+        _ => false,
+    }
 }
 
 /// Attaches what the store was doing to a sqlx error.
@@ -214,8 +256,28 @@ struct Inner {
     append_lock: tokio::sync::Mutex<()>,
     /// Set by `with_spool` (serve only).
     spool: std::sync::OnceLock<spool::Spool>,
-    /// When `reachable` last found the database away.
-    unreachable_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When the database was last found away (a failed probe or write),
+    /// until a probe or a spool drain succeeds: the outage is then known,
+    /// and logins and audit writes do not wait for the database again.
+    outage: std::sync::Mutex<Option<std::time::Instant>>,
+    /// False while a `serve` started during an outage has not yet applied
+    /// the migrations and read what start-up reads ([`Store::open_lazy`],
+    /// [`Store::set_ready`]): logins are refused meanwhile.
+    ready: std::sync::atomic::AtomicBool,
+    /// The migrations this backend needs.
+    migrator: &'static sqlx::migrate::Migrator,
+    /// The URL without its password, for messages.
+    shown_url: String,
+}
+
+/// What one probe of the database found ([`Store::probe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// The database answered.
+    pub up: bool,
+    /// The probe asked the database (and so may have waited up to the
+    /// acquire timeout); false when a known outage answered at once.
+    pub asked: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -244,6 +306,22 @@ impl Store {
     /// migrations. `sqlite://PATH` creates the file and its folder and uses
     /// WAL; `postgres://` connects. `node` names this bastion's audit chain.
     pub async fn open(url: &str, node: &str) -> Result<Store, StoreError> {
+        let store = Store::open_lazy(url, node)?;
+        if let Err(e) = store.connect_and_migrate().await {
+            store.pool.close().await;
+            return Err(e);
+        }
+        store.set_ready();
+        Ok(store)
+    }
+
+    /// The store for `url` without touching the database: no connection
+    /// is made and no migration applied until [`Store::connect_and_migrate`]
+    /// (for `serve` started while PostgreSQL is down). Until
+    /// [`Store::set_ready`], the database counts as unreachable: logins are
+    /// refused at once and events go to the spool. A bad URL is still an
+    /// error at once.
+    pub fn open_lazy(url: &str, node: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let shown = redact_url(url);
         let open_err = |message: String| StoreError::Open {
@@ -290,20 +368,12 @@ impl Store {
             Backend::Postgres => options.max_connections(10),
         };
         let pool = options
-            .connect(&connect_url)
-            .await
+            .connect_lazy(&connect_url)
             .map_err(|e| open_err(redact_message(&e.to_string(), url)))?;
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        if let Err(source) = migrator.run(&pool).await {
-            pool.close().await;
-            return Err(StoreError::Migrate {
-                url: shown.clone(),
-                source,
-            });
-        }
         Ok(Store {
             pool,
             inner: Arc::new(Inner {
@@ -311,9 +381,46 @@ impl Store {
                 node: node.to_string(),
                 append_lock: tokio::sync::Mutex::new(()),
                 spool: std::sync::OnceLock::new(),
-                unreachable_at: std::sync::Mutex::new(None),
+                outage: std::sync::Mutex::new(None),
+                ready: std::sync::atomic::AtomicBool::new(false),
+                migrator,
+                shown_url: shown,
             }),
         })
+    }
+
+    /// Connects and applies pending migrations. On failure, the error
+    /// says whether the database was merely away
+    /// ([`StoreError::is_unavailable`]) or refused us for good (a wrong
+    /// password, a failed migration).
+    pub async fn connect_and_migrate(&self) -> Result<(), StoreError> {
+        let shown = self.inner.shown_url.clone();
+        let conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: shown.clone(),
+                source,
+            })?;
+        drop(conn);
+        self.inner
+            .migrator
+            .run(&self.pool)
+            .await
+            .map_err(|source| StoreError::Migrate { url: shown, source })
+    }
+
+    /// Start-up is complete: the migrations are applied and what start-up
+    /// reads has been read. Until then the database counts as unreachable.
+    pub fn set_ready(&self) {
+        self.inner
+            .ready
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn backend(&self) -> Backend {
@@ -334,11 +441,22 @@ impl Store {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                if store.spooled() == 0 {
+                // Nothing is written before start-up has applied the
+                // migrations and closed what the previous run left open.
+                if store.spooled() == 0 || !store.is_ready() {
+                    continue;
+                }
+                // Asked first without the append lock: a drain waiting on
+                // a database that is away would hold up every refusal's
+                // event (spooled at once) behind it.
+                if !store.answers().await {
                     continue;
                 }
                 match store.drain_spool().await {
-                    Ok(n) => tracing::info!("audit spool: {n} entries written to the database"),
+                    Ok(n) => {
+                        store.note_up();
+                        tracing::info!("audit spool: {n} entries written to the database")
+                    }
                     Err(e) => tracing::debug!("audit spool not drained yet: {e}"),
                 }
             }
@@ -350,36 +468,88 @@ impl Store {
         self.inner.spool.get()
     }
 
+    /// The audit spool's file, when this store spools (`with_spool`).
+    pub fn spool_path(&self) -> Option<&std::path::Path> {
+        self.spool().map(spool::Spool::path)
+    }
+
     /// Entries waiting in the spool: while there are any, the database was
     /// found unreachable and has not taken them back yet.
     pub fn spooled(&self) -> usize {
         self.spool().map_or(0, spool::Spool::pending)
     }
 
-    /// Whether the database answers now: false at once while the spool
-    /// holds anything, else a `SELECT 1` within the acquire timeout. A
-    /// failure is remembered for a second, so a burst of logins during an
-    /// outage waits once; a success is not (it would hide an outage that
-    /// just began).
+    /// Whether the database answers now (see [`Store::probe`]).
     pub async fn reachable(&self) -> bool {
-        if self.spooled() > 0 {
-            return false;
+        self.probe().await.up
+    }
+
+    /// Asks the database whether it answers: false at once while the
+    /// spool holds anything, while start-up is incomplete, or within a
+    /// second of the last failure; else a `SELECT 1` within the acquire
+    /// timeout. So a burst of logins during an outage waits once; a success
+    /// is not remembered (it would hide an outage that just began).
+    pub async fn probe(&self) -> Probe {
+        let known = Probe {
+            up: false,
+            asked: false,
+        };
+        if self.spooled() > 0 || !self.is_ready() {
+            return known;
         }
-        if let Ok(h) = self.inner.unreachable_at.lock()
+        if let Ok(h) = self.inner.outage.lock()
             && h.is_some_and(|at| at.elapsed() < HEALTH_TTL)
         {
-            return false;
+            return known;
         }
-        let ok = tokio::time::timeout(
+        let up = self.answers().await;
+        if up {
+            self.note_up();
+        } else {
+            self.note_down();
+        }
+        Probe { up, asked: true }
+    }
+
+    /// A `SELECT 1` within the acquire timeout; remembers nothing.
+    async fn answers(&self) -> bool {
+        tokio::time::timeout(
             PG_ACQUIRE_TIMEOUT,
             sqlx::query("SELECT 1").fetch_one(&self.pool),
         )
         .await
-        .is_ok_and(|r| r.is_ok());
-        if let Ok(mut h) = self.inner.unreachable_at.lock() {
-            *h = (!ok).then(std::time::Instant::now);
+        .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Whether the database is known to be away now, without asking it:
+    /// start-up incomplete, the spool holding anything, or the last probe
+    /// or write having failed with no success since. Logins are then
+    /// refused and events spooled at once, so that one login waits at most
+    /// once for the database during an outage (the banner's probe).
+    pub fn outage_known(&self) -> bool {
+        !self.is_ready()
+            || self.spooled() > 0
+            || self
+                .inner
+                .outage
+                .lock()
+                .map(|h| h.is_some())
+                .unwrap_or(true)
+    }
+
+    /// The database failed to answer (a probe, or a write that had to be
+    /// spooled).
+    pub fn note_down(&self) {
+        if let Ok(mut h) = self.inner.outage.lock() {
+            *h = Some(std::time::Instant::now());
         }
-        ok
+    }
+
+    /// The database answered: the outage, if any, is over.
+    pub(crate) fn note_up(&self) {
+        if let Ok(mut h) = self.inner.outage.lock() {
+            *h = None;
+        }
     }
 
     /// This process's node name (its audit chain segment).

@@ -101,13 +101,27 @@ impl Store {
         exit_status: Option<i64>,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let r = self
-            .write_session_end(id, ended_at, bytes_up, bytes_down, exit_status, reason)
-            .await;
-        let (Err(StoreError::Query { context, source }), Some(spool)) = (&r, self.spool()) else {
+        // A known outage is not waited for again (see `Store::audit`).
+        let r = match self.spool() {
+            Some(spool) if spool.pending() > 0 || self.outage_known() => Err(StoreError::Spooled(
+                "the database is known to be unavailable".into(),
+            )),
+            _ => {
+                self.write_session_end(id, ended_at, bytes_up, bytes_down, exit_status, reason)
+                    .await
+            }
+        };
+        let cause = match (&r, self.spool()) {
+            (Err(StoreError::Query { context, source }), Some(_)) => {
+                self.note_down();
+                format!("{context}: {source}")
+            }
+            (Err(StoreError::Spooled(cause)), Some(_)) => cause.clone(),
+            _ => return r,
+        };
+        let Some(spool) = self.spool() else {
             return r;
         };
-        let cause = format!("{context}: {source}");
         let _serial = self.inner.append_lock.lock().await;
         spool.append(&super::spool::Entry::SessionEnd {
             id: id.to_string(),

@@ -401,7 +401,8 @@ impl Vault {
         &self.pool
     }
 
-    fn key(&self) -> Arc<MasterKey> {
+    /// The master key in use (the user CA is sealed under it too).
+    pub(crate) fn key(&self) -> Arc<MasterKey> {
         match self.key.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -688,6 +689,8 @@ impl Vault {
             };
             store::set_ciphertexts(&mut *tx, s, a, &cur, pending.as_deref()).await?;
         }
+        // The user CA is sealed under the same key (src/ca.rs).
+        crate::ca::reseal(&mut tx, &old, &new_key).await?;
         store::set_key_check(&mut *tx, &seal_key_check(&new_key)?).await?;
         tx.commit().await?;
         let new_key = Arc::new(new_key);

@@ -9,6 +9,9 @@ use super::*;
 
 const SQLITE_SCHEMA: &str = include_str!("../../migrations/sqlite/0002_vault.sql");
 const POSTGRES_SCHEMA: &str = include_str!("../../migrations/postgres/0002_vault.sql");
+// `rekey` re-seals the user CA too (src/ca.rs).
+const SQLITE_CA_SCHEMA: &str = include_str!("../../migrations/sqlite/0013_user_ca.sql");
+const POSTGRES_CA_SCHEMA: &str = include_str!("../../migrations/postgres/0013_user_ca.sql");
 const ENCRYPTED_KEY: &str = include_str!("testdata/enc_ed25519");
 const RSA_1024_KEY: &str = include_str!("testdata/rsa1024");
 
@@ -38,6 +41,10 @@ impl Db {
             .await
             .unwrap();
         sqlx::raw_sql(SQLITE_SCHEMA).execute(&pool).await.unwrap();
+        sqlx::raw_sql(SQLITE_CA_SCHEMA)
+            .execute(&pool)
+            .await
+            .unwrap();
         Db {
             pool,
             _dir: Some(dir),
@@ -75,6 +82,10 @@ impl Db {
             .await
             .unwrap();
         sqlx::raw_sql(POSTGRES_SCHEMA).execute(&pool).await.unwrap();
+        sqlx::raw_sql(POSTGRES_CA_SCHEMA)
+            .execute(&pool)
+            .await
+            .unwrap();
         Some(Db {
             pool,
             _dir: None,

@@ -127,21 +127,40 @@ pub fn base_url(config: &Config) -> Result<String, WebError> {
     })
 }
 
-/// Starts the console when `[web] listen` is set: loads or creates the
-/// certificate, binds, prints where it listens and the certificate's
-/// fingerprint, and serves until the bastion shuts down.
-pub async fn start(shared: Arc<Shared>) -> Result<Option<SocketAddr>, WebError> {
-    let Some(listen) = shared.config.web.listen else {
+/// The console's certificate, loaded, and its port, bound: what `serve`
+/// does before dropping to `[server] user`, which may read neither the
+/// key (0600, root's) nor bind a low port.
+pub struct Bound {
+    identity: tls::Identity,
+    tcp: tokio::net::TcpListener,
+}
+
+/// When `[web] listen` is set: loads or creates the certificate and binds.
+pub async fn bind(config: &Config) -> Result<Option<Bound>, WebError> {
+    let Some(listen) = config.web.listen else {
         return Ok(None);
     };
-    let mut names = vec!["localhost".to_string(), shared.config.node.clone()];
+    let mut names = vec!["localhost".to_string(), config.node.clone()];
     if !listen.ip().is_unspecified() {
         names.push(listen.ip().to_string());
     }
-    let identity = tls::load_or_create(&shared.config.web.cert, &shared.config.web.key, &names)?;
+    let identity = tls::load_or_create(&config.web.cert, &config.web.key, &names)?;
     let tcp = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| WebError::Tls(format!("cannot listen on {listen}: {e}")))?;
+    Ok(Some(Bound { identity, tcp }))
+}
+
+/// Serves the console bound by [`bind`] (nothing when it is off): prints
+/// where it listens and the certificate's fingerprint, and serves until
+/// the bastion shuts down.
+pub async fn start(
+    shared: Arc<Shared>,
+    bound: Option<Bound>,
+) -> Result<Option<SocketAddr>, WebError> {
+    let Some(Bound { identity, tcp }) = bound else {
+        return Ok(None);
+    };
     let local = tcp.local_addr().map_err(|e| WebError::Tls(e.to_string()))?;
     let listener = tls::TlsListener::new(tcp, identity.config, shared.shutdown.clone());
     println!(

@@ -81,3 +81,31 @@ pub fn bad_signatures(port: u16, from: &str, login: &str, key: &Key, attempts: u
         accepted
     })
 }
+
+/// Locks `user` out for an hour straight through the database of the
+/// bastion configured at `config` (its `[server] database`): since nothing
+/// a client sends without the private key counts toward `lockout_after`,
+/// this is how the tests get a locked user for `gatehouse unlock` and the
+/// `LOCKED` refusal (second-factor failures will be the way in).
+pub fn lock_out_through_store(config: &std::path::Path, user: &str) {
+    let text = std::fs::read_to_string(config).expect("read gatehouse.toml");
+    let t: toml::Table = toml::from_str(&text).expect("parse gatehouse.toml");
+    let url = t
+        .get("server")
+        .and_then(|s| s.get("database"))
+        .and_then(|v| v.as_str())
+        .expect("[server] database in the test config")
+        .to_string();
+    let user = user.to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let store = gatehouse::store::Store::open(&url, "test-lockout")
+            .await
+            .expect("open the bastion's database");
+        let until = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+        store.lock_user(&user, until).await.expect("lock the user");
+    });
+}

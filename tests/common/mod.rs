@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use client::{Client, HOST, shell_quote};
-pub use forger::{TrustAnyHostKey, bad_signatures};
+pub use forger::{TrustAnyHostKey, bad_signatures, lock_out_through_store};
 pub use gatehouse::{Gatehouse, GatehouseOpts, merge as gatehouse_merge};
 pub use keys::{Key, KeyKind, fingerprint, keygen, keygen_at};
 pub use process::{

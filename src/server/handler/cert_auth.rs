@@ -40,7 +40,11 @@ impl ConnHandler {
             .detail("key", crate::keys::fingerprint(&key))
             .detail("certificate", key_id)
             .detail("ca", ca)
-            .detail("serial", serial);
+            .detail("serial", serial)
+            .detail(
+                "sig_alg",
+                self.offered_algorithm.clone().unwrap_or_default(),
+            );
         self.accept_login(user, staff, &policy, success).await
     }
 }
