@@ -108,6 +108,13 @@ pub trait ReportSource: Sync {
     fn chain_heads(&self) -> impl Future<Output = Result<Vec<HeadFact>, ReportError>> + Send {
         async { Ok(Vec::new()) }
     }
+
+    /// The key that signs the chain heads, when the caller holds it
+    /// already (`serve`, which may no longer read the key file after
+    /// dropping privileges); otherwise the configured key file is read.
+    fn head_signer(&self) -> Option<std::sync::Arc<crate::recording::Signer>> {
+        None
+    }
 }
 
 /// One node's chain head and last seal, as the store has them.
@@ -121,10 +128,17 @@ pub struct HeadFact {
 
 /// Signs each head with the recording signing key (when it exists) into
 /// the report's `audit_chain`.
-fn sign_heads(config: &Config, date: &str, heads: Vec<HeadFact>) -> super::model::AuditChain {
-    let signer = if config.signing_key.exists() {
+fn sign_heads(
+    config: &Config,
+    date: &str,
+    heads: Vec<HeadFact>,
+    signer: Option<std::sync::Arc<crate::recording::Signer>>,
+) -> super::model::AuditChain {
+    let signer = if signer.is_some() {
+        signer
+    } else if config.signing_key.exists() {
         match crate::recording::Signer::load(&config.signing_key) {
-            Ok(s) => Some(s),
+            Ok(s) => Some(std::sync::Arc::new(s)),
             Err(e) => {
                 tracing::error!("report: chain heads left unsigned: {e}");
                 None
@@ -276,7 +290,12 @@ pub async fn sign_chain_heads<S: ReportSource>(
     report: &mut Report,
 ) -> Result<(), ReportError> {
     let heads = source.chain_heads().await?;
-    report.audit_chain = Some(sign_heads(config, &report.date, heads));
+    report.audit_chain = Some(sign_heads(
+        config,
+        &report.date,
+        heads,
+        source.head_signer(),
+    ));
     Ok(())
 }
 
@@ -289,6 +308,8 @@ pub struct LiveSource {
     pub store: Store,
     pub recordings: PathBuf,
     pub vault: crate::config::VaultConfig,
+    /// Signs the chain heads ([`ReportSource::head_signer`]).
+    pub signer: Option<std::sync::Arc<crate::recording::Signer>>,
 }
 
 impl LiveSource {
@@ -297,7 +318,14 @@ impl LiveSource {
             store,
             recordings: config.recordings.clone(),
             vault: config.vault.clone(),
+            signer: None,
         }
+    }
+
+    /// Signs chain heads with `signer` instead of reading the key file.
+    pub fn with_signer(mut self, signer: Option<std::sync::Arc<crate::recording::Signer>>) -> Self {
+        self.signer = signer;
+        self
     }
 }
 
@@ -451,6 +479,10 @@ impl ReportSource for LiveSource {
             .into_iter()
             .filter_map(|r| recording_fact(&self.recordings, r))
             .collect())
+    }
+
+    fn head_signer(&self) -> Option<std::sync::Arc<crate::recording::Signer>> {
+        self.signer.clone()
     }
 
     async fn chain_heads(&self) -> Result<Vec<HeadFact>, ReportError> {
