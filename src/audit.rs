@@ -59,6 +59,11 @@ pub enum EventKind {
     VaultSet,
     #[serde(rename = "recording.reviewed")]
     RecordingReviewed,
+    /// A recording began: `detail.recording` (its id) and `detail.cast`
+    /// (its path under the recordings folder). `recordings verify` reports
+    /// a recording so announced whose cast is gone.
+    #[serde(rename = "recording.start")]
+    RecordingStart,
     #[serde(rename = "session.killed")]
     SessionKilled,
     #[serde(rename = "connection.refused")]
@@ -110,6 +115,7 @@ impl EventKind {
         EventKind::VaultRotationFailed,
         EventKind::VaultSet,
         EventKind::RecordingReviewed,
+        EventKind::RecordingStart,
         EventKind::SessionKilled,
         EventKind::ConnectionRefused,
         EventKind::ChannelRefused,
@@ -149,6 +155,7 @@ impl EventKind {
             EventKind::VaultRotationFailed => "vault.rotation_failed",
             EventKind::VaultSet => "vault.set",
             EventKind::RecordingReviewed => "recording.reviewed",
+            EventKind::RecordingStart => "recording.start",
             EventKind::SessionKilled => "session.killed",
             EventKind::ConnectionRefused => "connection.refused",
             EventKind::ChannelRefused => "channel.refused",

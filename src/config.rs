@@ -54,6 +54,15 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     web: RawWeb,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    seal_key: Option<String>,
+    seal_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +185,21 @@ pub struct Config {
     pub cert_authorities: Vec<russh::keys::PublicKey>,
     pub metrics: MetricsConfig,
     pub web: WebConfig,
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: forward-secure sealing of this node's audit chain
+/// ([`crate::seal`]).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// This node's current seal key (0600, never in the database); holds
+    /// the initial key until `gatehouse audit seal-key` prints it. `{node}`
+    /// in the configured path is replaced by the node's name, so nodes
+    /// sharing a data folder keep a key each.
+    pub seal_key: PathBuf,
+    /// An epoch's length: `serve` seals the chain this often when there
+    /// are new events, and at a clean shutdown.
+    pub seal_interval: Duration,
 }
 
 /// `[metrics]`: the admin listener (`/metrics`, `/healthz`); off when absent.
@@ -304,6 +328,10 @@ fn unreachable_defaults() -> Config {
             cert: PathBuf::from("data/web_cert.pem"),
             key: PathBuf::from("data/web_key.pem"),
             url: None,
+        },
+        audit: AuditConfig {
+            seal_key: PathBuf::from("data/audit-seal-{node}.key"),
+            seal_interval: Duration::from_secs(60),
         },
     }
 }
@@ -594,6 +622,20 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             None => None,
         },
     };
+    let audit = AuditConfig {
+        seal_key: with_node(&join(raw.audit.seal_key, d.audit.seal_key.clone()), &node),
+        seal_interval: dur(
+            "audit.seal_interval",
+            raw.audit.seal_interval,
+            d.audit.seal_interval,
+        )?,
+    };
+    if audit.seal_interval < Duration::from_secs(1) {
+        return Err(invalid(
+            "audit.seal_interval",
+            "must be at least 1s".to_string(),
+        ));
+    }
     let mut cert_authorities = Vec::new();
     for line in raw.ca.cert_authorities.unwrap_or_default() {
         let key = russh::keys::PublicKey::from_openssh(line.trim()).map_err(|e| {
@@ -629,7 +671,33 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         metrics,
         web,
         cert_authorities,
+        audit,
     })
+}
+
+/// `{node}` in a path replaced by the node's name, made safe for a file
+/// name (anything but letters, digits, `.`, `_` and `-` becomes `_`).
+fn with_node(path: &Path, node: &str) -> PathBuf {
+    let text = path.to_string_lossy();
+    if !text.contains("{node}") {
+        return path.to_path_buf();
+    }
+    let safe: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let safe = if safe.starts_with('.') || safe.is_empty() {
+        format!("_{safe}")
+    } else {
+        safe
+    };
+    PathBuf::from(text.replace("{node}", &safe))
 }
 
 fn default_node() -> String {
@@ -703,6 +771,28 @@ mod tests {
             PathBuf::from("/etc/gh/data/ssh_host_ed25519_key")
         );
         assert_eq!(c.database, "sqlite:///etc/gh/d/g.db");
+    }
+
+    #[test]
+    fn seal_key_names_the_node() {
+        let c = Config::default();
+        assert_eq!(
+            c.audit.seal_key,
+            with_node(Path::new("data/audit-seal-{node}.key"), &c.node)
+        );
+        assert!(!c.audit.seal_key.to_string_lossy().contains("{node}"));
+        assert_eq!(
+            with_node(Path::new("/data/audit-seal-{node}.key"), "gatehouse-1"),
+            PathBuf::from("/data/audit-seal-gatehouse-1.key")
+        );
+        assert_eq!(
+            with_node(Path::new("d/{node}.key"), "../x y"),
+            PathBuf::from("d/_.._x_y.key")
+        );
+        assert_eq!(
+            with_node(Path::new("d/fixed.key"), "n1"),
+            PathBuf::from("d/fixed.key")
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! One module per concern: [`config`] (gatehouse.toml), [`policy`] (policy
 //! files, validation, the access decision), [`grants`] (recent
 //! authorization), [`audit`] (event kinds), [`store`] (the database: audit
-//! chain, sessions, grants, lockouts), [`recording`] (asciicast and
+//! chain, sessions, grants, lockouts), [`seal`] (forward-secure seals of
+//! the audit chain), [`recording`] (asciicast and
 //! sidecars), [`vault`] (target credentials), [`server`] (the SSH front end
 //! and the bridge to targets), [`report`] (the daily report), [`web`] (the
 //! review console) and [`cli`]; for operations, [`metrics`], [`health`] and
@@ -23,6 +24,7 @@ pub mod policy;
 pub mod privileges;
 pub mod recording;
 pub mod report;
+pub mod seal;
 pub mod server;
 pub mod store;
 pub mod vault;

@@ -117,8 +117,13 @@ pub fn effective(config: &Config) -> Table {
         ),
     );
 
+    let mut audit = Table::new();
+    audit.insert("seal_key".into(), path(&config.audit.seal_key));
+    audit.insert("seal_interval".into(), duration(config.audit.seal_interval));
+
     let mut t = Table::new();
     t.insert("server".into(), Value::Table(server));
+    t.insert("audit".into(), Value::Table(audit));
     t.insert("limits".into(), Value::Table(limits));
     t.insert("recording".into(), Value::Table(recording));
     t.insert("vault".into(), Value::Table(vault));

@@ -317,8 +317,26 @@ pub enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check the hash chain.
+    /// Check the hash chain, and how far it is sealed.
     Verify {
+        /// File of initial seal keys, one `NODE KEY` line per node (as
+        /// `audit seal-key` prints them); may be given once per file.
+        /// Every seal is then proven.
+        #[arg(long = "seal-key", value_name = "FILE")]
+        seal_keys: Vec<PathBuf>,
+        /// A daily report's JSON: its signed chain heads must still be in
+        /// the chain. May be repeated.
+        #[arg(long = "pin", value_name = "REPORT.json")]
+        pins: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print this node's initial seal key once (`NODE KEY`), then erase
+    /// it from the bastion: keep it offline for `audit verify --seal-key`.
+    SealKey,
+    /// Seal this node's chain now (serve does so every `[audit]
+    /// seal_interval` and at shutdown).
+    Seal {
         #[arg(long)]
         json: bool,
     },

@@ -751,15 +751,16 @@ impl ConnState {
             ),
         };
         let ca = self.shared.ca.get().ok_or_else(|| {
-            tracing::error!("certificate for {}: the user CA is not loaded", t.server.name);
+            tracing::error!(
+                "certificate for {}: the user CA is not loaded",
+                t.server.name
+            );
             "the bastion cannot sign its login certificate".to_string()
         })?;
-        let issued = ca
-            .issue(&req, std::time::SystemTime::now())
-            .map_err(|e| {
-                tracing::error!("certificate for {}: {e}", t.server.name);
-                "the bastion cannot sign its login certificate".to_string()
-            })?;
+        let issued = ca.issue(&req, std::time::SystemTime::now()).map_err(|e| {
+            tracing::error!("certificate for {}: {e}", t.server.name);
+            "the bastion cannot sign its login certificate".to_string()
+        })?;
         tracing::info!(
             session = %self.id,
             server = %t.server.name,

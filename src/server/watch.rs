@@ -37,6 +37,7 @@ pub fn spawn_jobs(shared: Arc<Shared>) -> Jobs {
     set.spawn(crate::report::daily_job(
         shared.config.clone(),
         shared.store.clone(),
+        Some(shared.signer.clone()),
         move || s.policy(),
     ));
     Jobs(set)
