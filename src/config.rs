@@ -67,6 +67,7 @@ struct RawCa {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +128,13 @@ struct RawWeb {
     cert: Option<String>,
     key: Option<String>,
     url: Option<String>,
+    max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
+    handshake_timeout: Option<String>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_live_streams: Option<usize>,
+    max_live_streams_per_user: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,9 +182,21 @@ pub struct Config {
 }
 
 /// `[metrics]`: the admin listener (`/metrics`, `/healthz`); off when absent.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
+    /// Connections at once (default 64); also bounded by the open-file
+    /// limit, see `web::conns`.
+    pub max_connections: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            max_connections: 64,
+        }
+    }
 }
 
 /// `[web]`: the review console (src/web). Off while `listen` is absent.
@@ -190,6 +210,22 @@ pub struct WebConfig {
     /// Base URL printed in login links, e.g. `https://bastion.example.com:8443`;
     /// by default `https://` and the listen address.
     pub url: Option<String>,
+    /// Connections at once (default 512) and per source address (default
+    /// 32); at either cap the oldest idle connection gives way. Both are
+    /// also bounded by the open-file limit (see `web::conns`).
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    /// A TLS handshake not finished in this long is dropped (default 10s).
+    pub handshake_timeout: Duration,
+    /// A request whose headers take longer than this is dropped (default 10s).
+    pub header_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed
+    /// (default 60s).
+    pub idle_timeout: Duration,
+    /// Live views (server-sent event streams) at once (default 64) and per
+    /// staff member (default 4).
+    pub max_live_streams: usize,
+    pub max_live_streams_per_user: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +327,13 @@ fn unreachable_defaults() -> Config {
             cert: PathBuf::from("data/web_cert.pem"),
             key: PathBuf::from("data/web_key.pem"),
             url: None,
+            max_connections: 512,
+            max_connections_per_source: 32,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_live_streams: 64,
+            max_live_streams_per_user: 4,
         },
     }
 }
@@ -403,6 +446,12 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
     let database = resolve_sqlite_url(&database, base);
     let dur = |key: &'static str, v: Option<String>, default: Duration| match v {
         Some(s) => parse_duration(&s).map_err(|m| invalid(key, m)),
+        None => Ok(default),
+    };
+    // A count that must be at least 1.
+    let positive = |key: &'static str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(invalid(key, "must be at least 1".to_string())),
+        Some(n) => Ok(n),
         None => Ok(default),
     };
     let limits = Limits {
@@ -559,6 +608,37 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             }
             None => None,
         },
+        max_connections: positive(
+            "web.max_connections",
+            raw.web.max_connections,
+            d.web.max_connections,
+        )?,
+        max_connections_per_source: positive(
+            "web.max_connections_per_source",
+            raw.web.max_connections_per_source,
+            d.web.max_connections_per_source,
+        )?,
+        handshake_timeout: dur(
+            "web.handshake_timeout",
+            raw.web.handshake_timeout,
+            d.web.handshake_timeout,
+        )?,
+        header_timeout: dur(
+            "web.header_timeout",
+            raw.web.header_timeout,
+            d.web.header_timeout,
+        )?,
+        idle_timeout: dur("web.idle_timeout", raw.web.idle_timeout, d.web.idle_timeout)?,
+        max_live_streams: positive(
+            "web.max_live_streams",
+            raw.web.max_live_streams,
+            d.web.max_live_streams,
+        )?,
+        max_live_streams_per_user: positive(
+            "web.max_live_streams_per_user",
+            raw.web.max_live_streams_per_user,
+            d.web.max_live_streams_per_user,
+        )?,
     };
     let node = raw.server.node.unwrap_or_else(default_node);
     let metrics = MetricsConfig {
@@ -569,6 +649,11 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             ),
             None => None,
         },
+        max_connections: positive(
+            "metrics.max_connections",
+            raw.metrics.max_connections,
+            d.metrics.max_connections,
+        )?,
     };
     let mut cert_authorities = Vec::new();
     for line in raw.ca.cert_authorities.unwrap_or_default() {

@@ -23,6 +23,7 @@ pub mod policy;
 pub mod privileges;
 pub mod recording;
 pub mod report;
+pub mod rlimit;
 pub mod server;
 pub mod store;
 pub mod vault;

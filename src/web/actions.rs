@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use time::OffsetDateTime;
 
-use super::auth::{self, Viewer};
+use super::auth::{self, Refusal, Viewer};
 use super::pages::{flow_error, visible_recording, visible_session};
 use super::{WebError, WebState};
 use crate::audit::{AuditEvent, EventKind};
@@ -164,6 +165,67 @@ pub async fn deny(
     .await
     .map_err(flow_error)?;
     Ok(Redirect::to("/grants").into_response())
+}
+
+/// `POST /login/TOKEN`, from the button of [`super::pages::login`]:
+/// redeems the link. A POST another site's page sent (the browser says so
+/// in `Sec-Fetch-Site` or `Origin`) is refused: it could sign the browser
+/// in as someone else (login CSRF).
+pub async fn login(
+    State(state): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<super::tls::Peer>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    if !same_origin(&headers) {
+        return Err(WebError::Forbidden(
+            "a sign-in must come from the console's own page: open the link itself",
+        ));
+    }
+    match auth::redeem(&state, &token, peer.0.ip()).await? {
+        Ok(session) => Ok((
+            jar.add(session.cookie),
+            super::views::signed_in(&session.user),
+        )
+            .into_response()),
+        Err(Refusal::RateLimited) => Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            super::views::error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many sign-in attempts from your address; wait a minute",
+            ),
+        )
+            .into_response()),
+        // One answer for unknown, used, expired and removed: the audit
+        // event says which.
+        Err(_) => Err(WebError::Refused(
+            "this link is not valid (links work once, for 60 seconds): get a new one with \
+             `ssh USER@BASTION web`"
+                .into(),
+        )),
+    }
+}
+
+/// Whether a POST came from the console's own pages, as far as the browser
+/// says: `Sec-Fetch-Site` is `same-origin` (or `none`, typed by the user),
+/// and `Origin`, when sent, names the host the request went to. A client
+/// that sends neither (curl) is not a browser another site can drive.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let get = |h| headers.get(h).and_then(|v| v.to_str().ok());
+    if let Some(site) = get(header::HeaderName::from_static("sec-fetch-site"))
+        && site != "same-origin"
+        && site != "none"
+    {
+        return false;
+    }
+    match (get(header::ORIGIN), get(header::HOST)) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin
+            .strip_prefix("https://")
+            .is_some_and(|o| o.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+    }
 }
 
 pub async fn logout(

@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum_extra::extract::cookie::CookieJar;
 use maud::Markup;
 use time::OffsetDateTime;
 
-use super::auth::{self, Refusal, Viewer};
+use super::auth::Viewer;
 use super::views::{self, ListedSession, SessionQuery};
 use super::{WebError, WebState};
 use crate::recording::{self, RecordingInfo, ReviewState};
@@ -28,32 +27,12 @@ const MAX_QUERY: usize = 200;
 /// Audit events shown on a session's page.
 const MAX_EVENTS: i64 = 1000;
 
-pub async fn login(
-    State(state): State<Arc<WebState>>,
-    ConnectInfo(peer): ConnectInfo<super::tls::Peer>,
-    jar: CookieJar,
-    Path(token): Path<String>,
-) -> Result<Response, WebError> {
-    match auth::redeem(&state, &token, peer.0.ip()).await? {
-        Ok(session) => {
-            Ok((jar.add(session.cookie), views::signed_in(&session.user)).into_response())
-        }
-        Err(Refusal::RateLimited) => Ok((
-            StatusCode::TOO_MANY_REQUESTS,
-            views::error_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many sign-in attempts from your address; wait a minute",
-            ),
-        )
-            .into_response()),
-        // One answer for unknown, used, expired and removed: the audit
-        // event says which.
-        Err(_) => Err(WebError::Refused(
-            "this link is not valid (links work once, for 60 seconds): get a new one with \
-             `ssh USER@BASTION web`"
-                .into(),
-        )),
-    }
+/// `GET /login/TOKEN`: a page with a button that signs in (a POST). The
+/// GET itself spends nothing, so a link opened by a chat's preview or a
+/// prefetch stays valid, and a page elsewhere cannot sign a browser in by
+/// navigating it here.
+pub async fn login(Path(token): Path<String>) -> Markup {
+    views::login_confirm(&token)
 }
 
 fn opt(s: &str) -> Option<String> {

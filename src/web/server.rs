@@ -27,7 +27,7 @@ pub fn router(state: Arc<WebState>) -> Router {
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/sessions") }))
-        .route("/login/{token}", get(pages::login))
+        .route("/login/{token}", get(pages::login).post(actions::login))
         .route("/logout", post(actions::logout))
         .route("/sessions", get(pages::sessions))
         .route("/sessions/{id}", get(pages::session_detail))

@@ -82,6 +82,17 @@ pub fn error_page(status: StatusCode, message: &str) -> Markup {
     )
 }
 
+/// The page a sign-in link opens: one button, which POSTs the link back.
+pub fn login_confirm(token: &str) -> Markup {
+    let body = html! {
+        p { "This link signs you in to the review console. It works once, for 60 seconds." }
+        form method="post" action={ "/login/" (token) } {
+            button type="submit" id="sign-in" { "Sign in" }
+        }
+    };
+    layout(None, "Sign in", body)
+}
+
 pub fn signed_in(user: &str) -> Markup {
     html! {
         (DOCTYPE)
