@@ -17,19 +17,23 @@ use super::pages::{flow_error, visible_recording, visible_session};
 use super::{WebError, WebState};
 use crate::audit::{AuditEvent, EventKind};
 
-/// Longest note or reason kept.
-const MAX_TEXT: usize = 500;
+/// Longest note or reason, in characters: a longer one is refused, never
+/// cut (the ticket number often stands at its end), as the CLI does.
+const MAX_TEXT: usize = crate::grants::flow::MAX_REASON;
 
 /// Trimmed, control characters dropped (they would reach terminals and
-/// reports), at most [`MAX_TEXT`] characters; `None` when empty.
-fn clean(s: Option<&str>) -> Option<String> {
-    let t: String = s?
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_TEXT)
-        .collect();
+/// reports); `None` when empty; refused over [`MAX_TEXT`] characters.
+fn clean(what: &str, s: Option<&str>) -> Result<Option<String>, WebError> {
+    let Some(s) = s else { return Ok(None) };
+    let t: String = s.chars().filter(|c| !c.is_control()).collect();
     let t = t.trim();
-    (!t.is_empty()).then(|| t.to_string())
+    let n = t.chars().count();
+    if n > MAX_TEXT {
+        return Err(WebError::BadRequest(format!(
+            "{what} is too long ({n} characters; at most {MAX_TEXT})"
+        )));
+    }
+    Ok((!t.is_empty()).then(|| t.to_string()))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -64,7 +68,7 @@ pub async fn review(
         return Err(WebError::Forbidden("reviewing needs the auditor role"));
     }
     let info = visible_recording(&state, &viewer, &id).await?;
-    let note = clean(form.note.as_deref());
+    let note = clean("the note", form.note.as_deref())?;
     let flag = form.flag.is_some_and(|f| !f.is_empty());
     crate::recording::review::review(
         &state.shared.store,
@@ -98,7 +102,7 @@ pub async fn kill(
         ));
     }
     let s = visible_session(&state, &viewer, &id).await?;
-    let Some(reason) = clean(form.reason.as_deref()) else {
+    let Some(reason) = clean("the reason", form.reason.as_deref())? else {
         return Err(WebError::BadRequest(
             "a reason is required: the user is shown it".into(),
         ));
@@ -159,7 +163,7 @@ pub async fn deny(
         &policy,
         id,
         &viewer.user,
-        clean(form.reason.as_deref()),
+        clean("the note", form.reason.as_deref())?,
         OffsetDateTime::now_utc(),
     )
     .await
@@ -257,10 +261,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn texts_are_cleaned() {
-        assert_eq!(clean(Some("  ok \u{1b}[2J ")), Some("ok [2J".into()));
-        assert_eq!(clean(Some("   ")), None);
-        assert_eq!(clean(None), None);
-        assert_eq!(clean(Some(&"x".repeat(900))).unwrap().len(), MAX_TEXT);
+    fn texts_are_cleaned_and_long_ones_refused_not_cut() {
+        let c = |s| clean("the note", s).unwrap();
+        assert_eq!(c(Some("  ok \u{1b}[2J ")), Some("ok [2J".into()));
+        assert_eq!(c(Some("   ")), None);
+        assert_eq!(c(None), None);
+        assert_eq!(
+            c(Some(&"é".repeat(MAX_TEXT))).unwrap().chars().count(),
+            MAX_TEXT
+        );
+        let e = clean("the note", Some(&"x".repeat(501))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the note is too long (501 characters; at most 500)"
+        );
     }
 }

@@ -36,6 +36,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/kill", post(actions::kill))
         .route("/recordings/{id}", get(pages::recording))
         .route("/recordings/{id}/cast", get(live::cast))
+        .route("/recordings/{id}/{file}", get(pages::report_recording))
         .route("/recordings/{id}/review", post(actions::review))
         .route("/grants", get(pages::grants))
         .route("/grants/{id}/approve", post(actions::approve))
