@@ -53,7 +53,7 @@ pub fn fd_budget(nofile: u64) -> u64 {
 pub struct Limits {
     pub max_connections: usize,
     pub per_source: usize,
-    /// `None`: plain TCP (the admin listener).
+    /// TLS handshake deadline (the console; the admin port is plain TCP).
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,

@@ -118,13 +118,15 @@ fn ours_and_due(pem: &[u8], now: time::OffsetDateTime) -> bool {
         .iter_common_name()
         .next()
         .and_then(|a| a.as_str().ok());
-    if cn == Some(OLD_SELF_SIGNED_CN) {
+    let not_after = x509.validity().not_after.timestamp();
+    // rcgen's defaults, as older versions used them: 1975 to 4096 (the
+    // check: after the year 3000).
+    if cn == Some(OLD_SELF_SIGNED_CN) && not_after > 32_503_680_000 {
         return true;
     }
     let ours = subject
         .iter_organization()
         .any(|a| a.as_str().ok() == Some(SELF_SIGNED_ORG));
-    let not_after = x509.validity().not_after.timestamp();
     ours && not_after - now.unix_timestamp() < RENEW_WITHIN_DAYS * 86_400
 }
 
@@ -250,6 +252,9 @@ mod tests {
         // A site's own certificate (not ours) is never replaced.
         let mut p = rcgen::CertificateParams::new(vec!["site.example".to_string()]).unwrap();
         p.not_after = now + time::Duration::days(2);
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "site.example");
         let kp = rcgen::KeyPair::generate().unwrap();
         let site = p.self_signed(&kp).unwrap();
         assert!(!ours_and_due(site.pem().as_bytes(), now));
