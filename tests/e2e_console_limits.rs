@@ -35,7 +35,13 @@ fn world(limit: Option<u32>, toml: &str, policy_extra: &str) -> World {
     let target = Sshd::start(&dir, SshdOpts::new().authorize("root", &identity.public));
     let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
     let policy = policy_user("alice", &alice, &["support"])
-        + &policy_server("web1", &target, "ssh-forwarding", &["root"], &["group:support"])
+        + &policy_server(
+            "web1",
+            &target,
+            "ssh-forwarding",
+            &["root"],
+            &["group:support"],
+        )
         + "record = \"always\"\n"
         + policy_extra;
     let mut opts = GatehouseOpts::new()
@@ -149,11 +155,9 @@ fn a_flooded_console_port_does_not_starve_ssh_healthz_or_the_console() {
                 };
                 let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
                 // A connection evicted during its handshake is fine too.
-                if let Ok(Ok(mut tls)) = tokio::time::timeout(
-                    Duration::from_secs(30),
-                    connector.connect(name, tcp),
-                )
-                .await
+                if let Ok(Ok(mut tls)) =
+                    tokio::time::timeout(Duration::from_secs(30), connector.connect(name, tcp))
+                        .await
                 {
                     use tokio::io::AsyncWriteExt;
                     let _ = tls
@@ -184,7 +188,11 @@ fn a_flooded_console_port_does_not_starve_ssh_healthz_or_the_console() {
     );
     // ... monitoring still answers ...
     let (status, body) = http::get(&format!("127.0.0.1:{admin}"), "/healthz");
-    assert_eq!((status, body.trim()), (200, "ok"), "healthz during the flood");
+    assert_eq!(
+        (status, body.trim()),
+        (200, "ok"),
+        "healthz during the flood"
+    );
     // ... and so does the console, for a request of its own.
     let (status, body) = curl(&[&format!("https://127.0.0.1:{web}/login/{}", "A".repeat(43))]);
     assert_eq!(status, 200, "the console during the flood: {body}");
@@ -223,9 +231,8 @@ fn live_views_are_capped_per_user_and_in_total() {
     );
     live_cmd.stdin(std::process::Stdio::piped());
     let _live = ChildGuard::spawn("ssh", &mut live_cmd, None, None);
-    let ev = w
-        .gh
-        .wait_for_event("session.start", Duration::from_secs(20), |e| {
+    let ev =
+        w.gh.wait_for_event("session.start", Duration::from_secs(20), |e| {
             str_at(e, "user") == "alice" && str_at(e, "server") == "web1"
         });
     let id = str_at(&ev, "session").to_string();

@@ -16,12 +16,12 @@
 //! which case it says so loudly and skips.
 
 mod common;
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/pg.rs"]
 mod pg;
 #[path = "common/scenario.rs"]
 mod scenario;
-#[path = "support/http.rs"]
-mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -293,12 +293,11 @@ fn review_console_in_a_real_browser() {
     w.gh.wait_for_event("session.end", Duration::from_secs(20), |e| {
         str_at(e, "session") == live_id
     });
-    let killed: Vec<serde_json::Value> = w
-        .gh
-        .audit_events_of("session.killed")
-        .into_iter()
-        .filter(|e| str_at(e, "session") == live_id)
-        .collect();
+    let killed: Vec<serde_json::Value> =
+        w.gh.audit_events_of("session.killed")
+            .into_iter()
+            .filter(|e| str_at(e, "session") == live_id)
+            .collect();
     assert_eq!(killed.len(), 1, "one session.killed: {killed:?}");
     assert!(
         detail(&killed[0], "requested_via") == "web"
@@ -471,8 +470,10 @@ fn links_and_the_sessions_list(backend: Backend) {
         &jar,
     );
     assert_eq!(code, 200, "{body}");
+    // Review states are for auditors (issue 17 item 16): alice reads
+    // "recorded" on her own sessions.
     assert!(
-        body.contains("web1") && body.contains("unreviewed"),
+        body.contains("web1") && body.contains(">recorded<") && !body.contains("unreviewed"),
         "{body}"
     );
     let cursor = format!("{base}/sessions?before_ts=2100-01-01T00:00:00Z&before_id=zz&live=no");
@@ -492,12 +493,11 @@ fn links_and_the_sessions_list(backend: Backend) {
     assert!(codes.iter().all(|c| *c == 403 || *c == 429), "{codes:?}");
     let limited = codes.iter().filter(|c| **c == 429).count() as u64;
     let counted = |reasons: &[&str]| -> (u64, usize) {
-        let rows: Vec<serde_json::Value> = w
-            .gh
-            .audit_events_of("web.login_refused")
-            .into_iter()
-            .filter(|e| reasons.iter().any(|r| detail(e, "reason") == *r))
-            .collect();
+        let rows: Vec<serde_json::Value> =
+            w.gh.audit_events_of("web.login_refused")
+                .into_iter()
+                .filter(|e| reasons.iter().any(|r| detail(e, "reason") == *r))
+                .collect();
         let sum = rows
             .iter()
             .map(|e| detail(e, "count").as_u64().unwrap_or(0))
@@ -505,7 +505,11 @@ fn links_and_the_sessions_list(backend: Backend) {
         (sum, rows.len())
     };
     assert!(
-        wait_until(Duration::from_secs(30), || counted(&["unknown", "rate_limited"]).0 == 30),
+        wait_until(Duration::from_secs(30), || counted(&[
+            "unknown",
+            "rate_limited"
+        ])
+        .0 == 30),
         "30 refusals counted: {:?}",
         w.gh.audit_events_of("web.login_refused")
     );

@@ -212,16 +212,15 @@ pub async fn login(
 }
 
 /// Whether a POST came from the console's own pages, as far as the browser
-/// says: `Sec-Fetch-Site` is `same-origin` (or `none`, typed by the user),
-/// and `Origin`, when sent, names the host the request went to. A client
-/// that sends neither (curl) is not a browser another site can drive.
+/// says: `Sec-Fetch-Site` is `same-origin` (or `none`, typed by the user);
+/// without it, `Origin`, when sent, names the host the request went to
+/// (`null`, which browsers send under `Referrer-Policy: no-referrer` or
+/// from a sandboxed page, proves nothing and is refused). A client that
+/// sends neither (curl) is not a browser another site can drive.
 fn same_origin(headers: &HeaderMap) -> bool {
     let get = |h| headers.get(h).and_then(|v| v.to_str().ok());
-    if let Some(site) = get(header::HeaderName::from_static("sec-fetch-site"))
-        && site != "same-origin"
-        && site != "none"
-    {
-        return false;
+    if let Some(site) = get(header::HeaderName::from_static("sec-fetch-site")) {
+        return site == "same-origin" || site == "none";
     }
     match (get(header::ORIGIN), get(header::HOST)) {
         (None, _) => true,
@@ -259,6 +258,30 @@ pub async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_same_origin_posts_sign_in() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, axum::http::HeaderValue::from_static(v));
+            }
+            same_origin(&m)
+        };
+        assert!(h(&[]), "curl");
+        assert!(h(&[("sec-fetch-site", "same-origin"), ("origin", "null")]));
+        assert!(h(&[
+            ("origin", "https://b.example:8443"),
+            ("host", "b.example:8443")
+        ]));
+        assert!(!h(&[("sec-fetch-site", "cross-site")]));
+        assert!(!h(&[("sec-fetch-site", "same-site")]));
+        assert!(!h(&[
+            ("origin", "https://evil.example"),
+            ("host", "b.example")
+        ]));
+        assert!(!h(&[("origin", "null"), ("host", "b.example")]));
+    }
 
     #[test]
     fn texts_are_cleaned_and_long_ones_refused_not_cut() {
