@@ -11,10 +11,8 @@ mod common;
 #[path = "support/http.rs"]
 mod http;
 #[path = "support/pg.rs"]
-#[allow(dead_code)]
 mod pg;
 #[path = "common/scenario.rs"]
-#[allow(dead_code)]
 mod scenario;
 
 use std::process::Command;
