@@ -751,6 +751,33 @@ mod tests {
     }
 
     #[test]
+    fn web_limits_have_defaults_and_refuse_zero_and_unknown_keys() {
+        let d = Config::from_str_at("", Path::new("/x/g.toml")).unwrap();
+        assert_eq!(d.web.max_connections, 512);
+        assert_eq!(d.web.max_connections_per_source, 32);
+        assert_eq!(d.web.header_timeout, Duration::from_secs(10));
+        assert_eq!(d.web.max_live_streams_per_user, 4);
+        assert_eq!(d.metrics.max_connections, 64);
+        let c = Config::from_str_at(
+            "[web]\nmax_connections = 9\nidle_timeout = \"5m\"\nmax_live_streams = 2\n\
+             [metrics]\nmax_connections = 3\n",
+            Path::new("/x/g.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.web.max_connections, 9);
+        assert_eq!(c.web.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.web.max_live_streams, 2);
+        assert_eq!(c.metrics.max_connections, 3);
+        let zero = Config::from_str_at("[web]\nmax_connections = 0\n", Path::new("/x/g.toml"));
+        assert!(
+            zero.unwrap_err()
+                .to_string()
+                .contains("web.max_connections")
+        );
+        assert!(Config::from_str_at("[web]\nmax_conns = 1\n", Path::new("/x/g.toml")).is_err());
+    }
+
+    #[test]
     fn relative_paths_follow_the_config_folder() {
         let c = Config::from_str_at(
             "[server]\npolicies = \"pol\"\ndatabase = \"sqlite://d/g.db\"\n",
