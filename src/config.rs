@@ -76,6 +76,7 @@ struct RawCa {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +138,13 @@ struct RawWeb {
     cert: Option<String>,
     key: Option<String>,
     url: Option<String>,
+    max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
+    handshake_timeout: Option<String>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_live_streams: Option<usize>,
+    max_live_streams_per_user: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,9 +211,21 @@ pub struct AuditConfig {
 }
 
 /// `[metrics]`: the admin listener (`/metrics`, `/healthz`); off when absent.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
+    /// Connections at once (default 64); also bounded by the open-file
+    /// limit, see `web::conns`.
+    pub max_connections: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            max_connections: 64,
+        }
+    }
 }
 
 /// `[web]`: the review console (src/web). Off while `listen` is absent.
@@ -219,6 +239,22 @@ pub struct WebConfig {
     /// Base URL printed in login links, e.g. `https://bastion.example.com:8443`;
     /// by default `https://` and the listen address.
     pub url: Option<String>,
+    /// Connections at once (default 512) and per source address (default
+    /// 32); at either cap the oldest idle connection gives way. Both are
+    /// also bounded by the open-file limit (see `web::conns`).
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    /// A TLS handshake not finished in this long is dropped (default 10s).
+    pub handshake_timeout: Duration,
+    /// A request whose headers take longer than this is dropped (default 10s).
+    pub header_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed
+    /// (default 60s).
+    pub idle_timeout: Duration,
+    /// Live views (server-sent event streams) at once (default 64) and per
+    /// staff member (default 4).
+    pub max_live_streams: usize,
+    pub max_live_streams_per_user: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +364,13 @@ fn unreachable_defaults() -> Config {
             cert: PathBuf::from("data/web_cert.pem"),
             key: PathBuf::from("data/web_key.pem"),
             url: None,
+            max_connections: 512,
+            max_connections_per_source: 32,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_live_streams: 64,
+            max_live_streams_per_user: 4,
         },
         audit: AuditConfig {
             seal_key: PathBuf::from("data/audit-seal-{node}.key"),
@@ -457,6 +500,12 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             "must be at least 5s (nodes beat every few seconds)".into(),
         ));
     }
+    // A count that must be at least 1.
+    let positive = |key: &'static str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(invalid(key, "must be at least 1".to_string())),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
     let limits = Limits {
         login_grace_time: dur(
             "limits.login_grace_time",
@@ -611,6 +660,37 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             }
             None => None,
         },
+        max_connections: positive(
+            "web.max_connections",
+            raw.web.max_connections,
+            d.web.max_connections,
+        )?,
+        max_connections_per_source: positive(
+            "web.max_connections_per_source",
+            raw.web.max_connections_per_source,
+            d.web.max_connections_per_source,
+        )?,
+        handshake_timeout: dur(
+            "web.handshake_timeout",
+            raw.web.handshake_timeout,
+            d.web.handshake_timeout,
+        )?,
+        header_timeout: dur(
+            "web.header_timeout",
+            raw.web.header_timeout,
+            d.web.header_timeout,
+        )?,
+        idle_timeout: dur("web.idle_timeout", raw.web.idle_timeout, d.web.idle_timeout)?,
+        max_live_streams: positive(
+            "web.max_live_streams",
+            raw.web.max_live_streams,
+            d.web.max_live_streams,
+        )?,
+        max_live_streams_per_user: positive(
+            "web.max_live_streams_per_user",
+            raw.web.max_live_streams_per_user,
+            d.web.max_live_streams_per_user,
+        )?,
     };
     let node = raw.server.node.unwrap_or_else(default_node);
     let metrics = MetricsConfig {
@@ -621,6 +701,11 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             ),
             None => None,
         },
+        max_connections: positive(
+            "metrics.max_connections",
+            raw.metrics.max_connections,
+            d.metrics.max_connections,
+        )?,
     };
     let audit = AuditConfig {
         seal_key: with_node(&join(raw.audit.seal_key, d.audit.seal_key.clone()), &node),
@@ -756,6 +841,33 @@ mod tests {
         .to_string();
         assert!(err.starts_with("/x/g.toml:3:1:"), "{err}");
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn web_limits_have_defaults_and_refuse_zero_and_unknown_keys() {
+        let d = Config::from_str_at("", Path::new("/x/g.toml")).unwrap();
+        assert_eq!(d.web.max_connections, 512);
+        assert_eq!(d.web.max_connections_per_source, 32);
+        assert_eq!(d.web.header_timeout, Duration::from_secs(10));
+        assert_eq!(d.web.max_live_streams_per_user, 4);
+        assert_eq!(d.metrics.max_connections, 64);
+        let c = Config::from_str_at(
+            "[web]\nmax_connections = 9\nidle_timeout = \"5m\"\nmax_live_streams = 2\n\
+             [metrics]\nmax_connections = 3\n",
+            Path::new("/x/g.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.web.max_connections, 9);
+        assert_eq!(c.web.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.web.max_live_streams, 2);
+        assert_eq!(c.metrics.max_connections, 3);
+        let zero = Config::from_str_at("[web]\nmax_connections = 0\n", Path::new("/x/g.toml"));
+        assert!(
+            zero.unwrap_err()
+                .to_string()
+                .contains("web.max_connections")
+        );
+        assert!(Config::from_str_at("[web]\nmax_conns = 1\n", Path::new("/x/g.toml")).is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod policy;
 pub mod privileges;
 pub mod recording;
 pub mod report;
+pub mod rlimit;
 pub mod seal;
 pub mod server;
 pub mod store;
