@@ -4,7 +4,8 @@
 //! files, validation, the access decision), [`grants`] (recent
 //! authorization), [`audit`] (event kinds), [`store`] (the database: audit
 //! chain, sessions, grants, lockouts), [`recording`] (asciicast and
-//! sidecars), [`vault`] (target credentials), [`server`] (the SSH front end
+//! sidecars), [`vault`] (target credentials), [`identity`] (second
+//! factors), [`server`] (the SSH front end
 //! and the bridge to targets), [`report`] (the daily report), [`web`] (the
 //! review console) and [`cli`]; for operations, [`metrics`], [`health`] and
 //! the [`admin`] listener.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod grants;
 pub mod health;
+pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod policy;
