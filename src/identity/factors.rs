@@ -185,14 +185,21 @@ pub async fn enroll_allowed(
 }
 
 /// An enrollment under way: the new secret lives only here until a first
-/// good code stores it.
-#[derive(Debug)]
+/// good code stores it. `Debug` prints neither it nor the URI.
 pub struct Enrollment {
     user: String,
     secret: TotpSecret,
     /// `otpauth://totp/Gatehouse:STAFF@BASTION?...`: printed once, first
     /// line of output without a terminal.
     pub uri: String,
+}
+
+impl std::fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrollment")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Enrollment {
