@@ -234,3 +234,35 @@ fn policy_check_reports_bad_mfa_values_with_positions() {
     let (code, out, err) = env.run(&["policy", "check"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// `oathtool --totp -b SECRET` (installed by scripts/setup) computes the
+/// codes the bastion accepts: the end-to-end tests' code source.
+#[tokio::test]
+async fn oathtool_codes_are_accepted() {
+    let env = Env::new();
+    let store = Store::open(&env.url, "test").await.unwrap();
+    let master = MasterKey::generate().unwrap();
+    let (b32, _) = enroll(&store, &master, "dana").await;
+    let ctx = LoginContext {
+        user: "dana".into(),
+        fingerprint: "SHA256:k".into(),
+        source: "127.0.0.2".parse().unwrap(),
+        session: None,
+        server: None,
+    };
+    // The next step's code (the enrollment used the current one), at a
+    // moment oathtool is told explicitly.
+    let next = OffsetDateTime::now_utc() + time::Duration::seconds(30);
+    let when = format!("@{}", next.unix_timestamp());
+    let out = Command::new("oathtool")
+        .args(["--totp", "-b", &b32, "--now", &when])
+        .output()
+        .expect("oathtool (scripts/setup installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let code = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code.trim().len(), 6, "{code}");
+    let r = identity::verify_login(&store, &master, &auth(), &ctx, &code, next)
+        .await
+        .unwrap();
+    assert_eq!(r, Ok(identity::Factor::Totp));
+}
