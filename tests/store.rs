@@ -104,6 +104,7 @@ on_both_backends!(
     mfa_store_rows,
     mfa_enroll_verify_and_replay_across_nodes,
     mfa_self_enroll_off_needs_allow_enroll,
+    mfa_secrets_follow_a_vault_rekey,
 );
 
 fn event(i: usize) -> AuditEvent {
@@ -1932,4 +1933,31 @@ async fn mfa_self_enroll_off_needs_allow_enroll(db: Db) {
     // Enrolling used up the permission.
     assert!(!identity::enroll_allowed(&store, &auth, "bob", now).await.unwrap());
     assert_eq!(store.mfa_list().await.unwrap()[0].user, "bob");
+}
+
+/// `vault rekey` re-seals staff TOTP secrets with the vault's rows: after
+/// it, codes check under the new key only.
+async fn mfa_secrets_follow_a_vault_rekey(db: Db) {
+    let store = db.open("n1").await;
+    let old = MasterKey::from_bytes([7; 32]);
+    let auth = mfa_auth(true);
+    let t0 = OffsetDateTime::now_utc();
+    let e = Enrollment::begin("alice", "gh").unwrap();
+    identity::finish_enrollment(&store, &old, &auth, &e, &e.code_at(t0).unwrap(), None, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    let vault = gatehouse::vault::Vault::new(
+        db.raw().await,
+        MasterKey::from_bytes([7; 32]),
+        gatehouse::config::Config::default().vault,
+    );
+    let new = MasterKey::from_bytes([9; 32]);
+    vault.rekey(MasterKey::from_bytes([9; 32])).await.unwrap();
+    let ctx = login("alice", "SHA256:key", "127.0.0.1");
+    let t1 = t0 + Duration::seconds(30);
+    let c = e.code_at(t1).unwrap();
+    assert!(identity::verify_login(&store, &old, &auth, &ctx, &c, t1).await.is_err());
+    let r = identity::verify_login(&store, &new, &auth, &ctx, &c, t1).await.unwrap();
+    assert_eq!(r, Ok(Factor::Totp));
 }
