@@ -23,7 +23,9 @@ impl Env {
         let config = dir.path().join("gatehouse.toml");
         std::fs::write(
             &config,
-            format!("[server]\ndatabase = \"{url}\"\nnode = \"cli-node\"\n[auth]\nmfa = \"required\"\n"),
+            format!(
+                "[server]\ndatabase = \"{url}\"\nnode = \"cli-node\"\n[auth]\nmfa = \"required\"\n"
+            ),
         )
         .unwrap();
         Env { dir, config, url }
@@ -106,7 +108,10 @@ async fn list_reset_forget_allow_enroll() {
     assert_eq!(code, 0, "{err}");
     let rows: Vec<&str> = out.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{out}");
-    assert!(rows[0].starts_with("alice") && rows[0].contains("totp"), "{out}");
+    assert!(
+        rows[0].starts_with("alice") && rows[0].contains("totp"),
+        "{out}"
+    );
     assert!(rows[1].starts_with("bob"), "{out}");
     assert!(rows[0].trim_end().ends_with("10"), "{out}");
     let (code, json, err) = env.run(&["mfa", "list", "--json"]);
@@ -152,7 +157,10 @@ async fn list_reset_forget_allow_enroll() {
     // allow-enroll: 24 hours.
     let (code, out, err) = env.run(&["mfa", "allow-enroll", "carol"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("carol may enroll a second factor until "), "{out}");
+    assert!(
+        out.starts_with("carol may enroll a second factor until "),
+        "{out}"
+    );
     assert!(store.mfa_enroll_allowed("carol", now).await.unwrap());
     assert!(
         !store
@@ -258,7 +266,11 @@ async fn oathtool_codes_are_accepted() {
         .args(["--totp", "-b", &b32, "--now", &when])
         .output()
         .expect("oathtool (scripts/setup installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let code = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(code.trim().len(), 6, "{code}");
     let r = identity::verify_login(&store, &master, &auth(), &ctx, &code, next)

@@ -1735,20 +1735,61 @@ async fn mfa_store_rows(db: Db) {
     // The cache: keyed by user, fingerprint and source; expires; cleared
     // by forget and by a lockout.
     let until = now + Duration::hours(1);
-    store.mfa_cache_put("alice", "SHA256:k", "127.0.0.1", until).await.unwrap();
-    assert!(store.mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now).await.unwrap());
-    assert!(!store.mfa_cache_hit("alice", "SHA256:k", "127.0.0.2", now).await.unwrap());
-    assert!(!store.mfa_cache_hit("alice", "SHA256:j", "127.0.0.1", now).await.unwrap());
-    assert!(!store.mfa_cache_hit("bob", "SHA256:k", "127.0.0.1", now).await.unwrap());
-    assert!(!store.mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", until).await.unwrap());
+    store
+        .mfa_cache_put("alice", "SHA256:k", "127.0.0.1", until)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.2", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:j", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mfa_cache_hit("bob", "SHA256:k", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", until)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.mfa_forget("alice").await.unwrap(), 1);
-    assert!(!store.mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now).await.unwrap());
-    store.mfa_cache_put("alice", "SHA256:k", "127.0.0.1", until).await.unwrap();
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
+    store
+        .mfa_cache_put("alice", "SHA256:k", "127.0.0.1", until)
+        .await
+        .unwrap();
     store
         .lock_user("alice", OffsetDateTime::now_utc() + Duration::hours(1))
         .await
         .unwrap();
-    assert!(!store.mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now).await.unwrap());
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
 
     // Allow-enroll.
     assert!(!store.mfa_enroll_allowed("carol", now).await.unwrap());
@@ -1757,12 +1798,20 @@ async fn mfa_store_rows(db: Db) {
     assert!(!store.mfa_enroll_allowed("carol", until).await.unwrap());
 
     // Reset removes the factor, the codes and the cache.
-    store.mfa_cache_put("alice", "SHA256:k", "127.0.0.1", until).await.unwrap();
+    store
+        .mfa_cache_put("alice", "SHA256:k", "127.0.0.1", until)
+        .await
+        .unwrap();
     assert!(store.mfa_reset("alice").await.unwrap());
     assert!(!store.mfa_reset("alice").await.unwrap());
     assert!(store.mfa_factor("alice", "totp").await.unwrap().is_none());
     assert!(store.mfa_recovery_unused("alice").await.unwrap().is_empty());
-    assert!(!store.mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now).await.unwrap());
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
     assert!(store.mfa_list().await.unwrap().is_empty());
 }
 
@@ -1777,8 +1826,19 @@ async fn mfa_enroll_verify_and_replay_across_nodes(db: Db) {
     let step = |n: i64| t0 + Duration::seconds(30 * n);
 
     let e = Enrollment::begin("alice", "bastion.example.com").unwrap();
-    assert!(e.uri.starts_with("otpauth://totp/Gatehouse:alice@bastion.example.com?secret="));
-    let b32 = e.uri.split("secret=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    assert!(
+        e.uri
+            .starts_with("otpauth://totp/Gatehouse:alice@bastion.example.com?secret=")
+    );
+    let b32 = e
+        .uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
     assert!(!format!("{e:?}").contains(&b32));
     assert!(e.qr().unwrap().lines().count() > 10);
 
@@ -1796,10 +1856,11 @@ async fn mfa_enroll_verify_and_replay_across_nodes(db: Db) {
 
     // The secret is sealed, not stored in the clear.
     let raw = db.raw().await;
-    let stored: String = sqlx::query_scalar("SELECT secret FROM mfa_factors WHERE username = 'alice'")
-        .fetch_one(&raw)
-        .await
-        .unwrap();
+    let stored: String =
+        sqlx::query_scalar("SELECT secret FROM mfa_factors WHERE username = 'alice'")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
     assert!(!stored.contains(&b32));
     let hashes: Vec<String> = sqlx::query_scalar("SELECT hash FROM mfa_recovery_codes")
         .fetch_all(&raw)
@@ -1807,12 +1868,18 @@ async fn mfa_enroll_verify_and_replay_across_nodes(db: Db) {
         .unwrap();
     assert_eq!(hashes.len(), 10);
     for c in &codes.0 {
-        assert!(hashes.iter().all(|h| !h.contains(c.as_str()) && !h.contains(&c.replace('-', ""))));
+        assert!(
+            hashes
+                .iter()
+                .all(|h| !h.contains(c.as_str()) && !h.contains(&c.replace('-', "")))
+        );
     }
 
     let ctx = login("alice", "SHA256:key", "127.0.0.1");
     // The enrollment code cannot log in: its step is used.
-    let r = identity::verify_login(&n2, &master, &auth, &ctx, &first, t0).await.unwrap();
+    let r = identity::verify_login(&n2, &master, &auth, &ctx, &first, t0)
+        .await
+        .unwrap();
     assert_eq!(r, Err(Refusal::Replayed));
 
     // A fresh code on node 2 (with a CR, as some clients send it) ...
@@ -1822,38 +1889,80 @@ async fn mfa_enroll_verify_and_replay_across_nodes(db: Db) {
         .unwrap();
     assert_eq!(r, Ok(Factor::Totp));
     // ... is refused on node 1.
-    let r = identity::verify_login(&n1, &master, &auth, &ctx, &c1, step(1)).await.unwrap();
+    let r = identity::verify_login(&n1, &master, &auth, &ctx, &c1, step(1))
+        .await
+        .unwrap();
     assert_eq!(r, Err(Refusal::Replayed));
 
     // One step old: accepted. Three steps old: refused.
-    let r = identity::verify_login(&n1, &master, &auth, &ctx, &e.code_at(step(4)).unwrap(), step(5))
-        .await
-        .unwrap();
+    let r = identity::verify_login(
+        &n1,
+        &master,
+        &auth,
+        &ctx,
+        &e.code_at(step(4)).unwrap(),
+        step(5),
+    )
+    .await
+    .unwrap();
     assert_eq!(r, Ok(Factor::Totp));
-    let r = identity::verify_login(&n1, &master, &auth, &ctx, &e.code_at(step(7)).unwrap(), step(10))
+    let r = identity::verify_login(
+        &n1,
+        &master,
+        &auth,
+        &ctx,
+        &e.code_at(step(7)).unwrap(),
+        step(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, Err(Refusal::WrongCode));
+    let r = identity::verify_login(&n1, &master, &auth, &ctx, "123456789", step(10))
         .await
         .unwrap();
-    assert_eq!(r, Err(Refusal::WrongCode));
-    let r = identity::verify_login(&n1, &master, &auth, &ctx, "123456789", step(10)).await.unwrap();
     assert_eq!(r, Err(Refusal::WrongCode));
 
     // A recovery code works once, on any node.
     let rc = codes.0[3].to_uppercase();
-    let r = identity::verify_login(&n1, &master, &auth, &ctx, &rc, step(11)).await.unwrap();
+    let r = identity::verify_login(&n1, &master, &auth, &ctx, &rc, step(11))
+        .await
+        .unwrap();
     assert_eq!(r, Ok(Factor::Recovery));
-    let r = identity::verify_login(&n2, &master, &auth, &ctx, &rc, step(11)).await.unwrap();
+    let r = identity::verify_login(&n2, &master, &auth, &ctx, &rc, step(11))
+        .await
+        .unwrap();
     assert_eq!(r, Err(Refusal::WrongCode));
 
     // The approval was cached for this user, key and source only.
-    assert!(identity::factors::cached(&n2, &ctx, step(12)).await.unwrap());
+    assert!(
+        identity::factors::cached(&n2, &ctx, step(12))
+            .await
+            .unwrap()
+    );
     let other_source = login("alice", "SHA256:key", "127.0.0.2");
-    assert!(!identity::factors::cached(&n2, &other_source, step(12)).await.unwrap());
+    assert!(
+        !identity::factors::cached(&n2, &other_source, step(12))
+            .await
+            .unwrap()
+    );
     let other_key = login("alice", "SHA256:other", "127.0.0.1");
-    assert!(!identity::factors::cached(&n2, &other_key, step(12)).await.unwrap());
+    assert!(
+        !identity::factors::cached(&n2, &other_key, step(12))
+            .await
+            .unwrap()
+    );
     let mapped = login("alice", "SHA256:key", "::ffff:127.0.0.1");
-    assert!(identity::factors::cached(&n2, &mapped, step(12)).await.unwrap());
+    assert!(
+        identity::factors::cached(&n2, &mapped, step(12))
+            .await
+            .unwrap()
+    );
     assert_eq!(identity::forget(&n1, "alice").await.unwrap(), 1);
-    assert!(!identity::factors::cached(&n2, &ctx, step(12)).await.unwrap());
+    assert!(
+        !identity::factors::cached(&n2, &ctx, step(12))
+            .await
+            .unwrap()
+    );
 
     // "0s" caches nothing.
     let no_cache = AuthConfig {
@@ -1861,19 +1970,31 @@ async fn mfa_enroll_verify_and_replay_across_nodes(db: Db) {
         ..mfa_auth(true)
     };
     let c = e.code_at(step(13)).unwrap();
-    let r = identity::verify_login(&n1, &master, &no_cache, &ctx, &c, step(13)).await.unwrap();
+    let r = identity::verify_login(&n1, &master, &no_cache, &ctx, &c, step(13))
+        .await
+        .unwrap();
     assert_eq!(r, Ok(Factor::Totp));
-    assert!(!identity::factors::cached(&n1, &ctx, step(13)).await.unwrap());
+    assert!(
+        !identity::factors::cached(&n1, &ctx, step(13))
+            .await
+            .unwrap()
+    );
 
     // Another master key cannot open the secret: a fault, not a login.
     let other = MasterKey::generate().unwrap();
     let c = e.code_at(step(20)).unwrap();
-    assert!(identity::verify_login(&n1, &other, &auth, &ctx, &c, step(20)).await.is_err());
+    assert!(
+        identity::verify_login(&n1, &other, &auth, &ctx, &c, step(20))
+            .await
+            .is_err()
+    );
 
     // Reset: the factor is gone; the event names who did it.
     assert!(identity::reset(&n2, "alice", "root").await.unwrap());
     let c = e.code_at(step(21)).unwrap();
-    let r = identity::verify_login(&n1, &master, &auth, &ctx, &c, step(21)).await.unwrap();
+    let r = identity::verify_login(&n1, &master, &auth, &ctx, &c, step(21))
+        .await
+        .unwrap();
     assert_eq!(r, Err(Refusal::NotEnrolled));
 
     // The events, and no secret or code in any of them.
@@ -1923,15 +2044,30 @@ async fn mfa_self_enroll_off_needs_allow_enroll(db: Db) {
         .await
         .unwrap();
     assert_eq!(r.unwrap_err(), Refusal::EnrollNotAllowed);
-    assert!(!identity::enroll_allowed(&store, &auth, "bob", now).await.unwrap());
-    store.mfa_allow_enroll("bob", now + Duration::hours(24)).await.unwrap();
-    assert!(identity::enroll_allowed(&store, &auth, "bob", now).await.unwrap());
+    assert!(
+        !identity::enroll_allowed(&store, &auth, "bob", now)
+            .await
+            .unwrap()
+    );
+    store
+        .mfa_allow_enroll("bob", now + Duration::hours(24))
+        .await
+        .unwrap();
+    assert!(
+        identity::enroll_allowed(&store, &auth, "bob", now)
+            .await
+            .unwrap()
+    );
     let r = identity::finish_enrollment(&store, &master, &auth, &e, &code, None, now)
         .await
         .unwrap();
     assert_eq!(r.unwrap().0.len(), 10);
     // Enrolling used up the permission.
-    assert!(!identity::enroll_allowed(&store, &auth, "bob", now).await.unwrap());
+    assert!(
+        !identity::enroll_allowed(&store, &auth, "bob", now)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.mfa_list().await.unwrap()[0].user, "bob");
 }
 
@@ -1957,7 +2093,13 @@ async fn mfa_secrets_follow_a_vault_rekey(db: Db) {
     let ctx = login("alice", "SHA256:key", "127.0.0.1");
     let t1 = t0 + Duration::seconds(30);
     let c = e.code_at(t1).unwrap();
-    assert!(identity::verify_login(&store, &old, &auth, &ctx, &c, t1).await.is_err());
-    let r = identity::verify_login(&store, &new, &auth, &ctx, &c, t1).await.unwrap();
+    assert!(
+        identity::verify_login(&store, &old, &auth, &ctx, &c, t1)
+            .await
+            .is_err()
+    );
+    let r = identity::verify_login(&store, &new, &auth, &ctx, &c, t1)
+        .await
+        .unwrap();
     assert_eq!(r, Ok(Factor::Totp));
 }

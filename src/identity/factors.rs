@@ -107,7 +107,11 @@ pub async fn enrolled(store: &Store, user: &str) -> Result<bool, IdentityError> 
 }
 
 /// Whether (user, key, source) holds a cached approval at `now`.
-pub async fn cached(store: &Store, ctx: &LoginContext, now: OffsetDateTime) -> Result<bool, IdentityError> {
+pub async fn cached(
+    store: &Store,
+    ctx: &LoginContext,
+    now: OffsetDateTime,
+) -> Result<bool, IdentityError> {
     Ok(store
         .mfa_cache_hit(&ctx.user, &ctx.fingerprint, &ctx.source_key(), now)
         .await?)
@@ -150,14 +154,20 @@ pub async fn verify_login(
     match outcome {
         Ok(factor) => {
             store
-                .audit(&ctx.event(EventKind::MfaSuccess).detail("factor", factor.as_str()))
+                .audit(
+                    &ctx.event(EventKind::MfaSuccess)
+                        .detail("factor", factor.as_str()),
+                )
                 .await?;
             store.mfa_touch(&ctx.user, KIND_TOTP, now).await?;
             remember(store, auth, ctx, now).await?;
         }
         Err(refusal) => {
             store
-                .audit(&ctx.event(EventKind::MfaFailure).detail("code", refusal.code()))
+                .audit(
+                    &ctx.event(EventKind::MfaFailure)
+                        .detail("code", refusal.code()),
+                )
                 .await?;
         }
     }
@@ -399,7 +409,11 @@ mod tests {
             mfa_self_enroll: true,
         };
         let p = |bob_required: bool| {
-            let extra = if bob_required { "mfa = \"required\"\n" } else { "" };
+            let extra = if bob_required {
+                "mfa = \"required\"\n"
+            } else {
+                ""
+            };
             let text = format!(
                 "[[user]]\nname = \"alice\"\nkeys = []\nmfa = \"required\"\n\
                  [[user]]\nname = \"bob\"\nkeys = []\n{extra}"

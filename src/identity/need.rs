@@ -31,7 +31,9 @@ pub enum Need {
     /// No factor yet: only `mfa enroll` and `mfa status` in command mode;
     /// any server is refused with `gatehouse: access denied: ` and this
     /// message.
-    EnrollFirst { message: String },
+    EnrollFirst {
+        message: String,
+    },
 }
 
 /// What [`need`] decides from.
@@ -111,21 +113,44 @@ mod tests {
         crate::policy::Policy::from_sources(&[("p.toml".into(), text.into())]).unwrap()
     }
 
+    /// (mode, user, server, enrolled, cached, security key) -> need
+    type Row<'a> = (MfaMode, &'a str, Option<&'a str>, bool, bool, bool, Need);
+
     #[test]
     fn the_table() {
         use MfaMode::*;
         let p = policy();
         let listen: SocketAddr = "0.0.0.0:2222".parse().unwrap();
         let enroll = || Need::EnrollFirst {
-            message: "enroll a second factor first: ssh -t -p 2222 alice@bastion.example.com mfa enroll".into(),
+            message:
+                "enroll a second factor first: ssh -t -p 2222 alice@bastion.example.com mfa enroll"
+                    .into(),
         };
         let enroll_bob = || Need::EnrollFirst {
-            message: "enroll a second factor first: ssh -t -p 2222 bob@bastion.example.com mfa enroll".into(),
+            message:
+                "enroll a second factor first: ssh -t -p 2222 bob@bastion.example.com mfa enroll"
+                    .into(),
         };
         // (mode, user, server, enrolled, cached, security key) -> need
-        let rows: Vec<(MfaMode, &str, Option<&str>, bool, bool, bool, Need)> = vec![
-            (Off, "alice", Some("web"), false, false, false, Need::NotNeeded),
-            (Off, "alice", Some("web"), true, false, false, Need::NotNeeded),
+        let rows: Vec<Row<'_>> = vec![
+            (
+                Off,
+                "alice",
+                Some("web"),
+                false,
+                false,
+                false,
+                Need::NotNeeded,
+            ),
+            (
+                Off,
+                "alice",
+                Some("web"),
+                true,
+                false,
+                false,
+                Need::NotNeeded,
+            ),
             (Off, "alice", None, true, true, false, Need::NotNeeded),
             (Off, "bob", Some("web"), false, false, false, enroll_bob()),
             (Off, "bob", None, false, false, false, enroll_bob()),
@@ -133,17 +158,65 @@ mod tests {
             (Off, "bob", Some("web"), true, true, false, Need::Cached),
             (Off, "alice", Some("db"), false, false, false, enroll()),
             (Off, "alice", Some("db"), true, true, false, Need::Ask),
-            (Optional, "alice", Some("web"), false, false, false, Need::NotNeeded),
-            (Optional, "alice", Some("web"), true, false, false, Need::Ask),
-            (Optional, "alice", Some("web"), true, true, false, Need::Cached),
+            (
+                Optional,
+                "alice",
+                Some("web"),
+                false,
+                false,
+                false,
+                Need::NotNeeded,
+            ),
+            (
+                Optional,
+                "alice",
+                Some("web"),
+                true,
+                false,
+                false,
+                Need::Ask,
+            ),
+            (
+                Optional,
+                "alice",
+                Some("web"),
+                true,
+                true,
+                false,
+                Need::Cached,
+            ),
             (Optional, "alice", Some("db"), true, true, false, Need::Ask),
-            (Required, "alice", Some("web"), false, false, false, enroll()),
+            (
+                Required,
+                "alice",
+                Some("web"),
+                false,
+                false,
+                false,
+                enroll(),
+            ),
             (Required, "alice", None, false, true, false, enroll()),
             (Required, "alice", None, true, false, false, Need::Ask),
             (Required, "alice", None, true, true, false, Need::Cached),
             (Required, "alice", Some("db"), true, true, false, Need::Ask),
-            (Required, "alice", Some("db"), false, false, true, Need::NotNeeded),
-            (Required, "bob", Some("web"), false, false, true, Need::NotNeeded),
+            (
+                Required,
+                "alice",
+                Some("db"),
+                false,
+                false,
+                true,
+                Need::NotNeeded,
+            ),
+            (
+                Required,
+                "bob",
+                Some("web"),
+                false,
+                false,
+                true,
+                Need::NotNeeded,
+            ),
         ];
         for (mode, user, server, enrolled, cached, sk, want) in rows {
             let a = auth(mode);

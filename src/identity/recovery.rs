@@ -65,7 +65,11 @@ pub fn hash(code: &str) -> Result<String, IdentityError> {
     SystemRandom::new()
         .fill(&mut salt)
         .map_err(|_| IdentityError::Random)?;
-    Ok(format!("{}:{}", hex::encode(salt), hex::encode(digest_of(&salt, &code))))
+    Ok(format!(
+        "{}:{}",
+        hex::encode(salt),
+        hex::encode(digest_of(&salt, &code))
+    ))
 }
 
 fn digest_of(salt: &[u8], code: &str) -> Vec<u8> {

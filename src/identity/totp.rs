@@ -129,7 +129,8 @@ fn encode(s: &str) -> String {
 /// terminal shows it (scanners need the quiet zone).
 pub fn qr_for_terminal(text: &str) -> Result<String, IdentityError> {
     use qrcode::render::unicode::Dense1x2;
-    let code = qrcode::QrCode::new(text.as_bytes()).map_err(|e| IdentityError::Qr(e.to_string()))?;
+    let code =
+        qrcode::QrCode::new(text.as_bytes()).map_err(|e| IdentityError::Qr(e.to_string()))?;
     Ok(code
         .render::<Dense1x2>()
         .dark_color(Dense1x2::Light)
@@ -172,11 +173,22 @@ mod tests {
         let now = datetime!(2026-12-06 12:00:15 UTC);
         let step = step_of(now).unwrap();
         let at = |steps: i64| now + time::Duration::seconds(steps * 30);
-        for (offset, accepted) in [(-3, false), (-2, false), (-1, true), (0, true), (1, true), (2, false)] {
+        for (offset, accepted) in [
+            (-3, false),
+            (-2, false),
+            (-1, true),
+            (0, true),
+            (1, true),
+            (2, false),
+        ] {
             let code = s.code_at(at(offset)).unwrap();
             let got = s.check(&code, now).unwrap();
             if accepted {
-                assert_eq!(got, Some(step.checked_add_signed(offset).unwrap()), "{offset}");
+                assert_eq!(
+                    got,
+                    Some(step.checked_add_signed(offset).unwrap()),
+                    "{offset}"
+                );
             } else {
                 assert_eq!(got, None, "{offset}");
             }
