@@ -666,6 +666,14 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         mfa_cache: dur("auth.mfa_cache", raw.auth.mfa_cache, d.auth.mfa_cache)?,
         mfa_self_enroll: raw.auth.mfa_self_enroll.unwrap_or(d.auth.mfa_self_enroll),
     };
+    // A cache is a convenience, not a standing way in; a year also keeps
+    // every expiry a storable timestamp.
+    if auth.mfa_cache > Duration::from_secs(365 * 86400) {
+        return Err(invalid(
+            "auth.mfa_cache",
+            "must be at most 365d (\"0s\" asks every time)".into(),
+        ));
+    }
     let mut cert_authorities = Vec::new();
     for line in raw.ca.cert_authorities.unwrap_or_default() {
         let key = russh::keys::PublicKey::from_openssh(line.trim()).map_err(|e| {
@@ -807,6 +815,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("auth.mfa_cache"), "{err}");
+        let err = Config::from_str_at("[auth]\nmfa_cache = \"400d\"\n", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth.mfa_cache: must be at most 365d"),
+            "{err}"
+        );
     }
 
     #[test]

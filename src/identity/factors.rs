@@ -130,8 +130,11 @@ pub async fn remember(
     }
     let ttl = time::Duration::try_from(auth.mfa_cache)
         .map_err(|e| IdentityError::Totp(format!("mfa_cache: {e}")))?;
+    let until = now
+        .checked_add(ttl)
+        .ok_or_else(|| IdentityError::Totp("mfa_cache is out of range".into()))?;
     store
-        .mfa_cache_put(&ctx.user, &ctx.fingerprint, &ctx.source_key(), now + ttl)
+        .mfa_cache_put(&ctx.user, &ctx.fingerprint, &ctx.source_key(), until)
         .await?;
     Ok(())
 }
