@@ -85,6 +85,26 @@ pub enum EventKind {
     WebLoginRefused,
     #[serde(rename = "web.logout")]
     WebLogout,
+    /// A staff member enrolled a second factor (never the secret).
+    #[serde(rename = "mfa.enrolled")]
+    MfaEnrolled,
+    /// A good second factor; `detail.factor` says which (`totp`, `recovery`).
+    #[serde(rename = "mfa.success")]
+    MfaSuccess,
+    /// A wrong, replayed or unusable code; `detail.code` is the refusal's
+    /// stable code (never the code typed).
+    #[serde(rename = "mfa.failure")]
+    MfaFailure,
+    /// An admin removed a staff member's factor; `detail.by` who.
+    #[serde(rename = "mfa.reset")]
+    MfaReset,
+    /// An admin cleared a staff member's cached approvals; `detail.by` who.
+    #[serde(rename = "mfa.forget")]
+    MfaForget,
+    /// An admin let a staff member enroll (`mfa_self_enroll = false`);
+    /// `detail.by` who, `detail.until` when it ends.
+    #[serde(rename = "mfa.allow_enroll")]
+    MfaAllowEnroll,
 }
 
 impl EventKind {
@@ -125,6 +145,12 @@ impl EventKind {
         EventKind::WebLogin,
         EventKind::WebLoginRefused,
         EventKind::WebLogout,
+        EventKind::MfaEnrolled,
+        EventKind::MfaSuccess,
+        EventKind::MfaFailure,
+        EventKind::MfaReset,
+        EventKind::MfaForget,
+        EventKind::MfaAllowEnroll,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -165,6 +191,12 @@ impl EventKind {
             EventKind::WebLogin => "web.login",
             EventKind::WebLoginRefused => "web.login_refused",
             EventKind::WebLogout => "web.logout",
+            EventKind::MfaEnrolled => "mfa.enrolled",
+            EventKind::MfaSuccess => "mfa.success",
+            EventKind::MfaFailure => "mfa.failure",
+            EventKind::MfaReset => "mfa.reset",
+            EventKind::MfaForget => "mfa.forget",
+            EventKind::MfaAllowEnroll => "mfa.allow_enroll",
         }
     }
 

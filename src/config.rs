@@ -56,6 +56,8 @@ struct RawConfig {
     web: RawWeb,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    auth: RawAuth,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +65,14 @@ struct RawConfig {
 struct RawAudit {
     seal_key: Option<String>,
     seal_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    mfa: Option<String>,
+    mfa_cache: Option<String>,
+    mfa_self_enroll: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +204,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub web: WebConfig,
     pub audit: AuditConfig,
+    /// `[auth]`: second factors (contract section 11).
+    pub auth: AuthConfig,
 }
 
 /// `[audit]`: forward-secure sealing of this node's audit chain
@@ -208,6 +220,48 @@ pub struct AuditConfig {
     /// An epoch's length: `serve` seals the chain this often when there
     /// are new events, and at a clean shutdown.
     pub seal_interval: Duration,
+}
+
+/// `[auth] mfa`: who needs a second factor besides the policy's own
+/// `mfa = "required"` users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaMode {
+    /// Only users the policy marks `mfa = "required"`.
+    Off,
+    /// Those users, and anyone who has enrolled a factor.
+    Optional,
+    /// Every staff member.
+    Required,
+}
+
+impl MfaMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaMode::Off => "off",
+            MfaMode::Optional => "optional",
+            MfaMode::Required => "required",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MfaMode> {
+        match s {
+            "off" => Some(MfaMode::Off),
+            "optional" => Some(MfaMode::Optional),
+            "required" => Some(MfaMode::Required),
+            _ => None,
+        }
+    }
+}
+
+/// `[auth]`: second factors.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub mfa: MfaMode,
+    /// A good code spares the same user, key fingerprint and source
+    /// address for this long; zero asks every time.
+    pub mfa_cache: Duration,
+    /// `false`: enrolling needs `gatehouse mfa allow-enroll USER` first.
+    pub mfa_self_enroll: bool,
 }
 
 /// `[metrics]`: the admin listener (`/metrics`, `/healthz`); off when absent.
@@ -375,6 +429,11 @@ fn unreachable_defaults() -> Config {
         audit: AuditConfig {
             seal_key: PathBuf::from("data/audit-seal-{node}.key"),
             seal_interval: Duration::from_secs(60),
+        },
+        auth: AuthConfig {
+            mfa: MfaMode::Off,
+            mfa_cache: Duration::from_secs(8 * 3600),
+            mfa_self_enroll: true,
         },
     }
 }
@@ -721,6 +780,27 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             "must be at least 1s".to_string(),
         ));
     }
+    let auth = AuthConfig {
+        mfa: match raw.auth.mfa {
+            Some(m) => MfaMode::parse(&m).ok_or_else(|| {
+                invalid(
+                    "auth.mfa",
+                    format!("{m:?}: must be \"off\", \"optional\" or \"required\""),
+                )
+            })?,
+            None => d.auth.mfa,
+        },
+        mfa_cache: dur("auth.mfa_cache", raw.auth.mfa_cache, d.auth.mfa_cache)?,
+        mfa_self_enroll: raw.auth.mfa_self_enroll.unwrap_or(d.auth.mfa_self_enroll),
+    };
+    // A cache is a convenience, not a standing way in; a year also keeps
+    // every expiry a storable timestamp.
+    if auth.mfa_cache > Duration::from_secs(365 * 86400) {
+        return Err(invalid(
+            "auth.mfa_cache",
+            "must be at most 365d (\"0s\" asks every time)".into(),
+        ));
+    }
     let mut cert_authorities = Vec::new();
     for line in raw.ca.cert_authorities.unwrap_or_default() {
         let key = russh::keys::PublicKey::from_openssh(line.trim()).map_err(|e| {
@@ -757,6 +837,7 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         web,
         cert_authorities,
         audit,
+        auth,
     })
 }
 
@@ -912,6 +993,37 @@ mod tests {
         let err = Config::from_str_at("[limits]\nlockout_for = \"soon\"\n", Path::new("g.toml"))
             .unwrap_err();
         assert!(err.to_string().contains("limits.lockout_for"));
+    }
+
+    #[test]
+    fn auth_defaults_and_values() {
+        let d = Config::default();
+        assert_eq!(d.auth.mfa, MfaMode::Off);
+        assert_eq!(d.auth.mfa_cache, Duration::from_secs(8 * 3600));
+        assert!(d.auth.mfa_self_enroll);
+        let c = Config::from_str_at(
+            "[auth]\nmfa = \"required\"\nmfa_cache = \"0s\"\nmfa_self_enroll = false\n",
+            Path::new("g.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.auth.mfa, MfaMode::Required);
+        assert_eq!(c.auth.mfa_cache, Duration::ZERO);
+        assert!(!c.auth.mfa_self_enroll);
+        let err = Config::from_str_at("[auth]\nmfa = \"sometimes\"\n", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.mfa"), "{err}");
+        let err = Config::from_str_at("[auth]\nmfa_cache = \"a while\"\n", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.mfa_cache"), "{err}");
+        let err = Config::from_str_at("[auth]\nmfa_cache = \"400d\"\n", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth.mfa_cache: must be at most 365d"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! authorization), [`audit`] (event kinds), [`store`] (the database: audit
 //! chain, sessions, grants, lockouts), [`seal`] (forward-secure seals of
 //! the audit chain), [`recording`] (asciicast and
-//! sidecars), [`vault`] (target credentials), [`server`] (the SSH front end
+//! sidecars), [`vault`] (target credentials), [`identity`] (second
+//! factors), [`server`] (the SSH front end
 //! and the bridge to targets), [`report`] (the daily report), [`web`] (the
 //! review console) and [`cli`]; for operations, [`metrics`], [`health`] and
 //! the [`admin`] listener.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod grants;
 pub mod health;
+pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod policy;

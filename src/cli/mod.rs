@@ -13,6 +13,7 @@ mod ca;
 mod config;
 mod grant;
 mod healthz;
+mod mfa;
 mod operator;
 mod policy;
 mod recordings;
@@ -65,6 +66,9 @@ pub enum Command {
     Report(ReportCmd),
     /// Lift a lockout.
     Unlock { user: String },
+    /// Staff second factors (TOTP): list, reset, forget, allow-enroll.
+    #[command(subcommand)]
+    Mfa(MfaCmd),
     /// The effective configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -85,6 +89,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MfaCmd {
+    /// Enrolled factors: user, factor, enrolled, last used (never a secret).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove USER's factor, recovery codes and cached approvals.
+    Reset { user: String },
+    /// Clear USER's cached approvals: the next login asks for a code.
+    Forget { user: String },
+    /// Let USER enroll for 24 hours (under `mfa_self_enroll = false`).
+    AllowEnroll { user: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -442,6 +461,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Report(cmd) => report::run(config, cmd).await,
         Command::Unlock { user } => unlock::run(config, &user).await,
+        Command::Mfa(cmd) => mfa::run(config, cmd).await,
         Command::Config(ConfigCmd::Show { json }) => config::show(&config, json),
         Command::Ca(CaCmd::Show { json }) => ca::show(&config, json).await,
         Command::Healthz => healthz::run(config).await,

@@ -11,7 +11,7 @@
 //!
 //! Each concern has its own file, each a further `impl Store` block:
 //! [`audit`](self::audit) (the chain), `sessions`, `lockout` (failures,
-//! lockouts, first-seen sources) and `grants`.
+//! lockouts, first-seen sources), `grants` and `mfa` (second factors).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,7 @@ use time::macros::format_description;
 mod audit;
 mod grants;
 mod lockout;
+mod mfa;
 mod nodes;
 mod seal;
 mod sessions;
@@ -32,6 +33,7 @@ mod spool;
 mod web;
 
 pub use audit::{ChainCheck, Pin, RecordingStarted};
+pub use mfa::{MfaFactorRow, MfaListRow};
 pub use nodes::{NodeStatus, lost_session_end};
 pub use seal::SealRow;
 pub use web::{LinkRedemption, SessionFilter, SessionPage, WebSessionRow};
