@@ -2,7 +2,9 @@
 //! in the Prometheus text format and `GET /healthz` (200 `ok`, or 503 with
 //! the reasons, see [`crate::health`]). It serves operators and monitoring
 //! only: nothing here changes state, and it carries no secrets, but bind
-//! it to loopback or a management network all the same.
+//! it to loopback or a management network all the same. Its connections
+//! are capped and timed out as the console's are (`web::conns`, with
+//! `[metrics] max_connections`), so a flood on it cannot starve SSH.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,11 +66,15 @@ pub async fn start(config: &Config, store: Store) -> Result<Option<AdminServer>,
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(state);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("admin listener stopped: {e}");
-        }
-    });
+    let limits = crate::web::conns::Limits::admin(&config.metrics, crate::rlimit::nofile());
+    let task = tokio::spawn(crate::web::conns::serve(
+        listener,
+        None,
+        app,
+        limits,
+        tokio_util::sync::CancellationToken::new(),
+        "admin",
+    ));
     tracing::info!("admin listener (/metrics, /healthz) on {addr}");
     Ok(Some(AdminServer { addr, task }))
 }

@@ -59,6 +59,11 @@ pub enum EventKind {
     VaultSet,
     #[serde(rename = "recording.reviewed")]
     RecordingReviewed,
+    /// A recording began: `detail.recording` (its id) and `detail.cast`
+    /// (its path under the recordings folder). `recordings verify` reports
+    /// a recording so announced whose cast is gone.
+    #[serde(rename = "recording.start")]
+    RecordingStart,
     #[serde(rename = "session.killed")]
     SessionKilled,
     #[serde(rename = "connection.refused")]
@@ -80,6 +85,26 @@ pub enum EventKind {
     WebLoginRefused,
     #[serde(rename = "web.logout")]
     WebLogout,
+    /// A staff member enrolled a second factor (never the secret).
+    #[serde(rename = "mfa.enrolled")]
+    MfaEnrolled,
+    /// A good second factor; `detail.factor` says which (`totp`, `recovery`).
+    #[serde(rename = "mfa.success")]
+    MfaSuccess,
+    /// A wrong, replayed or unusable code; `detail.code` is the refusal's
+    /// stable code (never the code typed).
+    #[serde(rename = "mfa.failure")]
+    MfaFailure,
+    /// An admin removed a staff member's factor; `detail.by` who.
+    #[serde(rename = "mfa.reset")]
+    MfaReset,
+    /// An admin cleared a staff member's cached approvals; `detail.by` who.
+    #[serde(rename = "mfa.forget")]
+    MfaForget,
+    /// An admin let a staff member enroll (`mfa_self_enroll = false`);
+    /// `detail.by` who, `detail.until` when it ends.
+    #[serde(rename = "mfa.allow_enroll")]
+    MfaAllowEnroll,
 }
 
 impl EventKind {
@@ -110,6 +135,7 @@ impl EventKind {
         EventKind::VaultRotationFailed,
         EventKind::VaultSet,
         EventKind::RecordingReviewed,
+        EventKind::RecordingStart,
         EventKind::SessionKilled,
         EventKind::ConnectionRefused,
         EventKind::ChannelRefused,
@@ -119,6 +145,12 @@ impl EventKind {
         EventKind::WebLogin,
         EventKind::WebLoginRefused,
         EventKind::WebLogout,
+        EventKind::MfaEnrolled,
+        EventKind::MfaSuccess,
+        EventKind::MfaFailure,
+        EventKind::MfaReset,
+        EventKind::MfaForget,
+        EventKind::MfaAllowEnroll,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -149,6 +181,7 @@ impl EventKind {
             EventKind::VaultRotationFailed => "vault.rotation_failed",
             EventKind::VaultSet => "vault.set",
             EventKind::RecordingReviewed => "recording.reviewed",
+            EventKind::RecordingStart => "recording.start",
             EventKind::SessionKilled => "session.killed",
             EventKind::ConnectionRefused => "connection.refused",
             EventKind::ChannelRefused => "channel.refused",
@@ -158,6 +191,12 @@ impl EventKind {
             EventKind::WebLogin => "web.login",
             EventKind::WebLoginRefused => "web.login_refused",
             EventKind::WebLogout => "web.logout",
+            EventKind::MfaEnrolled => "mfa.enrolled",
+            EventKind::MfaSuccess => "mfa.success",
+            EventKind::MfaFailure => "mfa.failure",
+            EventKind::MfaReset => "mfa.reset",
+            EventKind::MfaForget => "mfa.forget",
+            EventKind::MfaAllowEnroll => "mfa.allow_enroll",
         }
     }
 

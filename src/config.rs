@@ -54,6 +54,25 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     web: RawWeb,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    seal_key: Option<String>,
+    seal_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    mfa: Option<String>,
+    mfa_cache: Option<String>,
+    mfa_self_enroll: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +86,7 @@ struct RawCa {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +148,13 @@ struct RawWeb {
     cert: Option<String>,
     key: Option<String>,
     url: Option<String>,
+    max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
+    handshake_timeout: Option<String>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_live_streams: Option<usize>,
+    max_live_streams_per_user: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,12 +203,83 @@ pub struct Config {
     pub cert_authorities: Vec<russh::keys::PublicKey>,
     pub metrics: MetricsConfig,
     pub web: WebConfig,
+    pub audit: AuditConfig,
+    /// `[auth]`: second factors (contract section 11).
+    pub auth: AuthConfig,
+}
+
+/// `[audit]`: forward-secure sealing of this node's audit chain
+/// ([`crate::seal`]).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// This node's current seal key (0600, never in the database); holds
+    /// the initial key until `gatehouse audit seal-key` prints it. `{node}`
+    /// in the configured path is replaced by the node's name, so nodes
+    /// sharing a data folder keep a key each.
+    pub seal_key: PathBuf,
+    /// An epoch's length: `serve` seals the chain this often when there
+    /// are new events, and at a clean shutdown.
+    pub seal_interval: Duration,
+}
+
+/// `[auth] mfa`: who needs a second factor besides the policy's own
+/// `mfa = "required"` users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaMode {
+    /// Only users the policy marks `mfa = "required"`.
+    Off,
+    /// Those users, and anyone who has enrolled a factor.
+    Optional,
+    /// Every staff member.
+    Required,
+}
+
+impl MfaMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaMode::Off => "off",
+            MfaMode::Optional => "optional",
+            MfaMode::Required => "required",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MfaMode> {
+        match s {
+            "off" => Some(MfaMode::Off),
+            "optional" => Some(MfaMode::Optional),
+            "required" => Some(MfaMode::Required),
+            _ => None,
+        }
+    }
+}
+
+/// `[auth]`: second factors.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub mfa: MfaMode,
+    /// A good code spares the same user, key fingerprint and source
+    /// address for this long; zero asks every time.
+    pub mfa_cache: Duration,
+    /// `false`: enrolling needs `gatehouse mfa allow-enroll USER` first.
+    pub mfa_self_enroll: bool,
 }
 
 /// `[metrics]`: the admin listener (`/metrics`, `/healthz`); off when absent.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
+    /// Connections at once (default 64); also bounded by the open-file
+    /// limit, see `web::conns`.
+    pub max_connections: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            max_connections: 64,
+        }
+    }
 }
 
 /// `[web]`: the review console (src/web). Off while `listen` is absent.
@@ -195,6 +293,22 @@ pub struct WebConfig {
     /// Base URL printed in login links, e.g. `https://bastion.example.com:8443`;
     /// by default `https://` and the listen address.
     pub url: Option<String>,
+    /// Connections at once (default 512) and per source address (default
+    /// 32); at either cap the oldest idle connection gives way. Both are
+    /// also bounded by the open-file limit (see `web::conns`).
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    /// A TLS handshake not finished in this long is dropped (default 10s).
+    pub handshake_timeout: Duration,
+    /// A request whose headers take longer than this is dropped (default 10s).
+    pub header_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed
+    /// (default 60s).
+    pub idle_timeout: Duration,
+    /// Live views (server-sent event streams) at once (default 64) and per
+    /// staff member (default 4).
+    pub max_live_streams: usize,
+    pub max_live_streams_per_user: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -300,6 +414,22 @@ fn unreachable_defaults() -> Config {
             cert: PathBuf::from("data/web_cert.pem"),
             key: PathBuf::from("data/web_key.pem"),
             url: None,
+            max_connections: 512,
+            max_connections_per_source: 32,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_live_streams: 64,
+            max_live_streams_per_user: 4,
+        },
+        audit: AuditConfig {
+            seal_key: PathBuf::from("data/audit-seal-{node}.key"),
+            seal_interval: Duration::from_secs(60),
+        },
+        auth: AuthConfig {
+            mfa: MfaMode::Off,
+            mfa_cache: Duration::from_secs(8 * 3600),
+            mfa_self_enroll: true,
         },
     }
 }
@@ -425,6 +555,12 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             "must be at least 5s (nodes beat every few seconds)".into(),
         ));
     }
+    // A count that must be at least 1.
+    let positive = |key: &'static str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(invalid(key, "must be at least 1".to_string())),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
     let limits = Limits {
         login_grace_time: dur(
             "limits.login_grace_time",
@@ -579,6 +715,37 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             }
             None => None,
         },
+        max_connections: positive(
+            "web.max_connections",
+            raw.web.max_connections,
+            d.web.max_connections,
+        )?,
+        max_connections_per_source: positive(
+            "web.max_connections_per_source",
+            raw.web.max_connections_per_source,
+            d.web.max_connections_per_source,
+        )?,
+        handshake_timeout: dur(
+            "web.handshake_timeout",
+            raw.web.handshake_timeout,
+            d.web.handshake_timeout,
+        )?,
+        header_timeout: dur(
+            "web.header_timeout",
+            raw.web.header_timeout,
+            d.web.header_timeout,
+        )?,
+        idle_timeout: dur("web.idle_timeout", raw.web.idle_timeout, d.web.idle_timeout)?,
+        max_live_streams: positive(
+            "web.max_live_streams",
+            raw.web.max_live_streams,
+            d.web.max_live_streams,
+        )?,
+        max_live_streams_per_user: positive(
+            "web.max_live_streams_per_user",
+            raw.web.max_live_streams_per_user,
+            d.web.max_live_streams_per_user,
+        )?,
     };
     let node = raw.server.node.unwrap_or_else(default_node);
     let metrics = MetricsConfig {
@@ -589,7 +756,47 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
             ),
             None => None,
         },
+        max_connections: positive(
+            "metrics.max_connections",
+            raw.metrics.max_connections,
+            d.metrics.max_connections,
+        )?,
     };
+    let audit = AuditConfig {
+        seal_key: with_node(&join(raw.audit.seal_key, d.audit.seal_key.clone()), &node),
+        seal_interval: dur(
+            "audit.seal_interval",
+            raw.audit.seal_interval,
+            d.audit.seal_interval,
+        )?,
+    };
+    if audit.seal_interval < Duration::from_secs(1) {
+        return Err(invalid(
+            "audit.seal_interval",
+            "must be at least 1s".to_string(),
+        ));
+    }
+    let auth = AuthConfig {
+        mfa: match raw.auth.mfa {
+            Some(m) => MfaMode::parse(&m).ok_or_else(|| {
+                invalid(
+                    "auth.mfa",
+                    format!("{m:?}: must be \"off\", \"optional\" or \"required\""),
+                )
+            })?,
+            None => d.auth.mfa,
+        },
+        mfa_cache: dur("auth.mfa_cache", raw.auth.mfa_cache, d.auth.mfa_cache)?,
+        mfa_self_enroll: raw.auth.mfa_self_enroll.unwrap_or(d.auth.mfa_self_enroll),
+    };
+    // A cache is a convenience, not a standing way in; a year also keeps
+    // every expiry a storable timestamp.
+    if auth.mfa_cache > Duration::from_secs(365 * 86400) {
+        return Err(invalid(
+            "auth.mfa_cache",
+            "must be at most 365d (\"0s\" asks every time)".into(),
+        ));
+    }
     let mut cert_authorities = Vec::new();
     for line in raw.ca.cert_authorities.unwrap_or_default() {
         let key = russh::keys::PublicKey::from_openssh(line.trim()).map_err(|e| {
@@ -625,7 +832,34 @@ fn resolve(raw: RawConfig, base: &Path, source: Option<PathBuf>) -> Result<Confi
         metrics,
         web,
         cert_authorities,
+        audit,
+        auth,
     })
+}
+
+/// `{node}` in a path replaced by the node's name, made safe for a file
+/// name (anything but letters, digits, `.`, `_` and `-` becomes `_`).
+fn with_node(path: &Path, node: &str) -> PathBuf {
+    let text = path.to_string_lossy();
+    if !text.contains("{node}") {
+        return path.to_path_buf();
+    }
+    let safe: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let safe = if safe.starts_with('.') || safe.is_empty() {
+        format!("_{safe}")
+    } else {
+        safe
+    };
+    PathBuf::from(text.replace("{node}", &safe))
 }
 
 fn default_node() -> String {
@@ -687,6 +921,33 @@ mod tests {
     }
 
     #[test]
+    fn web_limits_have_defaults_and_refuse_zero_and_unknown_keys() {
+        let d = Config::from_str_at("", Path::new("/x/g.toml")).unwrap();
+        assert_eq!(d.web.max_connections, 512);
+        assert_eq!(d.web.max_connections_per_source, 32);
+        assert_eq!(d.web.header_timeout, Duration::from_secs(10));
+        assert_eq!(d.web.max_live_streams_per_user, 4);
+        assert_eq!(d.metrics.max_connections, 64);
+        let c = Config::from_str_at(
+            "[web]\nmax_connections = 9\nidle_timeout = \"5m\"\nmax_live_streams = 2\n\
+             [metrics]\nmax_connections = 3\n",
+            Path::new("/x/g.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.web.max_connections, 9);
+        assert_eq!(c.web.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.web.max_live_streams, 2);
+        assert_eq!(c.metrics.max_connections, 3);
+        let zero = Config::from_str_at("[web]\nmax_connections = 0\n", Path::new("/x/g.toml"));
+        assert!(
+            zero.unwrap_err()
+                .to_string()
+                .contains("web.max_connections")
+        );
+        assert!(Config::from_str_at("[web]\nmax_conns = 1\n", Path::new("/x/g.toml")).is_err());
+    }
+
+    #[test]
     fn relative_paths_follow_the_config_folder() {
         let c = Config::from_str_at(
             "[server]\npolicies = \"pol\"\ndatabase = \"sqlite://d/g.db\"\n",
@@ -702,10 +963,63 @@ mod tests {
     }
 
     #[test]
+    fn seal_key_names_the_node() {
+        let c = Config::default();
+        assert_eq!(
+            c.audit.seal_key,
+            with_node(Path::new("data/audit-seal-{node}.key"), &c.node)
+        );
+        assert!(!c.audit.seal_key.to_string_lossy().contains("{node}"));
+        assert_eq!(
+            with_node(Path::new("/data/audit-seal-{node}.key"), "gatehouse-1"),
+            PathBuf::from("/data/audit-seal-gatehouse-1.key")
+        );
+        assert_eq!(
+            with_node(Path::new("d/{node}.key"), "../x y"),
+            PathBuf::from("d/_.._x_y.key")
+        );
+        assert_eq!(
+            with_node(Path::new("d/fixed.key"), "n1"),
+            PathBuf::from("d/fixed.key")
+        );
+    }
+
+    #[test]
     fn bad_durations_are_refused() {
         let err = Config::from_str_at("[limits]\nlockout_for = \"soon\"\n", Path::new("g.toml"))
             .unwrap_err();
         assert!(err.to_string().contains("limits.lockout_for"));
+    }
+
+    #[test]
+    fn auth_defaults_and_values() {
+        let d = Config::default();
+        assert_eq!(d.auth.mfa, MfaMode::Off);
+        assert_eq!(d.auth.mfa_cache, Duration::from_secs(8 * 3600));
+        assert!(d.auth.mfa_self_enroll);
+        let c = Config::from_str_at(
+            "[auth]\nmfa = \"required\"\nmfa_cache = \"0s\"\nmfa_self_enroll = false\n",
+            Path::new("g.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.auth.mfa, MfaMode::Required);
+        assert_eq!(c.auth.mfa_cache, Duration::ZERO);
+        assert!(!c.auth.mfa_self_enroll);
+        let err = Config::from_str_at("[auth]\nmfa = \"sometimes\"\n", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.mfa"), "{err}");
+        let err = Config::from_str_at("[auth]\nmfa_cache = \"a while\"\n", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.mfa_cache"), "{err}");
+        let err = Config::from_str_at("[auth]\nmfa_cache = \"400d\"\n", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth.mfa_cache: must be at most 365d"),
+            "{err}"
+        );
     }
 
     #[test]

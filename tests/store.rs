@@ -101,6 +101,10 @@ on_both_backends!(
     report_from_login_groups_matches_every_event,
     sessions_overlapping_a_day,
     report_reads_settled_sessions_from_their_rows,
+    mfa_store_rows,
+    mfa_enroll_verify_and_replay_across_nodes,
+    mfa_self_enroll_off_needs_allow_enroll,
+    mfa_secrets_follow_a_vault_rekey,
 );
 
 fn event(i: usize) -> AuditEvent {
@@ -1664,4 +1668,438 @@ async fn report_reads_settled_sessions_from_their_rows(db: Db) {
             ("no-row", (true, false, 50)),
         ])
     );
+}
+
+// ---- second factors (issue 19) ----
+
+use gatehouse::config::{AuthConfig, MfaMode};
+use gatehouse::identity::{self, Enrollment, Factor, LoginContext, Refusal};
+use gatehouse::vault::MasterKey;
+
+fn mfa_auth(self_enroll: bool) -> AuthConfig {
+    AuthConfig {
+        mfa: MfaMode::Required,
+        mfa_cache: std::time::Duration::from_secs(3600),
+        mfa_self_enroll: self_enroll,
+    }
+}
+
+fn login(user: &str, fingerprint: &str, source: &str) -> LoginContext {
+    LoginContext {
+        user: user.into(),
+        fingerprint: fingerprint.into(),
+        source: source.parse().unwrap(),
+        session: Some("sess-mfa".into()),
+        server: None,
+    }
+}
+
+/// The store's own answers: one conditional statement each.
+async fn mfa_store_rows(db: Db) {
+    let store = db.open("n1").await;
+    let now = at("2026-12-06T10:00:00Z");
+    assert!(store.mfa_factor("alice", "totp").await.unwrap().is_none());
+    let hashes: Vec<String> = (0..3).map(|i| format!("h{i}")).collect();
+    store
+        .mfa_enroll("alice", "totp", "sealed-1", &hashes, now)
+        .await
+        .unwrap();
+    let f = store.mfa_factor("alice", "totp").await.unwrap().unwrap();
+    assert_eq!(f.sealed_secret, "sealed-1");
+    assert_eq!(f.enrolled_at, now);
+    assert_eq!(f.last_used_at, None);
+    assert!(!format!("{f:?}").contains("sealed-1"));
+
+    // Steps only move forward: a replay or an older step is refused.
+    assert!(store.mfa_use_step("alice", 100).await.unwrap());
+    assert!(!store.mfa_use_step("alice", 100).await.unwrap());
+    assert!(!store.mfa_use_step("alice", 99).await.unwrap());
+    assert!(store.mfa_use_step("alice", 101).await.unwrap());
+    assert!(store.mfa_use_step("bob", 100).await.unwrap());
+
+    // Recovery codes: single use.
+    let unused = store.mfa_recovery_unused("alice").await.unwrap();
+    assert_eq!(unused.len(), 3);
+    assert!(store.mfa_recovery_use("alice", 1, now).await.unwrap());
+    assert!(!store.mfa_recovery_use("alice", 1, now).await.unwrap());
+    assert_eq!(store.mfa_recovery_unused("alice").await.unwrap().len(), 2);
+
+    store.mfa_touch("alice", "totp", now).await.unwrap();
+    let list = store.mfa_list().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].user, "alice");
+    assert_eq!(list[0].factor, "totp");
+    assert_eq!(list[0].last_used, Some(now));
+    assert_eq!(list[0].recovery_codes_left, 2);
+
+    // The cache: keyed by user, fingerprint and source; expires; cleared
+    // by forget and by a lockout.
+    let until = now + Duration::hours(1);
+    store
+        .mfa_cache_put("alice", "SHA256:k", "127.0.0.1", until)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.2", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:j", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mfa_cache_hit("bob", "SHA256:k", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", until)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.mfa_forget("alice").await.unwrap(), 1);
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
+    store
+        .mfa_cache_put("alice", "SHA256:k", "127.0.0.1", until)
+        .await
+        .unwrap();
+    store
+        .lock_user("alice", OffsetDateTime::now_utc() + Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
+
+    // Allow-enroll.
+    assert!(!store.mfa_enroll_allowed("carol", now).await.unwrap());
+    store.mfa_allow_enroll("carol", until).await.unwrap();
+    assert!(store.mfa_enroll_allowed("carol", now).await.unwrap());
+    assert!(!store.mfa_enroll_allowed("carol", until).await.unwrap());
+
+    // Reset removes the factor, the codes and the cache.
+    store
+        .mfa_cache_put("alice", "SHA256:k", "127.0.0.1", until)
+        .await
+        .unwrap();
+    assert!(store.mfa_reset("alice").await.unwrap());
+    assert!(!store.mfa_reset("alice").await.unwrap());
+    assert!(store.mfa_factor("alice", "totp").await.unwrap().is_none());
+    assert!(store.mfa_recovery_unused("alice").await.unwrap().is_empty());
+    assert!(
+        !store
+            .mfa_cache_hit("alice", "SHA256:k", "127.0.0.1", now)
+            .await
+            .unwrap()
+    );
+    assert!(store.mfa_list().await.unwrap().is_empty());
+}
+
+/// Enrollment and login codes through `identity`, on two nodes sharing
+/// the database: a code used on one is refused on the other.
+async fn mfa_enroll_verify_and_replay_across_nodes(db: Db) {
+    let n1 = db.open("n1").await;
+    let n2 = db.open("n2").await;
+    let master = MasterKey::generate().unwrap();
+    let auth = mfa_auth(true);
+    let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let step = |n: i64| t0 + Duration::seconds(30 * n);
+
+    let e = Enrollment::begin("alice", "bastion.example.com").unwrap();
+    assert!(
+        e.uri
+            .starts_with("otpauth://totp/Gatehouse:alice@bastion.example.com?secret=")
+    );
+    let b32 = e
+        .uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(!format!("{e:?}").contains(&b32));
+    assert!(e.qr().unwrap().lines().count() > 10);
+
+    let bad = identity::finish_enrollment(&n1, &master, &auth, &e, "000000x", None, t0)
+        .await
+        .unwrap();
+    assert_eq!(bad.unwrap_err(), Refusal::WrongCode);
+    let first = e.code_at(t0).unwrap();
+    let codes = identity::finish_enrollment(&n1, &master, &auth, &e, &first, None, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(codes.0.len(), 10);
+    assert!(!format!("{codes:?}").contains(&codes.0[0]));
+
+    // The secret is sealed, not stored in the clear.
+    let raw = db.raw().await;
+    let stored: String =
+        sqlx::query_scalar("SELECT secret FROM mfa_factors WHERE username = 'alice'")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+    assert!(!stored.contains(&b32));
+    let hashes: Vec<String> = sqlx::query_scalar("SELECT hash FROM mfa_recovery_codes")
+        .fetch_all(&raw)
+        .await
+        .unwrap();
+    assert_eq!(hashes.len(), 10);
+    for c in &codes.0 {
+        assert!(
+            hashes
+                .iter()
+                .all(|h| !h.contains(c.as_str()) && !h.contains(&c.replace('-', "")))
+        );
+    }
+
+    let ctx = login("alice", "SHA256:key", "127.0.0.1");
+    // The enrollment code cannot log in: its step is used.
+    let r = identity::verify_login(&n2, &master, &auth, &ctx, &first, t0)
+        .await
+        .unwrap();
+    assert_eq!(r, Err(Refusal::Replayed));
+
+    // A fresh code on node 2 (with a CR, as some clients send it) ...
+    let c1 = e.code_at(step(1)).unwrap();
+    let r = identity::verify_login(&n2, &master, &auth, &ctx, &format!(" {c1}\r"), step(1))
+        .await
+        .unwrap();
+    assert_eq!(r, Ok(Factor::Totp));
+    // ... is refused on node 1.
+    let r = identity::verify_login(&n1, &master, &auth, &ctx, &c1, step(1))
+        .await
+        .unwrap();
+    assert_eq!(r, Err(Refusal::Replayed));
+
+    // One step old: accepted. Three steps old: refused.
+    let r = identity::verify_login(
+        &n1,
+        &master,
+        &auth,
+        &ctx,
+        &e.code_at(step(4)).unwrap(),
+        step(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, Ok(Factor::Totp));
+    let r = identity::verify_login(
+        &n1,
+        &master,
+        &auth,
+        &ctx,
+        &e.code_at(step(7)).unwrap(),
+        step(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, Err(Refusal::WrongCode));
+    let r = identity::verify_login(&n1, &master, &auth, &ctx, "123456789", step(10))
+        .await
+        .unwrap();
+    assert_eq!(r, Err(Refusal::WrongCode));
+
+    // A recovery code works once, on any node.
+    let rc = codes.0[3].to_uppercase();
+    let r = identity::verify_login(&n1, &master, &auth, &ctx, &rc, step(11))
+        .await
+        .unwrap();
+    assert_eq!(r, Ok(Factor::Recovery));
+    let r = identity::verify_login(&n2, &master, &auth, &ctx, &rc, step(11))
+        .await
+        .unwrap();
+    assert_eq!(r, Err(Refusal::WrongCode));
+
+    // The approval was cached for this user, key and source only.
+    assert!(
+        identity::factors::cached(&n2, &ctx, step(12))
+            .await
+            .unwrap()
+    );
+    let other_source = login("alice", "SHA256:key", "127.0.0.2");
+    assert!(
+        !identity::factors::cached(&n2, &other_source, step(12))
+            .await
+            .unwrap()
+    );
+    let other_key = login("alice", "SHA256:other", "127.0.0.1");
+    assert!(
+        !identity::factors::cached(&n2, &other_key, step(12))
+            .await
+            .unwrap()
+    );
+    let mapped = login("alice", "SHA256:key", "::ffff:127.0.0.1");
+    assert!(
+        identity::factors::cached(&n2, &mapped, step(12))
+            .await
+            .unwrap()
+    );
+    assert_eq!(identity::forget(&n1, "alice").await.unwrap(), 1);
+    assert!(
+        !identity::factors::cached(&n2, &ctx, step(12))
+            .await
+            .unwrap()
+    );
+
+    // "0s" caches nothing.
+    let no_cache = AuthConfig {
+        mfa_cache: std::time::Duration::ZERO,
+        ..mfa_auth(true)
+    };
+    let c = e.code_at(step(13)).unwrap();
+    let r = identity::verify_login(&n1, &master, &no_cache, &ctx, &c, step(13))
+        .await
+        .unwrap();
+    assert_eq!(r, Ok(Factor::Totp));
+    assert!(
+        !identity::factors::cached(&n1, &ctx, step(13))
+            .await
+            .unwrap()
+    );
+
+    // Another master key cannot open the secret: a fault, not a login.
+    let other = MasterKey::generate().unwrap();
+    let c = e.code_at(step(20)).unwrap();
+    assert!(
+        identity::verify_login(&n1, &other, &auth, &ctx, &c, step(20))
+            .await
+            .is_err()
+    );
+
+    // Reset: the factor is gone; the event names who did it.
+    assert!(identity::reset(&n2, "alice", "root").await.unwrap());
+    let c = e.code_at(step(21)).unwrap();
+    let r = identity::verify_login(&n1, &master, &auth, &ctx, &c, step(21))
+        .await
+        .unwrap();
+    assert_eq!(r, Err(Refusal::NotEnrolled));
+
+    // The events, and no secret or code in any of them.
+    let events = n1.export(None, None).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "mfa.enrolled",
+            "mfa.failure",
+            "mfa.success",
+            "mfa.failure",
+            "mfa.success",
+            "mfa.failure",
+            "mfa.failure",
+            "mfa.success",
+            "mfa.failure",
+            "mfa.success",
+            "mfa.reset",
+            "mfa.failure",
+        ]
+    );
+    assert_eq!(events[1].detail["code"], "mfa_replayed");
+    assert_eq!(events[2].detail["factor"], "totp");
+    assert_eq!(events[2].source.as_deref(), Some("127.0.0.1"));
+    assert_eq!(events[7].detail["factor"], "recovery");
+    assert_eq!(events[10].user.as_deref(), Some("alice"));
+    assert_eq!(events[10].detail["by"], "root");
+    assert_eq!(events[11].detail["code"], "mfa_not_enrolled");
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains(&b32));
+    assert!(!all.contains(&first) && !all.contains(&c1));
+    for code in &codes.0 {
+        assert!(!all.contains(code.as_str()));
+    }
+    assert_eq!(n1.verify_chain().await.unwrap().first_bad, None);
+}
+
+async fn mfa_self_enroll_off_needs_allow_enroll(db: Db) {
+    let store = db.open("n1").await;
+    let master = MasterKey::generate().unwrap();
+    let auth = mfa_auth(false);
+    let now = OffsetDateTime::now_utc();
+    let e = Enrollment::begin("bob", "gh").unwrap();
+    let code = e.code_at(now).unwrap();
+    let r = identity::finish_enrollment(&store, &master, &auth, &e, &code, None, now)
+        .await
+        .unwrap();
+    assert_eq!(r.unwrap_err(), Refusal::EnrollNotAllowed);
+    assert!(
+        !identity::enroll_allowed(&store, &auth, "bob", now)
+            .await
+            .unwrap()
+    );
+    store
+        .mfa_allow_enroll("bob", now + Duration::hours(24))
+        .await
+        .unwrap();
+    assert!(
+        identity::enroll_allowed(&store, &auth, "bob", now)
+            .await
+            .unwrap()
+    );
+    let r = identity::finish_enrollment(&store, &master, &auth, &e, &code, None, now)
+        .await
+        .unwrap();
+    assert_eq!(r.unwrap().0.len(), 10);
+    // Enrolling used up the permission.
+    assert!(
+        !identity::enroll_allowed(&store, &auth, "bob", now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.mfa_list().await.unwrap()[0].user, "bob");
+}
+
+/// `vault rekey` re-seals staff TOTP secrets with the vault's rows: after
+/// it, codes check under the new key only.
+async fn mfa_secrets_follow_a_vault_rekey(db: Db) {
+    let store = db.open("n1").await;
+    let old = MasterKey::from_bytes([7; 32]);
+    let auth = mfa_auth(true);
+    let t0 = OffsetDateTime::now_utc();
+    let e = Enrollment::begin("alice", "gh").unwrap();
+    identity::finish_enrollment(&store, &old, &auth, &e, &e.code_at(t0).unwrap(), None, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    let vault = gatehouse::vault::Vault::new(
+        db.raw().await,
+        MasterKey::from_bytes([7; 32]),
+        gatehouse::config::Config::default().vault,
+    );
+    let new = MasterKey::from_bytes([9; 32]);
+    vault.rekey(MasterKey::from_bytes([9; 32])).await.unwrap();
+    let ctx = login("alice", "SHA256:key", "127.0.0.1");
+    let t1 = t0 + Duration::seconds(30);
+    let c = e.code_at(t1).unwrap();
+    assert!(
+        identity::verify_login(&store, &old, &auth, &ctx, &c, t1)
+            .await
+            .is_err()
+    );
+    let r = identity::verify_login(&store, &new, &auth, &ctx, &c, t1)
+        .await
+        .unwrap();
+    assert_eq!(r, Ok(Factor::Totp));
 }

@@ -117,8 +117,13 @@ pub fn effective(config: &Config) -> Table {
         ),
     );
 
+    let mut audit = Table::new();
+    audit.insert("seal_key".into(), path(&config.audit.seal_key));
+    audit.insert("seal_interval".into(), duration(config.audit.seal_interval));
+
     let mut t = Table::new();
     t.insert("server".into(), Value::Table(server));
+    t.insert("audit".into(), Value::Table(audit));
     t.insert("limits".into(), Value::Table(limits));
     t.insert("recording".into(), Value::Table(recording));
     t.insert("vault".into(), Value::Table(vault));
@@ -138,6 +143,14 @@ pub fn effective(config: &Config) -> Table {
         ),
     );
     t.insert("ca".into(), Value::Table(ca));
+    let mut auth = Table::new();
+    auth.insert("mfa".into(), s(config.auth.mfa.as_str()));
+    auth.insert("mfa_cache".into(), duration(config.auth.mfa_cache));
+    auth.insert(
+        "mfa_self_enroll".into(),
+        Value::Boolean(config.auth.mfa_self_enroll),
+    );
+    t.insert("auth".into(), Value::Table(auth));
     t
 }
 
@@ -170,7 +183,8 @@ mod tests {
         let path = dir.path().join("gatehouse.toml");
         let text = "[server]\nlisten = \"127.0.0.1:2200\"\nuser = \"gatehouse\"\n\
                     [limits]\nlockout_for = \"1h 30m\"\n[report]\nworking_days = [\"mon\", \"sat\"]\n\
-                    [ssh]\nkex = [\"curve25519-sha256\"]\n";
+                    [ssh]\nkex = [\"curve25519-sha256\"]\n\
+                    [auth]\nmfa = \"optional\"\nmfa_cache = \"0s\"\n";
         let config = Config::from_str_at(text, &path).unwrap();
         let shown = toml::to_string(&effective(&config)).unwrap();
         let again = Config::from_str_at(&shown, &path).unwrap();
@@ -182,6 +196,9 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("[ssh]"), "{shown}");
+        assert!(shown.contains("mfa = \"optional\""), "{shown}");
+        assert!(shown.contains("mfa_cache = \"0s\""), "{shown}");
+        assert!(shown.contains("mfa_self_enroll = true"), "{shown}");
         assert!(shown.contains("target_macs = ["), "{shown}");
         // Defaults appear too.
         assert!(shown.contains("max_startups = 100"), "{shown}");

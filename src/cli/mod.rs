@@ -13,6 +13,7 @@ mod ca;
 mod config;
 mod grant;
 mod healthz;
+mod mfa;
 mod operator;
 mod policy;
 mod recordings;
@@ -65,6 +66,9 @@ pub enum Command {
     Report(ReportCmd),
     /// Lift a lockout.
     Unlock { user: String },
+    /// Staff second factors (TOTP): list, reset, forget, allow-enroll.
+    #[command(subcommand)]
+    Mfa(MfaCmd),
     /// The effective configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -85,6 +89,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MfaCmd {
+    /// Enrolled factors: user, factor, enrolled, last used (never a secret).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove USER's factor, recovery codes and cached approvals.
+    Reset { user: String },
+    /// Clear USER's cached approvals: the next login asks for a code.
+    Forget { user: String },
+    /// Let USER enroll for 24 hours (under `mfa_self_enroll = false`).
+    AllowEnroll { user: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -317,8 +336,26 @@ pub enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check the hash chain.
+    /// Check the hash chain, and how far it is sealed.
     Verify {
+        /// File of initial seal keys, one `NODE KEY` line per node (as
+        /// `audit seal-key` prints them); may be given once per file.
+        /// Every seal is then proven.
+        #[arg(long = "seal-key", value_name = "FILE")]
+        seal_keys: Vec<PathBuf>,
+        /// A daily report's JSON: its signed chain heads must still be in
+        /// the chain. May be repeated.
+        #[arg(long = "pin", value_name = "REPORT.json")]
+        pins: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print this node's initial seal key once (`NODE KEY`), then erase
+    /// it from the bastion: keep it offline for `audit verify --seal-key`.
+    SealKey,
+    /// Seal this node's chain now (serve does so every `[audit]
+    /// seal_interval` and at shutdown).
+    Seal {
         #[arg(long)]
         json: bool,
     },
@@ -424,6 +461,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Report(cmd) => report::run(config, cmd).await,
         Command::Unlock { user } => unlock::run(config, &user).await,
+        Command::Mfa(cmd) => mfa::run(config, cmd).await,
         Command::Config(ConfigCmd::Show { json }) => config::show(&config, json),
         Command::Ca(CaCmd::Show { json }) => ca::show(&config, json).await,
         Command::Healthz => healthz::run(config).await,

@@ -14,8 +14,11 @@ use time::format_description::well_known::Rfc3339;
 use super::{Exit, RecordingsCmd};
 use crate::config::Config;
 use crate::recording::cast::{Code, Reader};
+use crate::recording::playfilter::PlayFilter;
 use crate::recording::signing::configured_public_key;
-use crate::recording::{self, RecordingInfo, ReviewState, find, scan, search_recording, verify};
+use crate::recording::{
+    self, Problem, RecordingInfo, ReviewState, find, scan, search_recording, verify,
+};
 
 pub async fn run(config: Config, cmd: RecordingsCmd) -> anyhow::Result<i32> {
     let root = config.recordings.as_path();
@@ -46,7 +49,7 @@ pub async fn run(config: Config, cmd: RecordingsCmd) -> anyhow::Result<i32> {
             idle_limit,
         } => play(root, &id, speed, idle_limit).await,
         RecordingsCmd::Search { text, json } => search(root, &text, json),
-        RecordingsCmd::Verify { id, json } => verify_cmd(&config, id.as_deref(), json),
+        RecordingsCmd::Verify { id, json } => verify_cmd(&config, id.as_deref(), json).await,
         RecordingsCmd::Review { id, by, note, flag } => {
             review(&config, &id, &by, note.as_deref(), flag).await
         }
@@ -207,6 +210,9 @@ async fn play(root: &Path, id: &str, speed: f64, idle_limit: Option<f64>) -> any
     let (_, mut reader) = Reader::new(std::io::BufReader::new(file))?;
     let mut prev = 0.0f64;
     let mut out = std::io::stdout();
+    // The target's escapes must not reach the auditor's terminal raw.
+    let mut filter = PlayFilter::new();
+    let mut buf = Vec::new();
     while let Some(event) = reader.next_event() {
         let event = event?;
         if event.code != Code::Output {
@@ -217,9 +223,15 @@ async fn play(root: &Path, id: &str, speed: f64, idle_limit: Option<f64>) -> any
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        out.write_all(event.data.as_bytes())?;
+        buf.clear();
+        filter.feed(event.data.as_bytes(), &mut buf);
+        out.write_all(&buf)?;
         out.flush()?;
     }
+    buf.clear();
+    filter.finish(&mut buf);
+    out.write_all(&buf)?;
+    out.flush()?;
     if reader.torn_tail {
         eprintln!("gatehouse: the recording ends with a torn line (the bastion stopped mid-write)");
     }
@@ -308,50 +320,118 @@ fn absolute(started_at: &str, offset: f64) -> Option<String> {
     at.format(&Rfc3339).ok()
 }
 
-fn verify_cmd(config: &Config, id: Option<&str>, as_json: bool) -> anyhow::Result<i32> {
+async fn verify_cmd(config: &Config, id: Option<&str>, as_json: bool) -> anyhow::Result<i32> {
     let root = config.recordings.as_path();
     let key = configured_public_key(&config.signing_key)?;
-    let all = match id {
-        Some(id) => vec![find(root, id)?],
+    // What the database says was recorded: a recording deleted with its
+    // sidecar leaves nothing on disk to fail, only this.
+    // The files are still checked when the database cannot be read, and
+    // the command then fails: what is missing could not be known.
+    let (started, db_error) = match recordings_started(config).await {
+        Ok(s) => (s, None),
+        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+    };
+    let on_disk = match id {
+        Some(id) => match find(root, id) {
+            Ok(info) => vec![info],
+            Err(crate::recording::RecordingError::NotFound(_))
+                if started.iter().any(|s| s.id == id) =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        },
         None => scan(root)?,
     };
+    let present: std::collections::HashSet<&str> = on_disk.iter().map(|i| i.id.as_str()).collect();
+    let mut gone: Vec<(String, String, Problem)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for s in &started {
+        if id.is_some_and(|id| id != s.id) || present.contains(s.id.as_str()) {
+            continue;
+        }
+        if !seen.insert(s.id.clone()) {
+            continue;
+        }
+        let date = s
+            .cast
+            .as_deref()
+            .and_then(|c| c.split('/').next())
+            .unwrap_or("-")
+            .to_string();
+        gone.push((
+            s.id.clone(),
+            date,
+            Problem::Gone {
+                session: s.session.clone(),
+                started: s.ts.clone(),
+            },
+        ));
+    }
+    let total = on_disk.len() + gone.len();
     let mut failed = 0;
     let mut items = Vec::new();
     let mut out = std::io::stdout().lock();
-    for info in &all {
-        let problems = verify(info, key.as_deref());
+    let checked = on_disk
+        .iter()
+        .map(|info| {
+            (
+                info.id.clone(),
+                info.date.clone(),
+                verify(info, key.as_deref()),
+            )
+        })
+        .chain(gone.into_iter().map(|(id, date, p)| (id, date, vec![p])));
+    for (rec_id, date, problems) in checked {
         if !problems.is_empty() {
             failed += 1;
         }
         if as_json {
             items.push(json!({
-                "id": info.id,
-                "date": info.date,
+                "id": rec_id,
+                "date": date,
                 "ok": problems.is_empty(),
                 "problems": problems,
                 "messages": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
             }));
         } else if problems.is_empty() {
-            writeln!(out, "OK {}", info.id)?;
+            writeln!(out, "OK {rec_id}")?;
         } else {
             let why: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            writeln!(out, "FAILED {}: {}", info.id, why.join("; "))?;
+            writeln!(out, "FAILED {rec_id}: {}", why.join("; "))?;
         }
     }
     if as_json {
         writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
-    } else if all.is_empty() {
+    } else if total == 0 {
         writeln!(out, "no recordings")?;
     }
     out.flush()?;
     if failed > 0 {
         return Err(Exit::new(
             1,
-            format!("{failed} of {} recordings failed verification", all.len()),
+            format!("{failed} of {total} recordings failed verification"),
+        )
+        .into());
+    }
+    if let Some(e) = db_error {
+        return Err(Exit::new(
+            1,
+            format!("cannot check for recordings missing from disk: {e}"),
         )
         .into());
     }
     Ok(0)
+}
+
+/// The recordings the audit log says were made.
+async fn recordings_started(
+    config: &Config,
+) -> anyhow::Result<Vec<crate::store::RecordingStarted>> {
+    let store = crate::store::Store::open(&config.database, &config.node).await?;
+    let started = store.recordings_started().await;
+    store.close().await;
+    Ok(started?)
 }
 
 /// Reviews are an auditor's act: the reviewer must hold the `auditor` (or

@@ -49,7 +49,8 @@ pub async fn run(config: Config, cmd: ReportCmd) -> anyhow::Result<i32> {
             let source = LiveSource::new(&config, store);
             let recordings = config.recordings.clone();
             let written = async {
-                let report = generate(&config, &source, &policy, date, now).await?;
+                let mut report = generate(&config, &source, &policy, date, now).await?;
+                crate::report::sign_chain_heads(&config, &source, &mut report).await?;
                 let written = tokio::task::spawn_blocking(move || {
                     if own_folder {
                         crate::report::secure_reports_folder(&out)?;

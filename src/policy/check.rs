@@ -402,6 +402,18 @@ fn check_user(sink: &mut Sink<'_>, file: usize, entry: Entry<RawUser>) -> UserDr
             }
         }
     });
+    let mfa_required = match raw.mfa.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None => false,
+        Some(("required", _)) => true,
+        Some((other, span)) => {
+            sink.at(
+                file,
+                &span,
+                format!("unknown mfa `{other}`: expected required"),
+            );
+            false
+        }
+    };
     UserDraft {
         file,
         name_span,
@@ -412,6 +424,7 @@ fn check_user(sink: &mut Sink<'_>, file: usize, entry: Entry<RawUser>) -> UserDr
             roles,
             allow_from,
             expires,
+            mfa_required,
         },
     }
 }
@@ -535,6 +548,18 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
         }
     };
     let idle_timeout = duration(sink, file, raw.idle_timeout.as_ref());
+    let mfa_every_session = match raw.mfa.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None => false,
+        Some(("every-session", _)) => true,
+        Some((other, span)) => {
+            sink.at(
+                file,
+                &span,
+                format!("unknown mfa `{other}`: expected every-session"),
+            );
+            false
+        }
+    };
 
     if let Some(mode) = mode {
         let m = mode.as_str();
@@ -625,6 +650,7 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
                 .map(|c| c.get_ref().trim().to_string())
                 .filter(|c| !c.is_empty()),
             auth,
+            mfa_every_session,
         },
     }
 }
@@ -1123,6 +1149,30 @@ mod tests {
         let carol = p.user("carol").unwrap();
         assert_eq!(carol.expires, Some(time::macros::date!(2027 - 06 - 30)));
         assert_eq!(carol.allow_from[0].to_string(), "2001:db8::1/128");
+    }
+
+    #[test]
+    fn mfa_keys_are_checked_with_positions() {
+        let d = one(&server("db", "mfa = \"sometimes\"\n"));
+        assert_eq!(
+            d,
+            "servers.toml:8:7: unknown mfa `sometimes`: expected every-session"
+        );
+        let d = one("[[user]]\nname = \"carol\"\nkeys = []\nmfa = \"every-session\"\n");
+        assert_eq!(
+            d,
+            "servers.toml:4:7: unknown mfa `every-session`: expected required"
+        );
+        let d = one("[[user]]\nname = \"carol\"\nkeys = []\nmfa = true\n");
+        assert!(d.starts_with("servers.toml:4:7:"), "{d}");
+        let p = load(&[(
+            "u.toml",
+            "[[user]]\nname = \"carol\"\nkeys = []\nmfa = \"required\"\n\
+             [[user]]\nname = \"dan\"\nkeys = []\n",
+        )])
+        .unwrap();
+        assert!(p.user("carol").unwrap().mfa_required);
+        assert!(!p.user("dan").unwrap().mfa_required);
     }
 
     #[test]

@@ -113,6 +113,8 @@ pub struct User {
     pub allow_from: Vec<IpNet>,
     /// From this day on (UTC) the account is refused.
     pub expires: Option<time::Date>,
+    /// `mfa = "required"`: a second factor whatever `[auth] mfa`.
+    pub mfa_required: bool,
 }
 
 impl User {
@@ -212,6 +214,9 @@ pub struct Server {
     pub sftp_command: Option<String>,
     /// How the bastion logs in where the vault holds no credential.
     pub auth: TargetAuth,
+    /// `mfa = "every-session"`: a fresh second factor at every login to
+    /// it; the approval cache does not apply.
+    pub mfa_every_session: bool,
     /// Line in the file where the entry starts, for `explain`.
     pub origin: String,
 }

@@ -36,6 +36,11 @@
 //!   its own CA (`[ca] key`, see `crate::ca`) instead of its identity key;
 //!   the target trusts the CA (`TrustedUserCAKeys`). Default `"identity"`.
 //!
+//! - `mfa = "every-session"`: a fresh second factor at every login to
+//!   this server, whatever `[auth] mfa_cache` (contract section 11).
+//!
+//! A `[[user]]` may say `mfa = "required"` (contract section 11).
+//!
 //! Defaults of the contract's optional keys: `record = "privileged"`,
 //! `require_grant = false`, `ports = []`, `allow = []`, `allow_from = []`
 //! (anywhere), `deny_commands = []`, `allow_commands = []`. `accounts` may
@@ -74,6 +79,9 @@ pub(crate) struct RawUser {
     /// A string or a TOML date: checked in `check`.
     #[serde(default)]
     pub expires: Option<Spanned<toml::Value>>,
+    /// `"required"`: checked in `check`.
+    #[serde(default)]
+    pub mfa: Option<Spanned<String>>,
 }
 
 impl RawUser {
@@ -124,6 +132,9 @@ pub(crate) struct RawServer {
     pub sftp_deny_paths: Vec<Spanned<String>>,
     #[serde(default)]
     pub auth: Option<Spanned<String>>,
+    /// `"every-session"`: checked in `check`.
+    #[serde(default)]
+    pub mfa: Option<Spanned<String>>,
 }
 
 impl RawServer {

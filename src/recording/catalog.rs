@@ -216,6 +216,12 @@ pub enum Problem {
     UnknownFormat {
         format: u32,
     },
+    /// The audit log says this recording was made (`recording.start`),
+    /// and neither its cast nor its sidecar is on disk any more.
+    Gone {
+        session: Option<String>,
+        started: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -242,6 +248,12 @@ impl fmt::Display for Problem {
             Problem::NoKey => f.write_str("no signing key configured to verify with"),
             Problem::BadSignature => f.write_str("bad signature"),
             Problem::UnknownFormat { format } => write!(f, "unknown sidecar format {format}"),
+            Problem::Gone { session, started } => write!(
+                f,
+                "missing: the audit log says it was recorded (session {}, {started}), \
+                 and its cast and sidecar are gone",
+                session.as_deref().unwrap_or("-")
+            ),
         }
     }
 }

@@ -11,9 +11,11 @@
 //!   them ([`verify`]), sealing those a crash cut short
 //!   ([`seal_interrupted`]) and their review state ([`add_review`]).
 //! - [`search`]: where a text appeared on screen or was typed.
+//! - [`playfilter`]: what `recordings play` lets through to a terminal.
 
 pub mod cast;
 pub mod catalog;
+pub mod playfilter;
 pub mod recorder;
 pub mod review;
 pub mod search;

@@ -1099,6 +1099,7 @@ impl DayBuilder {
                 days: hours.days.clone(),
                 timezone: "UTC".into(),
             },
+            audit_chain: None,
         }
     }
 }

@@ -118,7 +118,8 @@ pub async fn write_if_missing<S: ReportSource>(
     if complete {
         return Ok(None);
     }
-    let report = generate(config, source, policy, date, now).await?;
+    let mut report = generate(config, source, policy, date, now).await?;
+    super::source::sign_chain_heads(config, source, &mut report).await?;
     let out = config.reports.clone();
     let recordings = config.recordings.clone();
     // Blocking file work off the runtime; it also finishes even if the job
@@ -145,13 +146,18 @@ async fn sleep_until(t: OffsetDateTime) {
 
 /// Runs forever: at [`RUN_AT`] UTC each day writes yesterday's report
 /// (catching up at start when it is missing), retrying every ten minutes
-/// after a failure. `policy` returns the policy in force. Spawn it from
-/// `serve`; aborting it is safe.
-pub async fn daily_job<F>(config: Config, store: Store, policy: F)
-where
+/// after a failure. `policy` returns the policy in force; `signer` signs
+/// the chain heads (`serve`'s, loaded before it dropped privileges).
+/// Spawn it from `serve`; aborting it is safe.
+pub async fn daily_job<F>(
+    config: Config,
+    store: Store,
+    signer: Option<Arc<crate::recording::Signer>>,
+    policy: F,
+) where
     F: Fn() -> Arc<Policy> + Send + Sync + 'static,
 {
-    let source = LiveSource::new(&config, store.clone());
+    let source = LiveSource::new(&config, store.clone()).with_signer(signer);
     let now = OffsetDateTime::now_utc();
     let started_after_run = now >= now.date().with_time(RUN_AT).assume_utc();
     let mut pending: Option<Date> = started_after_run.then(|| yesterday(now));
@@ -201,7 +207,9 @@ mod tests {
     #[allow(dead_code)]
     fn the_job_can_be_spawned(config: Config, store: Store) {
         fn spawnable<T: std::future::Future + Send + 'static>(_: T) {}
-        spawnable(daily_job(config, store, || Arc::new(Policy::default())));
+        spawnable(daily_job(config, store, None, || {
+            Arc::new(Policy::default())
+        }));
     }
 
     #[test]

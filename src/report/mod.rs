@@ -43,7 +43,7 @@ pub use input::{
 };
 pub use job::daily_job;
 pub use model::Report;
-pub use source::{LiveSource, LoginHistory, ReportSource, gather, generate};
+pub use source::{LiveSource, LoginHistory, ReportSource, gather, generate, sign_chain_heads};
 pub use write::{Format, report_path, secure_reports_folder, write_report};
 
 use crate::store::StoreError;

@@ -38,6 +38,35 @@ pub struct Report {
     /// generation time for a day not yet over.
     pub as_of: String,
     pub working_hours: WorkingHours,
+    /// Each node's audit chain head when the report was written, signed
+    /// with the bastion's recording signing key: a copy kept elsewhere
+    /// pins the past (`gatehouse audit verify --pin REPORT.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_chain: Option<AuditChain>,
+}
+
+/// The signed chain heads (`audit_chain`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditChain {
+    /// The report's date, part of what each signature covers.
+    pub date: String,
+    /// The Ed25519 public key (hex) the signatures verify with; `None`
+    /// when no signing key was available (the heads are then unsigned).
+    pub public_key: Option<String>,
+    pub nodes: Vec<ChainHead>,
+}
+
+/// One node's chain head: its last `seq` and hash, the last seal's epoch
+/// and `seq`, and the Ed25519 signature (hex) over
+/// [`crate::seal::head_message`] (empty when unsigned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub node: String,
+    pub seq: i64,
+    pub hash: String,
+    pub seal_epoch: Option<i64>,
+    pub sealed_seq: Option<i64>,
+    pub signature: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

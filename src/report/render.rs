@@ -365,6 +365,7 @@ pub fn html(report: &Report, links: &Links) -> String {
         ("privileged", "Privileged accounts"),
         ("grants", "Grants"),
         ("policy", "Policy changes"),
+        ("chain", "Audit chain"),
     ] {
         let _ = write!(h.out, "<a href=\"#{id}\">{name}</a>");
     }
@@ -791,8 +792,53 @@ pub fn html(report: &Report, links: &Links) -> String {
         }
         h.end_table();
     }
+
+    if let Some(chain) = &report.audit_chain {
+        h.section("chain", "Audit chain");
+        h.raw("<p class=\"meta\">");
+        h.text(&chain_note(chain));
+        h.raw("</p>\n");
+        if chain.nodes.is_empty() {
+            h.empty();
+        } else {
+            h.head_row(&["Node", "Seq", "Hash", "Last seal", "Signature"]);
+            for c in &chain.nodes {
+                h.row(
+                    c.signature.is_empty().then_some("flag"),
+                    &[
+                        t(&c.node),
+                        n(c.seq),
+                        t(&c.hash),
+                        t(&seal_cell(c)),
+                        t(&c.signature),
+                    ],
+                );
+            }
+            h.end_table();
+        }
+    }
     h.raw("</body></html>\n");
     h.out
+}
+
+/// What the chain heads are and how to use them.
+fn chain_note(chain: &AuditChain) -> String {
+    let key = match &chain.public_key {
+        Some(k) => format!("signed with the bastion's signing key {k}"),
+        None => "UNSIGNED: no signing key was available".to_string(),
+    };
+    format!(
+        "Each node's audit chain head when this report was written, {key}. Keep a copy \
+         elsewhere: `gatehouse audit verify --pin` with its JSON proves the chain still \
+         holds these heads."
+    )
+}
+
+fn seal_cell(c: &ChainHead) -> String {
+    match (c.seal_epoch, c.sealed_seq) {
+        (Some(e), Some(s)) => format!("epoch {e} (seq {s})"),
+        _ => "not sealed yet".to_string(),
+    }
 }
 
 fn policy_detail(c: &PolicyChange) -> String {
@@ -1189,5 +1235,25 @@ pub fn markdown(report: &Report, links: &Links) -> String {
             .map(|c| vec![c.when.clone(), c.kind.clone(), policy_detail(c)])
             .collect(),
     );
+    if let Some(chain) = &report.audit_chain {
+        m.line("## Audit chain\n");
+        m.line(&format!("{}\n", chain_note(chain)));
+        m.table(
+            &["Node", "Seq", "Hash", "Last seal", "Signature"],
+            chain
+                .nodes
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.node.clone(),
+                        c.seq.to_string(),
+                        c.hash.clone(),
+                        seal_cell(c),
+                        c.signature.clone(),
+                    ]
+                })
+                .collect(),
+        );
+    }
     m.0
 }

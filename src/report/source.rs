@@ -102,6 +102,78 @@ pub trait ReportSource: Sync {
 
     /// Every recording on disk.
     fn recordings(&self) -> impl Future<Output = Result<Vec<RecordingFact>, ReportError>> + Send;
+
+    /// Each node's chain head (node, seq, hash) with its last seal (epoch,
+    /// seq), by node; none for sources without a chain.
+    fn chain_heads(&self) -> impl Future<Output = Result<Vec<HeadFact>, ReportError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// The key that signs the chain heads, when the caller holds it
+    /// already (`serve`, which may no longer read the key file after
+    /// dropping privileges); otherwise the configured key file is read.
+    fn head_signer(&self) -> Option<std::sync::Arc<crate::recording::Signer>> {
+        None
+    }
+}
+
+/// One node's chain head and last seal, as the store has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadFact {
+    pub node: String,
+    pub seq: i64,
+    pub hash: String,
+    pub seal: Option<(i64, i64)>,
+}
+
+/// Signs each head with the recording signing key (when it exists) into
+/// the report's `audit_chain`.
+fn sign_heads(
+    config: &Config,
+    date: &str,
+    heads: Vec<HeadFact>,
+    signer: Option<std::sync::Arc<crate::recording::Signer>>,
+) -> super::model::AuditChain {
+    let signer = if signer.is_some() {
+        signer
+    } else if config.signing_key.exists() {
+        match crate::recording::Signer::load(&config.signing_key) {
+            Ok(s) => Some(std::sync::Arc::new(s)),
+            Err(e) => {
+                tracing::error!("report: chain heads left unsigned: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let nodes = heads
+        .into_iter()
+        .map(|h| {
+            let epoch = h.seal.map(|(e, _)| e);
+            let signature = signer
+                .as_ref()
+                .map(|s| {
+                    hex::encode(s.sign(&crate::seal::head_message(
+                        date, &h.node, h.seq, &h.hash, epoch,
+                    )))
+                })
+                .unwrap_or_default();
+            super::model::ChainHead {
+                node: h.node,
+                seq: h.seq,
+                hash: h.hash,
+                seal_epoch: epoch,
+                sealed_seq: h.seal.map(|(_, s)| s),
+                signature,
+            }
+        })
+        .collect();
+    super::model::AuditChain {
+        date: date.to_string(),
+        public_key: signer.as_ref().map(|s| s.public_key_hex()),
+        nodes,
+    }
 }
 
 /// Everything but the event stream, for the day `date`, judged at
@@ -209,6 +281,24 @@ pub async fn generate<S: ReportSource>(
     Ok(builder.finish(&input))
 }
 
+/// Adds each node's signed chain head (`audit_chain`) to a report about
+/// to be written: the heads as they are now, signed with the recording
+/// signing key when there is one.
+pub async fn sign_chain_heads<S: ReportSource>(
+    config: &Config,
+    source: &S,
+    report: &mut Report,
+) -> Result<(), ReportError> {
+    let heads = source.chain_heads().await?;
+    report.audit_chain = Some(sign_heads(
+        config,
+        &report.date,
+        heads,
+        source.head_signer(),
+    ));
+    Ok(())
+}
+
 // ---------------------------------------------------------------- LIVE --
 // Bound to the current store / recording / policy / vault APIs.
 
@@ -218,6 +308,8 @@ pub struct LiveSource {
     pub store: Store,
     pub recordings: PathBuf,
     pub vault: crate::config::VaultConfig,
+    /// Signs the chain heads ([`ReportSource::head_signer`]).
+    pub signer: Option<std::sync::Arc<crate::recording::Signer>>,
 }
 
 impl LiveSource {
@@ -226,7 +318,14 @@ impl LiveSource {
             store,
             recordings: config.recordings.clone(),
             vault: config.vault.clone(),
+            signer: None,
         }
+    }
+
+    /// Signs chain heads with `signer` instead of reading the key file.
+    pub fn with_signer(mut self, signer: Option<std::sync::Arc<crate::recording::Signer>>) -> Self {
+        self.signer = signer;
+        self
     }
 }
 
@@ -379,6 +478,32 @@ impl ReportSource for LiveSource {
         Ok(found
             .into_iter()
             .filter_map(|r| recording_fact(&self.recordings, r))
+            .collect())
+    }
+
+    fn head_signer(&self) -> Option<std::sync::Arc<crate::recording::Signer>> {
+        self.signer.clone()
+    }
+
+    async fn chain_heads(&self) -> Result<Vec<HeadFact>, ReportError> {
+        let seals = self.store.last_seals().await?;
+        Ok(self
+            .store
+            .chain_heads()
+            .await?
+            .into_iter()
+            .map(|(node, seq, hash)| {
+                let seal = seals
+                    .iter()
+                    .find(|s| s.node == node)
+                    .map(|s| (s.epoch, s.seq));
+                HeadFact {
+                    node,
+                    seq,
+                    hash,
+                    seal,
+                }
+            })
             .collect())
     }
 }

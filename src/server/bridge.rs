@@ -212,6 +212,7 @@ async fn start_recording(
         started_at: crate::server::shared::Shared::now(),
     };
     let opts = RecorderOptions::from_config(&state.shared.config.recording);
+    let rec_id = meta.id.clone();
     match Box::pin(Recorder::start(
         &state.shared.config.recordings,
         meta,
@@ -220,7 +221,28 @@ async fn start_recording(
     ))
     .await
     {
-        Ok(r) => Ok(Some(r)),
+        // The database's word that this cast exists: `recordings verify`
+        // reports it missing if it goes.
+        Ok(r) => {
+            let root = &state.shared.config.recordings;
+            let cast = r.cast_path().strip_prefix(root).unwrap_or(r.cast_path());
+            let ev = state
+                .base_event(EventKind::RecordingStart)
+                .detail("recording", rec_id)
+                .detail("cast", cast.display().to_string());
+            if !Box::pin(state.shared.audit(ev)).await {
+                let _ = Box::pin(r.finish(None, None)).await;
+                refuse(
+                    client,
+                    has_pty,
+                    "gatehouse: the bastion cannot write its audit log",
+                    255,
+                )
+                .await;
+                return Err(());
+            }
+            Ok(Some(r))
+        }
         Err(e) => {
             tracing::error!(session = %state.id, "recording cannot start: {e}");
             refuse(

@@ -82,6 +82,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     store
         .with_spool(&config.audit_spool)
         .with_context(|| "cannot open the audit spool")?;
+    crate::seal::ensure_key(&config.audit.seal_key, &config.node)
+        .await
+        .with_context(|| "cannot create the audit seal key ([audit] seal_key)")?;
     let master = crate::vault::MasterKey::resolve(&config.master_key)?;
     let vault = crate::vault::Vault::new(store.pool().clone(), master, config.vault.clone());
     let signer = crate::recording::Signer::load_or_create(&config.signing_key)?;
@@ -146,6 +149,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut background = tokio::spawn(run_when_ready(shared.clone(), deferred));
     let db_watch = dbwatch::spawn(shared.clone());
     let summaries = tokio::spawn(refusal_summaries(shared.clone()));
+    let sealer = tokio::spawn(crate::seal::run_sealer(
+        shared.store.clone(),
+        shared.config.audit.seal_key.clone(),
+        shared.config.audit.seal_interval,
+    ));
     let accept = accept_loop(shared.clone(), listener, ssh_config);
     tokio::select! {
         r = accept => r?,
@@ -179,7 +187,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     background.abort();
     db_watch.abort();
     summaries.abort();
+    sealer.abort();
     write_refusals(&shared).await;
+    // The last epoch ends with the process.
+    if let Err(e) = crate::seal::seal_now(&shared.store, &shared.config.audit.seal_key).await {
+        tracing::error!("cannot seal the audit chain at shutdown: {e}");
+    }
     // The store's own pool closes on drop; give in-flight writes a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())

@@ -44,6 +44,7 @@ pub fn spawn_jobs(shared: Arc<Shared>) -> Jobs {
     set.spawn(crate::report::daily_job(
         shared.config.clone(),
         shared.store.clone(),
+        Some(shared.signer.clone()),
         move || s.policy(),
     ));
     Jobs(set)
@@ -259,11 +260,11 @@ async fn session_sweeper(shared: Arc<Shared>, kick: Arc<tokio::sync::Notify>) {
                         Ok(Some(r)) => format!("session ended by an administrator: {r}"),
                         _ => "session ended by an administrator".to_string(),
                     };
-                    let ended = shared.end_sessions(&reason, |sid, _| sid == id);
-                    for sid in ended {
-                        shared
-                            .audit(AuditEvent::new(EventKind::SessionKilled).session(sid))
-                            .await;
+                    // Whoever asked (`sessions kill`, the console) wrote
+                    // the one `session.killed`, with who and why; the
+                    // session's own `session.end` follows.
+                    for sid in shared.end_sessions(&reason, |sid, _| sid == id) {
+                        tracing::info!(session = %sid, "session ended on request");
                     }
                 }
             }

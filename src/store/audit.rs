@@ -10,18 +10,20 @@
 //! and never wait for one another; two processes of the same node (the
 //! server and an admin's CLI) serialize on the head row.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use ring::digest;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
+use super::seal::SealRow;
 use super::{
-    Backend, ChainFault, ChainReport, Ctx, LoginGroup, LoginSeen, Store, StoreError, get, get_ts,
-    now_utc, ts_text,
+    Backend, ChainFault, ChainReport, Ctx, LoginGroup, LoginSeen, NodeSeals, Store, StoreError,
+    get, get_ts, now_utc, ts_text,
 };
 use crate::audit::{AuditEvent, AuditRecord};
+use crate::seal::SealKey;
 
 /// `prev_hash` of each node's first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -433,6 +435,38 @@ impl Store {
         records(rows)
     }
 
+    /// Every recording the audit log says was made (`recording.start`),
+    /// in id order: its id, cast path under the recordings folder, session
+    /// and time. Events whose detail lacks an id are skipped.
+    pub async fn recordings_started(&self) -> Result<Vec<RecordingStarted>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts, session_id, detail FROM audit_events WHERE kind = $1 ORDER BY id",
+        )
+        .bind(crate::audit::EventKind::RecordingStart.as_str())
+        .fetch_all(self.pool())
+        .await
+        .ctx("read recording.start events")?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let detail: String = get(row, "detail")?;
+            let detail: serde_json::Value = serde_json::from_str(&detail)
+                .map_err(|e| StoreError::Corrupt(format!("recording.start detail: {e}")))?;
+            let Some(id) = detail.get("recording").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            out.push(RecordingStarted {
+                id: id.to_string(),
+                cast: detail
+                    .get("cast")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+                session: get(row, "session_id")?,
+                ts: get(row, "ts")?,
+            });
+        }
+        Ok(out)
+    }
+
     /// The first `limit` events of one SSH session, in id order (index
     /// `audit_events_session`, migration 0006): the console's detail page.
     pub async fn session_events(
@@ -625,8 +659,22 @@ impl Store {
     /// one (a sequence gap, or a chain head that promises more events than
     /// exist). Streams the table once, inside one read snapshot so that
     /// events appended meanwhile (a live server) are not mistaken for
-    /// faults.
+    /// faults. Seals are checked for order and against the chain, but
+    /// not proven: see [`Store::verify_chain_with`].
     pub async fn verify_chain(&self) -> Result<ChainReport, StoreError> {
+        self.verify_chain_with(&ChainCheck::default()).await
+    }
+
+    /// [`Store::verify_chain`], and the seals (`crate::seal`): each node's
+    /// seals must have consecutive epochs from 0, each seal's `seq` must
+    /// still carry the sealed hash (so an event changed, inserted or
+    /// removed at or before a seal, or a removed sealed tail, is found
+    /// even when every later hash and the head were recomputed), and with
+    /// the node's initial key in `check.keys` each seal's MAC must verify
+    /// under the key derived for its epoch. `check.pins` (heads signed in
+    /// daily reports) must still be in the chain, and `check.key_epochs`
+    /// (the epoch a node's key file is at) says how many seals must exist.
+    pub async fn verify_chain_with(&self, check: &ChainCheck) -> Result<ChainReport, StoreError> {
         let mut tx = match self.backend() {
             Backend::Postgres => {
                 self.pool()
@@ -650,8 +698,40 @@ impl Store {
             let hash: String = get(head, "hash")?;
             nodes.insert(node, NodeWalk::new(Some((seq, hash))));
         }
+        for seal in Store::all_seals(&mut tx).await? {
+            nodes
+                .entry(seal.node.clone())
+                .or_insert_with(|| NodeWalk::new(None))
+                .seals
+                .push_back(seal);
+        }
+        for pin in &check.pins {
+            nodes
+                .entry(pin.node.clone())
+                .or_insert_with(|| NodeWalk::new(None))
+                .pins
+                .push(pin.clone());
+        }
 
         let mut faults: Vec<(FaultKey, ChainFault)> = Vec::new();
+        for (node, walk) in nodes.iter_mut() {
+            walk.pins.sort_by_key(|p| std::cmp::Reverse(p.seq));
+            walk.key = check.keys.get(node).cloned();
+            if !check.keys.is_empty() && walk.key.is_none() && !walk.seals.is_empty() {
+                faults.push((
+                    FaultKey(i64::MAX, 2),
+                    ChainFault {
+                        node: node.clone(),
+                        seq: 0,
+                        id: None,
+                        problem: format!(
+                            "no seal key given for node {node}: its seals cannot be proven"
+                        ),
+                    },
+                ));
+            }
+        }
+
         let mut events: u64 = 0;
         {
             let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT_EVENTS} ORDER BY id")))
@@ -673,20 +753,73 @@ impl Store {
         }
         tx.rollback().await.ctx("end read snapshot")?;
 
+        let mut summary = Vec::new();
         for (node, walk) in &nodes {
+            summary.push(NodeSeals {
+                node: node.clone(),
+                last_seq: walk.last_seq,
+                seals: walk.next_epoch,
+                sealed_epoch: walk.sealed_epoch,
+                sealed_seq: walk.sealed_seq,
+                proven: walk.key.is_some() && !walk.broken && walk.seals.is_empty(),
+                pins: walk.pins_found,
+            });
             if walk.broken {
                 continue;
             }
-            if let Some(fault) = walk.finish(node) {
+            if let Some(fault) = walk.finish(node, check.key_epochs.get(node).copied()) {
                 faults.push(fault);
             }
         }
+        summary.sort_by(|a, b| a.node.cmp(&b.node));
         let first_bad = faults
             .into_iter()
             .min_by_key(|(key, _)| *key)
             .map(|(_, f)| f);
-        Ok(ChainReport { events, first_bad })
+        if first_bad.is_some() {
+            for n in &mut summary {
+                n.proven = false;
+            }
+        }
+        Ok(ChainReport {
+            events,
+            first_bad,
+            nodes: summary,
+        })
     }
+}
+
+/// A `recording.start` event: a cast the bastion began writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingStarted {
+    pub id: String,
+    /// `YYYY-MM-DD/ID.cast`, under the recordings folder.
+    pub cast: Option<String>,
+    pub session: Option<String>,
+    pub ts: String,
+}
+
+/// What [`Store::verify_chain_with`] checks besides the chain itself.
+#[derive(Debug, Default)]
+pub struct ChainCheck {
+    /// Initial seal keys (`K_0`) by node. When any is given, every node
+    /// with seals needs one.
+    pub keys: HashMap<String, SealKey>,
+    /// Heads pinned elsewhere: the chain must still hold each.
+    pub pins: Vec<Pin>,
+    /// The epoch a node's key file is at: seals of every epoch below it
+    /// must exist (a removed last seal shows here).
+    pub key_epochs: HashMap<String, i64>,
+}
+
+/// A chain head recorded elsewhere (a signed daily report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub node: String,
+    pub seq: i64,
+    pub hash: String,
+    /// Where it comes from, for messages.
+    pub what: String,
 }
 
 /// The events of a time range (`$1 <= ts < $2`) of `kinds` kinds (`$3`..)
@@ -795,6 +928,17 @@ struct NodeWalk {
     last_seq: i64,
     last_hash: String,
     broken: bool,
+    /// The node's seals not yet reached by the walk, in epoch order.
+    seals: VecDeque<SealRow>,
+    /// The epoch the next seal must have, and its key when proving.
+    next_epoch: i64,
+    key: Option<SealKey>,
+    /// The last seal checked.
+    sealed_epoch: Option<i64>,
+    sealed_seq: i64,
+    /// Pins not yet reached, highest `seq` first (popped from the end).
+    pins: Vec<Pin>,
+    pins_found: usize,
 }
 
 impl NodeWalk {
@@ -805,7 +949,97 @@ impl NodeWalk {
             last_seq: 0,
             last_hash: GENESIS_HASH.to_string(),
             broken: false,
+            seals: VecDeque::new(),
+            next_epoch: 0,
+            key: None,
+            sealed_epoch: None,
+            sealed_seq: 0,
+            pins: Vec::new(),
+            pins_found: 0,
         }
+    }
+
+    /// The seals and pins at or before `ev` (just accepted into the
+    /// chain): each must name this event's hash.
+    fn checkpoints(&mut self, ev: &StoredEvent) -> Option<(FaultKey, ChainFault)> {
+        let fault = |seq: i64, problem: String| {
+            Some((
+                FaultKey::at(ev.id),
+                ChainFault {
+                    node: ev.node.clone(),
+                    seq,
+                    id: Some(ev.id),
+                    problem,
+                },
+            ))
+        };
+        while self.seals.front().is_some_and(|s| s.seq <= ev.seq) {
+            let s = self.seals.pop_front()?;
+            let e = s.epoch;
+            if e > self.next_epoch {
+                let range = if e - self.next_epoch == 1 {
+                    format!("the seal of epoch {} is", self.next_epoch)
+                } else {
+                    format!("the seals of epochs {}..{} are", self.next_epoch, e - 1)
+                };
+                return fault(
+                    ev.seq,
+                    format!("removed: {range} missing (before epoch {e})"),
+                );
+            }
+            if e < self.next_epoch {
+                return fault(ev.seq, format!("inserted: seal epoch {e} repeats"));
+            }
+            if let Some(key) = &self.key
+                && !crate::seal::seal_mac_ok(key, &s.fields(), &s.mac)
+            {
+                return fault(
+                    ev.seq,
+                    format!(
+                        "forged: the seal of epoch {e} does not verify under the key \
+                         derived from the initial seal key"
+                    ),
+                );
+            }
+            if s.seq < ev.seq || s.seq <= self.sealed_seq {
+                return fault(
+                    s.seq,
+                    format!("inserted: seal epoch {e} names seq {}, out of order", s.seq),
+                );
+            }
+            if s.hash != ev.hash {
+                return fault(
+                    ev.seq,
+                    format!(
+                        "changed: sealed epoch {e} covers seq {}..{}, and the chain hash at \
+                         seq {} is no longer the sealed one (an event in that range was \
+                         changed, inserted or removed)",
+                        self.sealed_seq + 1,
+                        s.seq,
+                        s.seq
+                    ),
+                );
+            }
+            self.sealed_epoch = Some(e);
+            self.sealed_seq = s.seq;
+            self.next_epoch = e + 1;
+            self.key = self.key.as_ref().map(SealKey::evolve);
+        }
+        while self.pins.last().is_some_and(|p| p.seq <= ev.seq) {
+            let p = self.pins.pop()?;
+            if p.seq < ev.seq || p.hash != ev.hash {
+                return fault(
+                    p.seq,
+                    format!(
+                        "changed: the chain head pinned by {} (seq {}, hash {}) is not in the \
+                         chain any more",
+                        p.what, p.seq, p.hash
+                    ),
+                );
+            }
+            self.pins_found += 1;
+        }
+        None
     }
 
     fn step(&mut self, ev: &StoredEvent) -> Option<(FaultKey, ChainFault)> {
@@ -889,11 +1123,62 @@ impl NodeWalk {
         self.last_id = ev.id;
         self.last_seq = ev.seq;
         self.last_hash = computed;
+        self.checkpoints(ev)
+    }
+
+    /// After the walk: compares the last intact event with the head row,
+    /// then what seals and pins promise with what the chain holds.
+    fn finish(&self, node: &str, key_epoch: Option<i64>) -> Option<(FaultKey, ChainFault)> {
+        self.finish_head(node)
+            .or_else(|| self.finish_seals(node, key_epoch))
+    }
+
+    fn finish_seals(&self, node: &str, key_epoch: Option<i64>) -> Option<(FaultKey, ChainFault)> {
+        let fault = |seq: i64, problem: String| {
+            Some((
+                FaultKey::after(self.last_id),
+                ChainFault {
+                    node: node.to_string(),
+                    seq,
+                    id: None,
+                    problem,
+                },
+            ))
+        };
+        if let Some(s) = self.seals.front() {
+            return fault(
+                self.last_seq.saturating_add(1),
+                format!(
+                    "removed: sealed epoch {} covers the chain up to seq {}, but it ends at seq {}",
+                    s.epoch, s.seq, self.last_seq
+                ),
+            );
+        }
+        if let Some(p) = self.pins.last() {
+            return fault(
+                self.last_seq.saturating_add(1),
+                format!(
+                    "removed: the chain head pinned by {} is seq {}, but the chain ends at seq {}",
+                    p.what, p.seq, self.last_seq
+                ),
+            );
+        }
+        if let Some(epoch) = key_epoch
+            && epoch > self.next_epoch
+        {
+            return fault(
+                self.sealed_seq.saturating_add(1),
+                format!(
+                    "removed: the node's seal key is at epoch {epoch}, but the seals end \
+                     before epoch {} (seals removed)",
+                    self.next_epoch
+                ),
+            );
+        }
         None
     }
 
-    /// After the walk: compares the last intact event with the head row.
-    fn finish(&self, node: &str) -> Option<(FaultKey, ChainFault)> {
+    fn finish_head(&self, node: &str) -> Option<(FaultKey, ChainFault)> {
         let (head_seq, head_hash) = self.head.as_ref()?;
         let fault = |key: FaultKey, seq: i64, id: Option<i64>, problem: String| {
             Some((

@@ -38,7 +38,9 @@ impl Store {
 
     /// Locks `user` out until `until`. The failure count restarts, so once
     /// the lockout ends the user has the full number of attempts again.
+    /// A lockout also clears the user's cached second-factor approvals.
     pub async fn lock_user(&self, user: &str, until: OffsetDateTime) -> Result<(), StoreError> {
+        self.mfa_forget(user).await?;
         sqlx::query(
             "INSERT INTO lockouts (username, failures, locked_until) VALUES ($1, 0, $2) \
              ON CONFLICT (username) DO UPDATE \

@@ -11,7 +11,7 @@
 //!
 //! Each concern has its own file, each a further `impl Store` block:
 //! [`audit`](self::audit) (the chain), `sessions`, `lockout` (failures,
-//! lockouts, first-seen sources) and `grants`.
+//! lockouts, first-seen sources), `grants` and `mfa` (second factors).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +25,17 @@ use time::macros::format_description;
 mod audit;
 mod grants;
 mod lockout;
+mod mfa;
 mod nodes;
+mod seal;
 mod sessions;
 mod spool;
 mod web;
 
+pub use audit::{ChainCheck, Pin, RecordingStarted};
+pub use mfa::{MfaFactorRow, MfaListRow};
 pub use nodes::{NodeStatus, lost_session_end};
+pub use seal::SealRow;
 pub use web::{LinkRedemption, SessionFilter, SessionPage, WebSessionRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +191,27 @@ pub struct ChainReport {
     /// `None` when intact; else the first event that was changed, inserted
     /// or removed, and what is wrong.
     pub first_bad: Option<ChainFault>,
+    /// Per node, how far its chain is sealed and whether the seals were
+    /// proven with the node's initial seal key.
+    pub nodes: Vec<NodeSeals>,
+}
+
+/// How far one node's chain is sealed (see [`crate::seal`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeSeals {
+    pub node: String,
+    /// The last `seq` of the node's chain that was walked intact.
+    pub last_seq: i64,
+    /// Seals found (epochs 0..seals-1 when intact).
+    pub seals: i64,
+    /// The last seal's epoch and seq, when there is one.
+    pub sealed_epoch: Option<i64>,
+    pub sealed_seq: i64,
+    /// Whether every seal's MAC was checked with a key derived from the
+    /// node's initial key (`--seal-key`).
+    pub proven: bool,
+    /// Pinned heads (from signed daily reports) found in the chain.
+    pub pins: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

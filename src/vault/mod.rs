@@ -691,6 +691,8 @@ impl Vault {
         }
         // The user CA is sealed under the same key (src/ca.rs).
         crate::ca::reseal(&mut tx, &old, &new_key).await?;
+        // So are staff TOTP secrets (src/identity).
+        crate::identity::factors::reseal(&mut tx, &old, &new_key).await?;
         store::set_key_check(&mut *tx, &seal_key_check(&new_key)?).await?;
         tx.commit().await?;
         let new_key = Arc::new(new_key);

@@ -12,6 +12,9 @@ const POSTGRES_SCHEMA: &str = include_str!("../../migrations/postgres/0002_vault
 // `rekey` re-seals the user CA too (src/ca.rs).
 const SQLITE_CA_SCHEMA: &str = include_str!("../../migrations/sqlite/0013_user_ca.sql");
 const POSTGRES_CA_SCHEMA: &str = include_str!("../../migrations/postgres/0013_user_ca.sql");
+// Staff TOTP secrets are re-sealed by rekey too (src/identity).
+const SQLITE_MFA_SCHEMA: &str = include_str!("../../migrations/sqlite/0014_mfa.sql");
+const POSTGRES_MFA_SCHEMA: &str = include_str!("../../migrations/postgres/0014_mfa.sql");
 const ENCRYPTED_KEY: &str = include_str!("testdata/enc_ed25519");
 const RSA_1024_KEY: &str = include_str!("testdata/rsa1024");
 
@@ -42,6 +45,10 @@ impl Db {
             .unwrap();
         sqlx::raw_sql(SQLITE_SCHEMA).execute(&pool).await.unwrap();
         sqlx::raw_sql(SQLITE_CA_SCHEMA)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql(SQLITE_MFA_SCHEMA)
             .execute(&pool)
             .await
             .unwrap();
@@ -83,6 +90,10 @@ impl Db {
             .unwrap();
         sqlx::raw_sql(POSTGRES_SCHEMA).execute(&pool).await.unwrap();
         sqlx::raw_sql(POSTGRES_CA_SCHEMA)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql(POSTGRES_MFA_SCHEMA)
             .execute(&pool)
             .await
             .unwrap();

@@ -98,7 +98,7 @@ pub async fn issue_link(
 }
 
 /// Why a link did not sign anyone in (the `reason` of `web.login_refused`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     Unknown,
     Used,
@@ -126,7 +126,8 @@ pub struct NewSession {
 }
 
 /// Redeems `token` from `source`: rate limit, single use, expiry, policy.
-/// Every refusal is audited; so is the sign-in.
+/// Every refusal is counted and audited in summaries (see
+/// [`super::refusals`]); the sign-in is audited at once.
 pub async fn redeem(
     state: &WebState,
     token: &str,
@@ -134,15 +135,11 @@ pub async fn redeem(
 ) -> Result<Result<NewSession, Refusal>, WebError> {
     let store = &state.shared.store;
     let refuse = |why: Refusal, user: Option<String>| {
-        let mut ev = AuditEvent::new(EventKind::WebLoginRefused)
-            .source(source.to_string())
-            .detail("reason", why.as_str());
-        ev.user = user;
-        ev
+        state.login_refusals.note(source, why, user);
+        Ok(Err(why))
     };
     if state.login_limiter.check_key(&source).is_err() {
-        store.audit(&refuse(Refusal::RateLimited, None)).await?;
-        return Ok(Err(Refusal::RateLimited));
+        return refuse(Refusal::RateLimited, None);
     }
     // Tokens are 43 characters of base64url; anything else cannot exist.
     let plausible = token.len() == 43
@@ -157,25 +154,13 @@ pub async fn redeem(
     };
     let user = match outcome {
         LinkRedemption::Ok(u) => u,
-        LinkRedemption::Unknown => {
-            store.audit(&refuse(Refusal::Unknown, None)).await?;
-            return Ok(Err(Refusal::Unknown));
-        }
-        LinkRedemption::Used(u) => {
-            store.audit(&refuse(Refusal::Used, Some(u))).await?;
-            return Ok(Err(Refusal::Used));
-        }
-        LinkRedemption::Expired(u) => {
-            store.audit(&refuse(Refusal::Expired, Some(u))).await?;
-            return Ok(Err(Refusal::Expired));
-        }
+        LinkRedemption::Unknown => return refuse(Refusal::Unknown, None),
+        LinkRedemption::Used(u) => return refuse(Refusal::Used, Some(u)),
+        LinkRedemption::Expired(u) => return refuse(Refusal::Expired, Some(u)),
     };
     let policy = state.shared.policy();
     if !in_policy(&policy, &user, now) {
-        store
-            .audit(&refuse(Refusal::NotInPolicy, Some(user.clone())))
-            .await?;
-        return Ok(Err(Refusal::NotInPolicy));
+        return refuse(Refusal::NotInPolicy, Some(user));
     }
     let session = random_token()?;
     let csrf = random_token()?;
@@ -186,7 +171,8 @@ pub async fn redeem(
         .audit(
             &AuditEvent::new(EventKind::WebLogin)
                 .user(user.clone())
-                .source(source.to_string()),
+                .source(source.to_string())
+                .detail("method", "link"),
         )
         .await?;
     Ok(Ok(NewSession {

@@ -6,12 +6,19 @@
 //! line) is one SSE message, in the form the asciinema player's
 //! `eventsource` driver reads. When the session has ended and the file has
 //! stopped growing, a `done` event closes the stream.
+//!
+//! Streams are capped in total and per staff member ([`Streams`]: each
+//! holds a connection and the open cast); one over a cap is refused with
+//! 429. A stream opens the cast where the recorder puts it (the session's
+//! start date, or the day after for a session started just before
+//! midnight) and then follows that one file; it scans the recordings
+//! folders only as a fallback, at most every [`RESCAN`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -29,6 +36,71 @@ use super::{WebError, WebState};
 const POLL: Duration = Duration::from_millis(250);
 /// A line longer than this is not a cast event: the stream stops.
 const MAX_LINE: usize = 4 << 20;
+/// Least time between two scans of the recordings folders by one stream
+/// (only when the cast is not where the recorder puts it).
+const RESCAN: Duration = Duration::from_secs(10);
+
+/// Live views open now, in total and per staff member.
+#[derive(Clone)]
+pub struct Streams {
+    total: usize,
+    per_user: usize,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One live view's place; given back when the stream ends.
+pub struct StreamPermit {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    user: String,
+}
+
+impl Streams {
+    pub fn new(total: usize, per_user: usize) -> Streams {
+        Streams {
+            total,
+            per_user,
+            open: Arc::default(),
+        }
+    }
+
+    /// A place for one more stream of `user`, or the refusal to show.
+    pub fn acquire(&self, user: &str) -> Result<StreamPermit, WebError> {
+        let mut open = match self.open.lock() {
+            Ok(o) => o,
+            Err(p) => p.into_inner(),
+        };
+        let all: usize = open.values().sum();
+        let mine = open.get(user).copied().unwrap_or(0);
+        if mine >= self.per_user || all >= self.total {
+            return Err(WebError::TooMany(format!(
+                "too many live views open (at most {} per person, {} in all): close one and reload",
+                self.per_user, self.total
+            )));
+        }
+        *open.entry(user.to_string()).or_insert(0) += 1;
+        crate::metrics::web_live_stream(1);
+        Ok(StreamPermit {
+            open: self.open.clone(),
+            user: user.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = match self.open.lock() {
+            Ok(o) => o,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(n) = open.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+        crate::metrics::web_live_stream(-1);
+    }
+}
 
 pub async fn cast(
     State(state): State<Arc<WebState>>,
@@ -55,8 +127,14 @@ pub async fn cast(
 struct Tail {
     state: Arc<WebState>,
     session: String,
-    /// The cast, once it exists.
+    /// Where the recorder puts the cast: the session's start date, then
+    /// the day after.
+    expected: Vec<PathBuf>,
+    /// The cast found by a scan, when it is not where expected.
     path: Option<PathBuf>,
+    /// The last scan of the recordings folders.
+    scanned: Option<Instant>,
+    _permit: StreamPermit,
     file: Option<tokio::fs::File>,
     partial: Vec<u8>,
     pending: VecDeque<String>,
@@ -72,10 +150,20 @@ pub async fn events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, WebError> {
     let s = visible_session(&state, &viewer, &id).await?;
+    let permit = state.streams.acquire(&viewer.user)?;
+    let root = &state.shared.config.recordings;
+    let day = s.started_at.to_offset(time::UtcOffset::UTC).date();
+    let expected = std::iter::once(day)
+        .chain(day.next_day())
+        .map(|d| crate::recording::cast_path(root, d, &s.id))
+        .collect();
     let tail = Tail {
         state: state.clone(),
         session: s.id.clone(),
+        expected,
         path: None,
+        scanned: None,
+        _permit: permit,
         file: None,
         partial: Vec::new(),
         pending: VecDeque::new(),
@@ -138,7 +226,17 @@ impl Tail {
             }
         }
         if self.file.is_none() {
-            if self.path.is_none() {
+            for path in self.expected.iter().chain(self.path.iter()) {
+                if let Ok(f) = tokio::fs::File::open(path).await {
+                    self.file = Some(f);
+                    break;
+                }
+            }
+            if self.file.is_none()
+                && self.path.is_none()
+                && self.scanned.is_none_or(|t| t.elapsed() >= RESCAN)
+            {
+                self.scanned = Some(Instant::now());
                 let root = self.state.shared.config.recordings.clone();
                 let id = self.session.clone();
                 self.path = tokio::task::spawn_blocking(move || {
@@ -147,15 +245,15 @@ impl Tail {
                 .await
                 .ok()
                 .flatten();
+                if let Some(path) = &self.path
+                    && let Ok(f) = tokio::fs::File::open(path).await
+                {
+                    self.file = Some(f);
+                }
             }
-            let Some(path) = &self.path else {
+            if self.file.is_none() {
                 // Not recorded (or not yet): an ended session never will be.
                 return if self.ended { Step::Stop } else { Step::Idle };
-            };
-            match tokio::fs::File::open(path).await {
-                Ok(f) => self.file = Some(f),
-                Err(_) if !self.ended => return Step::Idle,
-                Err(_) => return Step::Stop,
             }
         }
         let Some(file) = self.file.as_mut() else {

@@ -2,7 +2,8 @@
 //! watch and end live sessions and read reports in a browser, served by
 //! `serve` itself over HTTPS when `[web] listen` is set.
 //!
-//! One file per concern: [`tls`] (certificate, fingerprint, TLS listener),
+//! One file per concern: [`conns`] (connection caps and timeouts, shared
+//! with the admin listener), [`tls`] (certificate, fingerprint),
 //! [`auth`] (one-time links, session cookie, roles, CSRF), [`server`] (the
 //! router and the security headers on every response), [`pages`] (the HTML
 //! pages), [`actions`] (the POSTs: review, kill, approve, deny, sign-out),
@@ -26,8 +27,10 @@ use crate::server::shared::Shared;
 pub mod actions;
 pub mod assets;
 pub mod auth;
+pub mod conns;
 pub mod live;
 pub mod pages;
+pub mod refusals;
 pub mod server;
 pub mod tls;
 pub mod views;
@@ -57,6 +60,9 @@ pub enum WebError {
     NotFound,
     #[error("{0}")]
     BadRequest(String),
+    /// Over a cap (live views).
+    #[error("{0}")]
+    TooMany(String),
     /// A refusal the user should read (a grant rule, an unknown user).
     #[error("{0}")]
     Refused(String),
@@ -83,6 +89,7 @@ impl WebError {
                 StatusCode::NOT_FOUND
             }
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +115,10 @@ pub struct WebState {
     pub shared: Arc<Shared>,
     /// Link redemptions per source address.
     pub login_limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// Refused sign-ins, counted and written as summaries.
+    pub login_refusals: Arc<refusals::LoginRefusals>,
+    /// Live views open, in total and per staff member.
+    pub streams: live::Streams,
 }
 
 /// Link redemptions allowed per source address and minute.
@@ -140,10 +151,7 @@ pub async fn bind(config: &Config) -> Result<Option<Bound>, WebError> {
     let Some(listen) = config.web.listen else {
         return Ok(None);
     };
-    let mut names = vec!["localhost".to_string(), config.node.clone()];
-    if !listen.ip().is_unspecified() {
-        names.push(listen.ip().to_string());
-    }
+    let names = cert_names(config, listen);
     let identity = tls::load_or_create(&config.web.cert, &config.web.key, &names)?;
     let tcp = tokio::net::TcpListener::bind(listen)
         .await
@@ -162,7 +170,15 @@ pub async fn start(
         return Ok(None);
     };
     let local = tcp.local_addr().map_err(|e| WebError::Tls(e.to_string()))?;
-    let listener = tls::TlsListener::new(tcp, identity.config, shared.shutdown.clone());
+    let nofile = crate::rlimit::nofile();
+    let limits = conns::Limits::web(&shared.config.web, nofile);
+    let streams_cap = conns::live_streams_cap(shared.config.web.max_live_streams, nofile);
+    tracing::info!(
+        "review console: at most {} connections ({} per source), {} live views",
+        limits.max_connections,
+        limits.per_source,
+        streams_cap
+    );
     println!(
         "review console on https://{local} (certificate SHA-256 {}{})",
         identity.fingerprint,
@@ -173,22 +189,55 @@ pub async fn start(
         }
     );
     let per_minute = NonZeroU32::new(LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+    let login_refusals = Arc::new(refusals::LoginRefusals::default());
+    tokio::spawn(refusals::write_summaries(
+        login_refusals.clone(),
+        shared.clone(),
+    ));
     let state = Arc::new(WebState {
         login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        login_refusals,
+        streams: live::Streams::new(
+            streams_cap,
+            shared.config.web.max_live_streams_per_user.min(streams_cap),
+        ),
         shared: shared.clone(),
     });
     let app = server::router(state);
-    let stop = shared.shutdown.clone();
-    tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<tls::Peer>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-        if let Err(e) = served {
-            tracing::error!("web: the console stopped: {e}");
-        }
-    });
+    let acceptor = tokio_rustls::TlsAcceptor::from(identity.config);
+    tokio::spawn(conns::serve(
+        tcp,
+        Some(acceptor),
+        app,
+        limits,
+        shared.shutdown.clone(),
+        "web",
+    ));
     Ok(Some(local))
+}
+
+/// The names the self-signed certificate carries: the host staff reach
+/// the console by (`[web] url`'s host, else the node's name, which
+/// defaults to the hostname) as its common name, then `localhost` and a
+/// specific listen address.
+fn cert_names(config: &Config, listen: SocketAddr) -> Vec<String> {
+    let from_url = config.web.url.as_deref().and_then(|u| {
+        let rest = u.strip_prefix("https://")?;
+        let authority = rest.split('/').next()?;
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next()?,
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        (!host.is_empty()).then(|| host.to_string())
+    });
+    let mut names = vec![from_url.unwrap_or_else(|| config.node.clone())];
+    for n in ["localhost".to_string(), config.node.clone()] {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    if !listen.ip().is_unspecified() && !names.contains(&listen.ip().to_string()) {
+        names.push(listen.ip().to_string());
+    }
+    names
 }

@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum_extra::extract::cookie::CookieJar;
 use maud::Markup;
 use time::OffsetDateTime;
 
-use super::auth::{self, Refusal, Viewer};
+use super::auth::Viewer;
 use super::views::{self, ListedSession, SessionQuery};
 use super::{WebError, WebState};
 use crate::recording::{self, RecordingInfo, ReviewState};
@@ -28,32 +27,12 @@ const MAX_QUERY: usize = 200;
 /// Audit events shown on a session's page.
 const MAX_EVENTS: i64 = 1000;
 
-pub async fn login(
-    State(state): State<Arc<WebState>>,
-    ConnectInfo(peer): ConnectInfo<super::tls::Peer>,
-    jar: CookieJar,
-    Path(token): Path<String>,
-) -> Result<Response, WebError> {
-    match auth::redeem(&state, &token, peer.0.ip()).await? {
-        Ok(session) => {
-            Ok((jar.add(session.cookie), views::signed_in(&session.user)).into_response())
-        }
-        Err(Refusal::RateLimited) => Ok((
-            StatusCode::TOO_MANY_REQUESTS,
-            views::error_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many sign-in attempts from your address; wait a minute",
-            ),
-        )
-            .into_response()),
-        // One answer for unknown, used, expired and removed: the audit
-        // event says which.
-        Err(_) => Err(WebError::Refused(
-            "this link is not valid (links work once, for 60 seconds): get a new one with \
-             `ssh USER@BASTION web`"
-                .into(),
-        )),
-    }
+/// `GET /login/TOKEN`: a page with a button that signs in (a POST). The
+/// GET itself spends nothing, so a link opened by a chat's preview or a
+/// prefetch stays valid, and a page elsewhere cannot sign a browser in by
+/// navigating it here.
+pub async fn login(Path(token): Path<String>) -> Markup {
+    views::login_confirm(&token)
 }
 
 fn opt(s: &str) -> Option<String> {
@@ -113,6 +92,8 @@ pub async fn sessions(
 ) -> Result<Markup, WebError> {
     let mut filter = filter_of(&viewer, &q)?;
     let review: Option<ReviewState> = match opt(&q.review) {
+        // Review states are the auditors': nobody else filters by them.
+        Some(_) if !viewer.sees_all() => None,
         Some(r) => Some(r.parse().map_err(WebError::BadRequest)?),
         None => None,
     };
@@ -245,7 +226,11 @@ pub async fn session_detail(
 ) -> Result<Markup, WebError> {
     let s = visible_session(&state, &viewer, &id).await?;
     let recs = recordings_of(&state, &s.id).await;
-    let events = state.shared.store.session_events(&s.id, MAX_EVENTS).await?;
+    let mut events = state.shared.store.session_events(&s.id, MAX_EVENTS).await?;
+    if !viewer.sees_all() {
+        // Reviewers' notes and flags are for auditors only.
+        events.retain(|e| e.kind != "recording.reviewed");
+    }
     Ok(views::session_detail(&viewer, &s, &recs, &events))
 }
 
@@ -276,12 +261,57 @@ pub async fn recording(
         None
     } else {
         let (i, q) = (info.clone(), query.clone());
-        let found = tokio::task::spawn_blocking(move || recording::search_recording(&i, &q))
-            .await
-            .map_err(|_| WebError::NotFound)??;
+        let found = tokio::task::spawn_blocking(move || {
+            let hits = recording::search_recording(&i, &q)?;
+            let times: Vec<f64> = hits.iter().map(|h| h.time).collect();
+            let at = player_times(&i.cast_path, &times, views::IDLE_LIMIT);
+            Ok::<_, recording::RecordingError>(hits.into_iter().zip(at).collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|_| WebError::NotFound)??;
         Some(found)
     };
     Ok(views::recording(&viewer, &info, &query, hits.as_deref()))
+}
+
+/// Where each cast time in `times` falls on the player's timeline: the
+/// player shortens every pause longer than `limit` seconds to `limit`
+/// (asciinema's `idleTimeLimit`, applied to each gap between events), so a
+/// hit 22.9 s into a recording with pauses may play at 8.9 s. A cast that
+/// cannot be read leaves the times as they are.
+fn player_times(cast: &std::path::Path, times: &[f64], limit: f64) -> Vec<f64> {
+    let Ok(file) = std::fs::File::open(cast) else {
+        return times.to_vec();
+    };
+    let Ok((_, mut reader)) = recording::cast::Reader::new(std::io::BufReader::new(file)) else {
+        return times.to_vec();
+    };
+    // (cast time, player time) of each event, in order.
+    let mut marks: Vec<(f64, f64)> = Vec::new();
+    let (mut prev, mut squeezed) = (0.0f64, 0.0f64);
+    while let Some(Ok(ev)) = reader.next_event() {
+        let over = ev.time - prev - limit;
+        prev = ev.time;
+        if over > 0.0 {
+            squeezed += over;
+        }
+        marks.push((ev.time, ev.time - squeezed));
+    }
+    squeeze(&marks, times, limit)
+}
+
+/// [`player_times`] on the events' (cast time, player time) pairs.
+fn squeeze(marks: &[(f64, f64)], times: &[f64], limit: f64) -> Vec<f64> {
+    times
+        .iter()
+        .map(|&t| {
+            let i = marks.partition_point(|(c, _)| *c <= t);
+            match i.checked_sub(1).and_then(|j| marks.get(j)) {
+                Some((c, p)) => p + (t - c).min(limit),
+                None => t.min(limit),
+            }
+        })
+        .collect()
 }
 
 pub async fn grants(
@@ -347,8 +377,10 @@ pub async fn reports(
 
 /// A report's HTML as written by `report daily`. It is one self-contained
 /// file with an inline stylesheet, so it gets its own policy: styles
-/// inline, no script at all, and `sandbox` (a unique origin: it cannot
-/// reach the console's cookies or pages).
+/// inline, no script at all (`sandbox` without `allow-scripts`, and no
+/// `script-src`). `allow-same-origin` keeps the console's origin, so that
+/// its links (`../recordings/DATE/ID.cast`, see [`report_recording`])
+/// are same-site navigations that carry the session cookie.
 pub async fn report_file(
     State(state): State<Arc<WebState>>,
     viewer: Viewer,
@@ -371,8 +403,8 @@ pub async fn report_file(
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; \
-                 frame-ancestors 'none'",
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                 sandbox allow-same-origin; frame-ancestors 'none'",
             ),
         ],
         bytes,
@@ -380,9 +412,48 @@ pub async fn report_file(
         .into_response())
 }
 
+/// `/recordings/DATE/ID.cast`, where the daily report's links lead when
+/// it is read in the console: redirects to the recording's page (which
+/// checks who may see it).
+pub async fn report_recording(
+    Path((date, file)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let is_date = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    let id = file.strip_suffix(".cast").unwrap_or_default();
+    if !is_date || recording::validate_id(id).is_err() {
+        return Err(WebError::NotFound);
+    }
+    Ok(axum::response::Redirect::to(&format!("/recordings/{id}")).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hits_land_where_the_player_plays_them_after_squeezing_pauses() {
+        // Events at 0.5, 10.5 (a 10 s pause) and 11, then 30 (19 s).
+        let limit = 2.0;
+        let events = [0.5, 10.5, 11.0, 30.0];
+        let (mut prev, mut squeezed, mut marks) = (0.0f64, 0.0f64, Vec::new());
+        for t in events {
+            let over = t - prev - limit;
+            prev = t;
+            if over > 0.0 {
+                squeezed += over;
+            }
+            marks.push((t, t - squeezed));
+        }
+        let got = squeeze(&marks, &[0.0, 0.5, 10.5, 11.0, 30.0, 12.0], limit);
+        let want = [0.0, 0.5, 2.5, 3.0, 5.0, 4.0];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-9, "{got:?}");
+        }
+    }
 
     #[test]
     fn report_names_are_dates_only() {

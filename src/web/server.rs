@@ -27,7 +27,7 @@ pub fn router(state: Arc<WebState>) -> Router {
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/sessions") }))
-        .route("/login/{token}", get(pages::login))
+        .route("/login/{token}", get(pages::login).post(actions::login))
         .route("/logout", post(actions::logout))
         .route("/sessions", get(pages::sessions))
         .route("/sessions/{id}", get(pages::session_detail))
@@ -36,6 +36,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/kill", post(actions::kill))
         .route("/recordings/{id}", get(pages::recording))
         .route("/recordings/{id}/cast", get(live::cast))
+        .route("/recordings/{id}/{file}", get(pages::report_recording))
         .route("/recordings/{id}/review", post(actions::review))
         .route("/grants", get(pages::grants))
         .route("/grants/{id}/approve", post(actions::approve))

@@ -14,6 +14,11 @@ use crate::grants::{Grant, GrantState};
 use crate::recording::{Hit, RecordingInfo};
 use crate::store::SessionRow;
 
+/// Pauses longer than this play as this long in the player (asciinema's
+/// `idleTimeLimit`; the page passes it to the script, and search hits are
+/// placed on the squeezed timeline, see `pages::player_times`).
+pub const IDLE_LIMIT: f64 = 2.0;
+
 /// `2026-12-02 13:45:10Z`.
 pub fn ts(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -28,8 +33,17 @@ pub fn ts(t: OffsetDateTime) -> String {
     )
 }
 
-fn dash(v: &Option<String>) -> &str {
-    v.as_deref().unwrap_or("-")
+/// Text from users and targets (reasons, commands, notes, screen text,
+/// event details) with terminal escapes, control characters and Unicode
+/// bidirectional controls removed, as the report and the CLI show it:
+/// maud escapes HTML, this keeps the text from reading differently than
+/// it is.
+fn t(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::report::escape::clean(s)
+}
+
+fn dash(v: &Option<String>) -> std::borrow::Cow<'_, str> {
+    t(v.as_deref().unwrap_or("-"))
 }
 
 pub fn layout(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
@@ -74,12 +88,32 @@ pub fn layout(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
     }
 }
 
+/// An error (or a bare message) with a way back into the console.
 pub fn error_page(status: StatusCode, message: &str) -> Markup {
     layout(
         None,
         status.canonical_reason().unwrap_or("Error"),
-        html! { p.error { (message) } },
+        html! {
+            p.error { (message) }
+            nav.back {
+                a #home href="/sessions" { "Back to the console" }
+                @if status == StatusCode::UNAUTHORIZED {
+                    " · signed out? Get a new link with " code { "ssh USER@BASTION web" }
+                }
+            }
+        },
     )
+}
+
+/// The page a sign-in link opens: one button, which POSTs the link back.
+pub fn login_confirm(token: &str) -> Markup {
+    let body = html! {
+        p { "This link signs you in to the review console. It works once, for 60 seconds." }
+        form method="post" action={ "/login/" (token) } {
+            button type="submit" id="sign-in" { "Sign in" }
+        }
+    };
+    layout(None, "Sign in", body)
 }
 
 pub fn signed_in(user: &str) -> Markup {
@@ -150,7 +184,9 @@ pub fn sessions(
             label { "From " input type="date" name="from" value=(q.from); }
             label { "To " input type="date" name="to" value=(q.to); }
             label { "Recorded " (select("recorded", &q.recorded, &any_yes_no)) }
-            label { "Review " (select("review", &q.review, &[("", "any"), ("unreviewed", "unreviewed"), ("reviewed", "reviewed"), ("flagged", "flagged")])) }
+            @if viewer.sees_all() {
+                label { "Review " (select("review", &q.review, &[("", "any"), ("unreviewed", "unreviewed"), ("reviewed", "reviewed"), ("flagged", "flagged")])) }
+            }
             label { "Under a grant " (select("grant", &q.grant, &any_yes_no)) }
             label { "Live " (select("live", &q.live, &any_yes_no)) }
             button type="submit" id="apply" { "Filter" }
@@ -179,7 +215,11 @@ pub fn sessions(
                             }
                         }
                         td {
-                            @if s.row.recorded { (s.review.unwrap_or("recorded")) } @else { "-" }
+                            // Review states are the auditors' (item: a reviewed
+                            // engineer does not read his reviewers' flags).
+                            @if !s.row.recorded { "-" }
+                            @else if viewer.sees_all() { (s.review.unwrap_or("recorded")) }
+                            @else { "recorded" }
                         }
                         td { @if let Some(g) = s.row.grant_id { "#" (g) } @else { "-" } }
                     }
@@ -227,9 +267,9 @@ pub fn session_detail(
             @for r in recordings {
                 li {
                     a href={ "/recordings/" (r.id) } { (r.id) }
-                    " · " (r.state.as_str())
+                    @if viewer.sees_all() { " · " (r.state.as_str()) }
                     @if let Some(c) = r.meta.as_ref().and_then(|m| m.command.as_ref()) {
-                        " · " code { (c) }
+                        " · " code { (t(c)) }
                     }
                 }
             }
@@ -260,7 +300,7 @@ fn events_table(events: &[AuditRecord]) -> Markup {
                         td { (e.ts) }
                         td { (e.kind) }
                         td { (dash(&e.user)) }
-                        td { code { (e.detail.to_string()) } }
+                        td { code { (t(&e.detail.to_string())) } }
                     }
                 }
             }
@@ -268,7 +308,13 @@ fn events_table(events: &[AuditRecord]) -> Markup {
     }
 }
 
-pub fn recording(viewer: &Viewer, r: &RecordingInfo, query: &str, hits: Option<&[Hit]>) -> Markup {
+/// `hits`: each with where it plays on the player's (squeezed) timeline.
+pub fn recording(
+    viewer: &Viewer,
+    r: &RecordingInfo,
+    query: &str,
+    hits: Option<&[(Hit, f64)]>,
+) -> Markup {
     let meta = r.meta.as_ref();
     let body = html! {
         dl.facts {
@@ -279,12 +325,14 @@ pub fn recording(viewer: &Viewer, r: &RecordingInfo, query: &str, hits: Option<&
                 dt { "Account" } dd { (m.account) }
                 dt { "From" } dd { (m.source) }
                 dt { "Started" } dd { (m.started_at) }
-                dt { "Command" } dd { @if let Some(c) = &m.command { code.command { (c) } } @else { "(shell)" } }
+                dt { "Command" } dd { @if let Some(c) = &m.command { code.command { (t(c)) } } @else { "(shell)" } }
                 dt { "Session" } dd { a href={ "/sessions/" (m.session) } { (m.session) } }
             }
-            dt { "Review state" } dd id="review-state" { (r.state.as_str()) }
+            @if viewer.sees_all() {
+                dt { "Review state" } dd id="review-state" { (r.state.as_str()) }
+            }
         }
-        div #player data-cast={ "/recordings/" (r.id) "/cast" } {}
+        div #player data-cast={ "/recordings/" (r.id) "/cast" } data-idle-limit=(IDLE_LIMIT) {}
         p.hint { "Keys: space play/pause, ← → seek 5 s, [ ] previous/next marker, 0-9 jump to 0-90 %, . step a frame, f full screen. Speed: "
             @for s in ["0.5", "1", "2", "4"] { button.speed type="button" data-speed=(s) { (s) "×" } " " }
         }
@@ -296,12 +344,13 @@ pub fn recording(viewer: &Viewer, r: &RecordingInfo, query: &str, hits: Option<&
             @if hits.is_empty() { p #hits { "No match for " q { (query) } "." } }
             @else {
                 ol #hits {
-                    @for h in hits {
+                    @for (h, at) in hits {
                         li {
-                            button.seek type="button" data-time=(format!("{:.3}", h.time)) {
+                            button.seek type="button" data-time=(format!("{at:.3}"))
+                                title=(format!("{:.1} s into the session; pauses over {IDLE_LIMIT} s play shorter", h.time)) {
                                 (format!("{:.1} s", h.time))
                             }
-                            " " (h.source.as_str()) ": " code { (h.text) }
+                            " " (h.source.as_str()) ": " code { (t(&h.text)) }
                         }
                     }
                 }
@@ -316,12 +365,13 @@ pub fn recording(viewer: &Viewer, r: &RecordingInfo, query: &str, hits: Option<&
                 button type="submit" id="review" { "Mark reviewed" }
             }
         }
-        @if !r.reviews.is_empty() {
+        // Review notes and flags are for auditors only.
+        @if viewer.sees_all() && !r.reviews.is_empty() {
             h2 { "Reviews" }
             ul #reviews {
                 @for rv in &r.reviews {
                     li { (rv.at) " · " (rv.by) " · " (if rv.flagged { "flagged" } else { "reviewed" })
-                        @if let Some(n) = &rv.note { " · " (n) } }
+                        @if let Some(n) = &rv.note { " · " (t(n)) } }
                 }
             }
         }
@@ -333,7 +383,7 @@ pub fn live(viewer: &Viewer, s: &SessionRow) -> Markup {
     let body = html! {
         p { "Session " a href={ "/sessions/" (s.id) } { code { (s.id) } } " of " (s.user)
             " on " (dash(&s.server)) " as " (dash(&s.account)) ", from " (s.source) "." }
-        div #player data-live={ "/sessions/" (s.id) "/events" } {}
+        div #player data-live={ "/sessions/" (s.id) "/events" } data-idle-limit=(IDLE_LIMIT) {}
         p #live-state {}
         @if viewer.sees_all() && s.ended_at.is_none() { (kill_form(viewer, &s.id)) }
     };
@@ -356,7 +406,7 @@ pub fn grants(viewer: &Viewer, grants: &[Grant], now: OffsetDateTime) -> Markup 
                         td { (g.accounts.join(", ")) }
                         td { (g.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")) }
                         td { (g.from.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")) }
-                        td { (g.reason) }
+                        td { (t(&g.reason)) }
                         td { (match g.duration_secs {
                             Some(s) => humantime::format_duration(std::time::Duration::from_secs(u64::try_from(s).unwrap_or(0))).to_string(),
                             None => "permanent".into(),

@@ -89,10 +89,23 @@ async function waitTerm(page, needle, ms = 20000) {
   }
 }
 
+// Opens a sign-in link (a page with a button: the GET spends nothing) and
+// presses its button, which POSTs it; returns the POST's status.
+async function redeem(page, link) {
+  const first = await page.goto(link);
+  if (first.status() !== 200) return first.status();
+  if ((await page.$("#sign-in")) === null) return -1;
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === "POST" && r.url() === link),
+    page.click("#sign-in"),
+  ]);
+  return resp.status();
+}
+
 async function signIn(ctx, link, user) {
   const page = await ctx.newPage();
-  const resp = await page.goto(link);
-  check(resp.status() === 200, `${user}: the link signs in (status ${resp.status()})`);
+  const status = await redeem(page, link);
+  check(status === 200, `${user}: the link's button signs in (status ${status})`);
   await page.waitForURL(`${base}/sessions`, { timeout: 10000 }).catch(() => {});
   check(page.url() === `${base}/sessions`, `${user}: lands on /sessions (${page.url()})`);
   return page;
@@ -139,6 +152,9 @@ try {
       scripts: [...document.scripts].filter((s) => !s.src).length,
     }));
     check(injected.pwned === undefined && injected.imgs === 0 && injected.scripts === 0, `hostile strings inert ${JSON.stringify(injected)}`);
+    const codes = await carol.$$eval("code", (cs) => cs.map((c) => c.textContent).join("\n"));
+    check(codes.includes("BIDI-") && codes.includes("-END"), "the command with controls is shown");
+    check(!/[\u202a-\u202e\u2066-\u2069\u200e\u200f\u001b]/.test(codes), `bidi controls and ESC neutralised: ${JSON.stringify(codes.match(/BIDI.{0,20}/g))}`);
     await shot(carol, "session", ["Audit events", "session.start", cfg.alice_rec]);
   }
   // Player: play the recording; the terminal shows what the command printed.
@@ -164,6 +180,30 @@ try {
     check(await waitTerm(carol, "WEB-MARK-42"), "seeking to the hit shows it on the player's screen");
     await shot(carol, "search", ["WEB-MARK-42"]);
   }
+  // A note over 500 characters is refused, not cut (issue 17 item 6).
+  {
+    const csrf = await carol.getAttribute("header input[name=csrf]", "value");
+    const long = await carolCtx.request.post(`${base}/recordings/${cfg.alice_rec}/review`, {
+      form: { csrf, note: "n".repeat(501) + " TICKET-AT-THE-END" },
+    });
+    check(long.status() === 400 && (await long.text()).includes("too long"), `a 519-character note -> ${long.status()}`);
+    check((await carol.innerText("#review-state")).trim() === "unreviewed", "the refused note reviewed nothing");
+  }
+  // A hit after a long pause: the player squeezes pauses, the seek lands
+  // on the hit, not past it (issue 17 item 13).
+  await carol.goto(`${base}/recordings/${cfg.pause_rec}?q=ZEBRA-42`);
+  await carol.waitForSelector("#player .ap-wrapper", { timeout: 15000 });
+  await carol.waitForSelector("#hits button.seek", { timeout: 15000 });
+  {
+    const b = await carol.$("#hits li:has-text('screen:') button.seek");
+    const at = parseFloat(await b.getAttribute("data-time"));
+    check(at < 5, `the hit 8 s into the session plays at ${at} s on the squeezed timeline`);
+    await b.click();
+    check(await waitTerm(carol, "ZEBRA-42"), "seeking to the hit after a pause shows it");
+    const t = await termText(carol);
+    check(!t.includes("AFTER-MARK-2"), `the seek stops at the hit, not past it: ${JSON.stringify(t.trim())}`);
+  }
+  await carol.goto(`${base}/recordings/${cfg.alice_rec}`);
   // Review it.
   await carol.fill("#note", "looked fine <b>ok</b>");
   await carol.click("#review");
@@ -185,6 +225,23 @@ try {
   await carol.click(`a[href="/reports/${cfg.report}"]`);
   await carol.waitForURL(`${base}/reports/${cfg.report}`);
   await shot(carol, "report", ["alice"]);
+  // The report's recording links lead to the recording in the console
+  // (issue 17 item 14).
+  {
+    const link = await carol.$(`a[href^="../recordings/"]`);
+    check(link !== null, "the report links a recording");
+    if (link) {
+      await link.click();
+      await carol.waitForURL(/\/recordings\/[^/]+$/, { timeout: 10000 }).catch(() => {});
+      const text = await carol.innerText("body");
+      check(/\/recordings\/[^/]+$/.test(carol.url()) && text.includes("Review state"), `the report's link opens the recording (${carol.url()})`);
+    }
+    const nf = await carol.goto(`${base}/no-such-page`);
+    check(nf.status() === 404 && (await carol.$("#home")) !== null, "a 404 page leads back");
+    await carol.click("#home");
+    await carol.waitForURL(`${base}/sessions`);
+    check(carol.url() === `${base}/sessions`, "and back is the sessions list");
+  }
 
   // Live: watch alice's running session, then end it with a reason.
   await carol.goto(`${base}/sessions/${cfg.live}/live`);
@@ -241,6 +298,19 @@ try {
     check(rows.every((r) => !r.includes("carol")), "a user filtering for another user still sees only their own");
     const own = await alice.goto(`${base}/recordings/${cfg.alice_rec}`);
     check(own.status() === 200, "alice opens her own recording");
+    {
+      const text = await alice.innerText("body");
+      check(!text.includes("looked fine") && (await alice.$("#reviews")) === null && (await alice.$("#review-state")) === null,
+        "the reviewed engineer reads no reviewer's note or state (issue 17 item 16)");
+      await alice.goto(`${base}/sessions/${cfg.alice_rec}`);
+      const page = await alice.innerText("body");
+      check(!page.includes("looked fine") && !page.includes("recording.reviewed") && !page.includes("· reviewed"),
+        "nor on her session's page");
+      await alice.goto(`${base}/sessions?review=reviewed`);
+      const rows = await alice.$$eval("#sessions tbody tr", (trs) => trs.map((t) => t.innerText));
+      check(rows.every((r) => !/reviewed|flagged/.test(r)), `nor in her sessions list: ${rows.join(" | ")}`);
+      await alice.goto(`${base}/recordings/${cfg.alice_rec}`);
+    }
     check((await alice.$("#review")) === null, "no review form for a non-auditor");
     const review = await aliceCtx.request.post(`${base}/recordings/${cfg.alice_rec}/review`, {
       form: { csrf: "x" },
@@ -254,18 +324,18 @@ try {
   {
     const ctx = await newContext();
     const p = await ctx.newPage();
-    const reused = await p.goto(cfg.links.carol);
-    check(reused.status() === 403, `a used link is refused (${reused.status()})`);
-    const unknown = await p.goto(`${base}/login/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA`);
-    check(unknown.status() === 403, `an unknown link is refused (${unknown.status()})`);
+    const reused = await redeem(p, cfg.links.carol);
+    check(reused === 403, `a used link is refused (${reused})`);
+    const unknown = await redeem(p, `${base}/login/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA`);
+    check(unknown === 403, `an unknown link is refused (${unknown})`);
     await ctx.addCookies([{ name: "__Host-gatehouse", value: "forged-" + "x".repeat(40), url: base, secure: true }]);
     const forged = await p.goto(`${base}/sessions`);
     check(forged.status() === 401, `a forged cookie is refused (${forged.status()})`);
     const api = await ctx.request.get(`${base}/recordings/${cfg.alice_rec}/cast`);
     check(api.status() === 401, `a forged cookie fetches no cast (${api.status()})`);
     if (cfg.expired_wait_ms > 0) await p.waitForTimeout(cfg.expired_wait_ms);
-    const expired = await p.goto(cfg.links.expired);
-    check(expired.status() === 403, `an expired link is refused (${expired.status()})`);
+    const expired = await redeem(p, cfg.links.expired);
+    check(expired === 403, `an expired link is refused (${expired})`);
   }
   // Signing out ends the session on the server: the old cookie is refused.
   {

@@ -8,7 +8,9 @@
   if (!el || !window.AsciinemaPlayer) return;
   let player;
   let speed = 1;
-  const opts = { fit: "width", idleTimeLimit: 2, terminalFontSize: "small" };
+  // The server places search hits on the timeline with the same limit.
+  const idle = parseFloat(el.dataset.idleLimit);
+  const opts = { fit: "width", idleTimeLimit: isFinite(idle) ? idle : 2, terminalFontSize: "small" };
   function mount(extra) {
     if (player) player.dispose();
     player = window.AsciinemaPlayer.create(
@@ -28,7 +30,8 @@
     });
   }
   // Jump to a search hit: seek just past the moment the text appeared (a
-  // hit's time is that of the event that drew it) and pause there.
+  // hit's data-time is where the event that drew it plays, on the
+  // player's timeline with pauses squeezed) and pause there.
   document.querySelectorAll("button.seek").forEach(function (b) {
     b.addEventListener("click", function () {
       const t = parseFloat(b.dataset.time);
