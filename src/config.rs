@@ -188,8 +188,8 @@ pub struct Config {
     pub audit: AuditConfig,
 }
 
-/// `[audit]`: forward-secure sealing of this node's audit chain
-/// ([`crate::seal`]).
+/// `[audit]`: forward-secure sealing of this node's audit chain (the
+/// `seal` module).
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     /// This node's current seal key (0600, never in the database); holds

@@ -31,7 +31,7 @@ use super::{
     Action, Allowed, Decision, Denial, DenyCode, Mode, Path_, Policy, Principal, RecordMode,
     Request, Server, User,
 };
-use crate::grants::Grant;
+use crate::grant_types::Grant;
 
 /// The one reason an unknown server and a forbidden one share.
 const ACCESS_DENIED: &str = "no such server, or you may not reach it";
@@ -839,7 +839,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::grants::GrantState;
+    use crate::grant_types::GrantState;
     use crate::policy::Policy;
 
     const ALICE: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDzXhOm/CKaSOWAp/1cSJfYiJiaPNkrM2OFPyrc4A1yR alice@laptop";

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::grants::Grant;
+use crate::grant_types::Grant;
 
 mod check;
 mod decide;

@@ -33,6 +33,16 @@ pub struct Binding<'a> {
     pub slot: &'a str,
 }
 
+/// The binding of the user CA's key row (`ca`, table `user_ca`): no vault
+/// credential has this kind, so neither ciphertext opens in the other's
+/// place.
+pub const USER_CA_BINDING: Binding<'static> = Binding {
+    server: "",
+    account: "",
+    kind: "user-ca",
+    slot: "current",
+};
+
 impl Binding<'_> {
     fn aad(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(

@@ -690,7 +690,7 @@ impl Vault {
             store::set_ciphertexts(&mut *tx, s, a, &cur, pending.as_deref()).await?;
         }
         // The user CA is sealed under the same key (src/ca.rs).
-        crate::ca::reseal(&mut tx, &old, &new_key).await?;
+        reseal_user_ca(&mut tx, &old, &new_key).await?;
         store::set_key_check(&mut *tx, &seal_key_check(&new_key)?).await?;
         tx.commit().await?;
         let new_key = Arc::new(new_key);
@@ -851,6 +851,29 @@ async fn lock_and_check(conn: &mut AnyConnection, key: &MasterKey) -> Result<(),
     } else {
         Err(VaultError::WrongMasterKey)
     }
+}
+
+/// Re-seals the user CA's stored key (`ca`, table `user_ca`) from `old` to
+/// `new` inside the caller's transaction (`rekey`); nothing to do when
+/// there is none.
+async fn reseal_user_ca(
+    conn: &mut sqlx::AnyConnection,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<(), VaultError> {
+    let sealed: Option<String> = sqlx::query_scalar("SELECT ciphertext FROM user_ca WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(sealed) = sealed else {
+        return Ok(());
+    };
+    let plain = crypto::open(old, crypto::USER_CA_BINDING, &sealed)?;
+    let resealed = crypto::seal(new, crypto::USER_CA_BINDING, &plain)?;
+    sqlx::query("UPDATE user_ca SET ciphertext = $1 WHERE id = 1")
+        .bind(resealed)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
