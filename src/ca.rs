@@ -388,7 +388,9 @@ mod tests {
         assert!(err.to_string().contains("master key"), "{err}");
         // `vault rekey` re-seals it in its transaction.
         let mut conn = store.pool().acquire().await.unwrap();
-        reseal(&mut conn, &master, &other).await.unwrap();
+        crate::vault::reseal_user_ca(&mut conn, &master, &other)
+            .await
+            .unwrap();
         drop(conn);
         let (rekeyed, _) = UserCa::load_shared(store.pool(), &other, &file)
             .await

@@ -856,7 +856,7 @@ async fn lock_and_check(conn: &mut AnyConnection, key: &MasterKey) -> Result<(),
 /// Re-seals the user CA's stored key (`ca`, table `user_ca`) from `old` to
 /// `new` inside the caller's transaction (`rekey`); nothing to do when
 /// there is none.
-async fn reseal_user_ca(
+pub(crate) async fn reseal_user_ca(
     conn: &mut sqlx::AnyConnection,
     old: &MasterKey,
     new: &MasterKey,
