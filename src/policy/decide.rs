@@ -28,8 +28,8 @@ use time::format_description::well_known::Rfc3339;
 
 use super::check::command_glob;
 use super::{
-    Action, Allowed, Decision, Denial, DenyCode, Mode, Path_, Policy, Principal, RecordMode,
-    Request, Server, User,
+    Action, Allowed, Decision, Denial, DenyCode, Mode, Policy, Principal, RecordMode, Request,
+    Route, Server, User,
 };
 use crate::grant_types::Grant;
 
@@ -333,7 +333,7 @@ fn decide_inner(
         // grant-only user always needs a grant.
         (None, None) => format!("{} ({})", server.name, server.origin),
     };
-    let allowed = |path: Path_, dest: Option<(String, u16)>, rule: String| Allowed {
+    let allowed = |path: Route, dest: Option<(String, u16)>, rule: String| Allowed {
         server: server.name.clone(),
         account: account.to_owned(),
         mode: server.mode,
@@ -353,7 +353,7 @@ fn decide_inner(
                 format!("{} allows only port forwards (desktop mode)", server.name),
                 format!("{} mode {mode_str} ({})", server.name, server.origin),
             )),
-            _ => Ok(allowed(Path_::Session, None, rule)),
+            _ => Ok(allowed(Route::Session, None, rule)),
         },
         Action::LocalForward { host, port } => {
             let port = *port;
@@ -398,10 +398,10 @@ fn decide_inner(
                         format!("{} mode {mode_str} ({})", server.name, server.origin),
                     ));
                 }
-                Mode::Global => Path_::Direct,
-                Mode::Firewall | Mode::Desktop if in_ports => Path_::Direct,
-                Mode::SshForwarding if in_ports => Path_::ThroughSshd,
-                Mode::OnRequest => Path_::Direct,
+                Mode::Global => Route::Direct,
+                Mode::Firewall | Mode::Desktop if in_ports => Route::Direct,
+                Mode::SshForwarding if in_ports => Route::ThroughSshd,
+                Mode::OnRequest => Route::Direct,
                 Mode::Firewall | Mode::Desktop | Mode::SshForwarding => {
                     return Err(port_denied(ports_rule));
                 }
@@ -411,7 +411,7 @@ fn decide_inner(
                 return Err(port_denied(format!("{g} does not cover port {port}")));
             }
             let dest = match path {
-                Path_::ThroughSshd => ("127.0.0.1".to_owned(), port),
+                Route::ThroughSshd => ("127.0.0.1".to_owned(), port),
                 _ => (server.host.clone(), port),
             };
             let rule = match server.mode {
@@ -422,7 +422,7 @@ fn decide_inner(
             Ok(allowed(path, Some(dest), rule))
         }
         Action::RemoteForward { .. } => match server.mode {
-            Mode::Global => Ok(allowed(Path_::ThroughSshd, None, rule)),
+            Mode::Global => Ok(allowed(Route::ThroughSshd, None, rule)),
             _ => Err(denial(
                 DenyCode::ModeRefuses,
                 format!("remote forwarding is refused for this server's access mode ({mode_str})"),
@@ -578,7 +578,7 @@ fn decide_jump(
         mode: server.mode,
         grant: grant.map(|g| g.id),
         grant_expires: grant.and_then(|g| g.expires_at),
-        path: Path_::Direct,
+        path: Route::Direct,
         dest: Some((server.host.clone(), port)),
         rule: format!("{rule}; mode global allows ProxyJump"),
         flagged: true,
@@ -987,7 +987,7 @@ keys = []
     /// Expected outcome of one cell of the contract's table.
     #[derive(Debug, PartialEq)]
     enum Want {
-        Allow(Path_),
+        Allow(Route),
         Deny(DenyCode),
     }
     use Want::{Allow, Deny};
@@ -998,25 +998,25 @@ keys = []
         let session = Action::Session;
         let remote = Action::RemoteForward { port: 8080 };
         let rows: Vec<(&str, Action, Want)> = vec![
-            ("g", session.clone(), Allow(Path_::Session)),
-            ("fw", session.clone(), Allow(Path_::Session)),
-            ("sf", session.clone(), Allow(Path_::Session)),
-            ("vpn", session.clone(), Allow(Path_::Session)),
-            ("or", session.clone(), Allow(Path_::Session)),
+            ("g", session.clone(), Allow(Route::Session)),
+            ("fw", session.clone(), Allow(Route::Session)),
+            ("sf", session.clone(), Allow(Route::Session)),
+            ("vpn", session.clone(), Allow(Route::Session)),
+            ("or", session.clone(), Allow(Route::Session)),
             ("desk", session.clone(), Deny(DenyCode::ModeRefuses)),
             ("cl", session.clone(), Deny(DenyCode::UseClone)),
-            ("g", fwd("localhost", 9999), Allow(Path_::Direct)),
-            ("fw", fwd("localhost", 5432), Allow(Path_::Direct)),
+            ("g", fwd("localhost", 9999), Allow(Route::Direct)),
+            ("fw", fwd("localhost", 5432), Allow(Route::Direct)),
             ("fw", fwd("localhost", 22), Deny(DenyCode::PortNotAllowed)),
-            ("sf", fwd("localhost", 1521), Allow(Path_::ThroughSshd)),
+            ("sf", fwd("localhost", 1521), Allow(Route::ThroughSshd)),
             ("sf", fwd("localhost", 22), Deny(DenyCode::PortNotAllowed)),
             ("vpn", fwd("localhost", 1521), Deny(DenyCode::ModeRefuses)),
-            ("or", fwd("localhost", 1521), Allow(Path_::Direct)),
+            ("or", fwd("localhost", 1521), Allow(Route::Direct)),
             ("or", fwd("localhost", 22), Deny(DenyCode::PortNotAllowed)),
-            ("desk", fwd("localhost", 3389), Allow(Path_::Direct)),
+            ("desk", fwd("localhost", 3389), Allow(Route::Direct)),
             ("desk", fwd("localhost", 22), Deny(DenyCode::PortNotAllowed)),
             ("cl", fwd("localhost", 22), Deny(DenyCode::UseClone)),
-            ("g", remote.clone(), Allow(Path_::ThroughSshd)),
+            ("g", remote.clone(), Allow(Route::ThroughSshd)),
             ("fw", remote.clone(), Deny(DenyCode::ModeRefuses)),
             ("sf", remote.clone(), Deny(DenyCode::ModeRefuses)),
             ("vpn", remote.clone(), Deny(DenyCode::ModeRefuses)),
@@ -1048,7 +1048,7 @@ keys = []
         };
         let a = allowed(ask("bob", "", None, jump("g", 22), &[]));
         assert_eq!(a.server, "g");
-        assert_eq!(a.path, Path_::Direct);
+        assert_eq!(a.path, Route::Direct);
         assert_eq!(a.dest, Some(("10.0.0.1".into(), 22)));
         assert!(a.flagged);
         let a = allowed(ask("bob", "", None, jump("10.0.0.1", 22), &[]));

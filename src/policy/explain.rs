@@ -8,7 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Action, Decision, Path_, Policy, Request, decide};
+use super::{Action, Decision, Policy, Request, Route, decide};
 use crate::grant_types::Grant;
 
 /// A decision with its context, printable as text or JSON (the request
@@ -44,10 +44,10 @@ impl Explanation {
         match &self.decision {
             Decision::Allow(a) => {
                 let what = match (&a.path, &a.dest) {
-                    (Path_::Session, _) => self.request.action.clone(),
+                    (Route::Session, _) => self.request.action.clone(),
                     (path, Some((h, p))) => {
                         let how = match path {
-                            Path_::ThroughSshd => "through sshd",
+                            Route::ThroughSshd => "through sshd",
                             _ => "direct",
                         };
                         format!(
