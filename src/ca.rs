@@ -388,7 +388,7 @@ mod tests {
         assert!(err.to_string().contains("master key"), "{err}");
         // `vault rekey` re-seals it in its transaction.
         let mut conn = store.pool().acquire().await.unwrap();
-        crate::vault::reseal_user_ca(&mut conn, &master, &other)
+        crate::vault::rekey::reseal_user_ca(&mut conn, &master, &other)
             .await
             .unwrap();
         drop(conn);
