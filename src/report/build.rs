@@ -328,7 +328,6 @@ impl DayBuilder {
             return;
         }
         self.events += 1;
-        let d = &ev.detail;
         match ev.kind.as_str() {
             "auth.success" => {
                 self.auth_success += 1;
@@ -353,161 +352,185 @@ impl DayBuilder {
                 let ms = i64::try_from(when.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
                 self.failures.push((ms, u, src));
             }
-            "auth.lockout" => {
-                let until = s(d, "until").map(|u| norm_ts(&u));
-                let failures = i(d, "failures");
-                self.lockouts.push_with(|| LockoutEntry {
-                    when: ts(when),
-                    user: ev.user.clone(),
-                    source: ev.source.clone(),
-                    failures,
-                    until: until.clone(),
-                });
-                self.lockout_flags.push_with(|| Suspicious {
-                    kind: "lockout".into(),
-                    when: ts(when),
-                    user: ev.user.clone(),
-                    server: None,
-                    source: ev.source.clone(),
-                    session: None,
-                    detail: format!(
-                        "account locked after {} failed logins{}",
-                        failures.map_or_else(|| "repeated".to_string(), |n| n.to_string()),
-                        until.map(|u| format!(", until {u}")).unwrap_or_default()
-                    ),
-                    count: failures.and_then(|n| u64::try_from(n).ok()),
-                    until: None,
-                });
-            }
-            "access.denied" | "forward.denied" | "command.blocked" => {
-                self.denials.push_with(|| DenialEntry {
-                    when: ts(when),
-                    kind: ev.kind.clone(),
-                    user: ev.user.clone(),
-                    server: ev.server.clone(),
-                    account: ev.account.clone(),
-                    source: ev.source.clone(),
-                    session: ev.session.clone(),
-                    code: s(d, "code"),
-                    reason: s(d, "reason"),
-                    target: s(d, "command").or_else(|| s(d, "destination")),
-                });
-                if ev.kind == "command.blocked" {
-                    self.blocked.push_with(|| Suspicious {
-                        kind: "blocked_command".into(),
-                        when: ts(when),
-                        user: ev.user.clone(),
-                        server: ev.server.clone(),
-                        source: ev.source.clone(),
-                        session: ev.session.clone(),
-                        detail: format!(
-                            "blocked command {:?}{}",
-                            s(d, "command").unwrap_or_default(),
-                            s(d, "rule")
-                                .map(|r| format!(" (rule {r})"))
-                                .unwrap_or_default()
-                        ),
-                        count: None,
-                        until: None,
-                    });
-                }
-            }
-            "hostkey.mismatch" => {
-                self.hostkey.push_with(|| Suspicious {
-                    kind: "hostkey_mismatch".into(),
-                    when: ts(when),
-                    user: ev.user.clone(),
-                    server: ev.server.clone(),
-                    source: ev.source.clone(),
-                    session: ev.session.clone(),
-                    detail: format!(
-                        "host key mismatch: expected {}, presented {}",
-                        s(d, "expected").unwrap_or_else(|| "?".into()),
-                        s(d, "presented").unwrap_or_else(|| "?".into())
-                    ),
-                    count: None,
-                    until: None,
-                });
-            }
-            "session.start" | "session.end" => {
-                let Some(id) = ev.session.as_deref() else {
-                    return;
-                };
-                let e = self.sessions.entry(id.to_string()).or_default();
-                if e.user.is_none() {
-                    e.user.clone_from(&ev.user);
-                }
-                if e.server.is_none() {
-                    e.server.clone_from(&ev.server);
-                }
-                if e.account.is_none() {
-                    e.account.clone_from(&ev.account);
-                }
-                if e.source.is_none() {
-                    e.source.clone_from(&ev.source);
-                }
-                if ev.kind == "session.start" {
-                    e.start = Some(when);
-                    e.mode = s(d, "mode");
-                    e.grant = i(d, "grant");
-                    e.flagged = Some(d.get("flagged").and_then(Value::as_bool).unwrap_or(false));
-                } else {
-                    e.end = Some(when);
-                    e.bytes_up = i(d, "bytes_up");
-                    e.bytes_down = i(d, "bytes_down");
-                    e.exit_status = i(d, "exit_status");
-                    e.reason = s(d, "reason");
-                    if e.start.is_none() {
-                        // A session that began before the day: its start
-                        // follows from its duration.
-                        e.start = d
-                            .get("duration_secs")
-                            .and_then(Value::as_f64)
-                            .filter(|x| x.is_finite() && *x >= 0.0)
-                            .map(|x| when - Duration::seconds_f64(x));
-                    }
-                }
-            }
-            kind if kind.starts_with("grant.") => {
-                let Some(action) = grant_action(kind) else {
-                    return;
-                };
-                let Some(id) = i(d, "grant") else { return };
-                *self.grant_counts.entry(action).or_default() += 1;
-                self.grant_seen.insert((id, action));
-                self.grants.push_with(|| GrantActivity {
-                    when: ts(when),
-                    action: action.into(),
-                    grant: id,
-                    user: s(d, "for"),
-                    by: ev.user.clone(),
-                    server: ev.server.clone(),
-                    accounts: strings(d, "accounts"),
-                    ports: ports(d, "ports"),
-                    reason: s(d, "reason"),
-                    state: s(d, "state"),
-                    until: s(d, "expires_at").map(|u| norm_ts(&u)),
-                });
-            }
-            "policy.reloaded" | "policy.rejected" => {
-                let reloaded = ev.kind == "policy.reloaded";
-                if reloaded {
-                    self.reloads += 1;
-                } else {
-                    self.rejections += 1;
-                }
-                self.policy.push_with(|| PolicyChange {
-                    when: ts(when),
-                    kind: if reloaded { "reloaded" } else { "rejected" }.into(),
-                    reason: s(d, "reason"),
-                    digest: s(d, "digest").or_else(|| s(d, "serving")),
-                    users: i(d, "users"),
-                    servers: i(d, "servers"),
-                    problem_count: i(d, "count"),
-                    problems: strings(d, "problems").into_iter().take(10).collect(),
-                });
-            }
+            "auth.lockout" => self.lockout(ev, when),
+            "access.denied" | "forward.denied" | "command.blocked" => self.denial(ev, when),
+            "hostkey.mismatch" => self.hostkey_mismatch(ev, when),
+            "session.start" | "session.end" => self.session_event(ev, when),
+            kind if kind.starts_with("grant.") => self.grant_event(ev, when, kind),
+            "policy.reloaded" | "policy.rejected" => self.policy_event(ev, when),
             _ => {}
         }
+    }
+
+    /// An `auth.lockout`: the lockouts list and a suspicious entry.
+    fn lockout(&mut self, ev: &AuditRecord, when: OffsetDateTime) {
+        let d = &ev.detail;
+        let until = s(d, "until").map(|u| norm_ts(&u));
+        let failures = i(d, "failures");
+        self.lockouts.push_with(|| LockoutEntry {
+            when: ts(when),
+            user: ev.user.clone(),
+            source: ev.source.clone(),
+            failures,
+            until: until.clone(),
+        });
+        self.lockout_flags.push_with(|| Suspicious {
+            kind: "lockout".into(),
+            when: ts(when),
+            user: ev.user.clone(),
+            server: None,
+            source: ev.source.clone(),
+            session: None,
+            detail: format!(
+                "account locked after {} failed logins{}",
+                failures.map_or_else(|| "repeated".to_string(), |n| n.to_string()),
+                until.map(|u| format!(", until {u}")).unwrap_or_default()
+            ),
+            count: failures.and_then(|n| u64::try_from(n).ok()),
+            until: None,
+        });
+    }
+
+    /// A refusal: the denials list; a blocked command is suspicious too.
+    fn denial(&mut self, ev: &AuditRecord, when: OffsetDateTime) {
+        let d = &ev.detail;
+        self.denials.push_with(|| DenialEntry {
+            when: ts(when),
+            kind: ev.kind.clone(),
+            user: ev.user.clone(),
+            server: ev.server.clone(),
+            account: ev.account.clone(),
+            source: ev.source.clone(),
+            session: ev.session.clone(),
+            code: s(d, "code"),
+            reason: s(d, "reason"),
+            target: s(d, "command").or_else(|| s(d, "destination")),
+        });
+        if ev.kind == "command.blocked" {
+            self.blocked.push_with(|| Suspicious {
+                kind: "blocked_command".into(),
+                when: ts(when),
+                user: ev.user.clone(),
+                server: ev.server.clone(),
+                source: ev.source.clone(),
+                session: ev.session.clone(),
+                detail: format!(
+                    "blocked command {:?}{}",
+                    s(d, "command").unwrap_or_default(),
+                    s(d, "rule")
+                        .map(|r| format!(" (rule {r})"))
+                        .unwrap_or_default()
+                ),
+                count: None,
+                until: None,
+            });
+        }
+    }
+
+    /// A target host key that did not match: suspicious.
+    fn hostkey_mismatch(&mut self, ev: &AuditRecord, when: OffsetDateTime) {
+        let d = &ev.detail;
+        self.hostkey.push_with(|| Suspicious {
+            kind: "hostkey_mismatch".into(),
+            when: ts(when),
+            user: ev.user.clone(),
+            server: ev.server.clone(),
+            source: ev.source.clone(),
+            session: ev.session.clone(),
+            detail: format!(
+                "host key mismatch: expected {}, presented {}",
+                s(d, "expected").unwrap_or_else(|| "?".into()),
+                s(d, "presented").unwrap_or_else(|| "?".into())
+            ),
+            count: None,
+            until: None,
+        });
+    }
+
+    /// A session's start or end: what it tells of the session.
+    fn session_event(&mut self, ev: &AuditRecord, when: OffsetDateTime) {
+        let d = &ev.detail;
+        let Some(id) = ev.session.as_deref() else {
+            return;
+        };
+        let e = self.sessions.entry(id.to_string()).or_default();
+        if e.user.is_none() {
+            e.user.clone_from(&ev.user);
+        }
+        if e.server.is_none() {
+            e.server.clone_from(&ev.server);
+        }
+        if e.account.is_none() {
+            e.account.clone_from(&ev.account);
+        }
+        if e.source.is_none() {
+            e.source.clone_from(&ev.source);
+        }
+        if ev.kind == "session.start" {
+            e.start = Some(when);
+            e.mode = s(d, "mode");
+            e.grant = i(d, "grant");
+            e.flagged = Some(d.get("flagged").and_then(Value::as_bool).unwrap_or(false));
+        } else {
+            e.end = Some(when);
+            e.bytes_up = i(d, "bytes_up");
+            e.bytes_down = i(d, "bytes_down");
+            e.exit_status = i(d, "exit_status");
+            e.reason = s(d, "reason");
+            if e.start.is_none() {
+                // A session that began before the day: its start
+                // follows from its duration.
+                e.start = d
+                    .get("duration_secs")
+                    .and_then(Value::as_f64)
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .map(|x| when - Duration::seconds_f64(x));
+            }
+        }
+    }
+
+    /// A grant step: counted, and kept in the grant activity.
+    fn grant_event(&mut self, ev: &AuditRecord, when: OffsetDateTime, kind: &str) {
+        let d = &ev.detail;
+        let Some(action) = grant_action(kind) else {
+            return;
+        };
+        let Some(id) = i(d, "grant") else { return };
+        *self.grant_counts.entry(action).or_default() += 1;
+        self.grant_seen.insert((id, action));
+        self.grants.push_with(|| GrantActivity {
+            when: ts(when),
+            action: action.into(),
+            grant: id,
+            user: s(d, "for"),
+            by: ev.user.clone(),
+            server: ev.server.clone(),
+            accounts: strings(d, "accounts"),
+            ports: ports(d, "ports"),
+            reason: s(d, "reason"),
+            state: s(d, "state"),
+            until: s(d, "expires_at").map(|u| norm_ts(&u)),
+        });
+    }
+
+    /// A policy reload or rejection.
+    fn policy_event(&mut self, ev: &AuditRecord, when: OffsetDateTime) {
+        let d = &ev.detail;
+        let reloaded = ev.kind == "policy.reloaded";
+        if reloaded {
+            self.reloads += 1;
+        } else {
+            self.rejections += 1;
+        }
+        self.policy.push_with(|| PolicyChange {
+            when: ts(when),
+            kind: if reloaded { "reloaded" } else { "rejected" }.into(),
+            reason: s(d, "reason"),
+            digest: s(d, "digest").or_else(|| s(d, "serving")),
+            users: i(d, "users"),
+            servers: i(d, "servers"),
+            problem_count: i(d, "count"),
+            problems: strings(d, "problems").into_iter().take(10).collect(),
+        });
     }
 }

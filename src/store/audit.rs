@@ -421,6 +421,8 @@ fn stop_after_error<'a, T: Send + 'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::chain::FaultKey;
+    use super::read::{LOGINS_SQL, events_by_time_sql, report_events_sql};
     use super::*;
 
     fn fields<'a>(detail: &'a str, user: Option<&'a str>) -> ChainFields<'a> {

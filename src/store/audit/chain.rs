@@ -169,13 +169,13 @@ pub struct Pin {
 /// at `(id, 0)`; a removal sorts just after the last intact row before it,
 /// `(prev_id, 1)`, since the removed rows had ids above that one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct FaultKey(i64, u8);
+pub(super) struct FaultKey(i64, u8);
 
 impl FaultKey {
-    fn at(id: i64) -> FaultKey {
+    pub(super) fn at(id: i64) -> FaultKey {
         FaultKey(id, 0)
     }
-    fn after(id: i64) -> FaultKey {
+    pub(super) fn after(id: i64) -> FaultKey {
         FaultKey(id, 1)
     }
 }

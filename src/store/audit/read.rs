@@ -287,7 +287,7 @@ pub struct RecordingStarted {
 
 /// The events of a time range (`$1 <= ts < $2`) of `kinds` kinds (`$3`..)
 /// in time order.
-fn events_by_time_sql(kinds: usize) -> String {
+pub(super) fn events_by_time_sql(kinds: usize) -> String {
     format!(
         "{SELECT_EVENTS} WHERE ts >= $1 AND ts < $2 AND kind IN ({}) ORDER BY ts, id",
         placeholders(3, kinds)
@@ -297,7 +297,7 @@ fn events_by_time_sql(kinds: usize) -> String {
 /// [`Store::report_events`]: the events of a time range (`$1 <= ts < $2`)
 /// of `kinds` kinds (`$3`..), in time order, less the session events of
 /// sessions settled in the range (the range again after the kinds).
-fn report_events_sql(kinds: usize) -> String {
+pub(super) fn report_events_sql(kinds: usize) -> String {
     let from = kinds + 3;
     let to = kinds + 4;
     format!(
@@ -323,7 +323,7 @@ fn placeholders(first: usize, n: usize) -> String {
 /// `audit_events_logins` (`WHERE kind = 'auth.success'`). The result has
 /// one row per distinct (user, source) of the period, far fewer than the
 /// logins, hence `fetch_all`.
-const LOGINS_SQL: &str = "SELECT username, source, MAX(ts) AS last FROM audit_events \
+pub(super) const LOGINS_SQL: &str = "SELECT username, source, MAX(ts) AS last FROM audit_events \
      WHERE kind = 'auth.success' AND ts >= $1 AND ts < $2 AND username IS NOT NULL \
      GROUP BY username, source";
 
