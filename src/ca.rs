@@ -24,6 +24,8 @@
 //! that file exists (so a CA that targets already trust is kept), else a
 //! new one. From then on the file is not used (and never written): a
 //! warning at start says so when it holds another key.
+//!
+//! May import: vault (its crypto and master key), keys.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
