@@ -130,7 +130,8 @@ impl SealKey {
     }
 
     /// The key `n` epochs later.
-    pub fn evolve_by(&self, n: u64) -> SealKey {
+    #[cfg(test)]
+    pub(crate) fn evolve_by(&self, n: u64) -> SealKey {
         let mut k = self.clone();
         for _ in 0..n {
             k = k.evolve();

@@ -392,7 +392,8 @@ impl Vault {
 
     /// Changes the Argon2id cost of new history hashes (tests use a cheap
     /// one; old hashes keep the cost they were made with).
-    pub fn with_hash_cost(mut self, cost: HashCost) -> Vault {
+    #[cfg(test)]
+    pub(crate) fn with_hash_cost(mut self, cost: HashCost) -> Vault {
         self.cost = cost;
         self
     }
