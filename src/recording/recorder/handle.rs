@@ -93,45 +93,7 @@ impl Recorder {
         // (write and sync together), not one pool trip per call.
         let file = Arc::new(file.into_std().await);
 
-        let sidecar = Sidecar {
-            format: sidecar::FORMAT,
-            id: meta.id.clone(),
-            session: meta.session.clone(),
-            user: meta.user.clone(),
-            server: meta.server.clone(),
-            account: meta.account.clone(),
-            source: meta.source.clone(),
-            grant: meta.grant,
-            kind: meta.kind,
-            command: meta.command.clone(),
-            term: meta.term.clone(),
-            width: header.width,
-            height: header.height,
-            started_at: started_at
-                .format(&Rfc3339)
-                .map_err(|e| RecordingError::Format(format!("start time: {e}")))?,
-            ended_at: None,
-            complete: false,
-            exit_status: None,
-            exit_signal: None,
-            bytes: ByteCounts::default(),
-            stdin_sha256: None,
-            stdout_sha256: None,
-            stderr_sha256: None,
-            stdin_blake3: None,
-            stdout_blake3: None,
-            stderr_blake3: None,
-            input_recorded: pty && opts.record_input,
-            text_cap: (!pty).then_some(opts.text_cap as u64),
-            text_recorded_bytes: None,
-            text_truncated: None,
-            interrupted: false,
-            cast: format!("{}.cast", meta.id),
-            cast_sha256: None,
-            signing_key: Some(signer.public_key_hex()),
-            signature: None,
-            error: None,
-        };
+        let sidecar = new_sidecar(&meta, &header, started_at, &opts, &signer)?;
         write_sidecar(sidecar.clone(), sidecar_path.clone()).await?;
 
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -303,4 +265,54 @@ impl Recorder {
             State::Running => RecordingError::Failed("the recorder stopped unexpectedly".into()),
         }
     }
+}
+
+/// The sidecar as written at the start: what is known before any byte.
+fn new_sidecar(
+    meta: &RecordingMeta,
+    header: &Header,
+    started_at: OffsetDateTime,
+    opts: &RecorderOptions,
+    signer: &Signer,
+) -> Result<Sidecar, RecordingError> {
+    let pty = meta.term.is_some();
+    Ok(Sidecar {
+        format: sidecar::FORMAT,
+        id: meta.id.clone(),
+        session: meta.session.clone(),
+        user: meta.user.clone(),
+        server: meta.server.clone(),
+        account: meta.account.clone(),
+        source: meta.source.clone(),
+        grant: meta.grant,
+        kind: meta.kind,
+        command: meta.command.clone(),
+        term: meta.term.clone(),
+        width: header.width,
+        height: header.height,
+        started_at: started_at
+            .format(&Rfc3339)
+            .map_err(|e| RecordingError::Format(format!("start time: {e}")))?,
+        ended_at: None,
+        complete: false,
+        exit_status: None,
+        exit_signal: None,
+        bytes: ByteCounts::default(),
+        stdin_sha256: None,
+        stdout_sha256: None,
+        stderr_sha256: None,
+        stdin_blake3: None,
+        stdout_blake3: None,
+        stderr_blake3: None,
+        input_recorded: pty && opts.record_input,
+        text_cap: (!pty).then_some(opts.text_cap as u64),
+        text_recorded_bytes: None,
+        text_truncated: None,
+        interrupted: false,
+        cast: format!("{}.cast", meta.id),
+        cast_sha256: None,
+        signing_key: Some(signer.public_key_hex()),
+        signature: None,
+        error: None,
+    })
 }
