@@ -1,6 +1,7 @@
-//! Audit events: one typed enum of kinds (contract section 8), written in one
-//! place ([`crate::store::Store::audit`]). Reports and exports read only the
-//! store.
+//! Audit events: one typed enum of kinds (contract section 8) and the event
+//! value; the store writes them in one place (`Store::audit`), and reports
+//! and exports read only the store. Plain values at the bottom of the layers.
+//! May import: nothing of this crate.
 
 use serde::{Deserialize, Serialize};
 

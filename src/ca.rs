@@ -24,6 +24,8 @@
 //! that file exists (so a CA that targets already trust is kept), else a
 //! new one. From then on the file is not used (and never written): a
 //! warning at start says so when it holds another key.
+//!
+//! May import: vault (its crypto and master key), keys.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,7 +36,7 @@ use russh::keys::PrivateKey;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::ssh_key::certificate::{Builder, CertType, Certificate};
 use russh::keys::ssh_key::private::Ed25519Keypair;
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::AnyPool;
 
 use crate::vault::crypto::{self, Binding};
 use crate::vault::{MasterKey, Secret, VaultError};
@@ -79,14 +81,9 @@ pub enum Origin {
     Imported(PathBuf),
 }
 
-/// The sealed key's row binding (see `vault::crypto`): no vault credential
-/// has this kind, so neither ciphertext opens in the other's place.
-const BINDING: Binding<'static> = Binding {
-    server: "",
-    account: "",
-    kind: "user-ca",
-    slot: "current",
-};
+/// The sealed key's row binding (the vault owns it, and re-seals the row
+/// on `vault rekey`).
+const BINDING: Binding<'static> = crypto::USER_CA_BINDING;
 const ORIGIN_GENERATED: &str = "generated";
 const ORIGIN_IMPORTED: &str = "imported";
 
@@ -233,28 +230,6 @@ impl UserCa {
             certificate,
         })
     }
-}
-
-/// Re-seals the stored CA key from `old` to `new` inside the caller's
-/// transaction (`vault rekey`); nothing to do when there is none.
-pub async fn reseal(
-    conn: &mut AnyConnection,
-    old: &MasterKey,
-    new: &MasterKey,
-) -> Result<(), VaultError> {
-    let sealed: Option<String> = sqlx::query_scalar("SELECT ciphertext FROM user_ca WHERE id = 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(sealed) = sealed else {
-        return Ok(());
-    };
-    let plain = crypto::open(old, BINDING, &sealed)?;
-    let resealed = crypto::seal(new, BINDING, &plain)?;
-    sqlx::query("UPDATE user_ca SET ciphertext = $1 WHERE id = 1")
-        .bind(resealed)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 async fn read_sealed(pool: &AnyPool) -> Result<Option<String>, CaError> {
@@ -415,7 +390,9 @@ mod tests {
         assert!(err.to_string().contains("master key"), "{err}");
         // `vault rekey` re-seals it in its transaction.
         let mut conn = store.pool().acquire().await.unwrap();
-        reseal(&mut conn, &master, &other).await.unwrap();
+        crate::vault::rekey::reseal_user_ca(&mut conn, &master, &other)
+            .await
+            .unwrap();
         drop(conn);
         let (rekeyed, _) = UserCa::load_shared(store.pool(), &other, &file)
             .await

@@ -208,8 +208,8 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
-/// `[audit]`: forward-secure sealing of this node's audit chain
-/// ([`crate::seal`]).
+/// `[audit]`: forward-secure sealing of this node's audit chain (the
+/// `seal` module).
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     /// This node's current seal key (0600, never in the database); holds

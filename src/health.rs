@@ -8,6 +8,8 @@
 //! balancer should stop sending staff here. Each probe really writes, as
 //! the process that serves: permission bits alone say nothing for root, and
 //! after a drop to `[server] user` only that user's rights count.
+//!
+//! May import: config, store.
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -17,6 +17,8 @@
 //! user, every place it writes ([`crate::health`]): a place the user cannot
 //! write stops the start with its name, instead of a bastion that loses
 //! audit events or reports later.
+//!
+//! May import: config, health, seal (the key file's lock path).
 
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;

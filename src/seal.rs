@@ -20,13 +20,17 @@
 //!   it once (the site keeps it offline) and erases it.
 //! - `gatehouse audit verify --seal-key FILE` derives every epoch's key
 //!   from `K_0` and checks every seal, and that the chain still holds the
-//!   sealed hash at each sealed `seq` ([`crate::store::Store::verify_chain_with`]).
+//!   sealed hash at each sealed `seq` (`Store::verify_chain_with`).
 //!
 //! The key file (`[audit] seal_key`, default `data/audit-seal-{node}.key`, 0600)
 //! is text: a version line, then `node`, `epoch`, `key` and, until
 //! printed, `initial`. Every change goes through a temporary file, fsync
 //! and rename, under an exclusive lock on `KEYFILE.lock`, so `serve` and
 //! `gatehouse audit seal` never seal the same epoch twice.
+//!
+//! This module owns the maths (key evolution, seal MACs, the signed chain
+//! head's message) and the key file; writing seal rows is the `sealer`
+//! workflow above the store. May import: nothing of this crate.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -39,8 +43,6 @@ const MAC_LABEL: &[u8] = b"gatehouse-seal-mac";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
     #[error("seal key task: {0}")]
     Task(String),
     #[error("{}: {source}", path.display())]
@@ -128,7 +130,8 @@ impl SealKey {
     }
 
     /// The key `n` epochs later.
-    pub fn evolve_by(&self, n: u64) -> SealKey {
+    #[cfg(test)]
+    pub(crate) fn evolve_by(&self, n: u64) -> SealKey {
         let mut k = self.clone();
         for _ in 0..n {
             k = k.evolve();
@@ -424,7 +427,7 @@ fn open_private(path: &Path, truncate: bool) -> Result<std::fs::File, SealError>
 
 /// Runs `f` with the key file locked, off the async threads (taking the
 /// lock may wait for another process's seal).
-async fn with_keys<T: Send + 'static>(
+pub(crate) async fn with_keys<T: Send + 'static>(
     path: &Path,
     f: impl FnOnce(&KeyStore) -> Result<T, SealError> + Send + 'static,
 ) -> Result<(KeyStore, T), SealError> {
@@ -444,84 +447,6 @@ pub async fn ensure_key(path: &Path, node: &str) -> Result<(), SealError> {
     let node = node.to_string();
     with_keys(path, move |ks| ks.read_or_create(&node).map(drop)).await?;
     Ok(())
-}
-
-/// Seals this node's chain up to its head if anything is new since the
-/// last seal: writes the seal row for the key file's epoch, then evolves
-/// the key and rewrites the file. Returns the seal written, if any.
-///
-/// A crash between the row and the file leaves the file one epoch behind
-/// a row it made; the next call sees that row (its MAC checks under the
-/// file's key) and evolves past it first.
-pub async fn seal_now(
-    store: &crate::store::Store,
-    path: &Path,
-) -> Result<Option<crate::store::SealRow>, SealError> {
-    let node = store.node().to_string();
-    let n = node.clone();
-    let (ks, mut file) = with_keys(path, move |ks| ks.read_or_create(&n)).await?;
-    if let Some(done) = store.seal_at(&node, file.epoch).await? {
-        if !seal_mac_ok(&file.key, &done.fields(), &done.mac) {
-            // Not ours: a row for an epoch this node has not sealed yet
-            // was put there by someone else. Verification names it.
-            tracing::error!(
-                epoch = file.epoch,
-                "audit seal: the database holds a seal this node did not write"
-            );
-            return Err(SealError::Store(crate::store::StoreError::Corrupt(
-                format!(
-                    "audit seal of node {node} epoch {} was not written by this node",
-                    file.epoch
-                ),
-            )));
-        }
-        file.key = file.key.evolve();
-        file.epoch += 1;
-        file.sealed = file.sealed.max(done.seq);
-        ks.write(&file)?;
-    }
-    let Some((seq, hash)) = store.chain_head(&node).await? else {
-        return Ok(None);
-    };
-    if seq <= file.sealed {
-        return Ok(None);
-    }
-    let ts = crate::store::ts_text(crate::store::now_utc())?;
-    let mut row = crate::store::SealRow {
-        node,
-        epoch: file.epoch,
-        seq,
-        hash,
-        ts,
-        mac: String::new(),
-    };
-    row.mac = seal_mac(&file.key, &row.fields());
-    store.insert_seal(&row).await?;
-    file.key = file.key.evolve();
-    file.epoch += 1;
-    file.sealed = seq;
-    tokio::task::spawn_blocking(move || ks.write(&file))
-        .await
-        .map_err(|e| SealError::Task(e.to_string()))??;
-    Ok(Some(row))
-}
-
-/// `serve`'s sealer: one epoch every `every`, sealing only when there
-/// are new events. A failure is logged and retried at the next tick (the
-/// key does not evolve without its seal row).
-pub async fn run_sealer(store: crate::store::Store, path: PathBuf, every: std::time::Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match seal_now(&store, &path).await {
-            Ok(Some(row)) => {
-                tracing::debug!(epoch = row.epoch, seq = row.seq, "audit chain sealed")
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!("cannot seal the audit chain: {e}"),
-        }
-    }
 }
 
 /// What `audit seal-key` found.

@@ -253,7 +253,7 @@ async fn seal_key(config: &Config) -> anyhow::Result<i32> {
 
 async fn seal(config: &Config, json: bool) -> anyhow::Result<i32> {
     let store = Store::open(&config.database, &config.node).await?;
-    let row = crate::seal::seal_now(&store, &config.audit.seal_key).await?;
+    let row = crate::sealer::seal_now(&store, &config.audit.seal_key).await?;
     if json {
         println!(
             "{}",

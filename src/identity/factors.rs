@@ -22,43 +22,9 @@ pub const KIND_TOTP: &str = "totp";
 /// How long `gatehouse mfa allow-enroll` lets a user enroll.
 pub const ALLOW_ENROLL_FOR: time::Duration = time::Duration::hours(24);
 
-/// The sealed secret's row binding: the user's name is in it, so a
-/// ciphertext copied to another user's row does not open.
+/// The sealed secret's row binding (see `vault::crypto::totp_binding`).
 fn binding(user: &str) -> Binding<'_> {
-    Binding {
-        server: "",
-        account: user,
-        kind: "mfa-totp",
-        slot: "current",
-    }
-}
-
-/// Re-seals every stored TOTP secret from `old` to `new` inside the
-/// caller's transaction (`vault rekey`, as `ca::reseal` does for the user
-/// CA): all or nothing with the vault's own rows.
-pub async fn reseal(
-    conn: &mut sqlx::AnyConnection,
-    old: &MasterKey,
-    new: &MasterKey,
-) -> Result<usize, crate::vault::VaultError> {
-    use sqlx::Row;
-    let rows = sqlx::query("SELECT username, kind, secret FROM mfa_factors")
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in &rows {
-        let user: String = row.try_get("username")?;
-        let kind: String = row.try_get("kind")?;
-        let sealed: String = row.try_get("secret")?;
-        let plain = crypto::open(old, binding(&user), &sealed)?;
-        let resealed = crypto::seal(new, binding(&user), &plain)?;
-        sqlx::query("UPDATE mfa_factors SET secret = $1 WHERE username = $2 AND kind = $3")
-            .bind(resealed)
-            .bind(&user)
-            .bind(&kind)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(rows.len())
+    crate::vault::crypto::totp_binding(user)
 }
 
 /// Who is logging in, for the cache key and the events.

@@ -18,6 +18,8 @@
 //! 9. the action is checked against the mode (the contract's table).
 //!
 //! A refusal is a [`Denial`] value with a stable code, never an `Err` fault.
+//! What a user may reach, for listings and reports, is in `reach`.
+//! May import: the policy types, grant types.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -28,10 +30,14 @@ use time::format_description::well_known::Rfc3339;
 
 use super::check::command_glob;
 use super::{
-    Action, Allowed, Decision, Denial, DenyCode, Mode, Path_, Policy, Principal, RecordMode,
-    Request, Server, User,
+    Action, Allowed, Decision, Denial, DenyCode, Mode, Policy, Principal, RecordMode, Request,
+    Route, Server, User,
 };
-use crate::grants::Grant;
+use crate::grant_types::Grant;
+
+mod reach;
+
+pub use reach::{Reach, ReachGrant, reachable};
 
 /// The one reason an unknown server and a forbidden one share.
 const ACCESS_DENIED: &str = "no such server, or you may not reach it";
@@ -236,65 +242,9 @@ fn decide_inner(
         Action::Session | Action::LocalForward { .. } | Action::RemoteForward { .. } => {}
     }
 
-    let server = policy.server(req.server).ok_or_else(|| {
-        denial(
-            DenyCode::AccessDenied,
-            ACCESS_DENIED,
-            format!("no server named {:?}", req.server),
-        )
-    })?;
-    let standing = standing_rule(server, user);
-    let has_grant = active_grants(grants, &user.name, &server.name, now)
-        .next()
-        .is_some();
-    if standing.is_none() && !has_grant {
-        return Err(denial(
-            DenyCode::AccessDenied,
-            ACCESS_DENIED,
-            format!(
-                "{}'s allow list ({}) names neither {} nor their groups, and {} holds no active grant for it",
-                server.name, server.origin, user.name, user.name
-            ),
-        ));
-    }
+    let (server, standing) = eligible_server(policy, req, user, grants, now)?;
 
-    if server.mode == Mode::Clone {
-        let clone = server.clone.as_deref().unwrap_or("?");
-        return Err(denial(
-            DenyCode::UseClone,
-            format!(
-                "{} is reached only through its clone: use {clone}",
-                server.name
-            ),
-            format!(
-                "{} mode clone, clone = {clone} ({})",
-                server.name, server.origin
-            ),
-        ));
-    }
-
-    let account = match req.account.or(server.default_account()) {
-        Some(a) => a,
-        None => {
-            return Err(denial(
-                DenyCode::AccountNotAllowed,
-                format!("{} has no accounts", server.name),
-                format!("{} lists no accounts ({})", server.name, server.origin),
-            ));
-        }
-    };
-    if !server.accounts.iter().any(|a| a == account) {
-        return Err(denial(
-            DenyCode::AccountNotAllowed,
-            format!("account {account} is not allowed on {}", server.name),
-            format!(
-                "{} accounts = [{}] ({})",
-                server.name,
-                server.accounts.join(", "),
-                server.origin
-            ),
-        ));
-    }
+    let account = check_account(server, req.account)?;
     let default = server.default_account().unwrap_or(account);
 
     check_server_source(server, source)?;
@@ -333,7 +283,8 @@ fn decide_inner(
         // grant-only user always needs a grant.
         (None, None) => format!("{} ({})", server.name, server.origin),
     };
-    let allowed = |path: Path_, dest: Option<(String, u16)>, rule: String| Allowed {
+    let (path, dest, rule) = route(server, &req.action, grant, rule)?;
+    Ok(Allowed {
         server: server.name.clone(),
         account: account.to_owned(),
         mode: server.mode,
@@ -343,86 +294,110 @@ fn decide_inner(
         dest,
         rule,
         flagged: server.mode == Mode::Global,
-    };
-    let mode_str = server.mode.as_str();
+    })
+}
 
-    match &req.action {
+/// What [`route`] decides: how the login or forward reaches the target,
+/// the destination a forward dials, and the rule that allowed it.
+type Routed = (Route, Option<(String, u16)>, String);
+
+/// Steps 4 and 5: the server exists, the user may reach it (a standing
+/// rule, returned, or an active grant), and it is not reached through a
+/// clone.
+fn eligible_server<'p>(
+    policy: &'p Policy,
+    req: &Request<'_>,
+    user: &User,
+    grants: &[Grant],
+    now: OffsetDateTime,
+) -> Result<(&'p Server, Option<String>), Denial> {
+    let server = policy.server(req.server).ok_or_else(|| {
+        denial(
+            DenyCode::AccessDenied,
+            ACCESS_DENIED,
+            format!("no server named {:?}", req.server),
+        )
+    })?;
+    let standing = standing_rule(server, user);
+    let has_grant = active_grants(grants, &user.name, &server.name, now)
+        .next()
+        .is_some();
+    if standing.is_none() && !has_grant {
+        return Err(denial(
+            DenyCode::AccessDenied,
+            ACCESS_DENIED,
+            format!(
+                "{}'s allow list ({}) names neither {} nor their groups, and {} holds no active grant for it",
+                server.name, server.origin, user.name, user.name
+            ),
+        ));
+    }
+
+    if server.mode == Mode::Clone {
+        let clone = server.clone.as_deref().unwrap_or("?");
+        return Err(denial(
+            DenyCode::UseClone,
+            format!(
+                "{} is reached only through its clone: use {clone}",
+                server.name
+            ),
+            format!(
+                "{} mode clone, clone = {clone} ({})",
+                server.name, server.origin
+            ),
+        ));
+    }
+    Ok((server, standing))
+}
+
+/// Step 6: the account asked for (or the server's default) is one of the
+/// server's accounts.
+fn check_account<'a>(server: &'a Server, requested: Option<&'a str>) -> Result<&'a str, Denial> {
+    let account = match requested.or(server.default_account()) {
+        Some(a) => a,
+        None => {
+            return Err(denial(
+                DenyCode::AccountNotAllowed,
+                format!("{} has no accounts", server.name),
+                format!("{} lists no accounts ({})", server.name, server.origin),
+            ));
+        }
+    };
+    if !server.accounts.iter().any(|a| a == account) {
+        return Err(denial(
+            DenyCode::AccountNotAllowed,
+            format!("account {account} is not allowed on {}", server.name),
+            format!(
+                "{} accounts = [{}] ({})",
+                server.name,
+                server.accounts.join(", "),
+                server.origin
+            ),
+        ));
+    }
+    Ok(account)
+}
+
+/// Step 9: the action against the server's mode.
+fn route(
+    server: &Server,
+    action: &Action,
+    grant: Option<&Grant>,
+    rule: String,
+) -> Result<Routed, Denial> {
+    let mode_str = server.mode.as_str();
+    match action {
         Action::Session => match server.mode {
             Mode::Desktop | Mode::Clone => Err(denial(
                 DenyCode::ModeRefuses,
                 format!("{} allows only port forwards (desktop mode)", server.name),
                 format!("{} mode {mode_str} ({})", server.name, server.origin),
             )),
-            _ => Ok(allowed(Path_::Session, None, rule)),
+            _ => Ok((Route::Session, None, rule)),
         },
-        Action::LocalForward { host, port } => {
-            let port = *port;
-            if !is_server_itself(server, host) {
-                return Err(denial(
-                    DenyCode::DestinationNotAllowed,
-                    format!(
-                        "forwards from {} may only reach {} itself, not {host}",
-                        server.name, server.name
-                    ),
-                    format!(
-                        "a forward's destination must be localhost, {} or {}",
-                        server.name, server.host
-                    ),
-                ));
-            }
-            let port_denied = |why: String| {
-                denial(
-                    DenyCode::PortNotAllowed,
-                    format!("port {port} is not open for forwarding on {}", server.name),
-                    why,
-                )
-            };
-            let grant_covers = grant.is_none_or(|g| g.covers_port(port));
-            let in_ports = server.ports.contains(&port);
-            let ports_rule = format!(
-                "{} mode {mode_str}, ports = [{}] ({})",
-                server.name,
-                server
-                    .ports
-                    .iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                server.origin
-            );
-            let path = match server.mode {
-                Mode::Vpn | Mode::Clone => {
-                    return Err(denial(
-                        DenyCode::ModeRefuses,
-                        format!("forwarding is not available in {mode_str} mode"),
-                        format!("{} mode {mode_str} ({})", server.name, server.origin),
-                    ));
-                }
-                Mode::Global => Path_::Direct,
-                Mode::Firewall | Mode::Desktop if in_ports => Path_::Direct,
-                Mode::SshForwarding if in_ports => Path_::ThroughSshd,
-                Mode::OnRequest => Path_::Direct,
-                Mode::Firewall | Mode::Desktop | Mode::SshForwarding => {
-                    return Err(port_denied(ports_rule));
-                }
-            };
-            if !grant_covers {
-                let g = grant.map(grant_rule).unwrap_or_default();
-                return Err(port_denied(format!("{g} does not cover port {port}")));
-            }
-            let dest = match path {
-                Path_::ThroughSshd => ("127.0.0.1".to_owned(), port),
-                _ => (server.host.clone(), port),
-            };
-            let rule = match server.mode {
-                Mode::Global => format!("{rule}; mode global: any port"),
-                Mode::OnRequest => format!("{rule}; the grant covers port {port}"),
-                _ => format!("{rule}; port {port} in ports"),
-            };
-            Ok(allowed(path, Some(dest), rule))
-        }
+        Action::LocalForward { host, port } => local_forward(server, grant, host, *port, rule),
         Action::RemoteForward { .. } => match server.mode {
-            Mode::Global => Ok(allowed(Path_::ThroughSshd, None, rule)),
+            Mode::Global => Ok((Route::ThroughSshd, None, rule)),
             _ => Err(denial(
                 DenyCode::ModeRefuses,
                 format!("remote forwarding is refused for this server's access mode ({mode_str})"),
@@ -436,6 +411,81 @@ fn decide_inner(
             "unexpected action",
         )),
     }
+}
+
+/// Step 9 for `-L`: the destination is the server itself, and the mode,
+/// its ports and the grant allow the port.
+fn local_forward(
+    server: &Server,
+    grant: Option<&Grant>,
+    host: &str,
+    port: u16,
+    rule: String,
+) -> Result<Routed, Denial> {
+    let mode_str = server.mode.as_str();
+    if !is_server_itself(server, host) {
+        return Err(denial(
+            DenyCode::DestinationNotAllowed,
+            format!(
+                "forwards from {} may only reach {} itself, not {host}",
+                server.name, server.name
+            ),
+            format!(
+                "a forward's destination must be localhost, {} or {}",
+                server.name, server.host
+            ),
+        ));
+    }
+    let port_denied = |why: String| {
+        denial(
+            DenyCode::PortNotAllowed,
+            format!("port {port} is not open for forwarding on {}", server.name),
+            why,
+        )
+    };
+    let grant_covers = grant.is_none_or(|g| g.covers_port(port));
+    let in_ports = server.ports.contains(&port);
+    let ports_rule = format!(
+        "{} mode {mode_str}, ports = [{}] ({})",
+        server.name,
+        server
+            .ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        server.origin
+    );
+    let path = match server.mode {
+        Mode::Vpn | Mode::Clone => {
+            return Err(denial(
+                DenyCode::ModeRefuses,
+                format!("forwarding is not available in {mode_str} mode"),
+                format!("{} mode {mode_str} ({})", server.name, server.origin),
+            ));
+        }
+        Mode::Global => Route::Direct,
+        Mode::Firewall | Mode::Desktop if in_ports => Route::Direct,
+        Mode::SshForwarding if in_ports => Route::ThroughSshd,
+        Mode::OnRequest => Route::Direct,
+        Mode::Firewall | Mode::Desktop | Mode::SshForwarding => {
+            return Err(port_denied(ports_rule));
+        }
+    };
+    if !grant_covers {
+        let g = grant.map(grant_rule).unwrap_or_default();
+        return Err(port_denied(format!("{g} does not cover port {port}")));
+    }
+    let dest = match path {
+        Route::ThroughSshd => ("127.0.0.1".to_owned(), port),
+        _ => (server.host.clone(), port),
+    };
+    let rule = match server.mode {
+        Mode::Global => format!("{rule}; mode global: any port"),
+        Mode::OnRequest => format!("{rule}; the grant covers port {port}"),
+        _ => format!("{rule}; port {port} in ports"),
+    };
+    Ok((path, Some(dest), rule))
 }
 
 fn needs_grant(server: &Server, standing: bool) -> bool {
@@ -578,7 +628,7 @@ fn decide_jump(
         mode: server.mode,
         grant: grant.map(|g| g.id),
         grant_expires: grant.and_then(|g| g.expires_at),
-        path: Path_::Direct,
+        path: Route::Direct,
         dest: Some((server.host.clone(), port)),
         rule: format!("{rule}; mode global allows ProxyJump"),
         flagged: true,
@@ -663,175 +713,6 @@ pub fn should_record(server: &Server, account: &str, privileged_globs: &[String]
     }
 }
 
-/// One server a user may reach, for `list`, `ssh-config` and the
-/// entitlements section of the daily report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Reach {
-    pub server: String,
-    pub mode: Mode,
-    /// Accounts the user may become now; empty when a grant is needed and
-    /// none is active.
-    pub accounts: Vec<String>,
-    /// Ports forwards may reach now (see also `any_port`).
-    pub ports: Vec<u16>,
-    /// Mode global with standing access: forwards may reach any port.
-    pub any_port: bool,
-    /// The standing policy rule that makes the user eligible, if any.
-    pub policy: Option<String>,
-    /// Active grants of the user for this server.
-    pub grants: Vec<ReachGrant>,
-    /// Sessions need a grant and none is active: the user may request one.
-    pub needs_grant: bool,
-    /// Mode global: below modern security standards.
-    pub flagged: bool,
-    /// Mode clone: the server to use instead.
-    pub use_instead: Option<String>,
-    /// Mode vpn: the server this one is reached through.
-    pub via: Option<String>,
-}
-
-impl Reach {
-    /// One row of the command-mode `list` table: SERVER (24), MODE (15),
-    /// ACCOUNTS (28), PORTS (16), ACCESS.
-    pub fn line(&self) -> String {
-        let accounts = if self.accounts.is_empty() {
-            "-".to_owned()
-        } else {
-            self.accounts.join(",")
-        };
-        let ports = if self.any_port {
-            "any".to_owned()
-        } else if self.ports.is_empty() {
-            "-".to_owned()
-        } else {
-            let p: Vec<String> = self.ports.iter().map(u16::to_string).collect();
-            p.join(",")
-        };
-        let mut access: Vec<String> = Vec::new();
-        if let Some(clone) = &self.use_instead {
-            access.push(format!("use {clone}"));
-        } else if self.needs_grant {
-            access.push("needs a grant: use `request`".to_owned());
-        } else if self.policy.is_some() {
-            access.push("policy".to_owned());
-        }
-        for g in &self.grants {
-            let until = g
-                .until
-                .map(fmt_time)
-                .unwrap_or_else(|| "permanent".to_owned());
-            access.push(format!("grant #{} until {until}", g.id));
-        }
-        if let Some(via) = &self.via {
-            access.push(format!("via {via}"));
-        }
-        if self.flagged {
-            access.push("flagged: global mode".to_owned());
-        }
-        format!(
-            "{:<24} {:<15} {:<28} {:<16} {}",
-            self.server,
-            self.mode.as_str(),
-            accounts,
-            ports,
-            access.join("; ")
-        )
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ReachGrant {
-    pub id: i64,
-    pub accounts: Vec<String>,
-    pub ports: Vec<u16>,
-    pub approved_by: Option<String>,
-    /// `None`: permanent.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub until: Option<OffsetDateTime>,
-}
-
-/// Every server `user` is eligible for (standing policy or an active
-/// grant), in name order, with what they may do there now. An unknown or
-/// expired user reaches nothing. Source addresses are not considered.
-pub fn reachable(policy: &Policy, user: &str, grants: &[Grant], now: OffsetDateTime) -> Vec<Reach> {
-    let Some(u) = policy.user(user) else {
-        return Vec::new();
-    };
-    if u.expires
-        .is_some_and(|e| e <= now.to_offset(time::UtcOffset::UTC).date())
-    {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for server in policy.servers.values() {
-        let rule = standing_rule(server, u);
-        let active: Vec<&Grant> = active_grants(grants, &u.name, &server.name, now).collect();
-        if rule.is_none() && active.is_empty() {
-            continue;
-        }
-        let default = server.default_account().unwrap_or("");
-        let need = needs_grant(server, rule.is_some());
-        let (accounts, ports, any_port) = if server.mode == Mode::Clone {
-            (Vec::new(), Vec::new(), false)
-        } else if !need {
-            let ports = match server.mode {
-                Mode::Firewall | Mode::SshForwarding | Mode::Desktop => server.ports.clone(),
-                _ => Vec::new(),
-            };
-            (server.accounts.clone(), ports, server.mode == Mode::Global)
-        } else {
-            let accounts = server
-                .accounts
-                .iter()
-                .filter(|a| active.iter().any(|g| g.covers_account(a, default)))
-                .cloned()
-                .collect();
-            let granted: BTreeSet<u16> = active
-                .iter()
-                .flat_map(|g| g.ports.iter().copied())
-                .collect();
-            let ports = match server.mode {
-                Mode::Firewall | Mode::SshForwarding | Mode::Desktop => server
-                    .ports
-                    .iter()
-                    .copied()
-                    .filter(|p| granted.contains(p))
-                    .collect(),
-                Mode::OnRequest | Mode::Global => granted.into_iter().collect(),
-                Mode::Vpn | Mode::Clone => Vec::new(),
-            };
-            (accounts, ports, false)
-        };
-        out.push(Reach {
-            server: server.name.clone(),
-            mode: server.mode,
-            needs_grant: need && server.mode != Mode::Clone && active.is_empty(),
-            accounts,
-            ports,
-            any_port,
-            policy: rule,
-            grants: active
-                .iter()
-                .map(|g| ReachGrant {
-                    id: g.id,
-                    accounts: if g.accounts.is_empty() {
-                        vec![default.to_owned()]
-                    } else {
-                        g.accounts.clone()
-                    },
-                    ports: g.ports.clone(),
-                    approved_by: g.approved_by.clone(),
-                    until: g.expires_at,
-                })
-                .collect(),
-            flagged: server.mode == Mode::Global,
-            use_instead: server.clone.clone(),
-            via: server.via.clone(),
-        });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -839,7 +720,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::grants::GrantState;
+    use crate::grant_types::GrantState;
     use crate::policy::Policy;
 
     const ALICE: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDzXhOm/CKaSOWAp/1cSJfYiJiaPNkrM2OFPyrc4A1yR alice@laptop";
@@ -987,7 +868,7 @@ keys = []
     /// Expected outcome of one cell of the contract's table.
     #[derive(Debug, PartialEq)]
     enum Want {
-        Allow(Path_),
+        Allow(Route),
         Deny(DenyCode),
     }
     use Want::{Allow, Deny};
@@ -998,25 +879,25 @@ keys = []
         let session = Action::Session;
         let remote = Action::RemoteForward { port: 8080 };
         let rows: Vec<(&str, Action, Want)> = vec![
-            ("g", session.clone(), Allow(Path_::Session)),
-            ("fw", session.clone(), Allow(Path_::Session)),
-            ("sf", session.clone(), Allow(Path_::Session)),
-            ("vpn", session.clone(), Allow(Path_::Session)),
-            ("or", session.clone(), Allow(Path_::Session)),
+            ("g", session.clone(), Allow(Route::Session)),
+            ("fw", session.clone(), Allow(Route::Session)),
+            ("sf", session.clone(), Allow(Route::Session)),
+            ("vpn", session.clone(), Allow(Route::Session)),
+            ("or", session.clone(), Allow(Route::Session)),
             ("desk", session.clone(), Deny(DenyCode::ModeRefuses)),
             ("cl", session.clone(), Deny(DenyCode::UseClone)),
-            ("g", fwd("localhost", 9999), Allow(Path_::Direct)),
-            ("fw", fwd("localhost", 5432), Allow(Path_::Direct)),
+            ("g", fwd("localhost", 9999), Allow(Route::Direct)),
+            ("fw", fwd("localhost", 5432), Allow(Route::Direct)),
             ("fw", fwd("localhost", 22), Deny(DenyCode::PortNotAllowed)),
-            ("sf", fwd("localhost", 1521), Allow(Path_::ThroughSshd)),
+            ("sf", fwd("localhost", 1521), Allow(Route::ThroughSshd)),
             ("sf", fwd("localhost", 22), Deny(DenyCode::PortNotAllowed)),
             ("vpn", fwd("localhost", 1521), Deny(DenyCode::ModeRefuses)),
-            ("or", fwd("localhost", 1521), Allow(Path_::Direct)),
+            ("or", fwd("localhost", 1521), Allow(Route::Direct)),
             ("or", fwd("localhost", 22), Deny(DenyCode::PortNotAllowed)),
-            ("desk", fwd("localhost", 3389), Allow(Path_::Direct)),
+            ("desk", fwd("localhost", 3389), Allow(Route::Direct)),
             ("desk", fwd("localhost", 22), Deny(DenyCode::PortNotAllowed)),
             ("cl", fwd("localhost", 22), Deny(DenyCode::UseClone)),
-            ("g", remote.clone(), Allow(Path_::ThroughSshd)),
+            ("g", remote.clone(), Allow(Route::ThroughSshd)),
             ("fw", remote.clone(), Deny(DenyCode::ModeRefuses)),
             ("sf", remote.clone(), Deny(DenyCode::ModeRefuses)),
             ("vpn", remote.clone(), Deny(DenyCode::ModeRefuses)),
@@ -1048,7 +929,7 @@ keys = []
         };
         let a = allowed(ask("bob", "", None, jump("g", 22), &[]));
         assert_eq!(a.server, "g");
-        assert_eq!(a.path, Path_::Direct);
+        assert_eq!(a.path, Route::Direct);
         assert_eq!(a.dest, Some(("10.0.0.1".into(), 22)));
         assert!(a.flagged);
         let a = allowed(ask("bob", "", None, jump("10.0.0.1", 22), &[]));

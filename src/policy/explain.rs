@@ -8,8 +8,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Action, Decision, Path_, Policy, Request, decide};
-use crate::grants::Grant;
+use super::{Action, Decision, Policy, Request, Route, decide};
+use crate::grant_types::Grant;
 
 /// A decision with its context, printable as text or JSON (the request
 /// under `request`, then the decision's own fields, then `grants`).
@@ -44,10 +44,10 @@ impl Explanation {
         match &self.decision {
             Decision::Allow(a) => {
                 let what = match (&a.path, &a.dest) {
-                    (Path_::Session, _) => self.request.action.clone(),
+                    (Route::Session, _) => self.request.action.clone(),
                     (path, Some((h, p))) => {
                         let how = match path {
-                            Path_::ThroughSshd => "through sshd",
+                            Route::ThroughSshd => "through sshd",
                             _ => "direct",
                         };
                         format!(
@@ -121,7 +121,7 @@ fn describe_action(a: &Action) -> String {
 fn describe_grant(g: &Grant, now: OffsetDateTime) -> String {
     let state = if g.is_active(now) {
         "active".to_owned()
-    } else if g.state == crate::grants::GrantState::Approved {
+    } else if g.state == crate::grant_types::GrantState::Approved {
         "expired".to_owned()
     } else {
         g.state.as_str().to_owned()

@@ -5,6 +5,7 @@
 //! Parse, validate, compile once: `raw` holds the serde types
 //! (`deny_unknown_fields`, spans kept for `FILE:LINE:COL` diagnostics),
 //! `check` turns them into the types below, `decide` answers requests.
+//! May import: grant_types (plain values below it).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -15,7 +16,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::grants::Grant;
+use crate::grant_types::Grant;
 
 mod check;
 mod decide;
@@ -262,10 +263,10 @@ pub struct Request<'a> {
     pub action: Action,
 }
 
-/// How an allowed forward reaches its destination.
+/// How an allowed login or forward reaches its destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Path_ {
+pub enum Route {
     /// The bastion opens the TCP connection itself.
     Direct,
     /// A direct-tcpip channel on the bastion's SSH connection to the server.
@@ -283,7 +284,7 @@ pub struct Allowed {
     pub grant: Option<i64>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub grant_expires: Option<OffsetDateTime>,
-    pub path: Path_,
+    pub path: Route,
     /// For forwards: the destination to dial (host, port).
     pub dest: Option<(String, u16)>,
     /// The rule that decided, for a person.

@@ -33,7 +33,7 @@
 //!   session instead of only being refused; default `false`.
 //! - `auth = "certificate"`: where the vault holds no credential for the
 //!   account, the bastion logs in with a short-lived certificate signed by
-//!   its own CA (`[ca] key`, see `crate::ca`) instead of its identity key;
+//!   its own CA (`[ca] key`, see the `ca` module) instead of its identity key;
 //!   the target trusts the CA (`TrustedUserCAKeys`). Default `"identity"`.
 //!
 //! - `mfa = "every-session"`: a fresh second factor at every login to

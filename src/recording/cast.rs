@@ -97,7 +97,8 @@ pub fn header_line(header: &Header) -> Result<String, RecordingError> {
 
 /// One event as one line, newline included. Times are written with
 /// microsecond precision, which players accept as a plain float.
-pub fn event_line(time: f64, code: Code, data: &str) -> String {
+#[cfg(test)]
+pub(crate) fn event_line(time: f64, code: Code, data: &str) -> String {
     let mut line = Vec::with_capacity(data.len() + 32);
     write_event(&mut line, time, code, data);
     // Only `str` and ASCII went in.

@@ -12,6 +12,9 @@
 //!   ([`seal_interrupted`]) and their review state ([`add_review`]).
 //! - [`search`]: where a text appeared on screen or was typed.
 //! - [`playfilter`]: what `recordings play` lets through to a terminal.
+//!
+//! May import: audit values, config, metrics (counters), the store (review
+//! events only, in `review`).
 
 pub mod cast;
 pub mod catalog;

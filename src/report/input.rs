@@ -9,7 +9,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::audit::AuditRecord;
 use crate::config::ReportConfig;
-use crate::grants::Grant;
+use crate::grant_types::Grant;
 use crate::store::SessionRow;
 
 /// Everything [`super::build`] correlates for one day.

@@ -23,6 +23,10 @@
 //! first [`LIST_CAP`] entries and `summary.omitted` counts the rest (the
 //! summary counts always include them). Sessions and recordings to review
 //! are never capped.
+//!
+//! May import: everything it reports on (store, audit, grant types, policy,
+//! recording, seal, vault, config); nothing imports it but the CLI and
+//! the server's nightly job.
 
 pub mod build;
 pub mod detect;

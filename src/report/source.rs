@@ -18,7 +18,7 @@ use super::input::*;
 use super::model::Report;
 use crate::audit::AuditRecord;
 use crate::config::Config;
-use crate::grants::Grant;
+use crate::grant_types::Grant;
 use crate::policy::Policy;
 use crate::store::{LoginGroup, LoginSeen, SessionRow, Store};
 

@@ -9,7 +9,7 @@ use time::{Date, OffsetDateTime};
 
 use super::*;
 use crate::audit::AuditRecord;
-use crate::grants::{Grant, GrantState};
+use crate::grant_types::{Grant, GrantState};
 use crate::store::SessionRow;
 
 const DAY: Date = date!(2026 - 03 - 10); // a Tuesday

@@ -21,7 +21,7 @@ use super::conn::{ConnState, Target};
 use super::flow::{self, InboxRx};
 use super::pump::pipe_channels;
 use crate::audit::EventKind;
-use crate::policy::Path_;
+use crate::policy::Route;
 
 /// A direct-tcpip channel: a local forward on a target login, or a
 /// ProxyJump hop on a command-mode login. Decides, connects, and only then
@@ -66,7 +66,7 @@ pub async fn run_forward_channel(
             .account(allowed.account.clone());
     }
     let (up, down) = match allowed.path {
-        Path_::ThroughSshd => {
+        Route::ThroughSshd => {
             let upstream = match state.upstream().await {
                 Ok(u) => u,
                 Err(e) => {
@@ -106,7 +106,7 @@ pub async fn run_forward_channel(
             drop(read);
             pipe_channels(&state, client, &mut rx, target).await
         }
-        Path_::Direct | Path_::Session => {
+        Route::Direct | Route::Session => {
             let tcp = match tokio::time::timeout(
                 std::time::Duration::from_secs(10),
                 tokio::net::TcpStream::connect((dest_host.as_str(), dest_port)),

@@ -149,7 +149,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut background = tokio::spawn(run_when_ready(shared.clone(), deferred));
     let db_watch = dbwatch::spawn(shared.clone());
     let summaries = tokio::spawn(refusal_summaries(shared.clone()));
-    let sealer = tokio::spawn(crate::seal::run_sealer(
+    let sealer = tokio::spawn(crate::sealer::run_sealer(
         shared.store.clone(),
         shared.config.audit.seal_key.clone(),
         shared.config.audit.seal_interval,
@@ -190,7 +190,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     sealer.abort();
     write_refusals(&shared).await;
     // The last epoch ends with the process.
-    if let Err(e) = crate::seal::seal_now(&shared.store, &shared.config.audit.seal_key).await {
+    if let Err(e) = crate::sealer::seal_now(&shared.store, &shared.config.audit.seal_key).await {
         tracing::error!("cannot seal the audit chain at shutdown: {e}");
     }
     // The store's own pool closes on drop; give in-flight writes a moment.

@@ -1,12 +1,12 @@
 //! Grants as stored: one row per grant, its lists (accounts, ports, source
 //! CIDRs) as JSON text. The rules for what a grant allows live in
-//! [`crate::grants`]; this file only keeps them.
+//! `grant_types`; this file only keeps them.
 
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
 use super::{Ctx, Store, StoreError, get, get_opt_ts, get_ts, opt_ts_text, ts_text};
-use crate::grants::{Grant, GrantState};
+use crate::grant_types::{Grant, GrantState};
 
 const GRANT_COLUMNS: &str = "id, username, server, accounts, ports, from_cidrs, reason, state, \
      requested_by, approved_by, decided_by, decision_note, requested_at, decided_at, \

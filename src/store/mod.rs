@@ -12,6 +12,9 @@
 //! Each concern has its own file, each a further `impl Store` block:
 //! [`audit`](self::audit) (the chain), `sessions`, `lockout` (failures,
 //! lockouts, first-seen sources), `grants` and `mfa` (second factors).
+//!
+//! May import: audit values, grant types, seal maths, metrics (counters);
+//! never a workflow above it.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -33,6 +33,28 @@ pub struct Binding<'a> {
     pub slot: &'a str,
 }
 
+/// The binding of the user CA's key row (`ca`, table `user_ca`): no vault
+/// credential has this kind, so neither ciphertext opens in the other's
+/// place.
+/// The binding of a staff member's sealed TOTP secret (`identity`, table
+/// `mfa_factors`): the user's name is in it, so a ciphertext copied to
+/// another user's row does not open.
+pub fn totp_binding(user: &str) -> Binding<'_> {
+    Binding {
+        server: "",
+        account: user,
+        kind: "mfa-totp",
+        slot: "current",
+    }
+}
+
+pub const USER_CA_BINDING: Binding<'static> = Binding {
+    server: "",
+    account: "",
+    kind: "user-ca",
+    slot: "current",
+};
+
 impl Binding<'_> {
     fn aad(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(

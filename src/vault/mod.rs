@@ -2,6 +2,8 @@
 //! encrypted in the database, used by the bastion to log in on a staff
 //! member's behalf, generated to policy, rotated, and reported on. Staff
 //! never see them: nothing here serializes or prints a secret.
+//! May import: config (its `[vault]` settings); `rotate`, a workflow, also
+//! the store, audit, policy and the SSH client to targets.
 //!
 //! - [`secret`]: the [`Secret`] wrapper (prints `[redacted]`, wiped on drop);
 //! - [`master`]: the master key (env `GATEHOUSE_MASTER_KEY` or key file);
@@ -36,7 +38,9 @@
 pub mod crypto;
 pub mod history;
 pub mod master;
+mod pending;
 pub mod policy;
+pub(crate) mod rekey;
 pub mod rotate;
 pub mod secret;
 pub mod store;
@@ -388,7 +392,8 @@ impl Vault {
 
     /// Changes the Argon2id cost of new history hashes (tests use a cheap
     /// one; old hashes keep the cost they were made with).
-    pub fn with_hash_cost(mut self, cost: HashCost) -> Vault {
+    #[cfg(test)]
+    pub(crate) fn with_hash_cost(mut self, cost: HashCost) -> Vault {
         self.cost = cost;
         self
     }
@@ -657,184 +662,6 @@ impl Vault {
         self.set_password(server, account, pw.clone(), third_party)
             .await?;
         Ok(pw)
-    }
-
-    /// Re-encrypts every credential (current and pending secrets) under
-    /// `new_key` in one transaction, then uses it. All or nothing: any row
-    /// that does not open under the current key aborts the whole rekey.
-    /// Returns the number of credentials re-encrypted.
-    pub async fn rekey(&self, new_key: MasterKey) -> Result<usize, VaultError> {
-        let old = self.key();
-        if old.same_bytes(&new_key) {
-            return Err(VaultError::SameKey);
-        }
-        let mut tx = self.pool.begin().await?;
-        lock_and_check(&mut tx, &old).await?;
-        let rows = store::list(&mut *tx).await?;
-        for row in &rows {
-            let kind = CredentialKind::parse(&row.kind)?;
-            let (s, a) = (row.server.as_str(), row.account.as_str());
-            let cur = crypto::open(&old, binding(s, a, kind, SLOT_CURRENT), &row.ciphertext)?;
-            let cur = crypto::seal(&new_key, binding(s, a, kind, SLOT_CURRENT), &cur)?;
-            let pending = match &row.pending_ciphertext {
-                Some(p) => {
-                    let p = crypto::open(&old, binding(s, a, kind, SLOT_PENDING), p)?;
-                    Some(crypto::seal(
-                        &new_key,
-                        binding(s, a, kind, SLOT_PENDING),
-                        &p,
-                    )?)
-                }
-                None => None,
-            };
-            store::set_ciphertexts(&mut *tx, s, a, &cur, pending.as_deref()).await?;
-        }
-        // The user CA is sealed under the same key (src/ca.rs).
-        crate::ca::reseal(&mut tx, &old, &new_key).await?;
-        // So are staff TOTP secrets (src/identity).
-        crate::identity::factors::reseal(&mut tx, &old, &new_key).await?;
-        store::set_key_check(&mut *tx, &seal_key_check(&new_key)?).await?;
-        tx.commit().await?;
-        let new_key = Arc::new(new_key);
-        match self.key.write() {
-            Ok(mut g) => *g = new_key,
-            Err(poisoned) => *poisoned.into_inner() = new_key,
-        }
-        Ok(rows.len())
-    }
-
-    /// Step 1 of a rotation (see the module docs): generates the new
-    /// password and seals it into the pending slot before anything touches
-    /// the target.
-    pub async fn begin_rotation(
-        &self,
-        server: &str,
-        account: &str,
-    ) -> Result<PendingRotation, VaultError> {
-        let key = self.key();
-        let mut tx = self.pool.begin().await?;
-        lock_and_check(&mut tx, &key).await?;
-        let row = store::get(&mut *tx, server, account)
-            .await?
-            .ok_or_else(|| VaultError::NotFound(label(server, account)))?;
-        if CredentialKind::parse(&row.kind)? != CredentialKind::Password {
-            return Err(VaultError::NotAPassword(label(server, account)));
-        }
-        if let Some(since) = row.pending_since {
-            return Err(VaultError::RotationPending(
-                label(server, account),
-                store::format_ts(since),
-            ));
-        }
-        let pw = generate_password(&self.policy, account, row.third_party)?;
-        let ct = crypto::seal(
-            &key,
-            binding(server, account, CredentialKind::Password, SLOT_PENDING),
-            &pw,
-        )?;
-        let at = store::now();
-        store::set_pending(&mut *tx, server, account, Some((&ct, at))).await?;
-        tx.commit().await?;
-        Ok(PendingRotation {
-            server: server.into(),
-            account: account.into(),
-            third_party: row.third_party,
-            new_password: pw,
-            base_rotated_at: row.rotated_at,
-            started_at: at,
-        })
-    }
-
-    /// The rotation left pending for this row, if any, with its password, so
-    /// that a caller recovering from a crash can try it on the target.
-    pub async fn pending_rotation(
-        &self,
-        server: &str,
-        account: &str,
-    ) -> Result<Option<PendingRotation>, VaultError> {
-        let Some(row) = store::get(&self.pool, server, account).await? else {
-            return Ok(None);
-        };
-        let (Some(ct), Some(since)) = (&row.pending_ciphertext, row.pending_since) else {
-            return Ok(None);
-        };
-        let key = self.key();
-        let pw = self
-            .open(
-                &key,
-                server,
-                account,
-                CredentialKind::Password,
-                SLOT_PENDING,
-                ct,
-            )
-            .await?;
-        Ok(Some(PendingRotation {
-            server: row.server,
-            account: row.account,
-            third_party: row.third_party,
-            new_password: pw,
-            base_rotated_at: row.rotated_at,
-            started_at: since,
-        }))
-    }
-
-    /// Step 4 of a rotation, once the caller has verified the new password
-    /// on the target: makes it the current one. Refused if the row changed
-    /// since `begin_rotation` (another set, rotation, or an abort).
-    pub async fn commit_rotation(&self, p: &PendingRotation) -> Result<CredentialMeta, VaultError> {
-        let (server, account) = (p.server.as_str(), p.account.as_str());
-        let key = self.key();
-        let mut tx = self.pool.begin().await?;
-        lock_and_check(&mut tx, &key).await?;
-        let row = store::get(&mut *tx, server, account)
-            .await?
-            .ok_or_else(|| VaultError::NotFound(label(server, account)))?;
-        let conflict = || VaultError::Conflict(label(server, account));
-        let Some(pending_ct) = &row.pending_ciphertext else {
-            return Err(VaultError::NoRotationPending(label(server, account)));
-        };
-        if row.rotated_at != p.base_rotated_at {
-            return Err(conflict());
-        }
-        let pending = crypto::open(
-            &key,
-            binding(server, account, CredentialKind::Password, SLOT_PENDING),
-            pending_ct,
-        )?;
-        if !secret::ct_eq(
-            pending.expose().as_bytes(),
-            p.new_password.expose().as_bytes(),
-        ) {
-            return Err(conflict());
-        }
-        self.write_password(
-            &mut tx,
-            &key,
-            server,
-            account,
-            &p.new_password,
-            row.third_party,
-        )
-        .await?;
-        tx.commit().await?;
-        self.meta(server, account)
-            .await?
-            .ok_or_else(|| VaultError::NotFound(label(server, account)))
-    }
-
-    /// Drops a pending rotation (the target kept its old password).
-    /// Returns whether one was pending.
-    pub async fn abort_rotation(&self, server: &str, account: &str) -> Result<bool, VaultError> {
-        let key = self.key();
-        let mut tx = self.pool.begin().await?;
-        lock_and_check(&mut tx, &key).await?;
-        let was = store::get(&mut *tx, server, account)
-            .await?
-            .is_some_and(|r| r.pending_ciphertext.is_some());
-        store::set_pending(&mut *tx, server, account, None).await?;
-        tx.commit().await?;
-        Ok(was)
     }
 }
 
