@@ -1,4 +1,4 @@
-//! Validation: raw entries from every file into the checked [`Policy`].
+//! Validation: raw entries from every file into the checked [`Policy`]; owns entry and cross-entry checks, imports only `policy::raw`, `policy`'s types and its child `values`.
 //!
 //! Every problem becomes a [`Diagnostic`] pointing at the offending value
 //! (or at the entry's table when a required key is missing). Checking goes
@@ -6,24 +6,24 @@
 //! is returned only when there is none.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv6Addr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use base64::Engine;
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
-use ipnet::IpNet;
 use ring::digest;
 use serde_spanned::Spanned;
+
+mod values;
 
 use super::raw::{self, Entry, RawServer, RawUser};
 use super::{
     Diagnostic, Mode, Policy, Principal, RecordMode, Role, Server, StaffKey, TargetAuth, User,
 };
-
-/// Longest user, group, server or account name accepted.
-const MAX_NAME: usize = 64;
+pub(crate) use values::command_glob;
+use values::{
+    NameKind, check_account, check_fingerprint, check_name, cidrs, duration, globs, parse_date,
+    parse_mode, parse_principal,
+};
+pub use values::{parse_address, parse_cidr};
 
 pub fn load_dir(dir: &Path) -> Result<Policy, Vec<Diagnostic>> {
     load_dir_with_digest(dir).1
@@ -161,6 +161,15 @@ struct ServerDraft {
     server: Server,
 }
 
+/// Names of entries that failed to parse, so that references to them are
+/// not reported a second time as unknown.
+#[derive(Default)]
+struct Broken {
+    users: BTreeSet<String>,
+    servers: BTreeSet<String>,
+    groups: BTreeSet<String>,
+}
+
 fn build<'n>(
     sources: &[(PathBuf, String)],
     digest_name: impl Fn(usize) -> Option<&'n Path>,
@@ -170,27 +179,61 @@ fn build<'n>(
         lines: sources.iter().map(|_| std::sync::OnceLock::new()).collect(),
         diags: Vec::new(),
     };
+    let (users, servers, broken) = check_entries(&mut sink, sources);
+    let user_map = merge_users(&mut sink, users);
+    let groups: BTreeSet<&str> = user_map
+        .values()
+        .flat_map(|u| u.groups.iter().map(String::as_str))
+        .collect();
+    let kept = merge_servers(&mut sink, servers);
+    check_references(&mut sink, &kept, &user_map, &groups, &broken);
+
+    if !sink.diags.is_empty() {
+        let mut diags = sink.diags;
+        sort(&mut diags);
+        return Err(diags);
+    }
+
+    let digest = content_digest(sources, digest_name);
+    Ok(Policy {
+        users: user_map,
+        servers: kept
+            .into_iter()
+            .map(|d| (d.server.name.clone(), d.server))
+            .collect(),
+        digest,
+        files: sources.iter().map(|(p, _)| p.clone()).collect(),
+    })
+}
+
+/// Every file parsed and every entry checked on its own.
+fn check_entries(
+    sink: &mut Sink<'_>,
+    sources: &[(PathBuf, String)],
+) -> (Vec<UserDraft>, Vec<ServerDraft>, Broken) {
     let mut users = Vec::new();
     let mut servers = Vec::new();
-    let mut broken_users = BTreeSet::new();
-    let mut broken_servers = BTreeSet::new();
-    let mut broken_groups = BTreeSet::new();
+    let mut broken = Broken::default();
     for (i, (_, text)) in sources.iter().enumerate() {
         let parsed = raw::parse_file(text);
         for (span, message) in &parsed.problems {
             sink.at(i, span, message.clone());
         }
-        broken_users.extend(parsed.broken_users);
-        broken_servers.extend(parsed.broken_servers);
-        broken_groups.extend(parsed.broken_groups);
+        broken.users.extend(parsed.broken_users);
+        broken.servers.extend(parsed.broken_servers);
+        broken.groups.extend(parsed.broken_groups);
         for entry in parsed.users {
-            users.push(check_user(&mut sink, i, entry));
+            users.push(check_user(sink, i, entry));
         }
         for entry in parsed.servers {
-            servers.push(check_server(&mut sink, i, entry));
+            servers.push(check_server(sink, i, entry));
         }
     }
+    (users, servers, broken)
+}
 
+/// Users by name; duplicates and staff keys shared between users reported.
+fn merge_users(sink: &mut Sink<'_>, users: Vec<UserDraft>) -> BTreeMap<String, User> {
     let mut user_map: BTreeMap<String, User> = BTreeMap::new();
     let mut user_where: HashMap<String, String> = HashMap::new();
     let mut key_owner: HashMap<String, String> = HashMap::new();
@@ -222,11 +265,11 @@ fn build<'n>(
         user_where.insert(name.clone(), sink.origin(d.file, &d.name_span));
         user_map.insert(name, d.user);
     }
-    let groups: BTreeSet<&str> = user_map
-        .values()
-        .flat_map(|u| u.groups.iter().map(String::as_str))
-        .collect();
+    user_map
+}
 
+/// Servers in order, the second of two with one name reported and dropped.
+fn merge_servers(sink: &mut Sink<'_>, servers: Vec<ServerDraft>) -> Vec<ServerDraft> {
     let mut server_where: HashMap<String, String> = HashMap::new();
     let mut kept = Vec::new();
     for d in servers {
@@ -242,6 +285,18 @@ fn build<'n>(
         server_where.insert(name, sink.origin(d.file, &d.name_span));
         kept.push(d);
     }
+    kept
+}
+
+/// Cross-entry checks: `allow` names known users and groups, `via` and
+/// `clone` name suitable other servers.
+fn check_references(
+    sink: &mut Sink<'_>,
+    kept: &[ServerDraft],
+    user_map: &BTreeMap<String, User>,
+    groups: &BTreeSet<&str>,
+    broken: &Broken,
+) {
     let modes: HashMap<String, Mode> = kept
         .iter()
         .map(|d| (d.server.name.clone(), d.server.mode))
@@ -250,95 +305,110 @@ fn build<'n>(
         .iter()
         .filter_map(|d| Some((d.server.name.clone(), d.server.via.clone()?)))
         .collect();
+    for d in kept {
+        check_allow_refs(sink, d, user_map, groups, broken);
+        check_via(sink, d, &modes, &vias, broken);
+        check_clone(sink, d, &modes, broken);
+    }
+}
 
-    for d in &kept {
-        for entry in &d.allow {
-            match parse_principal(entry.get_ref()) {
-                Ok(Principal::User(u)) => {
-                    if !user_map.contains_key(&u) && !broken_users.contains(&u) {
-                        sink.at(d.file, &entry.span(), format!("unknown user `{u}`"));
-                    }
-                }
-                Ok(Principal::Group(g)) => {
-                    if !groups.contains(g.as_str()) && !broken_groups.contains(&g) {
-                        sink.at(
-                            d.file,
-                            &entry.span(),
-                            format!("unknown group `{g}`: no user lists it in `groups`"),
-                        );
-                    }
-                }
-                // Reported by check_server.
-                Err(_) => {}
-            }
-        }
-        let name = &d.server.name;
-        // A `via` or `clone` in the wrong mode is already reported.
-        let via = d.server.via.as_ref().filter(|_| d.server.mode == Mode::Vpn);
-        if let (Some(via), Some(span)) = (via, &d.via_span) {
-            match modes.get(via) {
-                _ if via == name => sink.at(d.file, span, "`via` must name another server"),
-                None if broken_servers.contains(via) => {}
-                None => sink.at(d.file, span, format!("`via` names unknown server `{via}`")),
-                Some(m @ (Mode::Desktop | Mode::Clone)) => sink.at(
-                    d.file,
-                    span,
-                    format!(
-                        "`via` names server `{via}` in mode {}: a hop must accept SSH logins",
-                        m.as_str()
-                    ),
-                ),
-                Some(_) => {
-                    if via_loops(name, &vias) {
-                        sink.at(
-                            d.file,
-                            span,
-                            format!("`via` chain starting at `{name}` loops back to itself"),
-                        );
-                    }
+fn check_allow_refs(
+    sink: &mut Sink<'_>,
+    d: &ServerDraft,
+    user_map: &BTreeMap<String, User>,
+    groups: &BTreeSet<&str>,
+    broken: &Broken,
+) {
+    for entry in &d.allow {
+        match parse_principal(entry.get_ref()) {
+            Ok(Principal::User(u)) => {
+                if !user_map.contains_key(&u) && !broken.users.contains(&u) {
+                    sink.at(d.file, &entry.span(), format!("unknown user `{u}`"));
                 }
             }
+            Ok(Principal::Group(g)) => {
+                if !groups.contains(g.as_str()) && !broken.groups.contains(&g) {
+                    sink.at(
+                        d.file,
+                        &entry.span(),
+                        format!("unknown group `{g}`: no user lists it in `groups`"),
+                    );
+                }
+            }
+            // Reported by check_server.
+            Err(_) => {}
         }
-        let clone = d
-            .server
-            .clone
-            .as_ref()
-            .filter(|_| d.server.mode == Mode::Clone);
-        if let (Some(clone), Some(span)) = (clone, &d.clone_span) {
-            match modes.get(clone) {
-                _ if clone == name => sink.at(d.file, span, "`clone` must name another server"),
-                None if broken_servers.contains(clone) => {}
-                None => sink.at(
+    }
+}
+
+fn check_via(
+    sink: &mut Sink<'_>,
+    d: &ServerDraft,
+    modes: &HashMap<String, Mode>,
+    vias: &HashMap<String, String>,
+    broken: &Broken,
+) {
+    let name = &d.server.name;
+    // A `via` in the wrong mode is already reported.
+    let via = d.server.via.as_ref().filter(|_| d.server.mode == Mode::Vpn);
+    let (Some(via), Some(span)) = (via, &d.via_span) else {
+        return;
+    };
+    match modes.get(via) {
+        _ if via == name => sink.at(d.file, span, "`via` must name another server"),
+        None if broken.servers.contains(via) => {}
+        None => sink.at(d.file, span, format!("`via` names unknown server `{via}`")),
+        Some(m @ (Mode::Desktop | Mode::Clone)) => sink.at(
+            d.file,
+            span,
+            format!(
+                "`via` names server `{via}` in mode {}: a hop must accept SSH logins",
+                m.as_str()
+            ),
+        ),
+        Some(_) => {
+            if via_loops(name, vias) {
+                sink.at(
                     d.file,
                     span,
-                    format!("`clone` names unknown server `{clone}`"),
-                ),
-                Some(Mode::Clone) => sink.at(
-                    d.file,
-                    span,
-                    format!("`clone` names server `{clone}`, itself in mode clone"),
-                ),
-                Some(_) => {}
+                    format!("`via` chain starting at `{name}` loops back to itself"),
+                );
             }
         }
     }
+}
 
-    if !sink.diags.is_empty() {
-        let mut diags = sink.diags;
-        sort(&mut diags);
-        return Err(diags);
+fn check_clone(
+    sink: &mut Sink<'_>,
+    d: &ServerDraft,
+    modes: &HashMap<String, Mode>,
+    broken: &Broken,
+) {
+    let name = &d.server.name;
+    // A `clone` in the wrong mode is already reported.
+    let clone = d
+        .server
+        .clone
+        .as_ref()
+        .filter(|_| d.server.mode == Mode::Clone);
+    let (Some(clone), Some(span)) = (clone, &d.clone_span) else {
+        return;
+    };
+    match modes.get(clone) {
+        _ if clone == name => sink.at(d.file, span, "`clone` must name another server"),
+        None if broken.servers.contains(clone) => {}
+        None => sink.at(
+            d.file,
+            span,
+            format!("`clone` names unknown server `{clone}`"),
+        ),
+        Some(Mode::Clone) => sink.at(
+            d.file,
+            span,
+            format!("`clone` names server `{clone}`, itself in mode clone"),
+        ),
+        Some(_) => {}
     }
-
-    let digest = content_digest(sources, digest_name);
-    Ok(Policy {
-        users: user_map,
-        servers: kept
-            .into_iter()
-            .map(|d| (d.server.name.clone(), d.server))
-            .collect(),
-        digest,
-        files: sources.iter().map(|(p, _)| p.clone()).collect(),
-    })
 }
 
 /// Whether following `via` from `start` comes back to a server already seen.
@@ -433,17 +503,11 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
     let raw = entry.value;
     let span = entry.span;
     let name_span = raw.name.span();
-    let name = raw.name.into_inner();
+    let name = raw.name.clone().into_inner();
     if let Err(m) = check_name(&name, NameKind::Server) {
         sink.at(file, &name_span, m);
     }
-    let (host, port) = match parse_address(raw.address.get_ref()) {
-        Ok(hp) => hp,
-        Err(m) => {
-            sink.at(file, &raw.address.span(), m);
-            (String::new(), 22)
-        }
-    };
+    let (host, port) = server_address(sink, file, &raw.address);
     let mode = match parse_mode(raw.mode.get_ref()) {
         Ok(m) => Some(m),
         Err(m) => {
@@ -461,69 +525,10 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
                 None
             }
         });
-    let mut accounts = Vec::new();
-    match &raw.accounts {
-        Some(list) => {
-            if list.get_ref().is_empty() && mode != Some(Mode::Clone) {
-                sink.at(
-                    file,
-                    &list.span(),
-                    "`accounts` must list at least one account",
-                );
-            }
-            for a in list.get_ref() {
-                match check_account(a.get_ref()) {
-                    Ok(()) => accounts.push(a.get_ref().clone()),
-                    Err(m) => sink.at(file, &a.span(), m),
-                }
-            }
-        }
-        None if mode == Some(Mode::Clone) || mode.is_none() => {}
-        None => sink.at(
-            file,
-            &span,
-            format!("server `{name}` has no `accounts`: list the accounts staff may become"),
-        ),
-    }
-    for a in &raw.allow {
-        if let Err(m) = parse_principal(a.get_ref()) {
-            sink.at(file, &a.span(), m);
-        }
-    }
-    let allow = raw
-        .allow
-        .iter()
-        .filter_map(|a| parse_principal(a.get_ref()).ok())
-        .collect();
-    let mut ports = Vec::new();
-    if let Some(list) = &raw.ports {
-        for p in list.get_ref() {
-            match u16::try_from(*p.get_ref()) {
-                Ok(v) if v >= 1 => ports.push(v),
-                _ => sink.at(
-                    file,
-                    &p.span(),
-                    format!("port {} is out of range 1-65535", p.get_ref()),
-                ),
-            }
-        }
-    }
-    let record = match &raw.record {
-        None => RecordMode::Privileged,
-        Some(r) => match r.get_ref().as_str() {
-            "always" => RecordMode::Always,
-            "privileged" => RecordMode::Privileged,
-            "never" => RecordMode::Never,
-            other => {
-                sink.at(
-                    file,
-                    &r.span(),
-                    format!("unknown record value `{other}`: expected always, privileged or never"),
-                );
-                RecordMode::Always
-            }
-        },
-    };
+    let accounts = server_accounts(sink, file, &span, &name, &raw, mode);
+    let allow = server_allow(sink, file, &raw.allow);
+    let ports = server_ports(sink, file, &raw);
+    let record = record_mode(sink, file, raw.record.as_ref());
     let allow_from = raw
         .allow_from
         .as_ref()
@@ -535,82 +540,11 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
     let (sftp_deny_globs, sftp_deny_paths) = globs(sink, file, &raw.sftp_deny_paths);
     let (allow_globs, allow_commands) = globs(sink, file, &raw.allow_commands);
     let max_session = duration(sink, file, raw.max_session.as_ref());
-    let auth = match raw.auth.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
-        None | Some(("identity", _)) => TargetAuth::Identity,
-        Some(("certificate", _)) => TargetAuth::Certificate,
-        Some((other, span)) => {
-            sink.at(
-                file,
-                &span,
-                format!("unknown auth `{other}`: expected identity or certificate"),
-            );
-            TargetAuth::Identity
-        }
-    };
+    let auth = target_auth(sink, file, raw.auth.as_ref());
     let idle_timeout = duration(sink, file, raw.idle_timeout.as_ref());
-    let mfa_every_session = match raw.mfa.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
-        None => false,
-        Some(("every-session", _)) => true,
-        Some((other, span)) => {
-            sink.at(
-                file,
-                &span,
-                format!("unknown mfa `{other}`: expected every-session"),
-            );
-            false
-        }
-    };
-
+    let mfa_every_session = server_mfa(sink, file, raw.mfa.as_ref());
     if let Some(mode) = mode {
-        let m = mode.as_str();
-        let needs = |what: &str| format!("mode {m} needs {what}");
-        if mode != Mode::Desktop && mode != Mode::Clone && raw.host_key.is_none() {
-            sink.at(
-                file,
-                &span,
-                needs("`host_key`, the pinned SHA256 fingerprint of the server's host key"),
-            );
-        }
-        match (&raw.allow_from, mode) {
-            (None, Mode::Firewall) => sink.at(file, &span, needs("`allow_from` source CIDRs")),
-            (Some(l), Mode::Firewall) if l.get_ref().is_empty() => {
-                sink.at(file, &l.span(), needs("a non-empty `allow_from`"))
-            }
-            _ => {}
-        }
-        match (&raw.via, mode) {
-            (None, Mode::Vpn) => sink.at(
-                file,
-                &span,
-                needs("`via`, the server it is reached through"),
-            ),
-            (Some(v), m2) if m2 != Mode::Vpn => sink.at(
-                file,
-                &v.span(),
-                format!("`via` is only used in mode vpn, not {m}"),
-            ),
-            _ => {}
-        }
-        match (&raw.clone, mode) {
-            (None, Mode::Clone) => sink.at(
-                file,
-                &span,
-                needs("`clone`, the server staff must use instead"),
-            ),
-            (Some(c), m2) if m2 != Mode::Clone => sink.at(
-                file,
-                &c.span(),
-                format!("`clone` is only used in mode clone, not {m}"),
-            ),
-            _ => {}
-        }
-        match (&raw.ports, mode) {
-            (None, Mode::Desktop) => sink.at(file, &span, needs("`ports` to forward to")),
-            (Some(l), Mode::Desktop) if l.get_ref().is_empty() => {
-                sink.at(file, &l.span(), needs("a non-empty `ports`"))
-            }
-            _ => {}
-        }
+        check_mode_fields(sink, file, &span, &raw, mode);
     }
 
     ServerDraft {
@@ -655,251 +589,196 @@ fn check_server(sink: &mut Sink<'_>, file: usize, entry: Entry<RawServer>) -> Se
     }
 }
 
-#[derive(Clone, Copy)]
-enum NameKind {
-    User,
-    Group,
-    Server,
-}
-
-fn check_name(name: &str, kind: NameKind) -> Result<(), String> {
-    let (what, pattern, first_ok): (&str, &str, fn(char) -> bool) = match kind {
-        NameKind::User => ("user", "[a-z][a-z0-9._-]*", |c| c.is_ascii_lowercase()),
-        NameKind::Group => ("group", "[A-Za-z0-9][A-Za-z0-9._-]*", |c| {
-            c.is_ascii_alphanumeric()
-        }),
-        NameKind::Server => ("server", "[A-Za-z0-9][A-Za-z0-9._-]*", |c| {
-            c.is_ascii_alphanumeric()
-        }),
-    };
-    let rest_ok = |c: char| match kind {
-        NameKind::User => c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c),
-        _ => c.is_ascii_alphanumeric() || "._-".contains(c),
-    };
-    let mut chars = name.chars();
-    let valid = chars.next().is_some_and(first_ok) && chars.all(rest_ok);
-    if !valid {
-        return Err(format!("invalid {what} name {name:?}: expected {pattern}"));
-    }
-    if name.len() > MAX_NAME {
-        return Err(format!("{what} name is longer than {MAX_NAME} characters"));
-    }
-    Ok(())
-}
-
-/// Target accounts: letters, digits, `.`, `_`, `-` and a trailing `$`
-/// (Windows machine accounts). No `@` or `+`, which the login name uses.
-fn check_account(name: &str) -> Result<(), String> {
-    let body = name.strip_suffix('$').unwrap_or(name);
-    let mut chars = body.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if !valid {
-        return Err(format!(
-            "invalid account name {name:?}: expected [A-Za-z0-9_][A-Za-z0-9._-]*"
-        ));
-    }
-    if name.len() > MAX_NAME {
-        return Err(format!("account name is longer than {MAX_NAME} characters"));
-    }
-    Ok(())
-}
-
-fn parse_principal(s: &str) -> Result<Principal, String> {
-    if let Some(u) = s.strip_prefix("user:") {
-        check_name(u, NameKind::User)?;
-        Ok(Principal::User(u.to_owned()))
-    } else if let Some(g) = s.strip_prefix("group:") {
-        check_name(g, NameKind::Group)?;
-        Ok(Principal::Group(g.to_owned()))
-    } else {
-        Err(format!(
-            "invalid allow entry {s:?}: expected \"user:NAME\" or \"group:NAME\""
-        ))
-    }
-}
-
-fn parse_mode(s: &str) -> Result<Mode, String> {
-    Ok(match s {
-        "global" => Mode::Global,
-        "firewall" => Mode::Firewall,
-        "ssh-forwarding" => Mode::SshForwarding,
-        "vpn" => Mode::Vpn,
-        "on-request" => Mode::OnRequest,
-        "desktop" => Mode::Desktop,
-        "clone" => Mode::Clone,
-        other => {
-            return Err(format!(
-                "unknown mode `{other}`: expected global, firewall, ssh-forwarding, vpn, on-request, desktop or clone"
-            ));
-        }
-    })
-}
-
-/// A source CIDR; a bare address means that one address (/32 or /128).
-pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
-    let t = s.trim();
-    if let Ok(n) = t.parse::<IpNet>() {
-        return Ok(n);
-    }
-    if let Ok(ip) = t.parse::<IpAddr>() {
-        return Ok(IpNet::from(ip));
-    }
-    Err(format!(
-        "invalid CIDR {s:?}: expected an address or ADDRESS/PREFIX, such as 192.0.2.0/24"
-    ))
-}
-
-fn cidrs(sink: &mut Sink<'_>, file: usize, list: &[Spanned<String>]) -> Vec<IpNet> {
-    let mut out = Vec::new();
-    for c in list {
-        match parse_cidr(c.get_ref()) {
-            Ok(n) => out.push(n),
-            Err(m) => sink.at(file, &c.span(), m),
-        }
-    }
-    out
-}
-
-/// `host[:port]`, `[v6]:port` or a bare IPv6 address; port 22 by default.
-pub fn parse_address(s: &str) -> Result<(String, u16), String> {
-    let bad = |why: &str| format!("invalid address {s:?}: {why}");
-    let parse_port = |p: &str| match p.parse::<u16>() {
-        Ok(v) if v >= 1 => Ok(v),
-        _ => Err(bad("port must be 1-65535")),
-    };
-    if let Some(rest) = s.strip_prefix('[') {
-        let Some((v6, after)) = rest.split_once(']') else {
-            return Err(bad("missing `]`"));
-        };
-        if v6.parse::<Ipv6Addr>().is_err() {
-            return Err(bad("not an IPv6 address between [ ]"));
-        }
-        let port = match after {
-            "" => 22,
-            _ => match after.strip_prefix(':') {
-                Some(p) => parse_port(p)?,
-                None => return Err(bad("expected `:PORT` after `]`")),
-            },
-        };
-        return Ok((v6.to_owned(), port));
-    }
-    if s.parse::<Ipv6Addr>().is_ok() {
-        return Ok((s.to_owned(), 22));
-    }
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) => (h, parse_port(p)?),
-        None => (s, 22),
-    };
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
-        && !host.starts_with(['.', '-']);
-    if !host_ok {
-        return Err(bad("expected host[:port]"));
-    }
-    Ok((host.to_owned(), port))
-}
-
-/// `SHA256:` and 43 characters of unpadded base64 (32 bytes), as printed
-/// by `ssh-keygen -lf`.
-pub(crate) fn check_fingerprint(s: &str) -> Result<(), String> {
-    let bad = || {
-        format!(
-            "invalid host key fingerprint {s:?}: expected SHA256: and 43 base64 characters, as `ssh-keygen -lf` prints"
-        )
-    };
-    let b64 = s.strip_prefix("SHA256:").ok_or_else(bad)?;
-    if b64.len() != 43 {
-        return Err(bad());
-    }
-    match base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64) {
-        Ok(bytes) if bytes.len() == 32 => Ok(()),
-        _ => Err(bad()),
-    }
-}
-
-fn parse_date(v: &toml::Value) -> Result<time::Date, String> {
-    let text = match v {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Datetime(d) if d.time.is_none() && d.offset.is_none() => d.to_string(),
-        other => {
-            return Err(format!("invalid date {other}: expected \"YYYY-MM-DD\""));
-        }
-    };
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(text.trim(), format)
-        .map_err(|e| format!("invalid date {text:?}: expected YYYY-MM-DD ({e})"))
-}
-
-fn duration(sink: &mut Sink<'_>, file: usize, v: Option<&Spanned<String>>) -> Option<Duration> {
-    let v = v?;
-    match humantime::parse_duration(v.get_ref().trim()) {
-        Ok(d) if !d.is_zero() => Some(d),
-        Ok(_) => {
-            sink.at(file, &v.span(), "duration must be longer than zero");
-            None
-        }
-        Err(e) => {
-            sink.at(
-                file,
-                &v.span(),
-                format!(
-                    "invalid duration {:?}: {e} (examples: \"30m\", \"8h\", \"1h 30m\")",
-                    v.get_ref()
-                ),
-            );
-            None
+/// `address`: host and port, `("", 22)` after a reported problem.
+fn server_address(sink: &mut Sink<'_>, file: usize, address: &Spanned<String>) -> (String, u16) {
+    match parse_address(address.get_ref()) {
+        Ok(hp) => hp,
+        Err(m) => {
+            sink.at(file, &address.span(), m);
+            (String::new(), 22)
         }
     }
 }
 
-/// A command glob: `*` matches anything, `/` and spaces included.
-pub(crate) fn command_glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .backslash_escape(true)
-        .build()
-}
-
-fn globs(sink: &mut Sink<'_>, file: usize, list: &[Spanned<String>]) -> (GlobSet, Vec<String>) {
-    let mut builder = GlobSetBuilder::new();
-    let mut kept = Vec::new();
-    for g in list {
-        let pattern = g.get_ref().trim();
-        if pattern.is_empty() {
-            sink.at(file, &g.span(), "empty command pattern");
-            continue;
-        }
-        match command_glob(pattern) {
-            Ok(glob) => {
-                builder.add(glob);
-                kept.push(pattern.to_owned());
+/// `accounts`: required (and non-empty) except in mode clone.
+fn server_accounts(
+    sink: &mut Sink<'_>,
+    file: usize,
+    span: &Range<usize>,
+    name: &str,
+    raw: &RawServer,
+    mode: Option<Mode>,
+) -> Vec<String> {
+    let mut accounts = Vec::new();
+    match &raw.accounts {
+        Some(list) => {
+            if list.get_ref().is_empty() && mode != Some(Mode::Clone) {
+                sink.at(
+                    file,
+                    &list.span(),
+                    "`accounts` must list at least one account",
+                );
             }
-            Err(e) => sink.at(file, &g.span(), format!("invalid command pattern: {e}")),
+            for a in list.get_ref() {
+                match check_account(a.get_ref()) {
+                    Ok(()) => accounts.push(a.get_ref().clone()),
+                    Err(m) => sink.at(file, &a.span(), m),
+                }
+            }
+        }
+        None if mode == Some(Mode::Clone) || mode.is_none() => {}
+        None => sink.at(
+            file,
+            span,
+            format!("server `{name}` has no `accounts`: list the accounts staff may become"),
+        ),
+    }
+    accounts
+}
+
+/// `allow`: users and `@groups` (whether they exist is checked later).
+fn server_allow(sink: &mut Sink<'_>, file: usize, allow: &[Spanned<String>]) -> Vec<Principal> {
+    for a in allow {
+        if let Err(m) = parse_principal(a.get_ref()) {
+            sink.at(file, &a.span(), m);
         }
     }
-    // Each glob compiled alone above; only the combined regex size limit
-    // can fail here, and it is reported like any other problem.
-    match builder.build() {
-        Ok(set) => (set, kept),
-        Err(e) => {
+    allow
+        .iter()
+        .filter_map(|a| parse_principal(a.get_ref()).ok())
+        .collect()
+}
+
+/// `ports`: each within 1-65535.
+fn server_ports(sink: &mut Sink<'_>, file: usize, raw: &RawServer) -> Vec<u16> {
+    let mut ports = Vec::new();
+    if let Some(list) = &raw.ports {
+        for p in list.get_ref() {
+            match u16::try_from(*p.get_ref()) {
+                Ok(v) if v >= 1 => ports.push(v),
+                _ => sink.at(
+                    file,
+                    &p.span(),
+                    format!("port {} is out of range 1-65535", p.get_ref()),
+                ),
+            }
+        }
+    }
+    ports
+}
+
+/// `record`: privileged by default; an unknown value records everything.
+fn record_mode(sink: &mut Sink<'_>, file: usize, record: Option<&Spanned<String>>) -> RecordMode {
+    match record {
+        None => RecordMode::Privileged,
+        Some(r) => match r.get_ref().as_str() {
+            "always" => RecordMode::Always,
+            "privileged" => RecordMode::Privileged,
+            "never" => RecordMode::Never,
+            other => {
+                sink.at(
+                    file,
+                    &r.span(),
+                    format!("unknown record value `{other}`: expected always, privileged or never"),
+                );
+                RecordMode::Always
+            }
+        },
+    }
+}
+
+/// `auth`: how the bastion logs in to the server.
+fn target_auth(sink: &mut Sink<'_>, file: usize, auth: Option<&Spanned<String>>) -> TargetAuth {
+    match auth.map(|a| (a.get_ref().as_str(), a.span())) {
+        None | Some(("identity", _)) => TargetAuth::Identity,
+        Some(("certificate", _)) => TargetAuth::Certificate,
+        Some((other, span)) => {
             sink.at(
                 file,
-                &list.first().map(|g| g.span()).unwrap_or(0..0),
-                format!("command patterns: {e}"),
+                &span,
+                format!("unknown auth `{other}`: expected identity or certificate"),
             );
-            (GlobSet::empty(), Vec::new())
+            TargetAuth::Identity
         }
+    }
+}
+
+/// A server's `mfa`: whether every session asks for the second factor.
+fn server_mfa(sink: &mut Sink<'_>, file: usize, mfa: Option<&Spanned<String>>) -> bool {
+    match mfa.map(|m| (m.get_ref().as_str(), m.span())) {
+        None => false,
+        Some(("every-session", _)) => true,
+        Some((other, span)) => {
+            sink.at(
+                file,
+                &span,
+                format!("unknown mfa `{other}`: expected every-session"),
+            );
+            false
+        }
+    }
+}
+
+/// The keys a mode needs (`host_key`, `allow_from`, `via`, `clone`,
+/// `ports`), and `via`/`clone` refused outside their mode.
+fn check_mode_fields(
+    sink: &mut Sink<'_>,
+    file: usize,
+    span: &Range<usize>,
+    raw: &RawServer,
+    mode: Mode,
+) {
+    let m = mode.as_str();
+    let needs = |what: &str| format!("mode {m} needs {what}");
+    if mode != Mode::Desktop && mode != Mode::Clone && raw.host_key.is_none() {
+        sink.at(
+            file,
+            span,
+            needs("`host_key`, the pinned SHA256 fingerprint of the server's host key"),
+        );
+    }
+    match (&raw.allow_from, mode) {
+        (None, Mode::Firewall) => sink.at(file, span, needs("`allow_from` source CIDRs")),
+        (Some(l), Mode::Firewall) if l.get_ref().is_empty() => {
+            sink.at(file, &l.span(), needs("a non-empty `allow_from`"))
+        }
+        _ => {}
+    }
+    match (&raw.via, mode) {
+        (None, Mode::Vpn) => sink.at(file, span, needs("`via`, the server it is reached through")),
+        (Some(v), m2) if m2 != Mode::Vpn => sink.at(
+            file,
+            &v.span(),
+            format!("`via` is only used in mode vpn, not {m}"),
+        ),
+        _ => {}
+    }
+    match (&raw.clone, mode) {
+        (None, Mode::Clone) => sink.at(
+            file,
+            span,
+            needs("`clone`, the server staff must use instead"),
+        ),
+        (Some(c), m2) if m2 != Mode::Clone => sink.at(
+            file,
+            &c.span(),
+            format!("`clone` is only used in mode clone, not {m}"),
+        ),
+        _ => {}
+    }
+    match (&raw.ports, mode) {
+        (None, Mode::Desktop) => sink.at(file, span, needs("`ports` to forward to")),
+        (Some(l), Mode::Desktop) if l.get_ref().is_empty() => {
+            sink.at(file, &l.span(), needs("a non-empty `ports`"))
+        }
+        _ => {}
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const ALICE: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDzXhOm/CKaSOWAp/1cSJfYiJiaPNkrM2OFPyrc4A1yR alice@laptop";
