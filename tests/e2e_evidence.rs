@@ -246,6 +246,12 @@ fn scenario(database: Option<String>) {
     );
 
     // Tamper evidence: every recording verifies; one changed byte is named.
+    // The client's exit status can reach it before the bastion has sealed
+    // the last recording (the sidecar is finished as the channel closes):
+    // give verify a few seconds to see it sealed, then require success.
+    wait_until(Duration::from_secs(15), || {
+        gh.cli(&["recordings", "verify"]).status.success()
+    });
     gh.cli(&["recordings", "verify"])
         .assert_success("recordings verify");
     let list = gh.cli(&["recordings", "list", "--json"]);
