@@ -27,7 +27,7 @@ mod pg;
 
 use std::time::Duration;
 
-use access::{BackgroundSsh, json_of};
+use access::{BackgroundSsh, live, node_name};
 use common::*;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -128,23 +128,6 @@ impl Site {
         });
         (bg, ev["session"].as_str().expect("session id").to_string())
     }
-}
-
-fn node_name(node: &Gatehouse) -> String {
-    node.home
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// `sessions list --json` from `node`'s CLI.
-fn live(node: &Gatehouse) -> Vec<Value> {
-    let out = node.cli(&["sessions", "list", "--json"]);
-    json_of(&out, "sessions list --json")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn listed(node: &Gatehouse, id: &str) -> Option<Value> {

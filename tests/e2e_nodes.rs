@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use access::{BackgroundSsh, json_of};
+use access::{BackgroundSsh, json_of, live, node_name};
 use common::*;
 use serde_json::Value;
 
@@ -155,23 +155,6 @@ impl Cluster {
     fn recordings(&self) -> PathBuf {
         self.shared.join("recordings")
     }
-}
-
-fn node_name(node: &Gatehouse) -> String {
-    node.home
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// `sessions list --json` from `node`'s CLI.
-fn live(node: &Gatehouse) -> Vec<Value> {
-    let out = node.cli(&["sessions", "list", "--json"]);
-    json_of(&out, "sessions list --json")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn live_ids(node: &Gatehouse) -> Vec<String> {

@@ -408,3 +408,21 @@ pub fn have(program: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// A node's name as its tests set it: the name of its home folder.
+pub fn node_name(node: &Gatehouse) -> String {
+    node.home
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `sessions list --json` from `node`'s CLI.
+pub fn live(node: &Gatehouse) -> Vec<Value> {
+    let out = node.cli(&["sessions", "list", "--json"]);
+    json_of(&out, "sessions list --json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
