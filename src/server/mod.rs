@@ -57,6 +57,10 @@ use shared::Shared;
 
 /// Runs the bastion until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Registered first: a SIGTERM that arrives while start-up is still
+    // running (the listener is bound before the console and the sealer
+    // start) is kept and handled as a clean stop, never the default kill.
+    let signals = ShutdownSignals::register();
     // Whatever serve creates without an explicit mode (folders, report
     // files, SQLite's side files) is the owner's alone.
     crate::privileges::owner_only_umask();
@@ -169,7 +173,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 Err(e) => Err(anyhow::anyhow!("background jobs: {e}")),
             };
         }
-        _ = shutdown_signal() => {
+        _ = signals.wait() => {
             tracing::info!("shutting down: closing sessions");
         }
     }
@@ -763,19 +767,35 @@ fn malformed(e: &russh::Error) -> bool {
     )
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
+/// SIGTERM and SIGINT, registered once at the start of `serve`.
+struct ShutdownSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn register() -> ShutdownSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        ShutdownSignals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    async fn wait(mut self) {
+        match (self.term.as_mut(), self.int.as_mut()) {
+            (Some(t), Some(i)) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
+            }
+            (Some(t), None) => {
+                t.recv().await;
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
