@@ -21,6 +21,7 @@ use crate::grant_types::Grant;
 mod check;
 mod decide;
 pub mod explain;
+mod live;
 mod raw;
 
 pub use check::{parse_address, parse_cidr};
@@ -28,6 +29,7 @@ pub use decide::{
     Reach, ReachGrant, authenticate, authenticate_certified, check_command, check_open_session,
     decide, reachable, should_record,
 };
+pub use live::Live;
 
 /// One problem found in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -142,7 +142,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("gatehouse listening on {local}");
     println!("identity key (add to targets' authorized_keys): {identity_line}");
     println!("policy: {users} users, {servers} servers");
-    crate::web::start(shared.clone(), web)
+    crate::web::start(Arc::new(shared.console_core()), web)
         .await
         .with_context(|| "cannot start the review console ([web])")?;
     use std::io::Write;

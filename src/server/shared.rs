@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use russh::keys::PrivateKey;
@@ -76,7 +76,8 @@ pub const AUDIT_DOWN: &str = "the bastion cannot write its audit log (database u
 
 pub struct Shared {
     pub config: Config,
-    policy: RwLock<Arc<Policy>>,
+    /// The policy in force, the same cell the console reads.
+    policy: crate::policy::Live,
     pub store: Store,
     pub identity: Arc<PrivateKey>,
     /// Target credentials; the identity key is used where it holds none.
@@ -122,7 +123,7 @@ impl Shared {
             startups: super::slots::Startups::new(config.limits.max_startups),
             refusals: Default::default(),
             config,
-            policy: RwLock::new(Arc::new(policy)),
+            policy: crate::policy::Live::new(policy),
             store,
             identity: Arc::new(identity),
             vault,
@@ -137,18 +138,23 @@ impl Shared {
 
     /// The policy in force now; a reload swaps it for new sessions.
     pub fn policy(&self) -> Arc<Policy> {
-        match self.policy.read() {
-            Ok(p) => p.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.policy.get()
     }
 
     pub fn set_policy(&self, policy: Policy) {
-        let mut guard = match self.policy.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *guard = Arc::new(policy);
+        self.policy.set(policy);
+    }
+
+    /// What the review console is given: configuration, store, the policy
+    /// in force and the shutdown signal; never the vault, the CA or the
+    /// identity key.
+    pub fn console_core(&self) -> crate::web::Core {
+        crate::web::Core {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            policy: self.policy.clone(),
+            shutdown: self.shutdown.clone(),
+        }
     }
 
     /// Writes an audit event. Returns false (and logs) when the store

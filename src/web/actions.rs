@@ -71,8 +71,8 @@ pub async fn review(
     let note = clean("the note", form.note.as_deref())?;
     let flag = form.flag.is_some_and(|f| !f.is_empty());
     crate::recording::review::review(
-        &state.shared.store,
-        &state.shared.config.recordings,
+        &state.core.store,
+        &state.core.config.recordings,
         &info.id,
         &viewer.user,
         note.as_deref(),
@@ -109,7 +109,7 @@ pub async fn kill(
     };
     if s.ended_at.is_some()
         || !state
-            .shared
+            .core
             .store
             .request_kill_with_reason(&s.id, &reason)
             .await?
@@ -126,7 +126,7 @@ pub async fn kill(
         .detail("node", s.node.clone());
     ev.server = s.server.clone();
     ev.account = s.account.clone();
-    state.shared.store.audit(&ev).await?;
+    state.core.store.audit(&ev).await?;
     Ok(Redirect::to(&format!("/sessions/{}", s.id)).into_response())
 }
 
@@ -137,9 +137,9 @@ pub async fn approve(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     viewer.check_csrf(form.csrf.as_deref())?;
-    let policy = state.shared.policy();
+    let policy = state.core.policy();
     crate::grants::flow::approve(
-        &state.shared.store,
+        &state.core.store,
         &policy,
         id,
         &viewer.user,
@@ -157,9 +157,9 @@ pub async fn deny(
     Form(form): Form<ReasonForm>,
 ) -> Result<Response, WebError> {
     viewer.check_csrf(form.csrf.as_deref())?;
-    let policy = state.shared.policy();
+    let policy = state.core.policy();
     crate::grants::flow::deny(
-        &state.shared.store,
+        &state.core.store,
         &policy,
         id,
         &viewer.user,
@@ -239,12 +239,12 @@ pub async fn logout(
 ) -> Result<Response, WebError> {
     viewer.check_csrf(form.csrf.as_deref())?;
     state
-        .shared
+        .core
         .store
         .web_session_end(&viewer.session_hash, OffsetDateTime::now_utc())
         .await?;
     state
-        .shared
+        .core
         .store
         .audit(&AuditEvent::new(EventKind::WebLogout).user(viewer.user.clone()))
         .await?;

@@ -133,7 +133,7 @@ pub async fn redeem(
     token: &str,
     source: IpAddr,
 ) -> Result<Result<NewSession, Refusal>, WebError> {
-    let store = &state.shared.store;
+    let store = &state.core.store;
     let refuse = |why: Refusal, user: Option<String>| {
         state.login_refusals.note(source, why, user);
         Ok(Err(why))
@@ -158,7 +158,7 @@ pub async fn redeem(
         LinkRedemption::Used(u) => return refuse(Refusal::Used, Some(u)),
         LinkRedemption::Expired(u) => return refuse(Refusal::Expired, Some(u)),
     };
-    let policy = state.shared.policy();
+    let policy = state.core.policy();
     if !in_policy(&policy, &user, now) {
         return refuse(Refusal::NotInPolicy, Some(user));
     }
@@ -263,7 +263,7 @@ impl FromRequestParts<Arc<WebState>> for Viewer {
 }
 
 async fn viewer_of(state: &WebState, token: &str) -> Result<Viewer, WebError> {
-    let store = &state.shared.store;
+    let store = &state.core.store;
     let hash = token_hash(token);
     let Some(row) = store.web_session_get(&hash).await? else {
         return Err(WebError::NotSignedIn);
@@ -272,7 +272,7 @@ async fn viewer_of(state: &WebState, token: &str) -> Result<Viewer, WebError> {
     if !alive(&row, now) {
         return Err(WebError::NotSignedIn);
     }
-    let policy = state.shared.policy();
+    let policy = state.core.policy();
     if !in_policy(&policy, &row.user, now) {
         return Err(WebError::NotSignedIn);
     }

@@ -151,7 +151,7 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, WebError> {
     let s = visible_session(&state, &viewer, &id).await?;
     let permit = state.streams.acquire(&viewer.user)?;
-    let root = &state.shared.config.recordings;
+    let root = &state.core.config.recordings;
     let day = s.started_at.to_offset(time::UtcOffset::UTC).date();
     let expected = std::iter::once(day)
         .chain(day.next_day())
@@ -186,7 +186,7 @@ pub async fn events(
                         t.finished = true;
                         return Some((Ok(Event::default().event("done").data("{}")), t));
                     }
-                    let stop = t.state.shared.shutdown.clone();
+                    let stop = t.state.core.shutdown.clone();
                     tokio::select! {
                         _ = tokio::time::sleep(POLL) => {}
                         _ = stop.cancelled() => t.finished = true,
@@ -217,7 +217,7 @@ impl Tail {
         // Has the session ended? Asked about once a second, before reading,
         // so that what was written before the end is still read.
         if !self.ended && self.polls % 4 == 1 {
-            match self.state.shared.store.session_get(&self.session).await {
+            match self.state.core.store.session_get(&self.session).await {
                 Ok(Some(s)) => self.ended = s.ended_at.is_some(),
                 Ok(None) => return Step::Stop,
                 Err(e) => {
@@ -237,7 +237,7 @@ impl Tail {
                 && self.scanned.is_none_or(|t| t.elapsed() >= RESCAN)
             {
                 self.scanned = Some(Instant::now());
-                let root = self.state.shared.config.recordings.clone();
+                let root = self.state.core.config.recordings.clone();
                 let id = self.session.clone();
                 self.path = tokio::task::spawn_blocking(move || {
                     crate::recording::find(&root, &id).ok().map(|r| r.cast_path)

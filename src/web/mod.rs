@@ -22,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::Config;
-use crate::server::shared::Shared;
 
 pub mod actions;
 pub mod assets;
@@ -110,9 +109,27 @@ impl IntoResponse for WebError {
     }
 }
 
+/// All the console is given by the bastion it runs in: it reads the
+/// configuration, the store and the policy in force, and stops with the
+/// bastion. It holds no vault, CA or identity key, and imports nothing of
+/// the SSH server (`server` builds it: `Shared::console_core`).
+pub struct Core {
+    pub config: Config,
+    pub store: crate::store::Store,
+    pub policy: crate::policy::Live,
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Core {
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<crate::policy::Policy> {
+        self.policy.get()
+    }
+}
+
 /// What every request handler shares.
 pub struct WebState {
-    pub shared: Arc<Shared>,
+    pub core: Arc<Core>,
     /// Link redemptions per source address.
     pub login_limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Refused sign-ins, counted and written as summaries.
@@ -162,17 +179,14 @@ pub async fn bind(config: &Config) -> Result<Option<Bound>, WebError> {
 /// Serves the console bound by [`bind`] (nothing when it is off): prints
 /// where it listens and the certificate's fingerprint, and serves until
 /// the bastion shuts down.
-pub async fn start(
-    shared: Arc<Shared>,
-    bound: Option<Bound>,
-) -> Result<Option<SocketAddr>, WebError> {
+pub async fn start(core: Arc<Core>, bound: Option<Bound>) -> Result<Option<SocketAddr>, WebError> {
     let Some(Bound { identity, tcp }) = bound else {
         return Ok(None);
     };
     let local = tcp.local_addr().map_err(|e| WebError::Tls(e.to_string()))?;
     let nofile = crate::rlimit::nofile();
-    let limits = conns::Limits::web(&shared.config.web, nofile);
-    let streams_cap = conns::live_streams_cap(shared.config.web.max_live_streams, nofile);
+    let limits = conns::Limits::web(&core.config.web, nofile);
+    let streams_cap = conns::live_streams_cap(core.config.web.max_live_streams, nofile);
     tracing::info!(
         "review console: at most {} connections ({} per source), {} live views",
         limits.max_connections,
@@ -192,16 +206,16 @@ pub async fn start(
     let login_refusals = Arc::new(refusals::LoginRefusals::default());
     tokio::spawn(refusals::write_summaries(
         login_refusals.clone(),
-        shared.clone(),
+        core.clone(),
     ));
     let state = Arc::new(WebState {
         login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
         login_refusals,
         streams: live::Streams::new(
             streams_cap,
-            shared.config.web.max_live_streams_per_user.min(streams_cap),
+            core.config.web.max_live_streams_per_user.min(streams_cap),
         ),
-        shared: shared.clone(),
+        core: core.clone(),
     });
     let app = server::router(state);
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.config);
@@ -210,7 +224,7 @@ pub async fn start(
         Some(acceptor),
         app,
         limits,
-        shared.shutdown.clone(),
+        core.shutdown.clone(),
         "web",
     ));
     Ok(Some(local))

@@ -100,13 +100,13 @@ pub async fn sessions(
     if review.is_some() {
         filter.recorded = Some(true);
     }
-    let root = state.shared.config.recordings.clone();
+    let root = state.core.config.recordings.clone();
     let mut listed = Vec::new();
     let mut examined = 0usize;
     let mut next;
     let mut note = None;
     loop {
-        let page = state.shared.store.sessions_page(&filter, PAGE).await?;
+        let page = state.core.store.sessions_page(&filter, PAGE).await?;
         examined += page.rows.len();
         next = page.next.clone();
         for row in page.rows {
@@ -164,7 +164,7 @@ pub async fn visible_session(
     viewer: &Viewer,
     id: &str,
 ) -> Result<SessionRow, WebError> {
-    match state.shared.store.session_get(id).await? {
+    match state.core.store.session_get(id).await? {
         Some(s) if viewer.may_see(&s.user) => Ok(s),
         _ => Err(WebError::NotFound),
     }
@@ -177,7 +177,7 @@ pub async fn visible_recording(
     viewer: &Viewer,
     id: &str,
 ) -> Result<RecordingInfo, WebError> {
-    let root = state.shared.config.recordings.clone();
+    let root = state.core.config.recordings.clone();
     let id = id.to_string();
     let info = tokio::task::spawn_blocking(move || recording::find(&root, &id))
         .await
@@ -198,7 +198,7 @@ pub async fn visible_recording(
 
 /// The recordings of one session: `ID.cast`, then `ID-2.cast`, ...
 async fn recordings_of(state: &WebState, id: &str) -> Vec<RecordingInfo> {
-    let root = state.shared.config.recordings.clone();
+    let root = state.core.config.recordings.clone();
     let id = id.to_string();
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
@@ -226,7 +226,7 @@ pub async fn session_detail(
 ) -> Result<Markup, WebError> {
     let s = visible_session(&state, &viewer, &id).await?;
     let recs = recordings_of(&state, &s.id).await;
-    let mut events = state.shared.store.session_events(&s.id, MAX_EVENTS).await?;
+    let mut events = state.core.store.session_events(&s.id, MAX_EVENTS).await?;
     if !viewer.sees_all() {
         // Reviewers' notes and flags are for auditors only.
         events.retain(|e| e.kind != "recording.reviewed");
@@ -318,8 +318,8 @@ pub async fn grants(
     State(state): State<Arc<WebState>>,
     viewer: Viewer,
 ) -> Result<Markup, WebError> {
-    let policy = state.shared.policy();
-    let mut list = crate::grants::flow::visible(&state.shared.store, &policy, &viewer.user)
+    let policy = state.core.policy();
+    let mut list = crate::grants::flow::visible(&state.core.store, &policy, &viewer.user)
         .await
         .map_err(flow_error)?;
     // Pending first, then newest first.
@@ -356,7 +356,7 @@ pub async fn reports(
     if !viewer.sees_all() {
         return Err(WebError::Forbidden("reports are for auditors"));
     }
-    let dir = state.shared.config.reports.clone();
+    let dir = state.core.config.reports.clone();
     let mut names = Vec::new();
     match std::fs::read_dir(&dir) {
         Ok(entries) => {
@@ -392,7 +392,7 @@ pub async fn report_file(
     if !is_report_name(&name) {
         return Err(WebError::NotFound);
     }
-    let path = state.shared.config.reports.join(&name);
+    let path = state.core.config.reports.join(&name);
     let bytes = match tokio::fs::read(&path).await {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(WebError::NotFound),

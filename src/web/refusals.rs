@@ -15,9 +15,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
+use super::Core;
 use super::auth::Refusal;
 use crate::audit::{AuditEvent, EventKind};
-use crate::server::shared::Shared;
 
 /// The least time between two batches of summaries.
 pub const INTERVAL: Duration = Duration::from_secs(5);
@@ -88,25 +88,25 @@ impl LoginRefusals {
 
 /// Writes the summaries as soon as there are some, then waits
 /// [`INTERVAL`] before the next batch; writes what is left at shutdown.
-pub async fn write_summaries(refusals: Arc<LoginRefusals>, shared: Arc<Shared>) {
-    let stop = shared.shutdown.clone();
+pub async fn write_summaries(refusals: Arc<LoginRefusals>, core: Arc<Core>) {
+    let stop = core.shutdown.clone();
     loop {
         tokio::select! {
             _ = refusals.pending.notified() => {}
             _ = stop.cancelled() => break,
         }
-        write(&refusals, &shared).await;
+        write(&refusals, &core).await;
         tokio::select! {
             _ = tokio::time::sleep(INTERVAL) => {}
             _ = stop.cancelled() => break,
         }
     }
-    write(&refusals, &shared).await;
+    write(&refusals, &core).await;
 }
 
-async fn write(refusals: &LoginRefusals, shared: &Shared) {
+async fn write(refusals: &LoginRefusals, core: &Core) {
     for ev in refusals.take() {
-        if let Err(e) = shared.store.audit(&ev).await {
+        if let Err(e) = core.store.audit(&ev).await {
             tracing::error!("web: cannot write web.login_refused: {e}");
         }
     }
