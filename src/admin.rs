@@ -36,7 +36,6 @@ struct AdminState {
 
 /// The running admin listener; stops when dropped.
 pub struct AdminServer {
-    pub addr: SocketAddr,
     task: JoinHandle<()>,
 }
 
@@ -76,7 +75,7 @@ pub async fn start(config: &Config, store: Store) -> Result<Option<AdminServer>,
         "admin",
     ));
     tracing::info!("admin listener (/metrics, /healthz) on {addr}");
-    Ok(Some(AdminServer { addr, task }))
+    Ok(Some(AdminServer { task }))
 }
 
 async fn metrics() -> Response {

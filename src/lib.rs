@@ -11,30 +11,30 @@
 //! review console) and [`cli`]; for operations, [`metrics`], [`health`] and
 //! the [`admin`] listener.
 
-pub mod admin;
-pub mod algorithms;
+pub(crate) mod admin;
+pub(crate) mod algorithms;
 pub mod audit;
-pub mod ca;
+pub(crate) mod ca;
 pub mod cli;
 pub mod config;
-pub mod envfilter;
-pub mod grant_types;
+pub(crate) mod envfilter;
+pub(crate) mod grant_types;
 pub mod grants;
-pub mod health;
+pub(crate) mod health;
 pub mod identity;
-pub mod keys;
-pub mod metrics;
+pub(crate) mod keys;
+pub(crate) mod metrics;
 pub mod policy;
-pub mod privileges;
-pub mod readbuf;
+pub(crate) mod privileges;
+pub(crate) mod readbuf;
 pub mod recording;
 pub mod report;
-pub mod rlimit;
-pub mod seal;
-pub mod sealer;
-pub mod secret;
+pub(crate) mod rlimit;
+pub(crate) mod seal;
+pub(crate) mod sealer;
+pub(crate) mod secret;
 pub mod server;
 pub mod store;
-pub mod upstream;
+pub(crate) mod upstream;
 pub mod vault;
-pub mod web;
+pub(crate) mod web;

@@ -289,10 +289,6 @@ impl KeyStore {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The key file, or `None` when there is none yet.
     ///
     /// [`KeyStore::write`] wipes the old file before renaming the new one

@@ -165,6 +165,10 @@ pub type TargetHandle = client::Handle<TargetHandler>;
 pub struct Upstream {
     pub handle: TargetHandle,
     /// The hop's connection for `vpn` servers, kept alive with the target's.
+    #[expect(
+        dead_code,
+        reason = "held, never read: dropping it would close the hop"
+    )]
     pub hop: Option<TargetHandle>,
     /// The target's SSH identification string (`SSH-2.0-OpenSSH_...`).
     pub server_id: String,

@@ -3,7 +3,7 @@
 //! revoke) and, in [`flow`], the grant workflow over the store.
 //! May import: grant_types, audit, policy, store (a workflow above them).
 
-pub mod flow;
+pub(crate) mod flow;
 
 use time::OffsetDateTime;
 

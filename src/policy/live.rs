@@ -43,9 +43,10 @@ mod tests {
         let live = Live::new(Policy::default());
         let other = live.clone();
         let before = other.get();
-        let mut next = Policy::default();
-        next.digest = "changed".into();
-        live.set(next);
+        live.set(Policy {
+            digest: "changed".into(),
+            ..Default::default()
+        });
         assert_eq!(other.get().digest, "changed");
         // What a reader took before the swap stays as it was.
         assert_ne!(before.digest, "changed");

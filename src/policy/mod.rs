@@ -20,7 +20,7 @@ use crate::grant_types::Grant;
 
 mod check;
 mod decide;
-pub mod explain;
+pub(crate) mod explain;
 mod live;
 mod raw;
 

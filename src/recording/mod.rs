@@ -16,14 +16,14 @@
 //! May import: audit values, config, metrics (counters), the store (review
 //! events only, in `review`).
 
-pub mod cast;
-pub mod catalog;
-pub mod playfilter;
-pub mod recorder;
-pub mod review;
-pub mod search;
-pub mod sidecar;
-pub mod signing;
+pub(crate) mod cast;
+pub(crate) mod catalog;
+pub(crate) mod playfilter;
+pub(crate) mod recorder;
+pub(crate) mod review;
+pub(crate) mod search;
+pub(crate) mod sidecar;
+pub(crate) mod signing;
 
 use std::path::{Path, PathBuf};
 

@@ -29,14 +29,14 @@
 //! the server's nightly job.
 
 pub mod build;
-pub mod detect;
-pub mod escape;
-pub mod input;
+pub(crate) mod detect;
+pub(crate) mod escape;
+pub(crate) mod input;
 pub mod job;
-pub mod model;
-pub mod render;
-pub mod source;
-pub mod write;
+pub(crate) mod model;
+pub(crate) mod render;
+pub(crate) mod source;
+pub(crate) mod write;
 
 use std::path::{Path, PathBuf};
 

@@ -103,6 +103,7 @@ impl Budget {
         self.queued() > BACKLOG_HIGH
     }
 
+    #[cfg(test)]
     pub fn limit(&self) -> usize {
         self.hard
     }

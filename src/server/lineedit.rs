@@ -4,8 +4,8 @@
 //! (client to target) and cuts them into [`Segment`]s: bytes to forward as
 //! they are, and [`Submit`]s, the bytes up to and including an Enter
 //! together with the line that Enter submits. The caller checks the line
-//! against policy and forwards either the bytes or
-//! [`Submit::blocked_replacement`]. Nothing is ever held back: bytes that
+//! against policy and forwards either the bytes or, for a refused line,
+//! [`Submit::blocked_kill`] and then (after the notice) an Enter. Nothing is ever held back: bytes that
 //! do not end a line are returned at once, so typing latency is unchanged.
 //!
 //! The model is GNU readline's emacs mode (bash's default; zsh's zle and a
@@ -137,6 +137,7 @@ impl Submit {
     /// bytes without the Enter, then Ctrl-E Ctrl-U (end of line, kill the
     /// whole line: readline and zle; a cooked tty ignores the Ctrl-E and
     /// kills with Ctrl-U), then CR so the shell prints a fresh prompt.
+    #[cfg(test)]
     pub fn blocked_replacement(&self) -> Vec<u8> {
         let mut out = self.blocked_kill();
         out.push(BLOCKED_ENTER);
@@ -414,6 +415,7 @@ impl LineTracker {
     }
 
     /// True while tracking is suspended.
+    #[cfg(test)]
     pub fn paused(&self) -> bool {
         self.paused
     }

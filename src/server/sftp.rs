@@ -345,6 +345,7 @@ impl SftpAudit {
         mem::take(&mut self.requested)
     }
 
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }

@@ -35,15 +35,15 @@
 //!    (crash, timeout): leave it; later [`Vault::pending_rotation`] returns
 //!    it to try, then commit or abort.
 
-pub mod crypto;
-pub mod history;
-pub mod master;
+pub(crate) mod crypto;
+pub(crate) mod history;
+pub(crate) mod master;
 mod pending;
-pub mod policy;
+pub(crate) mod policy;
 pub(crate) mod rekey;
-pub mod rotate;
-pub mod secret;
-pub mod store;
+pub(crate) mod rotate;
+pub(crate) mod secret;
+pub(crate) mod store;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
