@@ -32,6 +32,7 @@ use crate::envfilter::{self, EnvFilter};
 mod auth_steps;
 mod cert_auth;
 mod channel_steps;
+mod second_factor;
 use crate::policy::{self, Action, DenyCode};
 
 /// While throttled, a trickle keeps `adjust_window` being called so the
@@ -47,7 +48,13 @@ pub struct ConnHandler {
     startup: Option<OwnedSemaphorePermit>,
     authed: Arc<AtomicBool>,
     /// Set in `auth_publickey`, completed into `state` in `auth_succeeded`.
-    pending: Option<(String, Target)>,
+    pending: Option<(String, Target, login::Factors)>,
+    /// A key russh verified for a login name that still owes a second
+    /// factor: the only way into keyboard-interactive.
+    key_proven: Option<second_factor::KeyProven>,
+    /// Sent with the next refusal as an authentication banner (the
+    /// vendored russh's `auth_rejection_banner`).
+    banner: Option<String>,
     state: Option<Arc<ConnState>>,
     /// The queues of the channels the client opened, while their tasks run.
     channels: HashMap<ChannelId, Inbox>,
@@ -101,6 +108,8 @@ impl ConnHandler {
             startup: Some(startup),
             authed,
             pending: None,
+            key_proven: None,
+            banner: None,
             state: None,
             channels: HashMap::new(),
             budget: Budget::new(max_channels),
@@ -217,17 +226,49 @@ impl Handler for ConnHandler {
             Ok(checked) => checked,
             Err(refusal) => return Ok(refusal),
         };
-        let success = AuditEvent::new(EventKind::AuthSuccess)
-            .detail("key", crate::keys::fingerprint(key.public_key))
+        let fingerprint = crate::keys::fingerprint(key.public_key);
+        // A security key proves a touch only with the user-presence flag
+        // (signed over, so it cannot be forged): without it, no login.
+        if let Some(sk) = key.security_key
+            && !sk.user_present()
+        {
+            return Ok(Box::pin(self.refuse_no_presence(user, &fingerprint)).await);
+        }
+        let mut success = AuditEvent::new(EventKind::AuthSuccess)
+            .detail("key", fingerprint.clone())
             .detail("sig_alg", key.algorithm.as_str());
-        Ok(Box::pin(self.accept_login(user, staff, &policy, success)).await)
+        if let Some(sk) = key.security_key {
+            success = success
+                .detail("sk_flags", sk.flags)
+                .detail("sk_counter", sk.counter);
+        }
+        let proof = second_factor::KeyProof {
+            fingerprint,
+            sig_alg: key.algorithm.as_str().to_string(),
+            security_key: key.security_key.is_some(),
+            success,
+        };
+        Ok(Box::pin(self.after_key(user, staff, policy, proof)).await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(Box::pin(self.keyboard_interactive(user, response)).await)
+    }
+
+    fn auth_rejection_banner(&mut self) -> Option<String> {
+        self.banner.take()
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         self.startup = None;
         self.authed.store(true, Ordering::SeqCst);
         self.shared.unauth_done(self.unauth_seq);
-        let Some((staff, target)) = self.pending.take() else {
+        let Some((staff, target, factors)) = self.pending.take() else {
             return Err(russh::Error::Disconnect);
         };
         // Boxed, as are the other one-off steps here: russh's session task
@@ -243,6 +284,7 @@ impl Handler for ConnHandler {
                 .take(255)
                 .collect(),
             target,
+            factors,
             session.handle(),
             self.budget.clone(),
         ))
@@ -646,34 +688,6 @@ async fn unproven_key_failure(shared: Arc<Shared>, staff: String, source: IpAddr
 /// on every node (the count is in the database) and, once
 /// `lockout_after` is reached, locks the user for `lockout_for` and writes
 /// `auth.lockout`. The caller audits the failure itself.
-pub async fn counted_failure(shared: &Shared, staff: &str, source: IpAddr) {
-    let lockout_for = time::Duration::try_from(shared.config.limits.lockout_for)
-        .unwrap_or(time::Duration::hours(6));
-    let after = shared.config.limits.lockout_after;
-    let (n, until) = match shared
-        .store
-        .counted_failure(staff, Shared::now(), after, lockout_for)
-        .await
-    {
-        Ok(Some(locked)) => locked,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::error!("lockout counter: {e}");
-            return;
-        }
-    };
-    shared
-        .audit(
-            AuditEvent::new(EventKind::AuthLockout)
-                .user(staff)
-                .source(source.to_string())
-                .detail("failures", n)
-                .detail(
-                    "until",
-                    until
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                ),
-        )
-        .await;
+pub async fn counted_failure(shared: &Shared, staff: &str, source: IpAddr) -> bool {
+    shared.counted_failure(staff, source).await
 }
