@@ -326,7 +326,10 @@ fn totp_enrollment_login_cache_replay_and_recovery() {
     // Another source: asked. The same code again is a replay.
     let out = w.ssh("alice", "alice@web1", "127.0.0.2", &next, 1, ECHO);
     assert_ne!(out.code(), Some(0), "a replayed code logged in: {out:?}");
-    assert_eq!(w.mfa_failures("alice").last().map(String::as_str), Some("mfa_replayed"));
+    assert_eq!(
+        w.mfa_failures("alice").last().map(String::as_str),
+        Some("mfa_replayed")
+    );
 
     // A recovery code works, once.
     let rc = w.answer_askpass(&recovery[0]);
@@ -364,7 +367,14 @@ fn totp_enrollment_login_cache_replay_and_recovery() {
 
     // mfa status and mfa reset (after a good code) for bob.
     let askpass = w.totp_askpass(&bob_secret, 30);
-    let out = w.ssh("bob", "bob", "127.0.0.1", &askpass, 1, &["mfa status --json"]);
+    let out = w.ssh(
+        "bob",
+        "bob",
+        "127.0.0.1",
+        &askpass,
+        1,
+        &["mfa status --json"],
+    );
     out.assert_success("bob mfa status");
     let status: Value = serde_json::from_str(out.stdout_text().trim()).unwrap();
     assert_eq!(status["enrolled"], true);
@@ -402,8 +412,9 @@ fn wrong_codes_lock_out_and_unlock_lifts_it() {
     // Three wrong codes in one connection (three prompts) lock dave.
     let out = w.ssh("dave", "dave@web1", "127.0.0.1", &wrong, 3, ECHO);
     assert_ne!(out.code(), Some(0));
-    w.gh
-        .wait_for_event("auth.lockout", Duration::from_secs(10), |e| e["user"] == "dave");
+    w.gh.wait_for_event("auth.lockout", Duration::from_secs(10), |e| {
+        e["user"] == "dave"
+    });
     // Now even a good code is refused.
     let good = w.totp_askpass(&secret, 30);
     let out = w.ssh("dave", "dave@web1", "127.0.0.1", &good, 1, ECHO);
@@ -490,7 +501,10 @@ fn enrollment_in_a_terminal_draws_a_qr_code() {
     let secret = secret_of(&uri);
     tmux.send_line(&code_at(&secret, unix_now()));
     let screen = tmux.wait_for("EXIT=", Duration::from_secs(30));
-    assert!(screen.contains("Recovery codes (each works once):"), "{screen}");
+    assert!(
+        screen.contains("Recovery codes (each works once):"),
+        "{screen}"
+    );
     assert!(screen.contains("EXIT=0"), "{screen}");
 }
 
@@ -574,7 +588,10 @@ fn security_keys_are_two_factors_with_a_touch_only() {
         "sk-ssh-ed25519@openssh.com",
         "sk-ecdsa-sha2-nistp256@openssh.com",
     ] {
-        assert!(sig_algs.contains(alg), "{alg} in server-sig-algs: {sig_algs}");
+        assert!(
+            sig_algs.contains(alg),
+            "{alg} in server-sig-algs: {sig_algs}"
+        );
     }
 }
 
@@ -634,7 +651,14 @@ fn two_nodes_share_factors_and_used_codes() {
         let client = b.client(&w.dir, &alice);
         let bind = format!("BindAddress={source}");
         let mut c = client.ssh_command(
-            &["-o", "BatchMode=no", "-o", &bind, "-o", "NumberOfPasswordPrompts=1"],
+            &[
+                "-o",
+                "BatchMode=no",
+                "-o",
+                &bind,
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ],
             "alice@web1",
             ECHO,
         );
@@ -647,8 +671,15 @@ fn two_nodes_share_factors_and_used_codes() {
     assert_ran(&out, "alice on node B with a code");
     // The same code on node A (another source, so no cached approval).
     let out = w.ssh("alice", "alice@web1", "127.0.0.2", &next, 1, ECHO);
-    assert_ne!(out.code(), Some(0), "a code used on node B worked on node A");
-    assert_eq!(w.mfa_failures("alice").last().map(String::as_str), Some("mfa_replayed"));
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "a code used on node B worked on node A"
+    );
+    assert_eq!(
+        w.mfa_failures("alice").last().map(String::as_str),
+        Some("mfa_replayed")
+    );
     // The approval node B cached serves node A for the same source.
     let marker = w.dir.join("asked");
     let forbidden = w.forbidden_askpass(&marker);
