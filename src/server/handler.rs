@@ -51,7 +51,7 @@ pub struct ConnHandler {
     pending: Option<(String, Target, login::Factors)>,
     /// A key russh verified for a login name that still owes a second
     /// factor: the only way into keyboard-interactive.
-    key_proven: Option<second_factor::KeyProven>,
+    key_proven: Option<KeyProven>,
     /// Sent with the next refusal as an authentication banner (the
     /// vendored russh's `auth_rejection_banner`).
     banner: Option<String>,
@@ -131,6 +131,28 @@ impl ConnHandler {
     fn source(&self) -> IpAddr {
         self.peer.ip()
     }
+}
+
+/// A key whose signature russh verified, for this login name, waiting for
+/// its second factor (`handler::second_factor`). Only `after_key` sets it.
+struct KeyProven {
+    /// The login name exactly as sent: a request naming another one does
+    /// not inherit the proof.
+    login: String,
+    staff: String,
+    fingerprint: String,
+    sig_alg: String,
+    /// The `auth.success` event so far (key, algorithm, certificate...).
+    success: AuditEvent,
+}
+
+/// What proved the key, for `after_key` (`handler::second_factor`).
+struct KeyProof {
+    fingerprint: String,
+    sig_alg: String,
+    /// The signature had the user-presence flag of a security key.
+    security_key: bool,
+    success: AuditEvent,
 }
 
 /// The refusal code of a login refused because the database is away.
@@ -242,7 +264,7 @@ impl Handler for ConnHandler {
                 .detail("sk_flags", sk.flags)
                 .detail("sk_counter", sk.counter);
         }
-        let proof = second_factor::KeyProof {
+        let proof = KeyProof {
             fingerprint,
             sig_alg: key.algorithm.as_str().to_string(),
             security_key: key.security_key.is_some(),

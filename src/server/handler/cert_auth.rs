@@ -52,7 +52,7 @@ impl ConnHandler {
             );
         // A certificate's signature flags are not handed over by russh: a
         // security-key certificate counts as a key, not as two factors.
-        let proof = super::second_factor::KeyProof {
+        let proof = super::KeyProof {
             fingerprint,
             sig_alg,
             security_key: false,

@@ -27,28 +27,6 @@ pub(super) const PROMPT: &str = "Verification code: ";
 /// answer the prompt learns why it was refused.
 const ASK_BANNER: &str = "gatehouse: a second factor is required: a verification code is asked next (a BatchMode client cannot answer: run ssh without BatchMode)\r\n";
 
-/// A key whose signature russh verified, for this login name, waiting for
-/// its second factor.
-pub(super) struct KeyProven {
-    /// The login name exactly as sent: a request naming another one does
-    /// not inherit the proof.
-    login: String,
-    staff: String,
-    fingerprint: String,
-    sig_alg: String,
-    /// The `auth.success` event so far (key, algorithm, certificate...).
-    success: AuditEvent,
-}
-
-/// What proved the key, for [`ConnHandler::after_key`].
-pub(super) struct KeyProof {
-    pub fingerprint: String,
-    pub sig_alg: String,
-    /// The signature had the user-presence flag of a security key.
-    pub security_key: bool,
-    pub success: AuditEvent,
-}
-
 fn keyboard_interactive() -> Option<MethodSet> {
     Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..]))
 }
