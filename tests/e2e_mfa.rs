@@ -364,6 +364,9 @@ fn totp_enrollment_login_cache_replay_and_recovery() {
         "BatchMode should print the reason: {}",
         out.stderr_text()
     );
+    w.gh.wait_for_event("auth.failure", Duration::from_secs(10), |e| {
+        e["user"] == "bob" && e["detail"]["code"] == "MFA_NOT_GIVEN"
+    });
 
     // mfa status and mfa reset (after a good code) for bob.
     let askpass = w.totp_askpass(&bob_secret, 30);

@@ -667,6 +667,25 @@ impl Drop for ConnHandler {
         if let Some(state) = self.state.take() {
             state.connection_closed();
         }
+        // The key was proven but the second factor never came (a
+        // BatchMode client, a prompt left unanswered): audited, never
+        // counted toward the lockout (no code was wrong).
+        if let Some(proven) = self.key_proven.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let shared = self.shared.clone();
+            let ev = AuditEvent::new(EventKind::AuthFailure)
+                .user(&proven.staff)
+                .source(self.source().to_string())
+                .session(&self.id)
+                .detail("key", proven.fingerprint)
+                .detail("login", sanitize(&proven.login))
+                .detail("reason", "no second factor given after the key")
+                .detail("code", "MFA_NOT_GIVEN");
+            rt.spawn(async move {
+                shared.audit(ev).await;
+            });
+        }
         // The connection ended between an accepted offer and a verified
         // signature (a bad signature, then a disconnect).
         if let Some(staff) = self.awaiting_proof.take()
