@@ -130,14 +130,13 @@ impl<'a> Io<'a> {
                             self.out("\n").await;
                             return Some(line);
                         }
-                        0x7f | 0x08 => {
-                            if line.pop().is_some() {
-                                let _ = self
-                                    .write
-                                    .data_bytes(Bytes::from_static(b"\x08 \x08"))
-                                    .await;
-                            }
+                        0x7f | 0x08 if line.pop().is_some() => {
+                            let _ = self
+                                .write
+                                .data_bytes(Bytes::from_static(b"\x08 \x08"))
+                                .await;
                         }
+                        0x7f | 0x08 => {}
                         0x03 | 0x04 => {
                             self.out("\n").await;
                             return None;
