@@ -91,8 +91,11 @@ class Rig:
             p("keys/target_authorized_keys"), "AllowTcpForwarding no\n",
         )
         target = br.Rig.start_sshd(rig, "sshd-target", cfg)
+        # Staff keys are personal: one each.
+        self.key_of = {u: p("keys", f"user-{u}") for u in ["plain"] + self.users}
         users = "".join(
-            f'[[user]]\nname = "{u}"\nkeys = ["{k["client"]}"]\ngroups = ["bench"]\n'
+            f'[[user]]\nname = "{u}"\nkeys = ["{br.keygen(self.key_of[u], u)}"]\n'
+            'groups = ["bench"]\n'
             + ('mfa = "required"\n' if u != "plain" else "")
             for u in ["plain"] + self.users
         )
@@ -136,7 +139,6 @@ max_startups = 1000
             f"""Host *
   HostName 127.0.0.1
   Port {self.gh_port}
-  IdentityFile {self.client_key}
   IdentitiesOnly yes
   IdentityAgent none
   BatchMode yes
@@ -155,7 +157,8 @@ max_startups = 1000
         write(p("askpass-forbidden"), f"#!/bin/sh\ntouch {p('asked')}\nexit 1\n", 0o700)
 
     def ssh(self, login, command, askpass=None, stdin=None):
-        argv = ["ssh", "-F", self.p("ssh_config")]
+        staff = login.split("@")[0]
+        argv = ["ssh", "-F", self.p("ssh_config"), "-i", self.key_of[staff]]
         env = dict(os.environ)
         env.pop("SSH_AUTH_SOCK", None)
         if askpass:
