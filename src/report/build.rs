@@ -36,7 +36,7 @@ pub const EXPIRY_WARN_DAYS: i64 = 14;
 /// passing each one ([`DayBuilder::count_unread`]). A kind the builder
 /// starts to read must be added here (a test checks the others are only
 /// counted).
-pub const KINDS_READ: [EventKind; 16] = [
+pub const KINDS_READ: [EventKind; 17] = [
     EventKind::AuthSuccess,
     EventKind::AuthFailure,
     EventKind::AuthLockout,
@@ -53,6 +53,7 @@ pub const KINDS_READ: [EventKind; 16] = [
     EventKind::GrantExpired,
     EventKind::PolicyReloaded,
     EventKind::PolicyRejected,
+    EventKind::MfaFailure,
 ];
 
 /// The kinds of [`KINDS_READ`] that [`super::generate`] takes as groups
@@ -186,6 +187,8 @@ pub struct DayBuilder {
     names: Names,
     /// Failed logins: (unix ms, user, source).
     failures: Vec<(i64, Option<u32>, Option<u32>)>,
+    /// `mfa.failure` events: (unix ms, user id), for their bursts.
+    mfa_failures: Vec<(i64, Option<u32>)>,
     /// First successful login of the day per (user, source), and its session.
     logins: HashMap<(u32, u32), (OffsetDateTime, Option<String>)>,
     last_login: HashMap<u32, OffsetDateTime>,
@@ -261,6 +264,7 @@ impl DayBuilder {
             auth_failure: 0,
             names: Names::default(),
             failures: Vec::new(),
+            mfa_failures: Vec::new(),
             logins: HashMap::new(),
             last_login: HashMap::new(),
             denials: Capped::default(),
@@ -351,6 +355,11 @@ impl DayBuilder {
                 let src = ev.source.as_deref().map(|x| self.names.id(x));
                 let ms = i64::try_from(when.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
                 self.failures.push((ms, u, src));
+            }
+            "mfa.failure" => {
+                let u = ev.user.as_deref().map(|u| self.names.id(u));
+                let ms = i64::try_from(when.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                self.mfa_failures.push((ms, u));
             }
             "auth.lockout" => self.lockout(ev, when),
             "access.denied" | "forward.denied" | "command.blocked" => self.denial(ev, when),

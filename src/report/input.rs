@@ -47,6 +47,19 @@ pub struct ReportInput {
     pub seen_before: HashSet<(String, String)>,
     /// Each user's last successful login before the day.
     pub last_login: HashMap<String, OffsetDateTime>,
+    /// Per staff member, whether a second factor is required and
+    /// enrolled; `None` when the source cannot say (no factors table).
+    pub second_factors: Option<Vec<SecondFactorFact>>,
+}
+
+/// One staff member's second factor (contract section 11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecondFactorFact {
+    pub user: String,
+    /// `[auth] mfa = "required"`, the user's `mfa = "required"`, or a
+    /// server they may reach with `mfa = "every-session"`.
+    pub required: bool,
+    pub enrolled: bool,
 }
 
 /// Working hours in UTC: `start_hour <= hour < end_hour` on `days`

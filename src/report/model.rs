@@ -43,6 +43,19 @@ pub struct Report {
     /// pins the past (`gatehouse audit verify --pin REPORT.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_chain: Option<AuditChain>,
+    /// Per staff member, by name: whether a second factor is required and
+    /// enrolled (never a secret). Required and not enrolled is also in
+    /// `suspicious` (`mfa_not_enrolled`).
+    #[serde(default)]
+    pub second_factors: Vec<SecondFactorEntry>,
+}
+
+/// One staff member's second factor, in `second_factors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecondFactorEntry {
+    pub user: String,
+    pub required: bool,
+    pub enrolled: bool,
 }
 
 /// The signed chain heads (`audit_chain`).
@@ -212,8 +225,9 @@ pub struct LockoutEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Suspicious {
     /// `failed_login_burst`, `lockout`, `blocked_command`,
-    /// `hostkey_mismatch`, `out_of_hours_session`, `first_seen_source` or
-    /// `global_server_session`.
+    /// `hostkey_mismatch`, `out_of_hours_session`, `first_seen_source`,
+    /// `global_server_session`, `mfa_failure_burst` (wrong second-factor
+    /// codes) or `mfa_not_enrolled` (a factor required and none enrolled).
     pub kind: String,
     pub when: String,
     pub user: Option<String>,

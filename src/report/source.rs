@@ -109,6 +109,14 @@ pub trait ReportSource: Sync {
         async { Ok(Vec::new()) }
     }
 
+    /// Staff members with an enrolled second factor; `None` when this
+    /// source cannot say.
+    fn enrolled_factors(
+        &self,
+    ) -> impl Future<Output = Result<Option<HashSet<String>>, ReportError>> + Send {
+        async { Ok(None) }
+    }
+
     /// The key that signs the chain heads, when the caller holds it
     /// already (`serve`, which may no longer read the key file after
     /// dropping privileges); otherwise the configured key file is read.
@@ -231,6 +239,10 @@ pub async fn gather<S: ReportSource>(
         })
         .collect();
     let entitlements = entitlements(policy, &grants, as_of);
+    let second_factors = source
+        .enrolled_factors()
+        .await?
+        .map(|enrolled| second_factors(config, policy, &entitlements, &enrolled));
     Ok(ReportInput {
         generated_at: Some(now),
         events: Vec::new(),
@@ -246,7 +258,41 @@ pub async fn gather<S: ReportSource>(
         hours: WorkHours::from(&config.report),
         seen_before: history.seen,
         last_login: history.last,
+        second_factors,
     })
+}
+
+/// Per policy user, whether a second factor is required (by `[auth]`, by
+/// the user's entry, or by an `every-session` server they may reach) and
+/// whether one is enrolled.
+fn second_factors(
+    config: &Config,
+    policy: &Policy,
+    entitlements: &[EntitlementFact],
+    enrolled: &HashSet<String>,
+) -> Vec<SecondFactorFact> {
+    let step_up: HashSet<&str> = entitlements
+        .iter()
+        .filter(|e| {
+            policy
+                .server(&e.server)
+                .is_some_and(|s| s.mfa_every_session)
+        })
+        .map(|e| e.user.as_str())
+        .collect();
+    let mut out: Vec<SecondFactorFact> = policy
+        .users
+        .values()
+        .map(|u| SecondFactorFact {
+            user: u.name.clone(),
+            required: config.auth.mfa == crate::config::MfaMode::Required
+                || u.mfa_required
+                || step_up.contains(u.name.as_str()),
+            enrolled: enrolled.contains(&u.name),
+        })
+        .collect();
+    out.sort_by(|a, b| a.user.cmp(&b.user));
+    out
 }
 
 /// The report for `date`: [`gather`], then the day's events streamed
@@ -388,6 +434,17 @@ pub fn entitlements(
 }
 
 impl ReportSource for LiveSource {
+    async fn enrolled_factors(&self) -> Result<Option<HashSet<String>>, ReportError> {
+        Ok(Some(
+            self.store
+                .mfa_list()
+                .await?
+                .into_iter()
+                .map(|r| r.user)
+                .collect(),
+        ))
+    }
+
     async fn events(
         &self,
         from: OffsetDateTime,

@@ -462,6 +462,7 @@ fn day_input() -> ReportInput {
             ("carol".to_string(), datetime!(2026-03-09 08:00 UTC)),
             ("erin".to_string(), datetime!(2025-11-01 08:00 UTC)),
         ]),
+        second_factors: None,
     }
 }
 
@@ -1679,4 +1680,50 @@ async fn the_nightly_run_writes_once() {
         .await
         .unwrap();
     assert_eq!(redo.map(|p| p.len()), Some(4));
+}
+
+#[test]
+fn second_factors_missing_where_required_and_wrong_code_bursts_are_suspicious() {
+    let mut events: Vec<AuditRecord> = (0..5)
+        .map(|i| ev(&format!("2026-03-10T09:0{i}:00Z"), "mfa.failure").user("bob"))
+        .collect();
+    // Four for carol: no burst.
+    events.extend(
+        (0..4).map(|i| ev(&format!("2026-03-10T10:0{i}:00Z"), "mfa.failure").user("carol")),
+    );
+    let fact =
+        |user: &str, required: bool, enrolled: bool| crate::report::input::SecondFactorFact {
+            user: user.into(),
+            required,
+            enrolled,
+        };
+    let input = ReportInput {
+        events,
+        second_factors: Some(vec![
+            fact("alice", true, false),
+            fact("bob", true, true),
+            fact("carol", false, false),
+        ]),
+        ..ReportInput::default()
+    };
+    let r = build(&input, DAY);
+    let kinds: Vec<(&str, Option<&str>)> = r
+        .suspicious
+        .iter()
+        .map(|s| (s.kind.as_str(), s.user.as_deref()))
+        .collect();
+    assert!(
+        kinds.contains(&("mfa_failure_burst", Some("bob"))),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("mfa_not_enrolled", Some("alice"))),
+        "{kinds:?}"
+    );
+    assert!(!kinds.iter().any(|(_, u)| *u == Some("carol")), "{kinds:?}");
+    assert_eq!(r.second_factors.len(), 3);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["second_factors"][0]["user"], "alice");
+    assert_eq!(json["second_factors"][0]["required"], true);
+    assert_eq!(json["second_factors"][0]["enrolled"], false);
 }

@@ -139,6 +139,8 @@ pub async fn run_session_channel(
                 &write,
                 pty.is_some(),
                 &start,
+                &mut rx,
+                early,
             ))
             .await;
         }

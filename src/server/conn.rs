@@ -91,6 +91,8 @@ pub struct ConnState {
     /// 255 characters: SFTP needs it (`sftp::symlink_swap_needed`).
     pub client_id: String,
     pub target: Target,
+    /// What proved this login (second factors, enroll-only).
+    pub factors: login::Factors,
     pub handle: russh::server::Handle,
     /// Client-to-target bytes queued in the bastion for this connection.
     pub budget: Arc<super::flow::Budget>,
@@ -235,6 +237,7 @@ impl ConnState {
         source: IpAddr,
         client_id: String,
         target: Target,
+        factors: login::Factors,
         handle: russh::server::Handle,
         budget: Arc<super::flow::Budget>,
     ) -> Arc<ConnState> {
@@ -248,6 +251,7 @@ impl ConnState {
             source,
             client_id,
             target,
+            factors,
             handle,
             budget,
             upstream: OnceCell::new(),

@@ -32,6 +32,7 @@ use crate::envfilter::{self, EnvFilter};
 mod auth_steps;
 mod cert_auth;
 mod channel_steps;
+mod second_factor;
 use crate::policy::{self, Action, DenyCode};
 
 /// While throttled, a trickle keeps `adjust_window` being called so the
@@ -47,7 +48,13 @@ pub struct ConnHandler {
     startup: Option<OwnedSemaphorePermit>,
     authed: Arc<AtomicBool>,
     /// Set in `auth_publickey`, completed into `state` in `auth_succeeded`.
-    pending: Option<(String, Target)>,
+    pending: Option<(String, Target, login::Factors)>,
+    /// A key russh verified for a login name that still owes a second
+    /// factor: the only way into keyboard-interactive.
+    key_proven: Option<KeyProven>,
+    /// Sent with the next refusal as an authentication banner (the
+    /// vendored russh's `auth_rejection_banner`).
+    banner: Option<String>,
     state: Option<Arc<ConnState>>,
     /// The queues of the channels the client opened, while their tasks run.
     channels: HashMap<ChannelId, Inbox>,
@@ -101,6 +108,8 @@ impl ConnHandler {
             startup: Some(startup),
             authed,
             pending: None,
+            key_proven: None,
+            banner: None,
             state: None,
             channels: HashMap::new(),
             budget: Budget::new(max_channels),
@@ -122,6 +131,28 @@ impl ConnHandler {
     fn source(&self) -> IpAddr {
         self.peer.ip()
     }
+}
+
+/// A key whose signature russh verified, for this login name, waiting for
+/// its second factor (`handler::second_factor`). Only `after_key` sets it.
+struct KeyProven {
+    /// The login name exactly as sent: a request naming another one does
+    /// not inherit the proof.
+    login: String,
+    staff: String,
+    fingerprint: String,
+    sig_alg: String,
+    /// The `auth.success` event so far (key, algorithm, certificate...).
+    success: AuditEvent,
+}
+
+/// What proved the key, for `after_key` (`handler::second_factor`).
+struct KeyProof {
+    fingerprint: String,
+    sig_alg: String,
+    /// The signature had the user-presence flag of a security key.
+    security_key: bool,
+    success: AuditEvent,
 }
 
 /// The refusal code of a login refused because the database is away.
@@ -217,17 +248,49 @@ impl Handler for ConnHandler {
             Ok(checked) => checked,
             Err(refusal) => return Ok(refusal),
         };
-        let success = AuditEvent::new(EventKind::AuthSuccess)
-            .detail("key", crate::keys::fingerprint(key.public_key))
+        let fingerprint = crate::keys::fingerprint(key.public_key);
+        // A security key proves a touch only with the user-presence flag
+        // (signed over, so it cannot be forged): without it, no login.
+        if let Some(sk) = key.security_key
+            && !sk.user_present()
+        {
+            return Ok(Box::pin(self.refuse_no_presence(user, &fingerprint)).await);
+        }
+        let mut success = AuditEvent::new(EventKind::AuthSuccess)
+            .detail("key", fingerprint.clone())
             .detail("sig_alg", key.algorithm.as_str());
-        Ok(Box::pin(self.accept_login(user, staff, &policy, success)).await)
+        if let Some(sk) = key.security_key {
+            success = success
+                .detail("sk_flags", sk.flags)
+                .detail("sk_counter", sk.counter);
+        }
+        let proof = KeyProof {
+            fingerprint,
+            sig_alg: key.algorithm.as_str().to_string(),
+            security_key: key.security_key.is_some(),
+            success,
+        };
+        Ok(Box::pin(self.after_key(user, staff, policy, proof)).await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(Box::pin(self.keyboard_interactive(user, response)).await)
+    }
+
+    fn auth_rejection_banner(&mut self) -> Option<String> {
+        self.banner.take()
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         self.startup = None;
         self.authed.store(true, Ordering::SeqCst);
         self.shared.unauth_done(self.unauth_seq);
-        let Some((staff, target)) = self.pending.take() else {
+        let Some((staff, target, factors)) = self.pending.take() else {
             return Err(russh::Error::Disconnect);
         };
         // Boxed, as are the other one-off steps here: russh's session task
@@ -243,6 +306,7 @@ impl Handler for ConnHandler {
                 .take(255)
                 .collect(),
             target,
+            factors,
             session.handle(),
             self.budget.clone(),
         ))
@@ -603,6 +667,25 @@ impl Drop for ConnHandler {
         if let Some(state) = self.state.take() {
             state.connection_closed();
         }
+        // The key was proven but the second factor never came (a
+        // BatchMode client, a prompt left unanswered): audited, never
+        // counted toward the lockout (no code was wrong).
+        if let Some(proven) = self.key_proven.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let shared = self.shared.clone();
+            let ev = AuditEvent::new(EventKind::AuthFailure)
+                .user(&proven.staff)
+                .source(self.source().to_string())
+                .session(&self.id)
+                .detail("key", proven.fingerprint)
+                .detail("login", sanitize(&proven.login))
+                .detail("reason", "no second factor given after the key")
+                .detail("code", "MFA_NOT_GIVEN");
+            rt.spawn(async move {
+                shared.audit(ev).await;
+            });
+        }
         // The connection ended between an accepted offer and a verified
         // signature (a bad signature, then a disconnect).
         if let Some(staff) = self.awaiting_proof.take()
@@ -646,38 +729,6 @@ async fn unproven_key_failure(shared: Arc<Shared>, staff: String, source: IpAddr
 /// on every node (the count is in the database) and, once
 /// `lockout_after` is reached, locks the user for `lockout_for` and writes
 /// `auth.lockout`. The caller audits the failure itself.
-#[allow(
-    dead_code,
-    reason = "the lockout path for wrong second-factor codes; wired by the keyboard-interactive step (issue 19)"
-)]
-pub async fn counted_failure(shared: &Shared, staff: &str, source: IpAddr) {
-    let lockout_for = time::Duration::try_from(shared.config.limits.lockout_for)
-        .unwrap_or(time::Duration::hours(6));
-    let after = shared.config.limits.lockout_after;
-    let (n, until) = match shared
-        .store
-        .counted_failure(staff, Shared::now(), after, lockout_for)
-        .await
-    {
-        Ok(Some(locked)) => locked,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::error!("lockout counter: {e}");
-            return;
-        }
-    };
-    shared
-        .audit(
-            AuditEvent::new(EventKind::AuthLockout)
-                .user(staff)
-                .source(source.to_string())
-                .detail("failures", n)
-                .detail(
-                    "until",
-                    until
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                ),
-        )
-        .await;
+pub async fn counted_failure(shared: &Shared, staff: &str, source: IpAddr) -> bool {
+    shared.counted_failure(staff, source).await
 }

@@ -24,6 +24,36 @@ pub enum LoginError {
 
 const MAX_LEN: usize = 200;
 
+/// What proved a login (contract section 11), decided at authentication
+/// and kept by the connection: `auth.success`'s `detail.factors`, and what
+/// command mode and forwards may still do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Factors {
+    /// `key`, `totp`, `recovery`, `cached`, `security-key`, in order.
+    pub used: Vec<&'static str>,
+    /// The user must give a second factor and has none enrolled: only
+    /// `mfa enroll` and `mfa status` may run; anything else is refused
+    /// with this message (after `gatehouse: access denied: `).
+    pub enroll_only: Option<String>,
+}
+
+impl Factors {
+    pub fn key_only() -> Factors {
+        Factors {
+            used: vec!["key"],
+            enroll_only: None,
+        }
+    }
+
+    /// A second factor given at this very login (not a cached approval):
+    /// what an `every-session` server asks for.
+    pub fn fresh_second(&self) -> bool {
+        self.used
+            .iter()
+            .any(|f| matches!(*f, "totp" | "recovery" | "security-key"))
+    }
+}
+
 fn staff_ok(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some('a'..='z'))

@@ -243,4 +243,39 @@ impl Shared {
     pub fn now() -> OffsetDateTime {
         OffsetDateTime::now_utc()
     }
+
+    /// The body of `handler::counted_failure` (see there), here so that
+    /// command mode's `mfa reset` counts a wrong code the same way.
+    /// Returns whether the user is now locked.
+    pub async fn counted_failure(&self, staff: &str, source: IpAddr) -> bool {
+        let lockout_for = time::Duration::try_from(self.config.limits.lockout_for)
+            .unwrap_or(time::Duration::hours(6));
+        let after = self.config.limits.lockout_after;
+        let (n, until) = match self
+            .store
+            .counted_failure(staff, Self::now(), after, lockout_for)
+            .await
+        {
+            Ok(Some(locked)) => locked,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::error!("lockout counter: {e}");
+                return false;
+            }
+        };
+        self.audit(
+            AuditEvent::new(crate::audit::EventKind::AuthLockout)
+                .user(staff)
+                .source(source.to_string())
+                .detail("failures", n)
+                .detail(
+                    "until",
+                    until
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                ),
+        )
+        .await;
+        true
+    }
 }

@@ -179,6 +179,24 @@ impl Reloader {
                     policy.users.len(),
                     policy.servers.len()
                 );
+                // A user the new policy makes need a second factor again
+                // loses the cached approvals the old one let stand.
+                let old = shared.policy();
+                let ev = match crate::identity::clear_cache_on_policy_change(
+                    &shared.store,
+                    &shared.config.auth,
+                    &old,
+                    &policy,
+                )
+                .await
+                {
+                    Ok(users) if !users.is_empty() => ev.detail("mfa_cache_cleared", users),
+                    Ok(_) => ev,
+                    Err(e) => {
+                        tracing::error!("clearing cached second-factor approvals: {e}");
+                        ev.detail("mfa_cache_cleared", "failed")
+                    }
+                };
                 shared.set_policy(policy);
                 shared.audit(ev).await;
             }

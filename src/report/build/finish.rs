@@ -74,12 +74,16 @@ impl DayBuilder {
         summary.failed_login_bursts = bursts.len() as u64;
         let first_seen = self.first_seen(input);
         summary.first_seen_sources = first_seen.len() as u64;
+        let mfa_bursts = self.mfa_bursts();
+        let (second_factors, not_enrolled) = second_factors(input, self.end);
         let suspicious = self.suspicious(
             [
                 ("failed_login_burst", bursts),
                 ("out_of_hours_session", sessions.out_of_hours),
                 ("first_seen_source", first_seen),
                 ("global_server_session", sessions.global),
+                ("mfa_failure_burst", mfa_bursts),
+                ("mfa_not_enrolled", not_enrolled),
             ],
             &mut summary,
             &mut omitted,
@@ -130,6 +134,7 @@ impl DayBuilder {
                 timezone: "UTC".into(),
             },
             audit_chain: None,
+            second_factors,
         }
     }
 
@@ -350,6 +355,48 @@ impl DayBuilder {
         bursts
     }
 
+    /// Bursts of wrong second-factor codes (`mfa.failure`), per user, in
+    /// time order: the same detector as failed logins.
+    fn mfa_bursts(&self) -> Vec<Suspicious> {
+        let mut by_user: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for &(t, u) in &self.mfa_failures {
+            if let Some(u) = u {
+                by_user.entry(self.names.name(u)).or_default().push(t);
+            }
+        }
+        let at = |ms: i64| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .unwrap_or(self.start)
+        };
+        let mut out = Vec::new();
+        for (user, mut times) in by_user {
+            times.sort_unstable();
+            for (a, b) in detect::bursts(&times) {
+                let (Some(&t0), Some(&t1)) = (times.get(a), times.get(b)) else {
+                    continue;
+                };
+                let count = (b + 1 - a) as u64;
+                out.push(Suspicious {
+                    kind: "mfa_failure_burst".into(),
+                    when: ts(at(t0)),
+                    detail: format!(
+                        "{count} wrong second-factor codes for user {user} between {} and {}",
+                        ts(at(t0)),
+                        ts(at(t1))
+                    ),
+                    user: Some(user.to_string()),
+                    server: None,
+                    source: None,
+                    session: None,
+                    count: Some(count),
+                    until: Some(ts(at(t1))),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.when.cmp(&b.when));
+        out
+    }
+
     /// First-seen source addresses, in time order.
     fn first_seen(&self, input: &ReportInput) -> Vec<Suspicious> {
         let mut first_seen = Vec::new();
@@ -382,7 +429,7 @@ impl DayBuilder {
     /// here (each cut to [`LIST_CAP`]) and those the events kept.
     fn suspicious(
         &mut self,
-        found: [(&str, Vec<Suspicious>); 4],
+        found: [(&str, Vec<Suspicious>); 6],
         summary: &mut Summary,
         omitted: &mut Omitted,
     ) -> Vec<Suspicious> {
@@ -757,4 +804,41 @@ fn privileged_matcher(globs: &[String]) -> Option<globset::GlobSet> {
         b.add(glob);
     }
     b.build().ok()
+}
+
+/// `second_factors` and, for each staff member who must have a second
+/// factor and has none, a `mfa_not_enrolled` suspicious entry (as of the
+/// end of the day).
+fn second_factors(
+    input: &ReportInput,
+    end: OffsetDateTime,
+) -> (Vec<SecondFactorEntry>, Vec<Suspicious>) {
+    let Some(facts) = &input.second_factors else {
+        return (Vec::new(), Vec::new());
+    };
+    let as_of = input.generated_at.unwrap_or(end).min(end);
+    let entries = facts
+        .iter()
+        .map(|f| SecondFactorEntry {
+            user: f.user.clone(),
+            required: f.required,
+            enrolled: f.enrolled,
+        })
+        .collect();
+    let flags = facts
+        .iter()
+        .filter(|f| f.required && !f.enrolled)
+        .map(|f| Suspicious {
+            kind: "mfa_not_enrolled".into(),
+            when: ts(as_of),
+            detail: format!("{} must give a second factor and has none enrolled", f.user),
+            user: Some(f.user.clone()),
+            server: None,
+            source: None,
+            session: None,
+            count: None,
+            until: None,
+        })
+        .collect();
+    (entries, flags)
 }

@@ -1,5 +1,7 @@
 //! Command mode: `ssh STAFF@bastion [COMMAND]` without a target (contract
-//! section 5): `list` (default), `whoami`, `web`, and the grant workflow.
+//! section 5): `list` (default), `whoami`, `web`, the grant workflow, and
+//! `mfa enroll|status|reset` (section 11). A login that must enroll a
+//! second factor first runs only `mfa enroll` and `mfa status`.
 //!
 //! As in mini-redis's `cmd/`, a command line is parsed once into a typed
 //! `Command` (`parse`), then applied (`apply`) by the module that
@@ -10,19 +12,21 @@
 
 mod grants;
 mod info;
+mod mfa;
 mod reply;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::chan::{ClientWriter, Start};
+use super::chan::{ChanEvent, ClientWriter, Start};
 use super::conn::ConnState;
+use super::flow::InboxRx;
 use grants::GrantCmd;
 use reply::Reply;
 
 const USAGE: &str =
-    "usage: ssh STAFF@BASTION [list|whoami|web|grants|request|approve|deny|revoke] [--json]";
+    "usage: ssh STAFF@BASTION [list|whoami|web|grants|request|approve|deny|revoke|mfa] [--json]";
 
 /// One command line, parsed.
 enum Command {
@@ -31,9 +35,19 @@ enum Command {
     Web,
     Help,
     Grant(GrantCmd),
+    Mfa(mfa::MfaCmd),
 }
 
-pub async fn run(state: &Arc<ConnState>, write: &ClientWriter, pty: bool, start: &Start) {
+/// Runs one command. `rx` and `early` are the channel's input (what came
+/// before the command started, then the rest): only `mfa` reads it.
+pub async fn run(
+    state: &Arc<ConnState>,
+    write: &ClientWriter,
+    pty: bool,
+    start: &Start,
+    rx: &mut InboxRx,
+    early: Vec<ChanEvent>,
+) {
     let line = match start {
         Start::Shell => "list".to_string(),
         Start::Exec(cmd) => cmd.clone(),
@@ -48,7 +62,22 @@ pub async fn run(state: &Arc<ConnState>, write: &ClientWriter, pty: bool, start:
             return;
         }
     };
-    let out = execute(state, &line).await;
+    let out = match parse(&line, &state.user) {
+        Ok((Command::Mfa(cmd), json)) => {
+            let mut io = mfa::Io::new(write, pty, rx, early);
+            mfa::apply(state, cmd, json, &mut io).await
+        }
+        // A login that must enroll first: nothing else.
+        Ok(_) if state.factors.enroll_only.is_some() => Reply::fail(
+            1,
+            format!(
+                "gatehouse: access denied: {}\n",
+                state.factors.enroll_only.as_deref().unwrap_or_default()
+            ),
+        ),
+        Ok((cmd, json)) => apply(state, cmd, json).await,
+        Err(reply) => reply,
+    };
     let nl = |s: String| if pty { s.replace('\n', "\r\n") } else { s };
     if !out.stdout.is_empty() {
         let _ = write.data_bytes(Bytes::from(nl(out.stdout))).await;
@@ -114,6 +143,7 @@ fn parse(line: &str, actor: &str) -> Result<(Command, bool), Reply> {
         "whoami" => Command::Whoami,
         "web" => Command::Web,
         "help" | "--help" => Command::Help,
+        "mfa" => Command::Mfa(mfa::parse(args.get(1..).unwrap_or_default())?),
         other => match grants::parse(actor, other, args.get(1..).unwrap_or_default())? {
             Some(g) => Command::Grant(g),
             None => {
@@ -134,13 +164,8 @@ async fn apply(state: &Arc<ConnState>, cmd: Command, json: bool) -> Reply {
         Command::Web => info::web_link(state, json).await,
         Command::Help => Reply::ok(format!("{USAGE}\n")),
         Command::Grant(g) => grants::apply(state, g, json).await,
-    }
-}
-
-async fn execute(state: &Arc<ConnState>, line: &str) -> Reply {
-    match parse(line, &state.user) {
-        Ok((cmd, json)) => apply(state, cmd, json).await,
-        Err(reply) => reply,
+        // Answered by `run`, which gives it the channel's input.
+        Command::Mfa(_) => Reply::fail(1, "gatehouse: mfa needs the channel\n".into()),
     }
 }
 
@@ -164,6 +189,19 @@ mod tests {
             Ok((Command::Whoami, true))
         ));
         assert!(matches!(parsed("--json web"), Ok((Command::Web, true))));
+        assert!(matches!(
+            parsed("mfa enroll"),
+            Ok((Command::Mfa(mfa::MfaCmd::Enroll), false))
+        ));
+        assert!(matches!(
+            parsed("mfa --json"),
+            Ok((Command::Mfa(mfa::MfaCmd::Status), true))
+        ));
+        assert!(matches!(
+            parsed("mfa reset"),
+            Ok((Command::Mfa(mfa::MfaCmd::Reset), false))
+        ));
+        assert!(parsed("mfa frob").is_err());
         assert!(matches!(parsed("--help"), Ok((Command::Help, false))));
         assert!(matches!(
             parsed("approve #12"),

@@ -17,6 +17,19 @@ impl ConnState {
             .grants_for(&self.user)
             .await
             .map_err(|_| "the bastion cannot reach its database".to_string())?;
+        // A user who must enroll a second factor first reaches nothing.
+        if let Some(message) = &self.factors.enroll_only {
+            self.audit_denied(
+                &Action::LocalForward {
+                    host: host.to_string(),
+                    port,
+                },
+                "KO_MFA_ENROLL_FIRST",
+                message,
+            )
+            .await;
+            return Err(message.clone());
+        }
         let (server, account, action) = match &self.target {
             // The login's session was refused, but forwards are decided on
             // their own: mode desktop refuses sessions and allows forwards
@@ -71,6 +84,24 @@ impl ConnState {
             action: action.clone(),
         };
         match policy::decide(&policy, &req, &grants, Shared::now()) {
+            // A ProxyJump hop is a login to the server too: one that asks
+            // for a fresh second factor at every login is not reached on
+            // the strength of a command-mode login without one.
+            Decision::Allow(a)
+                if matches!(action, Action::Jump { .. })
+                    && !self.factors.fresh_second()
+                    && policy
+                        .server(&a.server)
+                        .is_some_and(|s| s.mfa_every_session) =>
+            {
+                let reason = format!(
+                    "{} asks for a fresh second factor at every login: connect as {}@{} through the bastion, not with ProxyJump",
+                    a.server, self.user, a.server
+                );
+                self.audit_denied(&action, "KO_MFA_EVERY_SESSION", &reason)
+                    .await;
+                Err(reason)
+            }
             Decision::Allow(a) => Ok(a),
             Decision::Deny(d) => {
                 let kind = if matches!(action, Action::Jump { .. }) {

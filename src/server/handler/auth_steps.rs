@@ -125,6 +125,7 @@ impl ConnHandler {
         staff: String,
         policy: &policy::Policy,
         success: AuditEvent,
+        factors: login::Factors,
     ) -> Auth {
         if let Err(e) = self.shared.store.auth_success(&staff).await {
             tracing::error!("cannot reset failure counter, refusing: {e}");
@@ -138,7 +139,8 @@ impl ConnHandler {
                     .user(&staff)
                     .source(self.source().to_string())
                     .session(&self.id)
-                    .detail("login", sanitize(user)),
+                    .detail("login", sanitize(user))
+                    .detail("factors", factors.used.clone()),
             )
             .await;
         if !audited {
@@ -146,16 +148,43 @@ impl ConnHandler {
             // login was refused after it.
             return self.refuse(user, "audit log unavailable", STORE_DOWN).await;
         }
-        let target = crate::server::conn::decide_target(
-            &self.shared,
-            policy,
-            &staff,
-            user,
-            self.source(),
-            &self.id,
-        )
-        .await;
-        self.pending = Some((staff, target));
+        let to_server = login::parse(user).is_ok_and(|l| l.server.is_some());
+        let target = match &factors.enroll_only {
+            // Enroll-only: command mode for `mfa enroll`/`mfa status`; a
+            // server is refused on the first channel, and its forwards
+            // with it (no server named in the refusal).
+            Some(message) if to_server => {
+                self.shared
+                    .audit(
+                        AuditEvent::new(EventKind::AccessDenied)
+                            .user(&staff)
+                            .source(self.source().to_string())
+                            .session(&self.id)
+                            .detail("code", "KO_MFA_ENROLL_FIRST")
+                            .detail("reason", message.clone())
+                            .detail("login", sanitize(user)),
+                    )
+                    .await;
+                crate::server::conn::Target::Denied {
+                    server: None,
+                    account: None,
+                    reason: message.clone(),
+                    audit_on_use: false,
+                }
+            }
+            _ => {
+                crate::server::conn::decide_target(
+                    &self.shared,
+                    policy,
+                    &staff,
+                    user,
+                    self.source(),
+                    &self.id,
+                )
+                .await
+            }
+        };
+        self.pending = Some((staff, target, factors));
         Auth::Accept
     }
 

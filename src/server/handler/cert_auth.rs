@@ -39,8 +39,10 @@ impl ConnHandler {
         }
         let (key_id, ca, serial) = crate::server::staff_cert::describe(cert);
         let key = russh::keys::PublicKey::new(cert.public_key().clone(), "");
+        let fingerprint = crate::keys::fingerprint(&key);
+        let sig_alg = self.offered_algorithm.clone().unwrap_or_default();
         let success = AuditEvent::new(EventKind::AuthSuccess)
-            .detail("key", crate::keys::fingerprint(&key))
+            .detail("key", fingerprint.clone())
             .detail("certificate", key_id)
             .detail("ca", ca)
             .detail("serial", serial)
@@ -48,6 +50,14 @@ impl ConnHandler {
                 "sig_alg",
                 self.offered_algorithm.clone().unwrap_or_default(),
             );
-        self.accept_login(user, staff, &policy, success).await
+        // A certificate's signature flags are not handed over by russh: a
+        // security-key certificate counts as a key, not as two factors.
+        let proof = super::KeyProof {
+            fingerprint,
+            sig_alg,
+            security_key: false,
+            success,
+        };
+        Box::pin(self.after_key(user, staff, policy, proof)).await
     }
 }
