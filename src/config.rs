@@ -46,6 +46,9 @@ pub struct Config {
     /// Where this configuration came from, `None` for built-in defaults.
     pub source: Option<PathBuf>,
     pub listen: SocketAddr,
+    /// `[server] public_name`: the name staff reach the bastion by, used
+    /// in the commands and links it prints; `None`: the listen address.
+    pub public_name: Option<String>,
     pub host_key: PathBuf,
     pub identity_key: PathBuf,
     /// Ed25519 key (PKCS#8) that signs recordings; created if missing.
@@ -364,6 +367,35 @@ mod tests {
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(1800));
         assert_eq!(c.database, "sqlite://data/gatehouse.db");
         assert!(!c.recording.record_input);
+    }
+
+    #[test]
+    fn public_name_is_a_host_name_or_address() {
+        let at = Path::new("/x/g.toml");
+        let d = Config::from_str_at("", at).unwrap();
+        assert_eq!(d.public_name, None);
+        for (text, want) in [
+            ("bastion.example.com", Some("bastion.example.com")),
+            (" bastion-1 ", Some("bastion-1")),
+            ("192.0.2.7", Some("192.0.2.7")),
+            ("2001:db8::7", Some("2001:db8::7")),
+            ("", None),
+        ] {
+            let c =
+                Config::from_str_at(&format!("[server]\npublic_name = {text:?}\n"), at).unwrap();
+            assert_eq!(c.public_name.as_deref(), want, "{text:?}");
+        }
+        for bad in [
+            "alice@bastion",
+            "bastion:22x y",
+            "-oProxyCommand=x",
+            "b\u{e9}te",
+        ] {
+            let err = Config::from_str_at(&format!("[server]\npublic_name = {bad:?}\n"), at)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("server.public_name"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

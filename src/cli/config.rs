@@ -42,6 +42,9 @@ const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 pub fn effective(config: &Config) -> Table {
     let mut server = Table::new();
     server.insert("listen".into(), s(config.listen.to_string()));
+    if let Some(name) = &config.public_name {
+        server.insert("public_name".into(), s(name.clone()));
+    }
     server.insert("host_key".into(), path(&config.host_key));
     server.insert("identity_key".into(), path(&config.identity_key));
     server.insert("signing_key".into(), path(&config.signing_key));

@@ -84,16 +84,19 @@ pub async fn run(
         .into_iter()
         .filter(|r| !matches!(r.mode, Mode::Desktop | Mode::Clone))
         .collect();
-    let host = bastion.map(str::to_string).unwrap_or_else(|| {
-        let ip = config.listen.ip();
-        if ip.is_unspecified() {
-            std::fs::read_to_string("/etc/hostname")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "localhost".into())
-        } else {
-            ip.to_string()
-        }
-    });
+    let host = bastion
+        .map(str::to_string)
+        .or_else(|| config.public_name.clone())
+        .unwrap_or_else(|| {
+            let ip = config.listen.ip();
+            if ip.is_unspecified() {
+                std::fs::read_to_string("/etc/hostname")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "localhost".into())
+            } else {
+                ip.to_string()
+            }
+        });
     let port = config.listen.port();
     // Server names come first: an alias never hides a server.
     let mut taken: BTreeSet<String> = reach.iter().map(|r| r.server.clone()).collect();

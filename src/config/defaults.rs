@@ -15,6 +15,7 @@ pub(super) fn unreachable_defaults() -> Config {
     Config {
         source: None,
         listen: SocketAddr::from(([0, 0, 0, 0], 2222)),
+        public_name: None,
         host_key: PathBuf::from("data/ssh_host_ed25519_key"),
         identity_key: PathBuf::from("data/identity_ed25519_key"),
         signing_key: PathBuf::from("data/signing_ed25519.pk8"),

@@ -62,6 +62,7 @@ pub(super) struct RawMetrics {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawServer {
     pub(super) listen: Option<String>,
+    pub(super) public_name: Option<String>,
     pub(super) host_key: Option<String>,
     pub(super) identity_key: Option<String>,
     pub(super) signing_key: Option<String>,

@@ -110,6 +110,7 @@ pub(super) fn resolve(
     Ok(Config {
         source,
         listen: server.listen,
+        public_name: server.public_name,
         host_key: server.host_key,
         identity_key: server.identity_key,
         signing_key: server.signing_key,
@@ -139,6 +140,7 @@ pub(super) fn resolve(
 /// The resolved `[server]` section (its keys sit at the top of [`Config`]).
 struct Server {
     listen: SocketAddr,
+    public_name: Option<String>,
     host_key: PathBuf,
     identity_key: PathBuf,
     signing_key: PathBuf,
@@ -176,8 +178,21 @@ fn server(cx: &Ctx<'_>, raw: RawServer, d: &Config) -> Result<Server, ConfigErro
             "must be at least 5s (nodes beat every few seconds)".into(),
         ));
     }
+    let public_name = match raw.public_name.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) if valid_public_name(name) => Some(name.to_string()),
+        Some(name) => {
+            return Err(cx.invalid(
+                "server.public_name",
+                format!(
+                    "{name:?}: a host name or address staff type after `ssh`, without user or port"
+                ),
+            ));
+        }
+    };
     Ok(Server {
         listen,
+        public_name,
         host_key: cx.join(raw.host_key, d.host_key.clone()),
         identity_key: cx.join(raw.identity_key, d.identity_key.clone()),
         signing_key: cx.join(raw.signing_key, d.signing_key.clone()),
@@ -191,6 +206,17 @@ fn server(cx: &Ctx<'_>, raw: RawServer, d: &Config) -> Result<Server, ConfigErro
         user: raw.user.filter(|u| !u.is_empty()),
         node_lost_after,
     })
+}
+
+/// A DNS name or an IP address: letters, digits, `.`, `-` (and `:` for an
+/// IPv6 address), at most 253 characters, not starting with `-` (it would
+/// read as an option in the commands the bastion prints).
+fn valid_public_name(name: &str) -> bool {
+    name.len() <= 253
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
 }
 
 fn limits(cx: &Ctx<'_>, raw: RawLimits, d: &Limits) -> Result<Limits, ConfigError> {

@@ -38,13 +38,6 @@ pub struct Factors {
 }
 
 impl Factors {
-    pub fn key_only() -> Factors {
-        Factors {
-            used: vec!["key"],
-            enroll_only: None,
-        }
-    }
-
     /// A second factor given at this very login (not a cached approval):
     /// what an `every-session` server asks for.
     pub fn fresh_second(&self) -> bool {

@@ -148,6 +148,13 @@ pub fn base_url(config: &Config) -> Result<String, WebError> {
         return Ok(u.clone());
     }
     let listen = config.web.listen.ok_or(WebError::Disabled)?;
+    if let Some(name) = &config.public_name {
+        return Ok(if name.contains(':') {
+            format!("https://[{name}]:{}", listen.port())
+        } else {
+            format!("https://{name}:{}", listen.port())
+        });
+    }
     Ok(if listen.ip().is_unspecified() {
         format!("https://{}:{}", config.node, listen.port())
     } else {
@@ -244,7 +251,11 @@ fn cert_names(config: &Config, listen: SocketAddr) -> Vec<String> {
         };
         (!host.is_empty()).then(|| host.to_string())
     });
-    let mut names = vec![from_url.unwrap_or_else(|| config.node.clone())];
+    let mut names = vec![
+        from_url
+            .or_else(|| config.public_name.clone())
+            .unwrap_or_else(|| config.node.clone()),
+    ];
     for n in ["localhost".to_string(), config.node.clone()] {
         if !names.contains(&n) {
             names.push(n);

@@ -75,9 +75,7 @@ impl ConnHandler {
             enrolled,
             cached,
             security_key: proof.security_key,
-            // `[server] public_name` is not in the configuration yet: the
-            // listen address names the bastion.
-            public_name: None,
+            public_name: self.shared.config.public_name.as_deref(),
             listen: self.shared.config.listen,
         });
         let key_factor = if proof.security_key {
