@@ -159,11 +159,7 @@ fn single_sign_on_in_a_real_browser_against_a_real_provider() {
     let (idp_port, web_port) = (free_port(), free_port());
     let issuer = format!("https://127.0.0.1:{idp_port}");
     let base = format!("https://127.0.0.1:{web_port}");
-    let _provider = start_provider(
-        dir.path(),
-        idp_port,
-        &format!("{base}/login/oidc/callback"),
-    );
+    let _provider = start_provider(dir.path(), idp_port, &format!("{base}/login/oidc/callback"));
     write_0600(&dir.join("oidc.secret"), &format!("{CLIENT_SECRET}\n"));
     let alice = keygen(dir.path(), "alice", KeyKind::Ed25519);
     let carol = keygen(dir.path(), "carol", KeyKind::Ed25519);

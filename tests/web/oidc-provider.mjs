@@ -9,9 +9,11 @@
 // devInteractions: the test types the account and the `amr` values the
 // provider puts in the ID token (how it "checked" the user).
 //
-// Misbehaviour on request, for the refusal tests: after a visit to
-// /_test/next?mode=wrong_audience, the next token response carries an ID
-// token re-signed with the provider's own key for another audience.
+// Misbehaviour on request, for the refusal tests, set by a visit to
+// /_test/next?mode=MODE for the next sign-in: `wrong_audience`, the token
+// response carries an ID token re-signed with the provider's own key for
+// another audience; `hold`, the redirect back to the console is not
+// followed but shown as a link (#callback), for the test to alter.
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import Provider from "oidc-provider";
@@ -45,12 +47,10 @@ const provider = new Provider(issuer, {
       },
     };
   },
+  // amr under openid: an ID token carries only the claims of its scopes.
   claims: {
-    openid: ["sub"],
+    openid: ["sub", "amr", "acr", "auth_time"],
     profile: ["preferred_username"],
-    acr: null,
-    amr: null,
-    auth_time: null,
     sid: null,
   },
   // The scope's claims in the ID token itself (code flow), as most
@@ -106,6 +106,15 @@ provider.use(async (ctx, next) => {
     return;
   }
   await next();
+  const location = ctx.response.get("location");
+  if (nextMode === "hold" && location && location.startsWith(cfg.redirect_uri)) {
+    nextMode = null;
+    ctx.status = 200;
+    ctx.remove("location");
+    ctx.type = "html";
+    ctx.body = `<!doctype html><title>held</title><a id="callback" href="${esc(location)}">back</a>`;
+    return;
+  }
   if (ctx.path === "/token" && nextMode === "wrong_audience" && ctx.body && ctx.body.id_token) {
     nextMode = null;
     const claims = decodeJwt(ctx.body.id_token);
