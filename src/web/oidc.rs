@@ -70,7 +70,7 @@ pub const MAX_PENDING: usize = 10_000;
 pub const METADATA_TTL: Duration = Duration::from_secs(3600);
 /// Requests to the provider give up after this long.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Callbacks per source address and minute.
+/// Sign-ins begun and callbacks, per source address and minute.
 const CALLBACKS_PER_MINUTE: u32 = 30;
 /// The cookie that binds a sign-in to the browser that began it.
 pub const BINDING_COOKIE: &str = "__Host-gatehouse-sso";
@@ -516,10 +516,25 @@ fn staff<'p>(policy: &'p Policy, name: &str) -> Option<&'p crate::policy::User> 
 }
 
 /// `GET /login/oidc`: off to the provider.
-pub async fn start(State(state): State<Arc<WebState>>, jar: CookieJar) -> Response {
+pub async fn start(
+    State(state): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<super::tls::Peer>,
+    jar: CookieJar,
+) -> Response {
     let Some(sso) = state.sso.as_ref() else {
         return WebError::NotFound.into_response();
     };
+    if sso.limiter.check_key(&peer.0.ip()).is_err() {
+        state
+            .login_refusals
+            .note(peer.0.ip(), Refusal::Sso(SsoRefusal::RateLimited), None);
+        let status = StatusCode::TOO_MANY_REQUESTS;
+        return (
+            status,
+            super::views::error_page(status, SsoRefusal::RateLimited.message()),
+        )
+            .into_response();
+    }
     match sso.begin().await {
         Ok((url, binding)) => {
             (jar.add(binding_cookie(binding)), Redirect::to(&url)).into_response()
@@ -559,6 +574,8 @@ pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    /// RFC 9207: the issuer that answered, when the provider says.
+    iss: Option<String>,
 }
 
 /// `GET /login/oidc/callback`.
@@ -612,6 +629,11 @@ async fn sign_in(
         Ok(p) => p,
         Err(why) => return Ok(Err((why, None))),
     };
+    // RFC 9207: an answer from another issuer (a mix-up) is not ours.
+    if q.iss.as_deref().is_some_and(|i| i != sso.config.issuer) {
+        tracing::warn!("single sign-on: the callback names another issuer");
+        return Ok(Err((SsoRefusal::ProviderError, None)));
+    }
     if let Some(e) = &q.error {
         tracing::warn!(
             "single sign-on: the provider answered {:?}",
