@@ -538,10 +538,27 @@ mod tests {
             &format!("[web.oidc]\nissuer = \"http://idp.example.com\"\n{base}"),
             "web.oidc.issuer: \"http://idp.example.com\": must start with https://",
         );
-        bad(
-            &format!("[web.oidc]\nissuer = \"http://127.0.0.1:9\"\n{base}"),
-            "must start with https://",
-        );
+        for not_loopback in [
+            "http://127.0.0.1.example.com",
+            "http://127.0.0.1@evil.example.com",
+            "http://127.0.0.2:9",
+            "http://localhost:x",
+            "http://[::1]x",
+        ] {
+            bad(
+                &format!("[web.oidc]\nissuer = \"{not_loopback}\"\n{base}"),
+                "must start with https://",
+            );
+        }
+        for loopback in [
+            "http://127.0.0.1:9",
+            "http://localhost",
+            "http://[::1]:8080/realms/x",
+        ] {
+            let c = Config::from_str_at(&format!("[web.oidc]\nissuer = \"{loopback}\"\n{base}"), p)
+                .unwrap_or_else(|e| panic!("{loopback}: {e}"));
+            assert_eq!(c.web.oidc.unwrap().issuer, loopback);
+        }
         bad(
             "[web.oidc]\nclient_id = \"g\"\n",
             "web.oidc.issuer: required",

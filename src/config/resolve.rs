@@ -398,6 +398,28 @@ const OIDC_UNUSABLE_CLAIMS: [&str; 20] = [
     "address",
 ];
 
+/// Whether `rest` (what follows `http://`) names a loopback host, with
+/// no user part: `127.0.0.1`, `[::1]` or `localhost`, any port, any path.
+pub(super) fn loopback_authority(rest: &str) -> bool {
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = if authority.starts_with("[::1]") {
+        authority.get(..5).unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    let port_ok = match authority.get(host.len()..) {
+        Some("") => true,
+        Some(p) => p
+            .strip_prefix(':')
+            .is_some_and(|n| !n.is_empty() && n.parse::<u16>().is_ok()),
+        None => false,
+    };
+    matches!(host, "127.0.0.1" | "[::1]" | "localhost") && port_ok
+}
+
 fn oidc(cx: &Ctx<'_>, raw: RawOidc) -> Result<OidcConfig, ConfigError> {
     let need = |key: &'static str, v: Option<String>| {
         v.filter(|s| !s.trim().is_empty())
@@ -405,15 +427,27 @@ fn oidc(cx: &Ctx<'_>, raw: RawOidc) -> Result<OidcConfig, ConfigError> {
     };
     let issuer = need("web.oidc.issuer", raw.issuer)?;
     // The provider's answers decide who signs in: only over TLS (a test
-    // provider gets a certificate from a test CA through ca_file).
+    // provider gets a certificate from a test CA through ca_file), or
+    // plain http to a provider on this very host (loopback), which no
+    // one on the network can read or alter.
     // Kept as written: the token's `iss` must equal it exactly.
-    let rest = issuer.strip_prefix("https://").ok_or_else(|| {
-        cx.invalid(
-            "web.oidc.issuer",
-            format!("{issuer:?}: must start with https://"),
-        )
-    })?;
-    if rest.is_empty() || rest.starts_with('/') || issuer.contains(['?', '#']) {
+    let rest = match (
+        issuer.strip_prefix("https://"),
+        issuer.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => rest,
+        (None, Some(rest)) if loopback_authority(rest) => rest,
+        _ => {
+            return Err(cx.invalid(
+                "web.oidc.issuer",
+                format!(
+                    "{issuer:?}: must start with https:// (http:// only for a provider on \
+                     127.0.0.1, [::1] or localhost)"
+                ),
+            ));
+        }
+    };
+    if rest.is_empty() || rest.starts_with('/') || issuer.contains(['?', '#', '@', ' ']) {
         return Err(cx.invalid(
             "web.oidc.issuer",
             format!("{issuer:?}: expected https://HOST[:PORT][/PATH]"),

@@ -226,7 +226,8 @@ impl Sso {
             // The crate's advice against SSRF: the provider's answers are
             // taken as they come, never followed elsewhere.
             .redirect(reqwest::redirect::Policy::none())
-            .https_only(true)
+            // Config allows http:// only for a provider on loopback.
+            .https_only(oidc.issuer.starts_with("https://"))
             .timeout(HTTP_TIMEOUT)
             .connect_timeout(HTTP_TIMEOUT);
         if let Some(ca) = &oidc.ca_file {
