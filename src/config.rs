@@ -187,6 +187,34 @@ pub struct WebConfig {
     /// staff member (default 4).
     pub max_live_streams: usize,
     pub max_live_streams_per_user: usize,
+    /// `[web.oidc]`: single sign-on; `None` when the section is absent.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// `[web.oidc]`: signing in to the console with the site's OpenID
+/// provider (src/web/oidc.rs). Checked at load; the secret file is read
+/// (and its mode checked) when the console starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcConfig {
+    /// `https://` only; discovery at ISSUER/.well-known/openid-configuration.
+    pub issuer: String,
+    pub client_id: String,
+    /// 0600 (or stricter), else `serve` refuses to start.
+    pub client_secret_file: PathBuf,
+    /// The ID token claim that names the staff member (default
+    /// `preferred_username`).
+    pub username_claim: String,
+    /// PEM certificates trusted for the provider instead of the built-in
+    /// roots.
+    pub ca_file: Option<PathBuf>,
+    /// A staff member who needs a second factor gets in only when the
+    /// token's `amr` holds one of these...
+    pub mfa_amr: Vec<String>,
+    /// ...or its `acr` is one of these.
+    pub mfa_acr: Vec<String>,
+    /// The ID token signature algorithms accepted (default RS256, ES256,
+    /// EdDSA); `none` is never accepted, HS256/384/512 only when listed.
+    pub algorithms: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -510,6 +538,81 @@ mod tests {
             err.contains("auth.mfa_cache: must be at most 365d"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn oidc_defaults_and_refusals() {
+        let p = Path::new("/etc/gh/gatehouse.toml");
+        assert!(Config::from_str_at("", p).unwrap().web.oidc.is_none());
+        let c = Config::from_str_at(
+            "[web.oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"gatehouse\"\n\
+             client_secret_file = \"data/oidc.secret\"\n",
+            p,
+        )
+        .unwrap();
+        let o = c.web.oidc.unwrap();
+        assert_eq!(o.issuer, "https://idp.example.com");
+        assert_eq!(
+            o.client_secret_file,
+            PathBuf::from("/etc/gh/data/oidc.secret")
+        );
+        assert_eq!(o.username_claim, "preferred_username");
+        assert_eq!(o.mfa_amr, ["mfa", "otp", "hwk"]);
+        assert!(o.mfa_acr.is_empty());
+        assert_eq!(o.algorithms, ["RS256", "ES256", "EdDSA"]);
+        assert_eq!(o.ca_file, None);
+        let bad = |text: &str, key: &str| {
+            let err = Config::from_str_at(text, p).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        };
+        let base = "client_id = \"g\"\nclient_secret_file = \"s\"\n";
+        bad(
+            &format!("[web.oidc]\nissuer = \"http://idp.example.com\"\n{base}"),
+            "web.oidc.issuer: \"http://idp.example.com\": must start with https://",
+        );
+        for not_loopback in [
+            "http://127.0.0.1.example.com",
+            "http://127.0.0.1@evil.example.com",
+            "http://127.0.0.2:9",
+            "http://localhost:x",
+            "http://[::1]x",
+        ] {
+            bad(
+                &format!("[web.oidc]\nissuer = \"{not_loopback}\"\n{base}"),
+                "must start with https://",
+            );
+        }
+        for loopback in [
+            "http://127.0.0.1:9",
+            "http://localhost",
+            "http://[::1]:8080/realms/x",
+        ] {
+            let c = Config::from_str_at(&format!("[web.oidc]\nissuer = \"{loopback}\"\n{base}"), p)
+                .unwrap_or_else(|e| panic!("{loopback}: {e}"));
+            assert_eq!(c.web.oidc.unwrap().issuer, loopback);
+        }
+        bad(
+            "[web.oidc]\nclient_id = \"g\"\n",
+            "web.oidc.issuer: required",
+        );
+        bad(
+            "[web.oidc]\nissuer = \"https://i\"\nclient_id = \"g\"\n",
+            "web.oidc.client_secret_file: required",
+        );
+        let https = "issuer = \"https://i\"\n";
+        bad(
+            &format!("[web.oidc]\n{https}{base}algorithms = [\"none\"]\n"),
+            "web.oidc.algorithms: \"none\"",
+        );
+        bad(
+            &format!("[web.oidc]\n{https}{base}algorithms = []\n"),
+            "web.oidc.algorithms",
+        );
+        bad(
+            &format!("[web.oidc]\n{https}{base}username_claim = \"aud\"\n"),
+            "web.oidc.username_claim",
+        );
+        bad(&format!("[web.oidc]\n{https}{base}bogus = 1\n"), "bogus");
     }
 
     #[test]

@@ -154,6 +154,27 @@ pub fn effective(config: &Config) -> Table {
         Value::Boolean(config.auth.mfa_self_enroll),
     );
     t.insert("auth".into(), Value::Table(auth));
+    if let Some(o) = &config.web.oidc {
+        let mut oidc = Table::new();
+        oidc.insert("issuer".into(), s(o.issuer.clone()));
+        oidc.insert("client_id".into(), s(o.client_id.clone()));
+        oidc.insert("client_secret_file".into(), path(&o.client_secret_file));
+        oidc.insert("username_claim".into(), s(o.username_claim.clone()));
+        if let Some(ca) = &o.ca_file {
+            oidc.insert("ca_file".into(), path(ca));
+        }
+        oidc.insert("mfa_amr".into(), strings(&o.mfa_amr));
+        oidc.insert("mfa_acr".into(), strings(&o.mfa_acr));
+        oidc.insert("algorithms".into(), strings(&o.algorithms));
+        // [web]'s own keys are another section's; this adds to it.
+        if let Some(Value::Table(web)) = t.get_mut("web") {
+            web.insert("oidc".into(), Value::Table(oidc));
+        } else {
+            let mut web = Table::new();
+            web.insert("oidc".into(), Value::Table(oidc));
+            t.insert("web".into(), Value::Table(web));
+        }
+    }
     t
 }
 
@@ -187,7 +208,9 @@ mod tests {
         let text = "[server]\nlisten = \"127.0.0.1:2200\"\nuser = \"gatehouse\"\n\
                     [limits]\nlockout_for = \"1h 30m\"\n[report]\nworking_days = [\"mon\", \"sat\"]\n\
                     [ssh]\nkex = [\"curve25519-sha256\"]\n\
-                    [auth]\nmfa = \"optional\"\nmfa_cache = \"0s\"\n";
+                    [auth]\nmfa = \"optional\"\nmfa_cache = \"0s\"\n\
+                    [web.oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"gh\"\n\
+                    client_secret_file = \"oidc.secret\"\nmfa_acr = [\"phr\"]\n";
         let config = Config::from_str_at(text, &path).unwrap();
         let shown = toml::to_string(&effective(&config)).unwrap();
         let again = Config::from_str_at(&shown, &path).unwrap();
@@ -203,6 +226,12 @@ mod tests {
         assert!(shown.contains("mfa_cache = \"0s\""), "{shown}");
         assert!(shown.contains("mfa_self_enroll = true"), "{shown}");
         assert!(shown.contains("target_macs = ["), "{shown}");
+        assert!(shown.contains("[web.oidc]"), "{shown}");
+        assert!(
+            shown.contains("username_claim = \"preferred_username\""),
+            "{shown}"
+        );
+        assert!(shown.contains("mfa_acr = [\"phr\"]"), "{shown}");
         // Defaults appear too.
         assert!(shown.contains("max_startups = 100"), "{shown}");
         assert!(shown.contains("working_hours = \"08-18\""), "{shown}");

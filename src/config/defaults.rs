@@ -9,6 +9,15 @@ use super::{
     VaultConfig, WebConfig,
 };
 
+/// `[web.oidc] username_claim`.
+pub(super) const OIDC_USERNAME_CLAIM: &str = "preferred_username";
+/// `[web.oidc] mfa_amr` (RFC 8176: multiple factors, one-time password,
+/// hardware-secured key).
+pub(super) const OIDC_MFA_AMR: [&str; 3] = ["mfa", "otp", "hwk"];
+/// `[web.oidc] algorithms`; the ones that may be listed are these and
+/// HS256, HS384, HS512, RS384, RS512, PS256, PS384, PS512, ES384.
+pub(super) const OIDC_ALGORITHMS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
+
 /// Built-in defaults cannot fail to resolve; this exists only so that
 /// `Default` needs no panic path.
 pub(super) fn unreachable_defaults() -> Config {
@@ -68,6 +77,7 @@ pub(super) fn unreachable_defaults() -> Config {
             idle_timeout: Duration::from_secs(60),
             max_live_streams: 64,
             max_live_streams_per_user: 4,
+            oidc: None,
         },
         audit: AuditConfig {
             seal_key: PathBuf::from("data/audit-seal-{node}.key"),

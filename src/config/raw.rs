@@ -125,6 +125,21 @@ pub(super) struct RawWeb {
     pub(super) idle_timeout: Option<String>,
     pub(super) max_live_streams: Option<usize>,
     pub(super) max_live_streams_per_user: Option<usize>,
+    pub(super) oidc: Option<RawOidc>,
+}
+
+/// `[web.oidc]`: single sign-on to the console (contract section 13).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOidc {
+    pub(super) issuer: Option<String>,
+    pub(super) client_id: Option<String>,
+    pub(super) client_secret_file: Option<String>,
+    pub(super) username_claim: Option<String>,
+    pub(super) ca_file: Option<String>,
+    pub(super) mfa_amr: Option<Vec<String>>,
+    pub(super) mfa_acr: Option<Vec<String>>,
+    pub(super) algorithms: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use super::defaults::unreachable_defaults;
 use super::raw::{
-    RawAudit, RawAuth, RawConfig, RawLimits, RawMetrics, RawRecording, RawReport, RawServer,
-    RawVault, RawWeb,
+    RawAudit, RawAuth, RawConfig, RawLimits, RawMetrics, RawOidc, RawRecording, RawReport,
+    RawServer, RawVault, RawWeb,
 };
 use super::{
-    AuditConfig, AuthConfig, Config, ConfigError, Limits, MetricsConfig, MfaMode, RecordingConfig,
-    ReportConfig, VaultConfig, WebConfig, default_node, parse_duration, resolve_sqlite_url,
-    with_node,
+    AuditConfig, AuthConfig, Config, ConfigError, Limits, MetricsConfig, MfaMode, OidcConfig,
+    RecordingConfig, ReportConfig, VaultConfig, WebConfig, default_node, parse_duration,
+    resolve_sqlite_url, with_node,
 };
 
 /// What every section needs: where the file is (for errors) and its folder
@@ -385,6 +385,143 @@ fn web(cx: &Ctx<'_>, raw: RawWeb, d: &WebConfig) -> Result<WebConfig, ConfigErro
             raw.max_live_streams_per_user,
             d.max_live_streams_per_user,
         )?,
+        oidc: match raw.oidc {
+            Some(o) => Some(oidc(cx, o)?),
+            None => None,
+        },
+    })
+}
+
+/// Signature algorithms `[web.oidc] algorithms` may name (`none` is not
+/// one of them).
+const OIDC_KNOWN_ALGORITHMS: [&str; 12] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
+    "HS384", "HS512",
+];
+
+/// ID token claims that are not one plain string (localized or
+/// structured): they cannot name a staff member.
+const OIDC_UNUSABLE_CLAIMS: [&str; 20] = [
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "at_hash",
+    "c_hash",
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "profile",
+    "picture",
+    "website",
+    "address",
+];
+
+/// Whether `rest` (what follows `http://`) names a loopback host, with
+/// no user part: `127.0.0.1`, `[::1]` or `localhost`, any port, any path.
+pub(super) fn loopback_authority(rest: &str) -> bool {
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = if authority.starts_with("[::1]") {
+        authority.get(..5).unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    let port_ok = match authority.get(host.len()..) {
+        Some("") => true,
+        Some(p) => p
+            .strip_prefix(':')
+            .is_some_and(|n| !n.is_empty() && n.parse::<u16>().is_ok()),
+        None => false,
+    };
+    matches!(host, "127.0.0.1" | "[::1]" | "localhost") && port_ok
+}
+
+fn oidc(cx: &Ctx<'_>, raw: RawOidc) -> Result<OidcConfig, ConfigError> {
+    let need = |key: &'static str, v: Option<String>| {
+        v.filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| cx.invalid(key, "required when [web.oidc] is present".into()))
+    };
+    let issuer = need("web.oidc.issuer", raw.issuer)?;
+    // The provider's answers decide who signs in: only over TLS (a test
+    // provider gets a certificate from a test CA through ca_file), or
+    // plain http to a provider on this very host (loopback), which no
+    // one on the network can read or alter.
+    // Kept as written: the token's `iss` must equal it exactly.
+    let rest = match (
+        issuer.strip_prefix("https://"),
+        issuer.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => rest,
+        (None, Some(rest)) if loopback_authority(rest) => rest,
+        _ => {
+            return Err(cx.invalid(
+                "web.oidc.issuer",
+                format!(
+                    "{issuer:?}: must start with https:// (http:// only for a provider on \
+                     127.0.0.1, [::1] or localhost)"
+                ),
+            ));
+        }
+    };
+    if rest.is_empty() || rest.starts_with('/') || issuer.contains(['?', '#', '@', ' ']) {
+        return Err(cx.invalid(
+            "web.oidc.issuer",
+            format!("{issuer:?}: expected https://HOST[:PORT][/PATH]"),
+        ));
+    }
+    let username_claim = raw
+        .username_claim
+        .unwrap_or_else(|| super::defaults::OIDC_USERNAME_CLAIM.to_string());
+    if username_claim.is_empty() || OIDC_UNUSABLE_CLAIMS.contains(&username_claim.as_str()) {
+        return Err(cx.invalid(
+            "web.oidc.username_claim",
+            format!("{username_claim:?}: not a claim that can name a staff member"),
+        ));
+    }
+    let algorithms = raw.algorithms.unwrap_or_else(|| {
+        super::defaults::OIDC_ALGORITHMS
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    });
+    if algorithms.is_empty() {
+        return Err(cx.invalid("web.oidc.algorithms", "must name at least one".into()));
+    }
+    for a in &algorithms {
+        if !OIDC_KNOWN_ALGORITHMS.contains(&a.as_str()) {
+            return Err(cx.invalid(
+                "web.oidc.algorithms",
+                format!("{a:?}: not one of {}", OIDC_KNOWN_ALGORITHMS.join(", ")),
+            ));
+        }
+    }
+    Ok(OidcConfig {
+        issuer,
+        client_id: need("web.oidc.client_id", raw.client_id)?,
+        client_secret_file: cx.join(
+            Some(need("web.oidc.client_secret_file", raw.client_secret_file)?),
+            PathBuf::new(),
+        ),
+        username_claim,
+        ca_file: raw.ca_file.map(|f| cx.join(Some(f), PathBuf::new())),
+        mfa_amr: raw.mfa_amr.unwrap_or_else(|| {
+            super::defaults::OIDC_MFA_AMR
+                .iter()
+                .map(|a| a.to_string())
+                .collect()
+        }),
+        mfa_acr: raw.mfa_acr.unwrap_or_default(),
+        algorithms,
     })
 }
 

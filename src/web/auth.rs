@@ -97,7 +97,8 @@ pub async fn issue_link(
     Ok(format!("{base}/login/{token}"))
 }
 
-/// Why a link did not sign anyone in (the `reason` of `web.login_refused`).
+/// Why a sign-in did not sign anyone in (the `reason` of
+/// `web.login_refused`): a link's, or single sign-on's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     Unknown,
@@ -105,6 +106,7 @@ pub enum Refusal {
     Expired,
     RateLimited,
     NotInPolicy,
+    Sso(super::oidc::SsoRefusal),
 }
 
 impl Refusal {
@@ -115,6 +117,15 @@ impl Refusal {
             Refusal::Expired => "expired",
             Refusal::RateLimited => "rate_limited",
             Refusal::NotInPolicy => "not_in_policy",
+            Refusal::Sso(r) => r.as_str(),
+        }
+    }
+
+    /// `detail.method` of the event: `link` or `oidc`.
+    pub fn method(self) -> &'static str {
+        match self {
+            Refusal::Sso(_) => "oidc",
+            _ => "link",
         }
     }
 }
@@ -162,23 +173,54 @@ pub async fn redeem(
     if !in_policy(&policy, &user, now) {
         return refuse(Refusal::NotInPolicy, Some(user));
     }
+    Ok(Ok(open_session(state, &user, source, "link").await?))
+}
+
+/// `GET /login`: how to sign in: the one-time link from SSH, and single
+/// sign-on when `[web.oidc]` is set.
+pub async fn login_page(
+    axum::extract::State(state): axum::extract::State<Arc<WebState>>,
+) -> maud::Markup {
+    let body = maud::html! {
+        p #link-help {
+            "Run " code { "ssh USER@BASTION web" } " and open the one-time link it prints."
+        }
+        @if state.sso.is_some() {
+            p { "Or use your organisation's account:" }
+            p { a #sso href="/login/oidc" { "Sign in with single sign-on" } }
+        }
+    };
+    super::views::layout(None, "Sign in", body)
+}
+
+/// The console session every sign-in opens, a link's or single sign-on's
+/// (`method`), and its `web.login` event. The caller has checked that
+/// `user` is a staff member of the policy in force.
+pub async fn open_session(
+    state: &WebState,
+    user: &str,
+    source: IpAddr,
+    method: &'static str,
+) -> Result<NewSession, WebError> {
+    let store = &state.core.store;
+    let now = OffsetDateTime::now_utc();
     let session = random_token()?;
     let csrf = random_token()?;
     store
-        .web_session_insert(&token_hash(&session), &user, &csrf, now)
+        .web_session_insert(&token_hash(&session), user, &csrf, now)
         .await?;
     store
         .audit(
             &AuditEvent::new(EventKind::WebLogin)
-                .user(user.clone())
+                .user(user)
                 .source(source.to_string())
-                .detail("method", "link"),
+                .detail("method", method),
         )
         .await?;
-    Ok(Ok(NewSession {
-        user,
+    Ok(NewSession {
+        user: user.to_string(),
         cookie: session_cookie(session),
-    }))
+    })
 }
 
 fn session_cookie(value: String) -> Cookie<'static> {
@@ -200,7 +242,7 @@ pub fn removal_cookie() -> Cookie<'static> {
     c
 }
 
-fn in_policy(policy: &Policy, user: &str, now: OffsetDateTime) -> bool {
+pub(super) fn in_policy(policy: &Policy, user: &str, now: OffsetDateTime) -> bool {
     policy
         .user(user)
         .is_some_and(|u| u.expires.is_none_or(|d| now.date() < d))

@@ -28,6 +28,7 @@ pub mod assets;
 pub mod auth;
 pub mod conns;
 pub mod live;
+pub mod oidc;
 pub mod pages;
 pub mod refusals;
 pub mod server;
@@ -69,6 +70,8 @@ pub enum WebError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Recording(#[from] crate::recording::RecordingError),
+    #[error(transparent)]
+    Oidc(#[from] oidc::OidcError),
 }
 
 impl WebError {
@@ -136,6 +139,8 @@ pub struct WebState {
     pub login_refusals: Arc<refusals::LoginRefusals>,
     /// Live views open, in total and per staff member.
     pub streams: live::Streams,
+    /// Single sign-on (`[web.oidc]`), when configured.
+    pub sso: Option<oidc::Sso>,
 }
 
 /// Link redemptions allowed per source address and minute.
@@ -168,6 +173,8 @@ pub fn base_url(config: &Config) -> Result<String, WebError> {
 pub struct Bound {
     identity: tls::Identity,
     tcp: tokio::net::TcpListener,
+    /// `[web.oidc]`, its secret file read (0600, maybe root's).
+    sso: Option<oidc::Sso>,
 }
 
 /// When `[web] listen` is set: loads or creates the certificate and binds.
@@ -177,17 +184,18 @@ pub async fn bind(config: &Config) -> Result<Option<Bound>, WebError> {
     };
     let names = cert_names(config, listen);
     let identity = tls::load_or_create(&config.web.cert, &config.web.key, &names)?;
+    let sso = oidc::Sso::new(config, &base_url(config)?)?;
     let tcp = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| WebError::Tls(format!("cannot listen on {listen}: {e}")))?;
-    Ok(Some(Bound { identity, tcp }))
+    Ok(Some(Bound { identity, tcp, sso }))
 }
 
 /// Serves the console bound by [`bind`] (nothing when it is off): prints
 /// where it listens and the certificate's fingerprint, and serves until
 /// the bastion shuts down.
 pub async fn start(core: Arc<Core>, bound: Option<Bound>) -> Result<Option<SocketAddr>, WebError> {
-    let Some(Bound { identity, tcp }) = bound else {
+    let Some(Bound { identity, tcp, sso }) = bound else {
         return Ok(None);
     };
     let local = tcp.local_addr().map_err(|e| WebError::Tls(e.to_string()))?;
@@ -223,7 +231,16 @@ pub async fn start(core: Arc<Core>, bound: Option<Bound>) -> Result<Option<Socke
             core.config.web.max_live_streams_per_user.min(streams_cap),
         ),
         core: core.clone(),
+        sso,
     });
+    if state.sso.is_some() {
+        let warm = state.clone();
+        tokio::spawn(async move {
+            if let Some(sso) = &warm.sso {
+                sso.warm_up().await;
+            }
+        });
+    }
     let app = server::router(state);
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.config);
     tokio::spawn(conns::serve(

@@ -76,7 +76,7 @@ impl LoginRefusals {
                 let mut ev = AuditEvent::new(EventKind::WebLoginRefused)
                     .source(source.map(|s| s.to_string()).unwrap_or_else(|| "*".into()))
                     .detail("reason", why.as_str())
-                    .detail("method", "link")
+                    .detail("method", why.method())
                     .detail("count", tally.count)
                     .detail("since", since);
                 ev.user = user;
