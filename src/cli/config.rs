@@ -151,6 +151,12 @@ pub fn effective(config: &Config) -> Table {
         Value::Boolean(config.auth.mfa_self_enroll),
     );
     t.insert("auth".into(), Value::Table(auth));
+    let mut review = Table::new();
+    if let Some(every) = config.review.every {
+        review.insert("every".into(), duration(every));
+    }
+    review.insert("enforce".into(), Value::Boolean(config.review.enforce));
+    t.insert("review".into(), Value::Table(review));
     t
 }
 
@@ -184,7 +190,8 @@ mod tests {
         let text = "[server]\nlisten = \"127.0.0.1:2200\"\nuser = \"gatehouse\"\n\
                     [limits]\nlockout_for = \"1h 30m\"\n[report]\nworking_days = [\"mon\", \"sat\"]\n\
                     [ssh]\nkex = [\"curve25519-sha256\"]\n\
-                    [auth]\nmfa = \"optional\"\nmfa_cache = \"0s\"\n";
+                    [auth]\nmfa = \"optional\"\nmfa_cache = \"0s\"\n\
+                    [review]\nevery = \"90d\"\nenforce = true\n";
         let config = Config::from_str_at(text, &path).unwrap();
         let shown = toml::to_string(&effective(&config)).unwrap();
         let again = Config::from_str_at(&shown, &path).unwrap();
@@ -200,6 +207,9 @@ mod tests {
         assert!(shown.contains("mfa_cache = \"0s\""), "{shown}");
         assert!(shown.contains("mfa_self_enroll = true"), "{shown}");
         assert!(shown.contains("target_macs = ["), "{shown}");
+        assert!(shown.contains("[review]"), "{shown}");
+        assert!(shown.contains("enforce = true"), "{shown}");
+        assert_eq!(again.review.every, config.review.every);
         // Defaults appear too.
         assert!(shown.contains("max_startups = 100"), "{shown}");
         assert!(shown.contains("working_hours = \"08-18\""), "{shown}");

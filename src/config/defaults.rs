@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     AuditConfig, AuthConfig, Config, Limits, MetricsConfig, MfaMode, RecordingConfig, ReportConfig,
-    VaultConfig, WebConfig,
+    ReviewConfig, VaultConfig, WebConfig,
 };
 
 /// Built-in defaults cannot fail to resolve; this exists only so that
@@ -76,6 +76,10 @@ pub(super) fn unreachable_defaults() -> Config {
             mfa: MfaMode::Off,
             mfa_cache: Duration::from_secs(8 * 3600),
             mfa_self_enroll: true,
+        },
+        review: ReviewConfig {
+            every: None,
+            enforce: false,
         },
     }
 }
