@@ -332,3 +332,281 @@ pub(super) fn overdue_state(
         ReviewState::Ok
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use time::macros::datetime;
+
+    use super::*;
+
+    const FP: &str = "SHA256:uW/wWVh7lMqOJqNDP3G5gZ9mZFhQG2oIFjelE+vdrnM";
+    const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+    const DAY: Duration = Duration::from_secs(86400);
+
+    pub(crate) fn policy() -> Policy {
+        let users = r#"
+[[user]]
+name = "alice"
+keys = []
+groups = ["ops"]
+
+[[user]]
+name = "bob"
+keys = []
+groups = ["support"]
+
+[[user]]
+name = "carol"
+keys = []
+groups = ["support"]
+expires = "2026-03-01"
+"#;
+        let server = |name: &str, n: u8, mode: &str, allow: &str, extra: &str| {
+            format!(
+                "[[server]]\nname = \"{name}\"\naddress = \"10.0.0.{n}:22\"\nhost_key = \"{FP}\"\nmode = \"{mode}\"\naccounts = [\"root\", \"admin\"]\nallow = [{allow}]\n{extra}\n"
+            )
+        };
+        let servers = [
+            server("web", 1, "ssh-forwarding", "\"group:support\"", ""),
+            server("db", 2, "ssh-forwarding", "\"user:alice\"", ""),
+            server("or", 3, "on-request", "\"group:support\"", ""),
+            server(
+                "rg",
+                4,
+                "ssh-forwarding",
+                "\"group:support\"",
+                "require_grant = true",
+            ),
+            server("cl", 5, "clone", "\"group:support\"", "clone = \"web\""),
+            server("dir", 6, "ssh-forwarding", "\"group:ops\"", ""),
+        ]
+        .concat();
+        Policy::from_sources(&[
+            (PathBuf::from("users.toml"), users.to_string()),
+            (PathBuf::from("servers.toml"), servers),
+        ])
+        .unwrap()
+    }
+
+    fn grant(id: i64, user: &str, server: &str, expires: Option<OffsetDateTime>) -> Grant {
+        Grant {
+            id,
+            user: user.into(),
+            server: server.into(),
+            accounts: vec![],
+            ports: vec![],
+            from: vec![],
+            reason: "T-1".into(),
+            state: GrantState::Approved,
+            requested_by: user.into(),
+            approved_by: Some("carol".into()),
+            decided_by: Some("carol".into()),
+            decision_note: None,
+            requested_at: datetime!(2026-01-01 10:00 UTC),
+            decided_at: Some(datetime!(2026-01-01 10:05 UTC)),
+            duration_secs: None,
+            expires_at: expires,
+        }
+    }
+
+    fn keys(list: &[Entitlement]) -> Vec<(String, String, String, Source)> {
+        list.iter()
+            .map(|e| {
+                (
+                    e.user.clone(),
+                    e.server.clone(),
+                    e.account.clone(),
+                    e.source,
+                )
+            })
+            .collect()
+    }
+
+    fn k(u: &str, s: &str, a: &str, src: Source) -> (String, String, String, Source) {
+        (u.into(), s.into(), a.into(), src)
+    }
+
+    #[test]
+    fn entitlement_table() {
+        let p = policy();
+        let dave = User {
+            name: "dave".into(),
+            keys: vec![],
+            groups: vec!["ops".into()],
+            roles: vec![],
+            allow_from: vec![],
+            expires: None,
+            mfa_required: false,
+        };
+        // A directory user named like a policy user: the policy wins.
+        let shadow = User {
+            name: "alice".into(),
+            groups: vec!["support".into()],
+            ..dave.clone()
+        };
+        let grants = [
+            // Permanent: counts (its default account only).
+            grant(1, "bob", "or", None),
+            // Temporary: does not.
+            grant(2, "alice", "or", Some(datetime!(2026-03-02 00:00 UTC))),
+            // Permanent but revoked: does not.
+            {
+                let mut g = grant(3, "alice", "rg", None);
+                g.state = GrantState::Revoked;
+                g
+            },
+            // Permanent for an account the server lacks: nothing.
+            {
+                let mut g = grant(4, "alice", "web", None);
+                g.accounts = vec!["oracle".into()];
+                g
+            },
+            // Permanent, covered by the policy already: listed once, as policy.
+            grant(5, "bob", "web", None),
+        ];
+        let got = keys(&entitlements(&p, &[dave, shadow], &grants, NOW));
+        use Source::*;
+        assert_eq!(
+            got,
+            vec![
+                k("alice", "db", "admin", Policy),
+                k("alice", "db", "root", Policy),
+                k("alice", "dir", "admin", Policy),
+                k("alice", "dir", "root", Policy),
+                k("bob", "or", "root", Grant),
+                k("bob", "web", "admin", Policy),
+                k("bob", "web", "root", Policy),
+                k("dave", "dir", "admin", Directory),
+                k("dave", "dir", "root", Directory),
+            ]
+        );
+        // carol expired today: nothing. on-request, require_grant and
+        // clone give nothing standing.
+        let e = entitlements(&p, &[], &grants, NOW);
+        let bob_or = e.iter().find(|e| e.server == "or").unwrap();
+        assert_eq!(bob_or.grant, Some(1));
+        assert_eq!(
+            bob_or.granted,
+            Some((datetime!(2026-01-01 10:05 UTC), "carol".to_string()))
+        );
+    }
+
+    fn ent(source: Source) -> Entitlement {
+        Entitlement {
+            user: "bob".into(),
+            server: "web".into(),
+            account: "root".into(),
+            source,
+            grant: None,
+            granted: None,
+        }
+    }
+
+    fn mark(certified: Option<OffsetDateTime>, suspended: Option<OffsetDateTime>) -> ReviewMark {
+        ReviewMark {
+            user: "bob".into(),
+            server: "web".into(),
+            account: "root".into(),
+            certified_at: certified,
+            certified_by: certified.map(|_| "alice".into()),
+            note: certified.map(|_| "ok per T-9".into()),
+            suspended_at: suspended,
+            suspended_by: suspended.map(|_| "alice".into()),
+            reason: suspended.map(|_| "left the team".into()),
+        }
+    }
+
+    #[test]
+    fn review_state_table() {
+        let every = Some(90 * DAY);
+        let t = |days_ago: i64| Some(NOW - time::Duration::days(days_ago));
+        let rows: Vec<(Option<ReviewMark>, Option<Duration>, ReviewState)> = vec![
+            // No reviews configured: ok unless suspended.
+            (None, None, ReviewState::Ok),
+            (Some(mark(None, t(1))), None, ReviewState::Suspended),
+            // Never certified: overdue.
+            (None, every, ReviewState::Overdue),
+            (Some(mark(t(10), None)), every, ReviewState::Ok),
+            // Within the last tenth (9 days) before due: due.
+            (Some(mark(t(85), None)), every, ReviewState::Due),
+            (Some(mark(t(90), None)), every, ReviewState::Overdue),
+            (Some(mark(t(400), None)), every, ReviewState::Overdue),
+            // A later certification lifts a suspension; an earlier does not.
+            (Some(mark(t(1), t(2))), every, ReviewState::Ok),
+            (Some(mark(t(2), t(1))), every, ReviewState::Suspended),
+            // A tie keeps the suspension.
+            (Some(mark(t(1), t(1))), every, ReviewState::Suspended),
+        ];
+        for (i, (m, every, want)) in rows.into_iter().enumerate() {
+            let r = review(&ent(Source::Policy), m.as_ref(), every, NOW);
+            assert_eq!(r.state, want, "row {i}: {m:?}");
+        }
+        // The fields.
+        let m = mark(t(10), None);
+        let r = review(&ent(Source::Policy), Some(&m), every, NOW);
+        assert_eq!(r.certified_at, t(10));
+        assert_eq!(r.certified_by.as_deref(), Some("alice"));
+        assert_eq!(r.note.as_deref(), Some("ok per T-9"));
+        assert_eq!(r.due, Some(NOW + time::Duration::days(80)));
+        let r = review(&ent(Source::Policy), None, every, NOW);
+        assert_eq!((r.certified_at, r.due), (None, None));
+        let m = mark(None, t(1));
+        let r = review(&ent(Source::Policy), Some(&m), every, NOW);
+        assert_eq!(r.reason.as_deref(), Some("left the team"));
+    }
+
+    #[test]
+    fn a_permanent_grants_approval_is_its_first_certification() {
+        let mut e = ent(Source::Grant);
+        e.granted = Some((NOW - time::Duration::days(10), "carol".into()));
+        let r = review(&e, None, Some(90 * DAY), NOW);
+        assert_eq!(r.state, ReviewState::Ok);
+        assert_eq!(r.certified_by.as_deref(), Some("carol"));
+        // A later certification replaces it.
+        let m = mark(Some(NOW - time::Duration::days(1)), None);
+        let r = review(&e, Some(&m), Some(90 * DAY), NOW);
+        assert_eq!(r.certified_by.as_deref(), Some("alice"));
+        // Long ago: overdue.
+        e.granted = Some((NOW - time::Duration::days(100), "carol".into()));
+        assert_eq!(
+            review(&e, None, Some(90 * DAY), NOW).state,
+            ReviewState::Overdue
+        );
+    }
+
+    #[test]
+    fn due_dates_saturate() {
+        let far = time::PrimitiveDateTime::MAX.assume_utc() - time::Duration::days(1);
+        assert_eq!(
+            add(far, 3650 * DAY),
+            time::PrimitiveDateTime::MAX.assume_utc()
+        );
+    }
+
+    #[test]
+    fn review_all_matches_marks_by_entitlement() {
+        let p = policy();
+        let ents = entitlements(&p, &[], &[], NOW);
+        let mut m = mark(Some(NOW - time::Duration::days(1)), None);
+        m.account = "admin".into();
+        let stale = ReviewMark {
+            server: "gone".into(),
+            ..m.clone()
+        };
+        let all = review_all(&ents, &[m, stale], Some(90 * DAY), NOW);
+        let states: Vec<(&str, &str, ReviewState)> = all
+            .iter()
+            .filter(|r| r.user == "bob")
+            .map(|r| (r.server.as_str(), r.account.as_str(), r.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ("web", "admin", ReviewState::Ok),
+                ("web", "root", ReviewState::Overdue),
+            ]
+        );
+    }
+}
