@@ -263,3 +263,151 @@ fn enforce_refuses_overdue_entitlements() {
         .assert_success("access certify alice web1");
     ok_login(&w, "certified again");
 }
+
+/// `curl -sk` with extra arguments: (status, body); redirects not followed.
+fn curl(args: &[&str]) -> (u16, String) {
+    let mut c = std::process::Command::new("curl");
+    c.args(["-sk", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args);
+    let out = run_timeout(&mut c, None, Duration::from_secs(90));
+    let text = out.stdout_text();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The CSRF token of a console page (every form carries it).
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no CSRF token in {page}"));
+    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+    rest.split('"').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn console_access_review_certify_and_suspend_round_trip() {
+    let web_port = free_port();
+    // carol is an auditor and staff herself (group support): her own rows
+    // are shown without buttons and refused if posted anyway.
+    let carol =
+        "[[user]]\nname = \"carol\"\nkeys = []\ngroups = [\"support\"]\nroles = [\"auditor\"]\n";
+    let w = setup(Backend::Sqlite)
+        .toml(&format!(
+            "[web]\nlisten = \"127.0.0.1:{web_port}\"\n[review]\nevery = \"90d\"\n"
+        ))
+        .policy(carol)
+        .start();
+    assert!(
+        wait_until(Duration::from_secs(15), || is_listening(web_port)),
+        "console not listening; log:\n{}",
+        w.gh.log()
+    );
+    let base = format!("https://127.0.0.1:{web_port}");
+    let sign_in = |who: &str| {
+        let out = w.gh.cli(&["web", "link", who]);
+        out.assert_success("web link");
+        let url = out.stdout_text().lines().next().unwrap_or("").to_string();
+        let jar = w
+            .dir
+            .path()
+            .join(format!("{who}.jar"))
+            .display()
+            .to_string();
+        let (status, _) = curl(&["-c", &jar, &url]);
+        assert_eq!(status, 200, "the link's page");
+        let (status, body) = curl(&["-c", &jar, "-X", "POST", &url]);
+        assert_eq!(status, 200, "sign-in: {body}");
+        jar
+    };
+    let carol_jar = sign_in("carol");
+    let alice_jar = sign_in("alice");
+
+    // The page: each user's entitlements, with the nav link.
+    let (status, page) = curl(&["-b", &carol_jar, &format!("{base}/review")]);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("href=\"/review\""), "nav link: {page}");
+    assert!(page.contains("id=\"review-alice-web1-root\""), "{page}");
+    assert!(page.contains("id=\"review-alice-web1-ghtest\""), "{page}");
+    assert!(page.contains("Your own access"), "{page}");
+    assert!(page.contains("overdue"), "never certified yet: overdue");
+    let csrf = csrf_of(&page);
+    // Not for non-auditors.
+    let (status, _) = curl(&["-b", &alice_jar, &format!("{base}/review")]);
+    assert_eq!(status, 403);
+
+    let post = |jar: &str, action: &str, fields: &[(&str, &str)]| {
+        let mut args: Vec<String> = vec!["-b".into(), jar.into(), "-X".into(), "POST".into()];
+        for (k, v) in fields {
+            args.push("--data-urlencode".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(format!("{base}/review/{action}"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&args)
+    };
+
+    // Without the CSRF token: refused, nothing suspended.
+    let (status, _) = post(
+        &carol_jar,
+        "suspend",
+        &[("user", "alice"), ("server", "web1"), ("reason", "x")],
+    );
+    assert_eq!(status, 403);
+    ok_login(&w, "a POST without CSRF changed nothing");
+    // Her own: refused.
+    let (status, body) = post(&carol_jar, "certify", &[("csrf", &csrf), ("user", "carol")]);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("nobody certifies or suspends their own access"),
+        "{body}"
+    );
+
+    // Suspend one entitlement: that account is refused, the other works.
+    let (status, body) = post(
+        &carol_jar,
+        "suspend",
+        &[
+            ("csrf", &csrf),
+            ("user", "alice"),
+            ("server", "web1"),
+            ("account", "root"),
+            ("reason", "audit finding F-7"),
+        ],
+    );
+    assert_eq!(status, 303, "{body}");
+    let out = w.client.ssh(WEB1, &["echo should-not-run"]);
+    assert_denied(&out, "suspended by access review");
+    let out = w.client.ssh("alice+ghtest@web1", &["echo other-account"]);
+    out.assert_success("the other account is not suspended");
+    let ev =
+        w.gh.wait_for_event("access.suspended", Duration::from_secs(5), |_| true);
+    assert_eq!(ev["account"], "root", "{ev}");
+    assert_eq!(detail(&ev, "by"), "carol", "{ev}");
+    assert_eq!(detail(&ev, "via"), "web", "{ev}");
+    let (_, page) = curl(&["-b", &carol_jar, &format!("{base}/review")]);
+    assert!(page.contains("suspended: audit finding F-7"), "{page}");
+
+    // Certify all of alice's access: back.
+    let (status, body) = post(
+        &carol_jar,
+        "certify",
+        &[("csrf", &csrf), ("user", "alice"), ("note", "Q4 review")],
+    );
+    assert_eq!(status, 303, "{body}");
+    ok_login(&w, "certified from the console");
+    let certified = w.gh.audit_events_of("access.certified");
+    assert_eq!(
+        certified.len(),
+        2,
+        "both of alice's accounts: {certified:#?}"
+    );
+    assert!(certified.iter().all(|e| detail(e, "by") == "carol"
+        && detail(e, "via") == "web"
+        && detail(e, "note") == "Q4 review"));
+    let list = review(&w);
+    assert_eq!(
+        entry(&list, "alice", "web1", "root")["certified_by"],
+        "carol"
+    );
+    assert_eq!(entry(&list, "carol", "web1", "root")["state"], "overdue");
+}
