@@ -98,20 +98,11 @@ pub(super) fn check(
             OVERDUE,
             format!(
                 "access review: {what} is overdue ({last}; [review] every = {}, enforce = true)",
-                humanize(every)
+                humantime::format_duration(every)
             ),
         ));
     }
     Ok(())
-}
-
-fn humanize(d: Duration) -> String {
-    let s = d.as_secs();
-    if s % 86400 == 0 {
-        format!("{}d", s / 86400)
-    } else {
-        format!("{s}s")
-    }
 }
 
 #[cfg(test)]
@@ -217,6 +208,17 @@ mod tests {
         }
     }
 
+    /// server, account, grants, `every`, `enforce`, marks, the refusal.
+    type Row<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Vec<Grant>,
+        Option<Duration>,
+        bool,
+        Vec<ReviewMark>,
+        Option<DenyCode>,
+    );
+
     #[test]
     fn review_step_table() {
         use DenyCode::{ReviewOverdue as O, ReviewSuspended as S};
@@ -224,7 +226,7 @@ mod tests {
         let temp = grant(1, "or", Some(NOW + time::Duration::hours(1)));
         let perm = grant(2, "or", None);
         #[rustfmt::skip]
-        let rows: Vec<(&str, Option<&str>, Vec<Grant>, Option<Duration>, bool, Vec<ReviewMark>, Option<DenyCode>)> = vec![
+        let rows: Vec<Row<'_>> = vec![
             // Nothing reviewed, reviews off or not enforced: allowed.
             ("web", None, vec![], None, false, vec![], None),
             ("web", None, vec![], every, false, vec![], None),
