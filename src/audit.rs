@@ -106,6 +106,15 @@ pub enum EventKind {
     /// `detail.by` who, `detail.until` when it ends.
     #[serde(rename = "mfa.allow_enroll")]
     MfaAllowEnroll,
+    /// An access review certified an entitlement (contract section 14):
+    /// `user`, `server`, `account` the entitlement, `detail.by` the
+    /// auditor, `detail.note`.
+    #[serde(rename = "access.certified")]
+    AccessCertified,
+    /// An access review suspended an entitlement: `detail.by`,
+    /// `detail.reason`.
+    #[serde(rename = "access.suspended")]
+    AccessSuspended,
 }
 
 impl EventKind {
@@ -152,6 +161,8 @@ impl EventKind {
         EventKind::MfaReset,
         EventKind::MfaForget,
         EventKind::MfaAllowEnroll,
+        EventKind::AccessCertified,
+        EventKind::AccessSuspended,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -198,6 +209,8 @@ impl EventKind {
             EventKind::MfaReset => "mfa.reset",
             EventKind::MfaForget => "mfa.forget",
             EventKind::MfaAllowEnroll => "mfa.allow_enroll",
+            EventKind::AccessCertified => "access.certified",
+            EventKind::AccessSuspended => "access.suspended",
         }
     }
 

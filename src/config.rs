@@ -84,6 +84,18 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[auth]`: second factors (contract section 11).
     pub auth: AuthConfig,
+    /// `[review]`: periodic access reviews (contract section 14).
+    pub review: ReviewConfig,
+}
+
+/// `[review]`: how often standing access must be certified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReviewConfig {
+    /// Each standing entitlement must be certified this often; `None`
+    /// (the key absent): no reviews, nothing is ever due.
+    pub every: Option<Duration>,
+    /// An overdue entitlement is refused at login until certified.
+    pub enforce: bool,
 }
 
 /// `[audit]`: forward-secure sealing of this node's audit chain (the

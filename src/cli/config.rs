@@ -175,6 +175,12 @@ pub fn effective(config: &Config) -> Table {
             t.insert("web".into(), Value::Table(web));
         }
     }
+    let mut review = Table::new();
+    if let Some(every) = config.review.every {
+        review.insert("every".into(), duration(every));
+    }
+    review.insert("enforce".into(), Value::Boolean(config.review.enforce));
+    t.insert("review".into(), Value::Table(review));
     t
 }
 
@@ -210,7 +216,8 @@ mod tests {
                     [ssh]\nkex = [\"curve25519-sha256\"]\n\
                     [auth]\nmfa = \"optional\"\nmfa_cache = \"0s\"\n\
                     [web.oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"gh\"\n\
-                    client_secret_file = \"oidc.secret\"\nmfa_acr = [\"phr\"]\n";
+                    client_secret_file = \"oidc.secret\"\nmfa_acr = [\"phr\"]\n\
+                    [review]\nevery = \"90d\"\nenforce = true\n";
         let config = Config::from_str_at(text, &path).unwrap();
         let shown = toml::to_string(&effective(&config)).unwrap();
         let again = Config::from_str_at(&shown, &path).unwrap();
@@ -232,6 +239,9 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("mfa_acr = [\"phr\"]"), "{shown}");
+        assert!(shown.contains("[review]"), "{shown}");
+        assert!(shown.contains("enforce = true"), "{shown}");
+        assert_eq!(again.review.every, config.review.every);
         // Defaults appear too.
         assert!(shown.contains("max_startups = 100"), "{shown}");
         assert!(shown.contains("working_hours = \"08-18\""), "{shown}");

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 
+mod access;
 mod audit;
 mod ca;
 mod config;
@@ -66,6 +67,9 @@ pub enum Command {
     Report(ReportCmd),
     /// Lift a lockout.
     Unlock { user: String },
+    /// Periodic access reviews: list, certify, suspend standing access.
+    #[command(subcommand)]
+    Access(AccessCmd),
     /// Staff second factors (TOTP): list, reset, forget, allow-enroll.
     #[command(subcommand)]
     Mfa(MfaCmd),
@@ -88,6 +92,34 @@ pub enum Command {
         bastion: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCmd {
+    /// Each standing entitlement: user, server, account, source, last
+    /// certified, by whom, when due, state (ok, due, overdue, suspended).
+    Review {
+        /// Only this staff member's.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Certify USER's standing access (on SERVER only, when given); lifts
+    /// a suspension. Nobody certifies their own access.
+    Certify {
+        user: String,
+        server: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Suspend USER's standing access to SERVER until certified again.
+    Suspend {
+        user: String,
+        server: String,
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -461,6 +493,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Report(cmd) => report::run(config, cmd).await,
         Command::Unlock { user } => unlock::run(config, &user).await,
+        Command::Access(cmd) => access::run(config, cmd).await,
         Command::Mfa(cmd) => mfa::run(config, cmd).await,
         Command::Config(ConfigCmd::Show { json }) => config::show(&config, json),
         Command::Ca(CaCmd::Show { json }) => ca::show(&config, json).await,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     AuditConfig, AuthConfig, Config, Limits, MetricsConfig, MfaMode, RecordingConfig, ReportConfig,
-    VaultConfig, WebConfig,
+    ReviewConfig, VaultConfig, WebConfig,
 };
 
 /// `[web.oidc] username_claim`.
@@ -87,6 +87,10 @@ pub(super) fn unreachable_defaults() -> Config {
             mfa: MfaMode::Off,
             mfa_cache: Duration::from_secs(8 * 3600),
             mfa_self_enroll: true,
+        },
+        review: ReviewConfig {
+            every: None,
+            enforce: false,
         },
     }
 }

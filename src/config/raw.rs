@@ -27,6 +27,15 @@ pub(super) struct RawConfig {
     pub(super) audit: RawAudit,
     #[serde(default)]
     pub(super) auth: RawAuth,
+    #[serde(default)]
+    pub(super) review: RawReview,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReview {
+    pub(super) every: Option<String>,
+    pub(super) enforce: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,12 +7,12 @@ use std::time::Duration;
 use super::defaults::unreachable_defaults;
 use super::raw::{
     RawAudit, RawAuth, RawConfig, RawLimits, RawMetrics, RawOidc, RawRecording, RawReport,
-    RawServer, RawVault, RawWeb,
+    RawReview, RawServer, RawVault, RawWeb,
 };
 use super::{
     AuditConfig, AuthConfig, Config, ConfigError, Limits, MetricsConfig, MfaMode, OidcConfig,
-    RecordingConfig, ReportConfig, VaultConfig, WebConfig, default_node, parse_duration,
-    resolve_sqlite_url, with_node,
+    RecordingConfig, ReportConfig, ReviewConfig, VaultConfig, WebConfig, default_node,
+    parse_duration, resolve_sqlite_url, with_node,
 };
 
 /// What every section needs: where the file is (for errors) and its folder
@@ -103,6 +103,7 @@ pub(super) fn resolve(
     let metrics = metrics(&cx, raw.metrics, &d.metrics)?;
     let audit = audit(&cx, raw.audit, &d.audit, &node)?;
     let auth = auth(&cx, raw.auth, &d.auth)?;
+    let review = review(&cx, raw.review)?;
     let cert_authorities = cert_authorities(&cx, raw.ca.cert_authorities)?;
     let ssh = crate::algorithms::SshAlgorithms::resolve(raw.ssh)
         .map_err(|e| cx.invalid(e.key, e.message))?;
@@ -134,6 +135,7 @@ pub(super) fn resolve(
         cert_authorities,
         audit,
         auth,
+        review,
     })
 }
 
@@ -575,6 +577,29 @@ fn auth(cx: &Ctx<'_>, raw: RawAuth, d: &AuthConfig) -> Result<AuthConfig, Config
         ));
     }
     Ok(auth)
+}
+
+/// `[review]`: `every` absent means no reviews; when set it must be at
+/// least a second (tests use "1s") and at most ten years, so that every
+/// due date is a storable timestamp.
+fn review(cx: &Ctx<'_>, raw: RawReview) -> Result<ReviewConfig, ConfigError> {
+    let every = match raw.every {
+        Some(s) => {
+            let d = parse_duration(&s).map_err(|m| cx.invalid("review.every", m))?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(3650 * 86400) {
+                return Err(cx.invalid(
+                    "review.every",
+                    format!("{s:?}: must be between 1s and 3650d"),
+                ));
+            }
+            Some(d)
+        }
+        None => None,
+    };
+    Ok(ReviewConfig {
+        every,
+        enforce: raw.enforce.unwrap_or(false),
+    })
 }
 
 /// `[ca].cert_authorities`: OpenSSH public key lines.

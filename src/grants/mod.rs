@@ -1,9 +1,12 @@
 //! Grants: recent, time-boxed authorization that a second person approved
 //! (contract section 6). Owns the four-eyes rules (who may approve, deny or
-//! revoke) and, in [`flow`], the grant workflow over the store.
+//! revoke) and, in [`flow`], the grant workflow over the store; in
+//! [`review`], the access review workflow (contract section 14), the same
+//! four-eyes rule for standing access.
 //! May import: grant_types, audit, policy, store (a workflow above them).
 
 pub(crate) mod flow;
+pub mod review;
 
 use time::OffsetDateTime;
 

@@ -15,7 +15,9 @@
 //! 7. the source is in the server's `allow_from`;
 //! 8. a grant is needed (mode on-request, `require_grant`, or eligibility
 //!    through a grant alone): an active one must cover account and source;
-//! 9. the action is checked against the mode (the contract's table).
+//! 9. the action is checked against the mode (the contract's table);
+//! 10. ([`decide_reviewed`]) the access review: a suspended entitlement,
+//!     or under `[review] enforce` an overdue one, is refused (`review`).
 //!
 //! A refusal is a [`Denial`] value with a stable code, never an `Err` fault.
 //! What a user may reach, for listings and reports, is in `reach`.
@@ -36,8 +38,10 @@ use super::{
 use crate::grant_types::Grant;
 
 mod reach;
+mod review;
 
 pub use reach::{Reach, ReachGrant, reachable};
+pub use review::{OVERDUE, ReviewInput, SUSPENDED};
 
 /// The one reason an unknown server and a forbidden one share.
 const ACCESS_DENIED: &str = "no such server, or you may not reach it";
@@ -196,14 +200,28 @@ pub fn grant_rule(g: &Grant) -> String {
     }
 }
 
-/// The decision for one request.
+/// The decision for one request, without access reviews (steps 1 to 9).
 pub fn decide(
     policy: &Policy,
     req: &Request<'_>,
     grants: &[Grant],
     now: OffsetDateTime,
 ) -> Decision {
-    match decide_inner(policy, req, grants, now) {
+    decide_reviewed(policy, req, grants, &ReviewInput::OFF, now)
+}
+
+/// The decision for one request, the access review included (step 10):
+/// what the server asks at a login.
+pub fn decide_reviewed(
+    policy: &Policy,
+    req: &Request<'_>,
+    grants: &[Grant],
+    review: &ReviewInput<'_>,
+    now: OffsetDateTime,
+) -> Decision {
+    let decided = decide_inner(policy, req, grants, now)
+        .and_then(|a| review::check(req.user, &a, grants, review, now).map(|()| a));
+    match decided {
         Ok(a) => Decision::Allow(a),
         Err(d) => Decision::Deny(d),
     }

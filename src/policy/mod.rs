@@ -20,14 +20,15 @@ use crate::grant_types::Grant;
 
 mod check;
 mod decide;
+pub mod entitlements;
 pub(crate) mod explain;
 mod live;
 mod raw;
 
 pub use check::{parse_address, parse_cidr};
 pub use decide::{
-    Reach, ReachGrant, authenticate, authenticate_certified, check_command, check_open_session,
-    decide, reachable, should_record,
+    OVERDUE, Reach, ReachGrant, ReviewInput, SUSPENDED, authenticate, authenticate_certified,
+    check_command, check_open_session, decide, decide_reviewed, reachable, should_record,
 };
 pub use live::Live;
 
@@ -327,6 +328,12 @@ pub enum DenyCode {
     X11Forwarding,
     #[serde(rename = "KO_COMMAND_BLOCKED")]
     CommandBlocked,
+    /// An access review suspended this entitlement (contract section 14).
+    #[serde(rename = "KO_REVIEW_SUSPENDED")]
+    ReviewSuspended,
+    /// `[review] enforce` and the entitlement's review is overdue.
+    #[serde(rename = "KO_REVIEW_OVERDUE")]
+    ReviewOverdue,
 }
 
 impl DenyCode {
@@ -346,6 +353,8 @@ impl DenyCode {
             DenyCode::AgentForwarding => "KO_AGENT_FORWARDING",
             DenyCode::X11Forwarding => "KO_X11_FORWARDING",
             DenyCode::CommandBlocked => "KO_COMMAND_BLOCKED",
+            DenyCode::ReviewSuspended => "KO_REVIEW_SUSPENDED",
+            DenyCode::ReviewOverdue => "KO_REVIEW_OVERDUE",
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct ReportInput {
     pub servers: Vec<ServerFact>,
     /// Who may reach what, at the judging time.
     pub entitlements: Vec<EntitlementFact>,
+    /// Each standing (user, server, account) with its access review state
+    /// at the judging time (contract section 14; `policy::entitlements`).
+    pub access_reviews: Vec<crate::policy::entitlements::Reviewed>,
     /// Vault credentials with their compliance; `None` when the vault
     /// could not be read (see `vault_note`) or holds nothing.
     pub credentials: Option<Vec<CredentialFact>>,

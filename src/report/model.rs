@@ -133,6 +133,12 @@ pub struct Summary {
     pub policy_rejections: u64,
     pub privileged_credentials: u64,
     pub privileged_noncompliant: u64,
+    /// Standing entitlements whose access review is overdue, and those
+    /// suspended by a review (contract section 14).
+    #[serde(default)]
+    pub reviews_overdue: u64,
+    #[serde(default)]
+    pub reviews_suspended: u64,
     /// Users without a login for 90 days (or none on record).
     pub users_dormant: Vec<String>,
     /// Users whose account expires within 14 days.
@@ -227,7 +233,9 @@ pub struct Suspicious {
     /// `failed_login_burst`, `lockout`, `blocked_command`,
     /// `hostkey_mismatch`, `out_of_hours_session`, `first_seen_source`,
     /// `global_server_session`, `mfa_failure_burst` (wrong second-factor
-    /// codes) or `mfa_not_enrolled` (a factor required and none enrolled).
+    /// codes), `mfa_not_enrolled` (a factor required and none enrolled) or
+    /// `review_overdue` (an entitlement whose access review is overdue at
+    /// the judging time).
     pub kind: String,
     pub when: String,
     pub user: Option<String>,
@@ -271,6 +279,33 @@ pub struct Access {
     pub until: Option<String>,
     pub approved_by: Option<String>,
     pub flagged: bool,
+    /// Access review (contract section 14), for standing access (policy
+    /// or a permanent grant; `null` for temporary grants and
+    /// grant-required rows): the least recent certification among its
+    /// accounts, by whom, and when the next is due (`null` without
+    /// `[review] every`, or when never certified).
+    #[serde(default)]
+    pub certified_at: Option<String>,
+    #[serde(default)]
+    pub certified_by: Option<String>,
+    #[serde(default)]
+    pub due: Option<String>,
+    /// `ok`, `due`, `overdue` or `suspended`: the worst of its accounts.
+    #[serde(default)]
+    pub review: Option<String>,
+    /// The same per account.
+    #[serde(default)]
+    pub reviews: Vec<AccountReview>,
+}
+
+/// One account's access review state within an [`Access`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountReview {
+    pub account: String,
+    pub certified_at: Option<String>,
+    pub certified_by: Option<String>,
+    pub due: Option<String>,
+    pub state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -136,6 +136,23 @@ fn ports(p: &[u16], any: bool) -> String {
     p.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// An entitlement's access review for a person: `overdue: never
+/// certified`, `ok: certified T by X, due T`; empty when not reviewed.
+fn review_cell(a: &Access) -> String {
+    let Some(state) = &a.review else {
+        return String::new();
+    };
+    let mut parts = vec![state.clone()];
+    match (&a.certified_at, &a.certified_by) {
+        (Some(at), by) => parts.push(format!("certified {at} by {}", opt(by))),
+        (None, _) => parts.push("never certified".into()),
+    }
+    if let Some(due) = &a.due {
+        parts.push(format!("due {due}"));
+    }
+    parts.join(", ")
+}
+
 /// The figures shown at the top of HTML and Markdown.
 fn key_figures(s: &Summary) -> Vec<(&'static str, String)> {
     vec![
@@ -161,6 +178,7 @@ fn key_figures(s: &Summary) -> Vec<(&'static str, String)> {
         ("Host key mismatches", s.hostkey_mismatches.to_string()),
         ("First-seen sources", s.first_seen_sources.to_string()),
         ("Suspicious", s.suspicious.to_string()),
+        ("Access reviews overdue", s.reviews_overdue.to_string()),
         (
             "To review",
             format!(

@@ -120,6 +120,15 @@ pub trait ReportSource: Sync {
     /// The key that signs the chain heads, when the caller holds it
     /// already (`serve`, which may no longer read the key file after
     /// dropping privileges); otherwise the configured key file is read.
+    /// The access reviews' marks (latest certification and suspension of
+    /// each entitlement); none by default.
+    fn review_marks(
+        &self,
+    ) -> impl Future<Output = Result<Vec<crate::policy::entitlements::ReviewMark>, ReportError>> + Send
+    {
+        async { Ok(Vec::new()) }
+    }
+
     fn head_signer(&self) -> Option<std::sync::Arc<crate::recording::Signer>> {
         None
     }
@@ -243,6 +252,11 @@ pub async fn gather<S: ReportSource>(
         .enrolled_factors()
         .await?
         .map(|enrolled| second_factors(config, policy, &entitlements, &enrolled));
+    // Directory users join here once the directory exists (contract 12).
+    let standing = crate::policy::entitlements::entitlements(policy, &[], &grants, as_of);
+    let marks = source.review_marks().await?;
+    let access_reviews =
+        crate::policy::entitlements::review_all(&standing, &marks, config.review.every, as_of);
     Ok(ReportInput {
         generated_at: Some(now),
         events: Vec::new(),
@@ -252,6 +266,7 @@ pub async fn gather<S: ReportSource>(
         users,
         servers,
         entitlements,
+        access_reviews,
         credentials,
         vault_note,
         privileged_globs: config.recording.privileged_accounts.clone(),
@@ -485,6 +500,12 @@ impl ReportSource for LiveSource {
 
     async fn grants(&self) -> Result<Vec<Grant>, ReportError> {
         Ok(self.store.grants_list(None).await?)
+    }
+
+    async fn review_marks(
+        &self,
+    ) -> Result<Vec<crate::policy::entitlements::ReviewMark>, ReportError> {
+        Ok(self.store.review_marks(None).await?)
     }
 
     async fn logins(

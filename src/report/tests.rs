@@ -452,6 +452,7 @@ fn day_input() -> ReportInput {
                 reasons: vec!["rotation was due on 2025-06-30".into()],
             },
         ]),
+        access_reviews: Vec::new(),
         vault_note: None,
         privileged_globs: vec!["root".into(), "oracle".into(), "postgres".into()],
         hours: WorkHours::default(),
@@ -1726,4 +1727,110 @@ fn second_factors_missing_where_required_and_wrong_code_bursts_are_suspicious() 
     assert_eq!(json["second_factors"][0]["user"], "alice");
     assert_eq!(json["second_factors"][0]["required"], true);
     assert_eq!(json["second_factors"][0]["enrolled"], false);
+}
+
+/// Access reviews (contract section 14): each standing entitlement carries
+/// `certified_at`, `certified_by` and `due`; overdue ones are suspicious.
+#[test]
+fn access_reviews_in_entitlements_and_suspicious() {
+    use crate::policy::entitlements::{ReviewState as S, Reviewed, Source};
+    let reviewed = |account: &str, at: Option<OffsetDateTime>, state: S| Reviewed {
+        user: "alice".into(),
+        server: "prod-db".into(),
+        account: account.into(),
+        source: Source::Policy,
+        grant: None,
+        certified_at: at,
+        certified_by: at.map(|_| "carol".to_string()),
+        note: None,
+        due: at.map(|t| t + time::Duration::days(90)),
+        state,
+        suspended_by: None,
+        reason: None,
+    };
+    let input = ReportInput {
+        generated_at: Some(datetime!(2026-03-11 00:05 UTC)),
+        users: vec![UserFact {
+            name: "alice".into(),
+            expires: None,
+        }],
+        entitlements: vec![
+            EntitlementFact {
+                user: "alice".into(),
+                server: "prod-db".into(),
+                mode: "ssh-forwarding".into(),
+                accounts: vec!["oracle".into(), "root".into()],
+                ports: vec![],
+                any_port: false,
+                through: Through::Policy {
+                    rule: "group:support".into(),
+                },
+            },
+            EntitlementFact {
+                user: "alice".into(),
+                server: "web".into(),
+                mode: "on-request".into(),
+                accounts: vec!["www".into()],
+                ports: vec![],
+                any_port: false,
+                through: Through::Grant {
+                    id: 3,
+                    until: Some(datetime!(2026-03-11 04:05 UTC)),
+                    approved_by: Some("carol".into()),
+                },
+            },
+        ],
+        access_reviews: vec![
+            reviewed("oracle", Some(datetime!(2026-02-01 10:00 UTC)), S::Ok),
+            reviewed("root", None, S::Overdue),
+        ],
+        ..ReportInput::default()
+    };
+    let report = build(&input, DAY);
+    let j: Value = serde_json::to_value(&report).unwrap();
+    let alice = by(&j["entitlements"], "user", "alice");
+    let db = by(&alice["access"], "server", "prod-db");
+    // The row's fields come from its least recently certified account.
+    assert_eq!(db["review"], "overdue");
+    assert_eq!(db["certified_at"], Value::Null);
+    assert_eq!(db["due"], Value::Null);
+    let oracle = by(&db["reviews"], "account", "oracle");
+    assert_eq!(oracle["certified_at"], "2026-02-01T10:00:00Z");
+    assert_eq!(oracle["certified_by"], "carol");
+    assert_eq!(oracle["due"], "2026-05-02T10:00:00Z");
+    assert_eq!(oracle["state"], "ok");
+    // A temporary grant is not reviewed, but has the keys.
+    let web = by(&alice["access"], "server", "web");
+    for k in ["certified_at", "certified_by", "due"] {
+        assert!(web.get(k).is_some_and(Value::is_null), "{k}: {web}");
+    }
+    let sus: Vec<&Value> = j["suspicious"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "review_overdue")
+        .collect();
+    assert_eq!(sus.len(), 1, "{sus:?}");
+    assert_eq!(sus[0]["user"], "alice");
+    assert_eq!(sus[0]["server"], "prod-db");
+    assert!(
+        sus[0]["detail"].as_str().unwrap().contains("root"),
+        "{}",
+        sus[0]["detail"]
+    );
+    assert_eq!(j["summary"]["reviews_overdue"], 1);
+
+    // Certified since: nothing overdue, the row shows the older one.
+    let mut input = input;
+    input.access_reviews[1] = reviewed("root", Some(datetime!(2026-01-15 10:00 UTC)), S::Ok);
+    let j: Value = serde_json::to_value(build(&input, DAY)).unwrap();
+    let db = by(
+        &by(&j["entitlements"], "user", "alice")["access"],
+        "server",
+        "prod-db",
+    );
+    assert_eq!(db["certified_at"], "2026-01-15T10:00:00Z");
+    assert_eq!(db["due"], "2026-04-15T10:00:00Z");
+    assert_eq!(db["review"], "ok");
+    assert_eq!(j["summary"]["reviews_overdue"], 0);
 }

@@ -164,6 +164,25 @@ pub async fn decide_target(
             };
         }
     };
+    // Access reviews (contract section 14): read with the grants, fail
+    // closed like them.
+    let marks = match shared.store.review_marks(Some(staff)).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!("access review lookup failed, refusing: {e}");
+            return Target::Denied {
+                server: Some(server_name),
+                account: parsed.account,
+                reason: "the bastion cannot reach its database".into(),
+                audit_on_use: false,
+            };
+        }
+    };
+    let review = policy::ReviewInput {
+        every: shared.config.review.every,
+        enforce: shared.config.review.enforce,
+        marks: &marks,
+    };
     let req = Request {
         user: staff,
         server: &server_name,
@@ -171,7 +190,7 @@ pub async fn decide_target(
         source,
         action: Action::Session,
     };
-    match policy::decide(policy, &req, &grants, Shared::now()) {
+    match policy::decide_reviewed(policy, &req, &grants, &review, Shared::now()) {
         Decision::Allow(allowed) => {
             let server = policy.server(&allowed.server).cloned();
             match server {

@@ -13,8 +13,8 @@
 //! [`audit`](self::audit) (the chain), `sessions`, `lockout` (failures,
 //! lockouts, first-seen sources), `grants` and `mfa` (second factors).
 //!
-//! May import: audit values, grant types, seal maths, metrics (counters);
-//! never a workflow above it.
+//! May import: audit values, grant types, seal maths, metrics (counters),
+//! policy's review marks (`reviews`); never a workflow above it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,7 @@ mod grants;
 mod lockout;
 mod mfa;
 mod nodes;
+mod reviews;
 mod seal;
 mod sessions;
 mod spool;
@@ -38,6 +39,7 @@ mod web;
 pub use audit::{ChainCheck, Pin, RecordingStarted};
 pub use mfa::{MfaFactorRow, MfaListRow};
 pub use nodes::{NodeStatus, lost_session_end};
+pub use reviews::ReviewKey;
 pub use seal::SealRow;
 pub use web::{LinkRedemption, SessionFilter, SessionPage, WebSessionRow};
 

@@ -8,6 +8,7 @@
 //! router and the security headers on every response), [`pages`] (the HTML
 //! pages), [`actions`] (the POSTs: review, kill, approve, deny, sign-out),
 //! [`live`] (cast bytes and server-sent events of a growing cast),
+//! [`review`] (the access review page and its POSTs),
 //! [`views`] (maud templates; every interpolated string is escaped) and
 //! [`assets`] (the stylesheet, script and asciinema player, served from the
 //! binary).
@@ -31,6 +32,7 @@ pub mod live;
 pub mod oidc;
 pub mod pages;
 pub mod refusals;
+pub mod review;
 pub mod server;
 pub mod tls;
 pub mod views;

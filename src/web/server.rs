@@ -15,7 +15,7 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use super::{WebState, actions, assets, auth, live, oidc, pages};
+use super::{WebState, actions, assets, auth, live, oidc, pages, review};
 
 pub const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
     style-src 'self'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
@@ -45,6 +45,9 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/grants/{id}/approve", post(actions::approve))
         .route("/grants/{id}/deny", post(actions::deny))
         .route("/reports", get(pages::reports))
+        .route("/review", get(review::page))
+        .route("/review/certify", post(review::certify))
+        .route("/review/suspend", post(review::suspend))
         .route("/reports/{name}", get(pages::report_file))
         .route("/assets/{name}", get(assets::get))
         .fallback(|| async { super::WebError::NotFound })

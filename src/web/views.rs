@@ -67,6 +67,7 @@ pub fn layout(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
                             a href="/sessions" { "Sessions" }
                             a href="/grants" { "Grants" }
                             @if v.sees_all() { a href="/reports" { "Reports" } }
+                            @if v.sees_all() { a href="/review" { "Access review" } }
                         }
                         span.who {
                             (v.user)

@@ -1,7 +1,8 @@
 //! The joining half of the report: [`DayBuilder::finish`] joins what the
 //! streaming pass kept with the sessions, recordings, grants, policy and
 //! vault facts, one function per section of the report.
-//! May import: the report's model, input and detectors; grant types.
+//! May import: the report's model, input and detectors; grant types;
+//! policy's entitlement reviews (values).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -9,6 +10,7 @@ use time::{Date, Duration, OffsetDateTime, UtcOffset};
 
 use super::{DORMANT_DAYS, DayBuilder, EXPIRY_WARN_DAYS, LIST_CAP, day, ts};
 use crate::grant_types::{Grant, GrantState};
+use crate::policy::entitlements::{ReviewState as EntState, Reviewed, Source as EntSource};
 use crate::report::detect;
 use crate::report::input::{
     CredentialFact, EntitlementFact, RecordingFact, ReportInput, ReviewState, Through,
@@ -76,6 +78,7 @@ impl DayBuilder {
         summary.first_seen_sources = first_seen.len() as u64;
         let mfa_bursts = self.mfa_bursts();
         let (second_factors, not_enrolled) = second_factors(input, self.end);
+        let overdue = review_overdue(input, as_of, &mut summary);
         let suspicious = self.suspicious(
             [
                 ("failed_login_burst", bursts),
@@ -84,6 +87,7 @@ impl DayBuilder {
                 ("global_server_session", sessions.global),
                 ("mfa_failure_burst", mfa_bursts),
                 ("mfa_not_enrolled", not_enrolled),
+                ("review_overdue", overdue),
             ],
             &mut summary,
             &mut omitted,
@@ -429,7 +433,7 @@ impl DayBuilder {
     /// here (each cut to [`LIST_CAP`]) and those the events kept.
     fn suspicious(
         &mut self,
-        found: [(&str, Vec<Suspicious>); 6],
+        found: [(&str, Vec<Suspicious>); 7],
         summary: &mut Summary,
         omitted: &mut Omitted,
     ) -> Vec<Suspicious> {
@@ -528,7 +532,7 @@ impl DayBuilder {
                 .entitlements
                 .iter()
                 .filter(|e| e.user == name)
-                .map(access)
+                .map(|e| access(e, &input.access_reviews))
                 .collect();
             access.sort_by(|a, b| {
                 (&a.server, &a.through, a.grant).cmp(&(&b.server, &b.through, b.grant))
@@ -712,8 +716,89 @@ fn note_privileged(
     u.last = ts(d.start);
 }
 
+/// Overdue access reviews (contract section 14), one suspicious entry per
+/// (user, server, account): when it fell due, or the judging time when it
+/// was never certified.
+fn review_overdue(
+    input: &ReportInput,
+    as_of: OffsetDateTime,
+    summary: &mut Summary,
+) -> Vec<Suspicious> {
+    summary.reviews_suspended = input
+        .access_reviews
+        .iter()
+        .filter(|r| r.state == EntState::Suspended)
+        .count() as u64;
+    let overdue: Vec<Suspicious> = input
+        .access_reviews
+        .iter()
+        .filter(|r| r.state == EntState::Overdue)
+        .map(|r| {
+            let last = match (&r.certified_at, &r.certified_by) {
+                (Some(at), by) => format!(
+                    "last certified {} by {}",
+                    ts(*at),
+                    by.as_deref().unwrap_or("?")
+                ),
+                (None, _) => "never certified".to_owned(),
+            };
+            Suspicious {
+                kind: "review_overdue".into(),
+                when: ts(r.due.unwrap_or(as_of).min(as_of)),
+                user: Some(r.user.clone()),
+                server: Some(r.server.clone()),
+                source: None,
+                session: None,
+                detail: format!(
+                    "access review overdue: {} as {} ({}; {last})",
+                    r.server,
+                    r.account,
+                    r.source.as_str()
+                ),
+                count: None,
+                until: None,
+            }
+        })
+        .collect();
+    summary.reviews_overdue = overdue.len() as u64;
+    overdue
+}
+
+/// The access review of an [`Access`] row: its accounts' reviews, the
+/// worst state first (then the earliest due) deciding the row's fields.
+fn review_of(e: &EntitlementFact, reviews: &[Reviewed]) -> (Option<Reviewed>, Vec<AccountReview>) {
+    let mine: Vec<&Reviewed> = reviews
+        .iter()
+        .filter(|r| r.user == e.user && r.server == e.server && e.accounts.contains(&r.account))
+        .filter(|r| match &e.through {
+            Through::Policy { .. } => r.source != EntSource::Grant,
+            Through::Grant {
+                id, until: None, ..
+            } => r.grant == Some(*id),
+            _ => false,
+        })
+        .collect();
+    // Never certified (no due date) before the earliest due date.
+    let worst = mine
+        .iter()
+        .max_by_key(|r| (r.state, std::cmp::Reverse(r.due)))
+        .map(|r| (*r).clone());
+    let per = mine
+        .iter()
+        .map(|r| AccountReview {
+            account: r.account.clone(),
+            certified_at: r.certified_at.map(ts),
+            certified_by: r.certified_by.clone(),
+            due: r.due.map(ts),
+            state: r.state.as_str().to_owned(),
+        })
+        .collect();
+    (worst, per)
+}
+
 /// One entitlement as the report shows it.
-fn access(e: &EntitlementFact) -> Access {
+fn access(e: &EntitlementFact, reviews: &[Reviewed]) -> Access {
+    let (worst, per) = review_of(e, reviews);
     let (through, rule, grant, until, approved_by) = match &e.through {
         Through::Policy { rule } => ("policy", Some(rule.clone()), None, None, None),
         Through::Grant {
@@ -735,6 +820,11 @@ fn access(e: &EntitlementFact) -> Access {
         until,
         approved_by,
         flagged: e.mode == "global",
+        certified_at: worst.as_ref().and_then(|r| r.certified_at.map(ts)),
+        certified_by: worst.as_ref().and_then(|r| r.certified_by.clone()),
+        due: worst.as_ref().and_then(|r| r.due.map(ts)),
+        review: worst.as_ref().map(|r| r.state.as_str().to_owned()),
+        reviews: per,
     }
 }
 

@@ -6,7 +6,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    Links, bytes, chain_note, dur, hours_line, key_figures, opt, policy_detail, ports, seal_cell,
+    Links, bytes, chain_note, dur, hours_line, key_figures, opt, policy_detail, ports, review_cell,
+    seal_cell,
 };
 use crate::report::escape;
 use crate::report::model::*;
@@ -468,6 +469,7 @@ fn entitlements(h: &mut Html, report: &Report) {
             "Accounts",
             "Ports",
             "Through",
+            "Review",
         ]);
         for u in &report.entitlements {
             let mut status = Vec::new();
@@ -495,6 +497,7 @@ fn entitlements(h: &mut Html, report: &Report) {
                         t(""),
                         t(""),
                         t(""),
+                        t(""),
                     ],
                 );
             }
@@ -514,8 +517,9 @@ fn entitlements(h: &mut Html, report: &Report) {
                     }
                     _ => format!("policy ({})", opt(&a.rule)),
                 };
+                let overdue = matches!(a.review.as_deref(), Some("overdue" | "suspended"));
                 h.row(
-                    class.or(a.flagged.then_some("flag")),
+                    class.or((a.flagged || overdue).then_some("flag")),
                     &[
                         t(&u.user),
                         t(&status.join("; ")),
@@ -525,6 +529,7 @@ fn entitlements(h: &mut Html, report: &Report) {
                         t(&a.accounts.join(", ")),
                         t(&ports(&a.ports, a.any_port)),
                         t(&through),
+                        t(&review_cell(a)),
                     ],
                 );
             }

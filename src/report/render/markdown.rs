@@ -3,7 +3,8 @@
 //! May import: the report's model and escaping, its parent `render`.
 
 use super::{
-    Links, bytes, chain_note, dur, hours_line, key_figures, opt, policy_detail, ports, seal_cell,
+    Links, bytes, chain_note, dur, hours_line, key_figures, opt, policy_detail, ports, review_cell,
+    seal_cell,
 };
 use crate::report::escape;
 use crate::report::model::*;
@@ -308,6 +309,7 @@ fn entitlements(m: &mut Md, report: &Report) {
                 String::new(),
                 String::new(),
                 String::new(),
+                String::new(),
             ]);
         }
         for a in &u.access {
@@ -329,6 +331,7 @@ fn entitlements(m: &mut Md, report: &Report) {
                 a.accounts.join(", "),
                 ports(&a.ports, a.any_port),
                 through,
+                review_cell(a),
             ]);
         }
     }
@@ -342,6 +345,7 @@ fn entitlements(m: &mut Md, report: &Report) {
             "Accounts",
             "Ports",
             "Through",
+            "Review",
         ],
         rows,
     );

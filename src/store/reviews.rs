@@ -1,0 +1,152 @@
+//! Access reviews (contract section 14): certifications and suspensions of
+//! (user, server, account) entitlements, shared by every node. Both tables
+//! only grow; an entitlement's state is its latest certification and its
+//! latest suspension ([`ReviewMark`]), which `policy::entitlements` and
+//! the login decision read. Writing the `access.*` events is the caller's
+//! (`cli::access`, the console), after the rows.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+
+use super::{Ctx, Store, StoreError, get, get_ts, ts_text};
+use crate::policy::entitlements::ReviewMark;
+
+/// One entitlement named by a certification or suspension.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReviewKey {
+    pub user: String,
+    pub server: String,
+    pub account: String,
+}
+
+impl Store {
+    /// Certifies each of `keys` at `at` by `by`, in one transaction: all
+    /// or none. A certification lifts an earlier suspension.
+    pub async fn review_certify(
+        &self,
+        keys: &[ReviewKey],
+        by: &str,
+        note: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let at = ts_text(at)?;
+        let mut tx = self.begin_write().await?;
+        for k in keys {
+            sqlx::query(
+                "INSERT INTO access_certifications \
+                 (username, server, account, certified_at, certified_by, note) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&k.user)
+            .bind(&k.server)
+            .bind(&k.account)
+            .bind(&at)
+            .bind(by)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+            .ctx("certify entitlement")?;
+        }
+        tx.commit().await.ctx("commit certification")?;
+        Ok(())
+    }
+
+    /// Suspends each of `keys` at `at` by `by`, in one transaction.
+    pub async fn review_suspend(
+        &self,
+        keys: &[ReviewKey],
+        by: &str,
+        reason: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let at = ts_text(at)?;
+        let mut tx = self.begin_write().await?;
+        for k in keys {
+            sqlx::query(
+                "INSERT INTO access_suspensions \
+                 (username, server, account, suspended_at, suspended_by, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&k.user)
+            .bind(&k.server)
+            .bind(&k.account)
+            .bind(&at)
+            .bind(by)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .ctx("suspend entitlement")?;
+        }
+        tx.commit().await.ctx("commit suspension")?;
+        Ok(())
+    }
+
+    /// The latest certification and suspension of every entitlement ever
+    /// reviewed (of `user` only, when given), sorted by user, server,
+    /// account. Rows of entitlements that no longer exist are returned
+    /// too; callers match them against the current entitlements.
+    pub async fn review_marks(&self, user: Option<&str>) -> Result<Vec<ReviewMark>, StoreError> {
+        let filter = if user.is_some() {
+            " WHERE username = $1"
+        } else {
+            ""
+        };
+        let certs = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT username, server, account, certified_at, certified_by, note \
+             FROM access_certifications{filter} ORDER BY certified_at, id"
+        )));
+        let certs = match user {
+            Some(u) => certs.bind(u),
+            None => certs,
+        }
+        .fetch_all(self.pool())
+        .await
+        .ctx("read certifications")?;
+        let susp = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT username, server, account, suspended_at, suspended_by, reason \
+             FROM access_suspensions{filter} ORDER BY suspended_at, id"
+        )));
+        let susp = match user {
+            Some(u) => susp.bind(u),
+            None => susp,
+        }
+        .fetch_all(self.pool())
+        .await
+        .ctx("read suspensions")?;
+
+        let mut marks: BTreeMap<ReviewKey, ReviewMark> = BTreeMap::new();
+        // Rows come oldest first: each later one replaces the last.
+        for row in &certs {
+            let m = entry(&mut marks, row)?;
+            m.certified_at = Some(get_ts(row, "certified_at")?);
+            m.certified_by = Some(get(row, "certified_by")?);
+            m.note = get(row, "note")?;
+        }
+        for row in &susp {
+            let m = entry(&mut marks, row)?;
+            m.suspended_at = Some(get_ts(row, "suspended_at")?);
+            m.suspended_by = Some(get(row, "suspended_by")?);
+            m.reason = Some(get(row, "reason")?);
+        }
+        Ok(marks.into_values().collect())
+    }
+}
+
+/// The mark of the row's entitlement, created empty on first sight.
+fn entry<'m>(
+    marks: &'m mut BTreeMap<ReviewKey, ReviewMark>,
+    row: &sqlx::any::AnyRow,
+) -> Result<&'m mut ReviewMark, StoreError> {
+    let k = ReviewKey {
+        user: get(row, "username")?,
+        server: get(row, "server")?,
+        account: get(row, "account")?,
+    };
+    Ok(marks.entry(k.clone()).or_insert_with(|| ReviewMark {
+        user: k.user,
+        server: k.server,
+        account: k.account,
+        ..ReviewMark::default()
+    }))
+}
