@@ -27,6 +27,7 @@ pub mod actions;
 pub mod assets;
 pub mod auth;
 pub mod conns;
+pub mod kind;
 pub mod live;
 pub mod pages;
 pub mod refusals;

@@ -12,6 +12,7 @@ use super::auth::Viewer;
 use crate::audit::AuditRecord;
 use crate::grants::{Grant, GrantState};
 use crate::recording::{Hit, RecordingInfo};
+use super::kind::SessionKind;
 use crate::store::SessionRow;
 
 /// Pauses longer than this play as this long in the player (asciinema's
@@ -146,8 +147,33 @@ pub struct SessionQuery {
     pub review: String,
     pub grant: String,
     pub live: String,
+    /// `yes`: command-mode calls and refused logins too.
+    pub all: String,
+    /// `duration` (longest first); otherwise by start, newest first.
+    pub sort: String,
+    /// Rows skipped, when sorted by duration.
+    pub offset: String,
     pub before_ts: String,
     pub before_id: String,
+}
+
+impl SessionQuery {
+    /// This query as a `/sessions?...` link, without its page cursor.
+    fn link(&self, change: impl FnOnce(&mut SessionQuery)) -> String {
+        let mut q = self.clone();
+        q.before_ts.clear();
+        q.before_id.clear();
+        q.offset.clear();
+        change(&mut q);
+        let pairs = serde_urlencoded::to_string(&q).unwrap_or_default();
+        // Empty fields say nothing: leave them out of the link.
+        let kept: Vec<&str> = pairs.split('&').filter(|p| !p.ends_with('=')).collect();
+        if kept.is_empty() || kept == [""] {
+            "/sessions".into()
+        } else {
+            format!("/sessions?{}", kept.join("&"))
+        }
+    }
 }
 
 fn select(name: &str, current: &str, options: &[(&str, &str)]) -> Markup {
@@ -160,26 +186,93 @@ fn select(name: &str, current: &str, options: &[(&str, &str)]) -> Markup {
     }
 }
 
+/// `1h 02m`, `3m 05s`, `12s`: how long, the short way every page uses.
+pub fn short_duration(d: time::Duration) -> String {
+    let s = d.whole_seconds().max(0);
+    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
+    if h >= 48 {
+        format!("{}d {:02}h", h / 24, h % 24)
+    } else if h > 0 {
+        format!("{h}h {m:02}m")
+    } else if m > 0 {
+        format!("{m}m {sec:02}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// `1.2 MB`: bytes, short.
+pub fn short_bytes(n: i64) -> String {
+    let n = n.max(0) as f64;
+    if n < 1000.0 {
+        format!("{n} B")
+    } else if n < 1e6 {
+        format!("{:.1} kB", n / 1e3)
+    } else if n < 1e9 {
+        format!("{:.1} MB", n / 1e6)
+    } else {
+        format!("{:.1} GB", n / 1e9)
+    }
+}
+
+/// A session's duration: to its end, or to `now` while live.
+pub fn session_duration(s: &SessionRow, now: OffsetDateTime) -> time::Duration {
+    s.ended_at.unwrap_or(now) - s.started_at
+}
+
+fn kind_cell(k: &SessionKind) -> Markup {
+    html! {
+        span class={ "kind kind-" (k.word().replace(' ', "-").to_lowercase()) } { (k.word()) }
+        @if let Some(w) = k.what() {
+            " " code { (t(w)) }
+        }
+    }
+}
+
 /// One row of the list, with the review state of its first recording.
 pub struct ListedSession {
     pub row: SessionRow,
     pub review: Option<&'static str>,
+    pub kind: SessionKind,
+    /// Blocked commands in the session.
+    pub blocked: i64,
+    /// The login's factors, when its `auth.success` names them.
+    pub factors: Option<String>,
+}
+
+/// Rows with a blocked command or a refusal stand out.
+fn row_class(s: &ListedSession) -> Option<&'static str> {
+    match (&s.kind, s.blocked > 0) {
+        (SessionKind::Refused(_), _) => Some("refused"),
+        (_, true) => Some("has-blocked"),
+        _ => None,
+    }
+}
+
+/// The pick-lists of the filters: names from the policy in force.
+pub struct PickLists {
+    pub users: Vec<String>,
+    pub servers: Vec<String>,
 }
 
 pub fn sessions(
     viewer: &Viewer,
     q: &SessionQuery,
     rows: &[ListedSession],
+    picks: &PickLists,
     next: Option<String>,
     note: Option<&str>,
+    now: OffsetDateTime,
 ) -> Markup {
     let any_yes_no = [("", "any"), ("yes", "yes"), ("no", "no")];
+    let by_duration = q.sort == "duration";
+    let show_all = q.all == "yes";
     let body = html! {
         form.filters method="get" action="/sessions" {
             @if viewer.sees_all() {
-                label { "User " input name="user" value=(q.user) size="10"; }
+                label { "User " input name="user" value=(q.user) size="10" list="pick-users" autocomplete="off"; }
             }
-            label { "Server " input name="server" value=(q.server) size="10"; }
+            label { "Server " input name="server" value=(q.server) size="10" list="pick-servers" autocomplete="off"; }
             label { "Account " input name="account" value=(q.account) size="8"; }
             label { "From " input type="date" name="from" value=(q.from); }
             label { "To " input type="date" name="to" value=(q.to); }
@@ -189,22 +282,43 @@ pub fn sessions(
             }
             label { "Under a grant " (select("grant", &q.grant, &any_yes_no)) }
             label { "Live " (select("live", &q.live, &any_yes_no)) }
+            label { input type="checkbox" name="all" value="yes" id="all" checked[show_all]; " command-mode calls and refusals" }
+            @if by_duration { input type="hidden" name="sort" value="duration"; }
             button type="submit" id="apply" { "Filter" }
             a href="/sessions" { "Clear" }
+            datalist #pick-users { @for u in &picks.users { option value=(u) {} } }
+            datalist #pick-servers { @for s in &picks.servers { option value=(s) {} } }
+        }
+        p.toggles {
+            @if show_all {
+                a #toggle-all href=(q.link(|q| q.all.clear())) { "Hide command-mode calls and refusals" }
+            } @else {
+                a #toggle-all href=(q.link(|q| q.all = "yes".into())) { "Show command-mode calls and refusals" }
+            }
+            " · filters match the start of a name, in any case"
         }
         @if let Some(n) = note { p.note { (n) } }
+        div.scroll {
         table.list id="sessions" {
             thead { tr {
-                th { "Started (UTC)" } th { "User" } th { "Server" } th { "Account" }
+                th { a #sort-start href=(q.link(|q| q.sort.clear())) { "Started (UTC)" @if !by_duration { " ↓" } } }
+                th { "User" } th { "Server" } th { "Account" } th { "Kind" }
+                th { a #sort-duration href=(q.link(|q| q.sort = "duration".into())) { "Duration" @if by_duration { " ↓" } } }
+                th { "Bytes up / down" } th { "Blocked" } th { "Factors" }
                 th { "From" } th { "State" } th { "Recording" } th { "Grant" }
             } }
             tbody {
                 @for s in rows {
-                    tr {
+                    tr data-session=(s.row.id) data-kind=(s.kind.word()) class=[row_class(s)] {
                         td { a href={ "/sessions/" (s.row.id) } { (ts(s.row.started_at)) } }
                         td { (s.row.user) }
                         td { (dash(&s.row.server)) }
                         td { (dash(&s.row.account)) }
+                        td.kind { (kind_cell(&s.kind)) }
+                        td.duration { (short_duration(session_duration(&s.row, now))) }
+                        td.bytes { (short_bytes(s.row.bytes_up)) " / " (short_bytes(s.row.bytes_down)) }
+                        td.blocked { @if s.blocked > 0 { span.blocked { (s.blocked) } } @else { "0" } }
+                        td { (s.factors.as_deref().map(t).unwrap_or("-".into())) }
                         td { (s.row.source) }
                         td {
                             @if s.row.ended_at.is_none() {
@@ -221,13 +335,14 @@ pub fn sessions(
                             @else if viewer.sees_all() { (s.review.unwrap_or("recorded")) }
                             @else { "recorded" }
                         }
-                        td { @if let Some(g) = s.row.grant_id { "#" (g) } @else { "-" } }
+                        td { @if let Some(g) = s.row.grant_id { a href={ "/grants#grant-" (g) } { "#" (g) } } @else { "-" } }
                     }
                 }
-                @if rows.is_empty() { tr { td colspan="8" { "No sessions match." } } }
+                @if rows.is_empty() { tr { td colspan="13" { "No sessions match." } } }
             }
         }
-        @if let Some(n) = next { p { a.next href=(n) { "Older sessions →" } } }
+        }
+        @if let Some(n) = next { p { a.next href=(n) { "More sessions →" } } }
     };
     layout(Some(viewer), "Sessions", body)
 }
