@@ -8,7 +8,8 @@
 //! router and the security headers on every response), [`pages`] (the HTML
 //! pages), [`actions`] (the POSTs: review, kill, approve, deny, sign-out),
 //! [`live`] (cast bytes and server-sent events of a growing cast),
-//! [`views`] (maud templates; every interpolated string is escaped) and
+//! [`today`] (what needs attention now), [`kind`] (what a session was,
+//! for the list), [`views`] (maud templates; every interpolated string is escaped) and
 //! [`assets`] (the stylesheet, script and asciinema player, served from the
 //! binary).
 
@@ -33,6 +34,7 @@ pub mod pages;
 pub mod refusals;
 pub mod server;
 pub mod tls;
+pub mod today;
 pub mod views;
 
 #[derive(Debug, thiserror::Error)]

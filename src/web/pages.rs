@@ -302,7 +302,28 @@ pub async fn session_detail(
         // Reviewers' notes and flags are for auditors only.
         events.retain(|e| e.kind != "recording.reviewed");
     }
-    Ok(views::session_detail(&viewer, &s, &recs, &events))
+    let grant = match s.grant_id {
+        Some(g) => state
+            .core
+            .store
+            .grant_get(g)
+            .await?
+            .map(|g| views::SessionGrant {
+                id: g.id,
+                reason: g.reason,
+                approved_by: g.approved_by,
+                state: g.state.as_str().to_string(),
+            }),
+        None => None,
+    };
+    Ok(views::session_detail(
+        &viewer,
+        &s,
+        grant.as_ref(),
+        &recs,
+        &events,
+        OffsetDateTime::now_utc(),
+    ))
 }
 
 pub async fn live(
@@ -385,21 +406,77 @@ fn squeeze(marks: &[(f64, f64)], times: &[f64], limit: f64) -> Vec<f64> {
         .collect()
 }
 
+/// Recent sessions shown with a pending request.
+const REQUEST_CONTEXT_SESSIONS: usize = 5;
+/// Other grants shown with a pending request.
+const REQUEST_CONTEXT_GRANTS: usize = 10;
+
 pub async fn grants(
     State(state): State<Arc<WebState>>,
     viewer: Viewer,
+    Query(q): Query<views::GrantQuery>,
 ) -> Result<Markup, WebError> {
+    let known = ["", "pending", "active", "approved", "denied", "revoked", "expired"];
+    if !known.contains(&q.state.as_str()) {
+        return Err(WebError::BadRequest(format!(
+            "state={:?}: expected one of pending, active, approved, denied, revoked, expired",
+            q.state
+        )));
+    }
+    let now = OffsetDateTime::now_utc();
     let policy = state.core.policy();
-    let mut list = crate::grants::flow::visible(&state.core.store, &policy, &viewer.user)
+    let all = crate::grants::flow::visible(&state.core.store, &policy, &viewer.user)
         .await
         .map_err(flow_error)?;
+    let mut list: Vec<_> = all
+        .iter()
+        .filter(|g| {
+            let s = views::grant_state(g, now);
+            // "approved" also lists the ones in force.
+            q.state.is_empty() || s == q.state || (q.state == "approved" && s == "active")
+        })
+        .cloned()
+        .collect();
     // Pending first, then newest first.
     list.sort_by(|a, b| {
         let pa = a.state != crate::grants::GrantState::Pending;
         let pb = b.state != crate::grants::GrantState::Pending;
         pa.cmp(&pb).then(b.id.cmp(&a.id))
     });
-    Ok(views::grants(&viewer, &list, OffsetDateTime::now_utc()))
+    let mut contexts = std::collections::HashMap::new();
+    if viewer.approver || viewer.sees_all() {
+        for g in list
+            .iter()
+            .filter(|g| g.state == crate::grants::GrantState::Pending)
+        {
+            let f = SessionFilter {
+                user: Some(g.user.clone()),
+                server: Some(g.server.clone()),
+                ..Default::default()
+            };
+            let recent = state
+                .core
+                .store
+                .sessions_page(&f, REQUEST_CONTEXT_SESSIONS)
+                .await?
+                .rows;
+            let mut other_grants: Vec<_> = all
+                .iter()
+                .filter(|o| o.user == g.user && o.id != g.id)
+                .cloned()
+                .collect();
+            other_grants.sort_by(|a, b| b.id.cmp(&a.id));
+            other_grants.truncate(REQUEST_CONTEXT_GRANTS);
+            contexts.insert(
+                g.id,
+                views::RequestContext {
+                    recent,
+                    other_grants,
+                },
+            );
+        }
+    }
+    Ok(views::grants(&viewer, &q, &list, &contexts, now))
 }
 
 pub fn flow_error(e: crate::grants::flow::FlowError) -> WebError {

@@ -48,6 +48,12 @@ fn dash(v: &Option<String>) -> std::borrow::Cow<'_, str> {
 }
 
 pub fn layout(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
+    page(viewer, false, title, body)
+}
+
+/// The page around `body`. `anonymous_nav`: the navigation even without
+/// a viewer (error pages, which do not know who asks; each link checks).
+fn page(viewer: Option<&Viewer>, anonymous_nav: bool, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -55,6 +61,7 @@ pub fn layout(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " - Gatehouse" }
+                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/assets/console.css";
                 link rel="stylesheet" href="/assets/asciinema-player.css";
                 script src="/assets/asciinema-player.min.js" defer {}
@@ -65,6 +72,7 @@ pub fn layout(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
                     span.brand { "Gatehouse review console" }
                     @if let Some(v) = viewer {
                         nav {
+                            @if v.sees_all() || v.approver { a href="/today" { "Today" } }
                             a href="/sessions" { "Sessions" }
                             a href="/grants" { "Grants" }
                             @if v.sees_all() { a href="/reports" { "Reports" } }
@@ -77,6 +85,13 @@ pub fn layout(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
                         form.inline method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(v.csrf);
                             button type="submit" { "Sign out" }
+                        }
+                    } @else if anonymous_nav {
+                        nav {
+                            a href="/today" { "Today" }
+                            a href="/sessions" { "Sessions" }
+                            a href="/grants" { "Grants" }
+                            a href="/reports" { "Reports" }
                         }
                     }
                 }
@@ -91,8 +106,9 @@ pub fn layout(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
 
 /// An error (or a bare message) with a way back into the console.
 pub fn error_page(status: StatusCode, message: &str) -> Markup {
-    layout(
+    page(
         None,
+        true,
         status.canonical_reason().unwrap_or("Error"),
         html! {
             p.error { (message) }
@@ -125,11 +141,11 @@ pub fn signed_in(user: &str) -> Markup {
                 meta charset="utf-8";
                 // A same-site navigation, so the SameSite=Strict cookie
                 // set by this response is sent with it.
-                meta http-equiv="refresh" content="0;url=/sessions";
+                meta http-equiv="refresh" content="0;url=/";
                 title { "Signed in - Gatehouse" }
                 link rel="stylesheet" href="/assets/console.css";
             }
-            body { main { p { "Signed in as " (user) ". " a href="/sessions" { "Continue" } } } }
+            body { main { p { "Signed in as " (user) ". " a href="/" { "Continue" } } } }
         }
     }
 }
@@ -347,11 +363,21 @@ pub fn sessions(
     layout(Some(viewer), "Sessions", body)
 }
 
+/// The grant a session ran under, as its page shows it.
+pub struct SessionGrant {
+    pub id: i64,
+    pub reason: String,
+    pub approved_by: Option<String>,
+    pub state: String,
+}
+
 pub fn session_detail(
     viewer: &Viewer,
     s: &SessionRow,
+    grant: Option<&SessionGrant>,
     recordings: &[RecordingInfo],
     events: &[AuditRecord],
+    now: OffsetDateTime,
 ) -> Markup {
     let live = s.ended_at.is_none();
     let body = html! {
@@ -367,8 +393,15 @@ pub fn session_detail(
             dt { "Ended" } dd {
                 @if let Some(e) = s.ended_at { (ts(e)) } @else { span.live { "live" } }
             }
-            dt { "Grant" } dd { @if let Some(g) = s.grant_id { "#" (g) } @else { "-" } }
-            dt { "Bytes up / down" } dd { (s.bytes_up) " / " (s.bytes_down) }
+            dt { "Duration" } dd #duration { (short_duration(session_duration(s, now))) @if live { " so far" } }
+            dt { "Grant" } dd #grant {
+                @if let Some(g) = grant {
+                    a href={ "/grants#grant-" (g.id) } { "#" (g.id) } " · " (t(&g.reason))
+                    " · approved by " (dash(&g.approved_by)) " · " (g.state)
+                } @else if let Some(g) = s.grant_id { a href={ "/grants#grant-" (g) } { "#" (g) } }
+                @else { "-" }
+            }
+            dt { "Bytes up / down" } dd { (short_bytes(s.bytes_up)) " / " (short_bytes(s.bytes_down)) }
             dt { "Exit status" } dd { @if let Some(x) = s.exit_status { (x) } @else { "-" } }
             dt { "End reason" } dd { (dash(&s.end_reason)) }
         }
@@ -389,10 +422,116 @@ pub fn session_detail(
                 }
             }
         }
-        h2 { "Audit events" }
-        (events_table(events))
+        h2 { "Timeline" }
+        (timeline(s.started_at, events))
     };
     layout(Some(viewer), "Session", body)
+}
+
+/// Whether an event is a refusal or a block: highlighted.
+fn is_refusal(kind: &str) -> bool {
+    matches!(
+        kind,
+        "command.blocked" | "access.denied" | "forward.denied" | "channel.refused"
+    )
+}
+
+fn d<'a>(e: &'a AuditRecord, key: &str) -> Option<std::borrow::Cow<'a, str>> {
+    match e.detail.get(key)? {
+        serde_json::Value::String(s) => Some(t(s)),
+        serde_json::Value::Null => None,
+        other => Some(std::borrow::Cow::Owned(other.to_string())),
+    }
+}
+
+/// One line saying what an event was.
+pub fn summary(e: &AuditRecord) -> String {
+    let get = |k: &str| d(e, k).map(|c| c.into_owned());
+    let or = |k: &str| get(k).unwrap_or_else(|| "?".into());
+    match e.kind.as_str() {
+        "exec" => match get("kind").as_deref() {
+            Some("shell") => "shell".into(),
+            Some("subsystem") => format!("subsystem {}", or("subsystem")),
+            _ => or("command"),
+        },
+        "command.blocked" => format!("blocked: {} ({})", or("command"), or("reason")),
+        "access.denied" | "forward.denied" => format!(
+            "refused {}: {}{}",
+            or("code"),
+            get("action").map(|a| format!("{a}: ")).unwrap_or_default(),
+            or("reason")
+        ),
+        "channel.refused" => format!("channel refused: {}", or("reason")),
+        "sftp.op" => {
+            let mut line = format!("{} {}", or("op"), or("path"));
+            if let Some(to) = get("to").or_else(|| get("target")) {
+                line.push_str(&format!(" → {to}"));
+            }
+            line.push_str(&format!(" ({})", or("status")));
+            line
+        }
+        "forward.open" | "jump.open" => format!("to {}", or("destination")),
+        "forward.close" => format!("closed {}", get("destination").unwrap_or_default()),
+        "session.start" => format!("{} mode, rule {}", or("mode"), or("rule")),
+        "session.end" => format!(
+            "ended: {} (exit {})",
+            or("reason"),
+            get("exit_status").unwrap_or_else(|| "-".into())
+        ),
+        "session.killed" => format!("ended by {}: {}", or("requested_by"), or("reason")),
+        "auth.success" => match get("factors") {
+            Some(f) => format!("signed in as {} ({f})", or("login")),
+            None => format!("signed in as {}", or("login")),
+        },
+        "recording.start" => "recording".into(),
+        "recording.reviewed" => format!("reviewed by {}", e.user.as_deref().unwrap_or("?")),
+        _ => {
+            // Whatever else: its first few fields.
+            let mut parts = Vec::new();
+            if let Some(obj) = e.detail.as_object() {
+                for (k, v) in obj.iter().take(3) {
+                    let v = match v {
+                        serde_json::Value::String(s) => t(s).into_owned(),
+                        other => other.to_string(),
+                    };
+                    parts.push(format!("{k}={v}"));
+                }
+            }
+            parts.join(" ")
+        }
+    }
+}
+
+/// `+1m 05s`: how long after `start`.
+fn relative(start: OffsetDateTime, ts_text: &str) -> String {
+    match OffsetDateTime::parse(ts_text, &time::format_description::well_known::Rfc3339) {
+        Ok(at) if at >= start => format!("+{}", short_duration(at - start)),
+        Ok(at) => format!("-{}", short_duration(start - at)),
+        Err(_) => ts_text.to_string(),
+    }
+}
+
+fn timeline(start: OffsetDateTime, events: &[AuditRecord]) -> Markup {
+    html! {
+        div.scroll {
+        table.list id="events" {
+            thead { tr { th { "When" } th { "Kind" } th { "What" } } }
+            tbody {
+                @for e in events {
+                    tr class=[is_refusal(&e.kind).then_some("refusal")] data-kind=(e.kind) {
+                        td title=(e.ts) { (relative(start, &e.ts)) }
+                        td { (e.kind) }
+                        td {
+                            span.summary { (summary(e)) }
+                            details { summary { "raw" } pre { (t(&serde_json::to_string_pretty(&e.detail).unwrap_or_default())) } }
+                        }
+                    }
+                }
+                @if events.is_empty() { tr { td colspan="3" { "No events." } } }
+            }
+        }
+        }
+    }
 }
 
 fn kill_form(viewer: &Viewer, id: &str) -> Markup {
@@ -401,24 +540,6 @@ fn kill_form(viewer: &Viewer, id: &str) -> Markup {
             input type="hidden" name="csrf" value=(viewer.csrf);
             label { "Reason shown to the user " input name="reason" id="kill-reason" required size="40"; }
             button type="submit" id="kill" { "End session" }
-        }
-    }
-}
-
-fn events_table(events: &[AuditRecord]) -> Markup {
-    html! {
-        table.list id="events" {
-            thead { tr { th { "Time" } th { "Kind" } th { "User" } th { "Detail" } } }
-            tbody {
-                @for e in events {
-                    tr {
-                        td { (e.ts) }
-                        td { (e.kind) }
-                        td { (dash(&e.user)) }
-                        td { code { (t(&e.detail.to_string())) } }
-                    }
-                }
-            }
         }
     }
 }
@@ -505,29 +626,122 @@ pub fn live(viewer: &Viewer, s: &SessionRow) -> Markup {
     layout(Some(viewer), "Live session", body)
 }
 
-pub fn grants(viewer: &Viewer, grants: &[Grant], now: OffsetDateTime) -> Markup {
+/// The grants page's filter.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(default)]
+pub struct GrantQuery {
+    /// `pending`, `active`, `approved`, `denied`, `revoked`, `expired`,
+    /// or empty for all.
+    pub state: String,
+}
+
+/// What an approver checks before deciding a pending request: the
+/// requester's recent sessions on that server and their other grants.
+pub struct RequestContext {
+    pub recent: Vec<SessionRow>,
+    pub other_grants: Vec<Grant>,
+}
+
+/// A grant's state as shown and filtered: `active` for an approved grant
+/// in force, else its stored state (an approved grant past its expiry
+/// the sweeper has not reached yet reads `expired`).
+pub fn grant_state(g: &Grant, now: OffsetDateTime) -> &'static str {
+    if g.is_active(now) {
+        "active"
+    } else if g.state == GrantState::Approved && g.expires_at.is_some_and(|e| e <= now) {
+        "expired"
+    } else {
+        g.state.as_str()
+    }
+}
+
+fn list_or(items: Vec<String>, empty: &'static str) -> String {
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn expiry(g: &Grant, now: OffsetDateTime) -> Markup {
+    html! {
+        @match (g.expires_at, g.state) {
+            (Some(e), _) => {
+                (ts(e))
+                @if e > now { br; span.left { "in " (short_duration(e - now)) } }
+                @else { br; span.left { (short_duration(now - e)) " ago" } }
+            }
+            (None, GrantState::Approved) => "never (permanent)",
+            (None, GrantState::Pending) => {
+                @match g.duration_secs {
+                    Some(d) => { (short_duration(time::Duration::seconds(d))) " after approval" }
+                    None => "never (permanent)",
+                }
+            }
+            (None, _) => "-",
+        }
+    }
+}
+
+pub fn grants(
+    viewer: &Viewer,
+    q: &GrantQuery,
+    grants: &[Grant],
+    contexts: &std::collections::HashMap<i64, RequestContext>,
+    now: OffsetDateTime,
+) -> Markup {
+    let states = [
+        ("", "all"),
+        ("pending", "pending"),
+        ("active", "active"),
+        ("approved", "approved"),
+        ("denied", "denied"),
+        ("revoked", "revoked"),
+        ("expired", "expired"),
+    ];
     let body = html! {
+        form.filters method="get" action="/grants" {
+            label { "State " (select("state", &q.state, &states)) }
+            button type="submit" id="apply" { "Filter" }
+            span.counts { (grants.len()) " shown" }
+        }
+        div.scroll {
         table.list id="grants" {
             thead { tr {
                 th { "#" } th { "For" } th { "Server" } th { "Accounts" } th { "Ports" }
-                th { "From" } th { "Why" } th { "How long" } th { "State" } th { "Decided by" } th {}
+                th { "From" } th { "Why" } th { "Requested" } th { "How long" } th { "Expires" }
+                th { "State" } th { "Decided by" } th { "Note" } th {}
             } }
             tbody {
                 @for g in grants {
-                    tr id={ "grant-" (g.id) } {
+                    @let state = grant_state(g, now);
+                    tr id={ "grant-" (g.id) } data-state=(state) {
                         td { (g.id) }
-                        td { (g.user) }
+                        td { (g.user) @if g.requested_by != g.user { br; span.hint { "asked by " (g.requested_by) } } }
                         td { (g.server) }
-                        td { (g.accounts.join(", ")) }
-                        td { (g.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")) }
-                        td { (g.from.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")) }
+                        td { (list_or(g.accounts.clone(), "the default account")) }
+                        td.ports { (list_or(g.ports.iter().map(u16::to_string).collect(), "none")) }
+                        td.sources { (list_or(g.from.iter().map(|n| n.to_string()).collect(), "any")) }
                         td { (t(&g.reason)) }
+                        td.requested { (ts(g.requested_at)) }
                         td { (match g.duration_secs {
-                            Some(s) => humantime::format_duration(std::time::Duration::from_secs(u64::try_from(s).unwrap_or(0))).to_string(),
+                            Some(s) => short_duration(time::Duration::seconds(s)),
                             None => "permanent".into(),
                         }) }
-                        td { (if g.is_active(now) { "active" } else { g.state.as_str() }) }
-                        td { (dash(&g.decided_by)) }
+                        td.expires { (expiry(g, now)) }
+                        td.state { (state) }
+                        td.decided {
+                            @match g.state {
+                                GrantState::Revoked => {
+                                    "revoked by " (dash(&g.decided_by))
+                                    @if let Some(a) = &g.approved_by { br; span.hint { "approved by " (a) } }
+                                }
+                                GrantState::Pending => "-",
+                                _ => (dash(&g.decided_by)),
+                            }
+                            @if let Some(at) = g.decided_at { br; span.hint { (ts(at)) } }
+                        }
+                        td.note { (dash(&g.decision_note)) }
                         td {
                             @if g.state == GrantState::Pending && viewer.approver && g.requested_by != viewer.user {
                                 form.inline method="post" action={ "/grants/" (g.id) "/approve" } {
@@ -540,11 +754,41 @@ pub fn grants(viewer: &Viewer, grants: &[Grant], now: OffsetDateTime) -> Markup 
                                     button type="submit" class="deny" { "Deny" }
                                 }
                             }
+                            @if (g.state == GrantState::Pending || g.is_active(now))
+                                && (viewer.approver || g.user == viewer.user || g.requested_by == viewer.user) {
+                                form.inline method="post" action={ "/grants/" (g.id) "/revoke" } {
+                                    input type="hidden" name="csrf" value=(viewer.csrf);
+                                    button type="submit" class="revoke" id={ "revoke-" (g.id) } { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                    @if let Some(c) = contexts.get(&g.id) {
+                        tr.context id={ "context-" (g.id) } {
+                            td {}
+                            td colspan="13" {
+                                strong { "Before deciding: " }
+                                (g.user) "'s last sessions on " (g.server) ": "
+                                @if c.recent.is_empty() { "none" }
+                                @for (i, s) in c.recent.iter().enumerate() {
+                                    @if i > 0 { ", " }
+                                    a href={ "/sessions/" (s.id) } { (ts(s.started_at)) }
+                                    " (" (dash(&s.account)) ", " (short_duration(session_duration(s, now))) ")"
+                                }
+                                ". Other grants: "
+                                @if c.other_grants.is_empty() { "none" }
+                                @for (i, o) in c.other_grants.iter().enumerate() {
+                                    @if i > 0 { ", " }
+                                    a href={ "#grant-" (o.id) } { "#" (o.id) } " " (o.server) " " (grant_state(o, now))
+                                }
+                                "."
+                            }
                         }
                     }
                 }
-                @if grants.is_empty() { tr { td colspan="11" { "No grants." } } }
+                @if grants.is_empty() { tr { td colspan="14" { "No grants." } } }
             }
+        }
         }
     };
     layout(Some(viewer), "Grants", body)
