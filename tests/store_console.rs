@@ -61,14 +61,17 @@ macro_rules! on_both_backends {
     )*};
 }
 
-on_both_backends!(
-    facts_kinds_and_the_list_filters,
-    today_counts,
-);
+on_both_backends!(facts_kinds_and_the_list_filters, today_counts,);
 
 const T0: OffsetDateTime = datetime!(2026-03-10 12:00 UTC);
 
-fn session(id: &str, user: &str, server: Option<&str>, mode: Option<&str>, minute: i64) -> SessionRow {
+fn session(
+    id: &str,
+    user: &str,
+    server: Option<&str>,
+    mode: Option<&str>,
+    minute: i64,
+) -> SessionRow {
     SessionRow {
         id: id.into(),
         user: user.into(),
@@ -103,22 +106,29 @@ async fn facts_kinds_and_the_list_filters(db: Db) {
     s.session_start(&session("shell", "alice", Some("web1"), Some("proxy"), 1))
         .await
         .unwrap();
-    s.session_start(&session("cmd", "alice", None, None, 2)).await.unwrap();
+    s.session_start(&session("cmd", "alice", None, None, 2))
+        .await
+        .unwrap();
     s.session_start(&session("refused", "alice", Some("db1"), None, 3))
         .await
         .unwrap();
-    s.session_start(&session("jump", "alice", None, None, 4)).await.unwrap();
+    s.session_start(&session("jump", "alice", None, None, 4))
+        .await
+        .unwrap();
     s.session_start(&session("bob1", "Bob_x", Some("Web2"), Some("proxy"), 5))
         .await
         .unwrap();
     for e in [
-        ev(EventKind::AuthSuccess, "shell").detail("factors", serde_json::json!(["publickey", "totp"])),
+        ev(EventKind::AuthSuccess, "shell")
+            .detail("factors", serde_json::json!(["publickey", "totp"])),
         ev(EventKind::Exec, "shell").detail("kind", "shell"),
         ev(EventKind::CommandBlocked, "shell").detail("command", "shutdown -h now"),
         ev(EventKind::CommandBlocked, "shell").detail("command", "reboot"),
         ev(EventKind::AccessDenied, "refused").detail("code", "KO_NEED_GRANT"),
         ev(EventKind::JumpOpen, "jump").detail("destination", "10.0.0.5:22"),
-        ev(EventKind::Exec, "bob1").detail("kind", "exec").detail("command", "uptime"),
+        ev(EventKind::Exec, "bob1")
+            .detail("kind", "exec")
+            .detail("command", "uptime"),
     ] {
         s.audit(&e).await.unwrap();
     }
@@ -136,7 +146,10 @@ async fn facts_kinds_and_the_list_filters(db: Db) {
     );
     assert_eq!(shell.first("exec").unwrap()["kind"], "shell");
     assert_eq!(shell.first("auth.success").unwrap()["factors"][1], "totp");
-    assert_eq!(facts["refused"].first("access.denied").unwrap()["code"], "KO_NEED_GRANT");
+    assert_eq!(
+        facts["refused"].first("access.denied").unwrap()["code"],
+        "KO_NEED_GRANT"
+    );
     assert_eq!(facts["jump"].count("jump.open"), 1);
     assert!(!facts.contains_key("cmd"));
 
@@ -147,7 +160,10 @@ async fn facts_kinds_and_the_list_filters(db: Db) {
     };
     let page = s.sessions_page(&targets, 50).await.unwrap();
     assert_eq!(ids(&page.rows), ["bob1", "jump", "shell"]);
-    let page = s.sessions_page(&SessionFilter::default(), 50).await.unwrap();
+    let page = s
+        .sessions_page(&SessionFilter::default(), 50)
+        .await
+        .unwrap();
     assert_eq!(page.rows.len(), 5);
 
     // Prefixes, in any case; LIKE's wildcards are literal.
@@ -161,7 +177,11 @@ async fn facts_kinds_and_the_list_filters(db: Db) {
     let page = s.sessions_page(&f("bob_", Some("wEB")), 50).await.unwrap();
     assert_eq!(ids(&page.rows), ["bob1"]);
     let page = s.sessions_page(&f("b%", None), 50).await.unwrap();
-    assert!(page.rows.is_empty(), "% is no wildcard: {:?}", ids(&page.rows));
+    assert!(
+        page.rows.is_empty(),
+        "% is no wildcard: {:?}",
+        ids(&page.rows)
+    );
     let page = s.sessions_page(&f("al", Some("db")), 50).await.unwrap();
     assert_eq!(ids(&page.rows), ["refused"]);
 
@@ -189,7 +209,13 @@ async fn facts_kinds_and_the_list_filters(db: Db) {
     assert_eq!(ids(&p2.rows), ["bob1"]);
     assert!(p2.next.is_none());
     let short = s
-        .sessions_by_duration(&SessionFilter::default(), DurationOrder::Shortest, now, 0, 1)
+        .sessions_by_duration(
+            &SessionFilter::default(),
+            DurationOrder::Shortest,
+            now,
+            0,
+            1,
+        )
         .await
         .unwrap();
     assert_eq!(ids(&short.rows), ["bob1"]);
@@ -236,8 +262,12 @@ async fn today_counts(db: Db) {
     s.session_end("done", T0 + Duration::minutes(3), 0, 0, None, "done")
         .await
         .unwrap();
-    s.lock_user("mallory", now + Duration::minutes(15)).await.unwrap();
-    s.lock_user("oscar", now - Duration::minutes(1)).await.unwrap();
+    s.lock_user("mallory", now + Duration::minutes(15))
+        .await
+        .unwrap();
+    s.lock_user("oscar", now - Duration::minutes(1))
+        .await
+        .unwrap();
     let c = s.console_counts(now).await.unwrap();
     assert_eq!(c.pending_grants, 2);
     assert_eq!(c.live_sessions, 1);

@@ -124,7 +124,10 @@ impl Store {
             let detail: String = get(r, "detail")?;
             let detail = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
             if let Some((session, kind, n)) = firsts.remove(&id) {
-                out.entry(session).or_default().kinds.insert(kind, (n, detail));
+                out.entry(session)
+                    .or_default()
+                    .kinds
+                    .insert(kind, (n, detail));
             }
         }
         Ok(out)

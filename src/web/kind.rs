@@ -66,9 +66,7 @@ pub fn of(row: &SessionRow, facts: Option<&SessionFacts>) -> SessionKind {
     if let Some(exec) = f.first("exec") {
         return match text(Some(exec), "kind") {
             Some("shell") => SessionKind::Shell,
-            Some("subsystem") if text(Some(exec), "subsystem") == Some("sftp") => {
-                SessionKind::Sftp
-            }
+            Some("subsystem") if text(Some(exec), "subsystem") == Some("sftp") => SessionKind::Sftp,
             Some("subsystem") => SessionKind::Exec(format!(
                 "subsystem {}",
                 text(Some(exec), "subsystem").unwrap_or("?")
@@ -203,14 +201,20 @@ mod tests {
         assert_eq!(
             of(
                 &row(None, None),
-                Some(&facts(&[("jump.open", json!({"destination": "10.0.0.5:22"}))]))
+                Some(&facts(&[(
+                    "jump.open",
+                    json!({"destination": "10.0.0.5:22"})
+                )]))
             ),
             SessionKind::Jump("10.0.0.5:22".into())
         );
         assert_eq!(
             of(
                 &row(None, None),
-                Some(&facts(&[("access.denied", json!({"code": "KO_BAD_LOGIN"}))]))
+                Some(&facts(&[(
+                    "access.denied",
+                    json!({"code": "KO_BAD_LOGIN"})
+                )]))
             ),
             SessionKind::Refused("KO_BAD_LOGIN".into())
         );

@@ -137,7 +137,11 @@ pub async fn sessions(
     let by_duration = match q.sort.as_str() {
         "" | "start" => false,
         "duration" => true,
-        other => return Err(WebError::BadRequest(format!("sort={other:?}: expected start or duration"))),
+        other => {
+            return Err(WebError::BadRequest(format!(
+                "sort={other:?}: expected start or duration"
+            )));
+        }
     };
     let offset: usize = match opt(&q.offset) {
         None => 0,
@@ -156,7 +160,13 @@ pub async fn sessions(
             state
                 .core
                 .store
-                .sessions_by_duration(&filter, DurationOrder::Longest, now, offset + examined, PAGE)
+                .sessions_by_duration(
+                    &filter,
+                    DurationOrder::Longest,
+                    now,
+                    offset + examined,
+                    PAGE,
+                )
                 .await?
         } else {
             state.core.store.sessions_page(&filter, PAGE).await?
@@ -416,7 +426,9 @@ pub async fn grants(
     viewer: Viewer,
     Query(q): Query<views::GrantQuery>,
 ) -> Result<Markup, WebError> {
-    let known = ["", "pending", "active", "approved", "denied", "revoked", "expired"];
+    let known = [
+        "", "pending", "active", "approved", "denied", "revoked", "expired",
+    ];
     if !known.contains(&q.state.as_str()) {
         return Err(WebError::BadRequest(format!(
             "state={:?}: expected one of pending, active, approved, denied, revoked, expired",
@@ -645,7 +657,11 @@ mod tests {
             all: "yes".into(),
             ..Default::default()
         };
-        assert!(!filter_of(&viewer("eve", true), &all, &picks()).unwrap().targets_only);
+        assert!(
+            !filter_of(&viewer("eve", true), &all, &picks())
+                .unwrap()
+                .targets_only
+        );
     }
 
     #[test]
@@ -662,7 +678,10 @@ mod tests {
             Some("bob")
         );
         assert_eq!(
-            filter_of(&viewer("eve", true), &q, &picks()).unwrap().user.as_deref(),
+            filter_of(&viewer("eve", true), &q, &picks())
+                .unwrap()
+                .user
+                .as_deref(),
             Some("alice")
         );
     }

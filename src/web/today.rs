@@ -50,7 +50,10 @@ pub struct Today {
 
 /// `GET /today`: auditors and approvers; anyone else goes to their
 /// sessions.
-pub async fn page(State(state): State<Arc<WebState>>, viewer: Viewer) -> Result<Response, WebError> {
+pub async fn page(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+) -> Result<Response, WebError> {
     if !viewer.sees_all() && !viewer.approver {
         return Ok(Redirect::to("/sessions").into_response());
     }
@@ -59,13 +62,12 @@ pub async fn page(State(state): State<Arc<WebState>>, viewer: Viewer) -> Result<
     let (mut to_review, suspicious, suspicious_total) = if viewer.sees_all() {
         let policy = state.core.policy();
         let source = crate::report::LiveSource::new(&state.core.config, state.core.store.clone());
-        let report =
-            crate::report::generate(&state.core.config, &source, &policy, now.date(), now)
-                .await
-                .map_err(|e| match e {
-                    crate::report::ReportError::Store(s) => WebError::Store(s),
-                    other => WebError::BadRequest(format!("today's report: {other}")),
-                })?;
+        let report = crate::report::generate(&state.core.config, &source, &policy, now.date(), now)
+            .await
+            .map_err(|e| match e {
+                crate::report::ReportError::Store(s) => WebError::Store(s),
+                other => WebError::BadRequest(format!("today's report: {other}")),
+            })?;
         let total = report.summary.suspicious;
         (report.recordings_to_review, report.suspicious, total)
     } else {

@@ -9,10 +9,10 @@ use maud::{DOCTYPE, Markup, html};
 use time::OffsetDateTime;
 
 use super::auth::Viewer;
+use super::kind::SessionKind;
 use crate::audit::AuditRecord;
 use crate::grants::{Grant, GrantState};
 use crate::recording::{Hit, RecordingInfo};
-use super::kind::SessionKind;
 use crate::store::SessionRow;
 
 /// Pauses longer than this play as this long in the player (asciinema's
@@ -422,7 +422,7 @@ pub fn session_detail(
                 }
             }
         }
-        h2 { "Timeline" }
+        h2 { "Audit events: timeline" }
         (timeline(s.started_at, events))
     };
     layout(Some(viewer), "Session", body)

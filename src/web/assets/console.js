@@ -25,9 +25,44 @@
   mount(el.dataset.live ? { autoPlay: true } : {});
   if (el.dataset.live) {
     const state = document.getElementById("live-state");
+    const say = function (text, cls) {
+      if (!state) return;
+      state.textContent = text;
+      state.className = cls;
+    };
     player.addEventListener("ended", function () {
-      if (state) state.textContent = "The session has ended.";
+      say("The session has ended.", "ended");
     });
+    // "End session" from the live page stays on it: the request is sent
+    // in the background, the page says so, and the player keeps the last
+    // screen until the stream says the session ended.
+    const kill = document.querySelector("form.kill");
+    if (kill) {
+      kill.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        const button = kill.querySelector("button");
+        if (button) button.disabled = true;
+        fetch(kill.action, {
+          method: "POST",
+          body: new URLSearchParams(new FormData(kill)),
+          credentials: "same-origin",
+        }).then(function (r) {
+          if (r.ok) {
+            say("End of session requested; waiting for the bastion to end it.", "requested");
+          } else {
+            if (button) button.disabled = false;
+            return r.text().then(function (t) {
+              const doc = new DOMParser().parseFromString(t, "text/html");
+              const msg = doc.querySelector("p.error");
+              say("Could not end the session: " + (msg ? msg.textContent : r.status), "ended");
+            });
+          }
+        }).catch(function () {
+          if (button) button.disabled = false;
+          say("Could not reach the console to end the session.", "ended");
+        });
+      });
+    }
   }
   // Jump to a search hit: seek just past the moment the text appeared (a
   // hit's data-time is where the event that drew it plays, on the
