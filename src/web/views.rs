@@ -202,6 +202,16 @@ fn select(name: &str, current: &str, options: &[(&str, &str)]) -> Markup {
     }
 }
 
+fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// An RFC 3339 time in the short format ([`ts`]); as it is when it does
+/// not parse.
+pub fn rfc3339_short(s: &str) -> String {
+    parse_rfc3339(s).map(ts).unwrap_or_else(|| s.to_string())
+}
+
 /// `1h 02m`, `3m 05s`, `12s`: how long, the short way every page uses.
 pub fn short_duration(d: time::Duration) -> String {
     let s = d.whole_seconds().max(0);
@@ -560,7 +570,13 @@ pub fn recording(
                 dt { "Server" } dd { (m.server) }
                 dt { "Account" } dd { (m.account) }
                 dt { "From" } dd { (m.source) }
-                dt { "Started" } dd { (m.started_at) }
+                dt { "Started" } dd { (rfc3339_short(&m.started_at)) }
+                dt { "Duration" } dd #rec-duration {
+                    @match m.ended_at.as_deref().and_then(|e| Some((parse_rfc3339(&m.started_at)?, parse_rfc3339(e)?))) {
+                        Some((a, b)) => (short_duration(b - a)),
+                        None => "-",
+                    }
+                }
                 dt { "Command" } dd { @if let Some(c) = &m.command { code.command { (t(c)) } } @else { "(shell)" } }
                 dt { "Session" } dd { a href={ "/sessions/" (m.session) } { (m.session) } }
             }
@@ -570,12 +586,14 @@ pub fn recording(
         }
         div #player data-cast={ "/recordings/" (r.id) "/cast" } data-idle-limit=(IDLE_LIMIT) {}
         p.hint { "Keys: space play/pause, ← → seek 5 s, [ ] previous/next marker, 0-9 jump to 0-90 %, . step a frame, f full screen. Speed: "
-            @for s in ["0.5", "1", "2", "4"] { button.speed type="button" data-speed=(s) { (s) "×" } " " }
+            @for s in ["0.5", "1", "2", "4"] { button.speed type="button" data-speed=(s) class=[(s == "1").then_some("active")] { (s) "×" } " " }
+            " now " strong #speed { "1×" }
         }
         form.search method="get" action={ "/recordings/" (r.id) } {
             label { "Search the screen " input name="q" id="q" value=(query) size="30"; }
             button type="submit" id="search" { "Search" }
         }
+        div #search-results {
         @if let Some(hits) = hits {
             @if hits.is_empty() { p #hits { "No match for " q { (query) } "." } }
             @else {
@@ -591,6 +609,7 @@ pub fn recording(
                     }
                 }
             }
+        }
         }
         @if viewer.sees_all() {
             h2 { "Review" }

@@ -67,13 +67,34 @@
   // Jump to a search hit: seek just past the moment the text appeared (a
   // hit's data-time is where the event that drew it plays, on the
   // player's timeline with pauses squeezed) and pause there.
-  document.querySelectorAll("button.seek").forEach(function (b) {
-    b.addEventListener("click", function () {
-      const t = parseFloat(b.dataset.time);
-      if (!isFinite(t)) return;
-      player.seek(t + 0.05).then(function () { player.pause(); });
-    });
+  // Delegated: hits replaced by a search stay clickable.
+  document.addEventListener("click", function (ev) {
+    const b = ev.target.closest && ev.target.closest("button.seek");
+    if (!b) return;
+    const t = parseFloat(b.dataset.time);
+    if (!isFinite(t)) return;
+    player.seek(t + 0.05).then(function () { player.pause(); });
   });
+  // Search without leaving the page: the hits are fetched and put in
+  // place; the player keeps playing where it was.
+  const search = document.querySelector("form.search");
+  const results = document.getElementById("search-results");
+  if (search && results) {
+    search.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      const q = new URLSearchParams(new FormData(search));
+      const url = search.action + "?" + q.toString();
+      fetch(url, { credentials: "same-origin" })
+        .then(function (r) { return r.text(); })
+        .then(function (t) {
+          const doc = new DOMParser().parseFromString(t, "text/html");
+          const fresh = doc.getElementById("search-results");
+          if (fresh) results.replaceChildren(...Array.from(fresh.childNodes).map(function (n) { return document.importNode(n, true); }));
+          history.replaceState(null, "", url);
+        })
+        .catch(function () { search.submit(); });
+    });
+  }
   // The player takes its speed at creation: re-create it at the same time.
   document.querySelectorAll("button.speed").forEach(function (b) {
     b.addEventListener("click", function () {
@@ -82,6 +103,11 @@
       const at = player.getCurrentTime();
       speed = s;
       mount({ startAt: Math.floor(at), autoPlay: true });
+      document.querySelectorAll("button.speed").forEach(function (o) {
+        o.classList.toggle("active", o === b);
+      });
+      const shown = document.getElementById("speed");
+      if (shown) shown.textContent = b.textContent;
     });
   });
 })();
