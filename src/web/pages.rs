@@ -477,7 +477,7 @@ pub async fn grants(
                 .filter(|o| o.user == g.user && o.id != g.id)
                 .cloned()
                 .collect();
-            other_grants.sort_by(|a, b| b.id.cmp(&a.id));
+            other_grants.sort_by_key(|g| std::cmp::Reverse(g.id));
             other_grants.truncate(REQUEST_CONTEXT_GRANTS);
             contexts.insert(
                 g.id,
