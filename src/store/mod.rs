@@ -26,6 +26,7 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
 mod audit;
+mod console;
 mod grants;
 mod lockout;
 mod mfa;
@@ -37,11 +38,12 @@ mod spool;
 mod web;
 
 pub use audit::{ChainCheck, Pin, RecordingStarted};
+pub use console::{ConsoleCounts, Lockout, MAX_FACT_SESSIONS, SessionFacts};
 pub use mfa::{MfaFactorRow, MfaListRow};
 pub use nodes::{NodeStatus, lost_session_end};
 pub use reviews::ReviewKey;
 pub use seal::SealRow;
-pub use web::{LinkRedemption, SessionFilter, SessionPage, WebSessionRow};
+pub use web::{DurationOrder, LinkRedemption, SessionFilter, SessionPage, WebSessionRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -45,6 +45,22 @@ pub struct SessionFilter {
     /// Keyset cursor: only sessions strictly older than this
     /// `(started_at, id)`, as returned in [`SessionPage::next`].
     pub before: Option<(OffsetDateTime, String)>,
+    /// Case-insensitive prefixes of the user, server and account (the
+    /// console's filters; exact names go in `user`, `server`, `account`,
+    /// which walk their indexes).
+    pub user_prefix: Option<String>,
+    pub server_prefix: Option<String>,
+    pub account_prefix: Option<String>,
+    /// Only sessions to a target (`mode` set): no command-mode calls, no
+    /// refused logins.
+    pub targets_only: bool,
+}
+
+/// The order of [`Store::sessions_by_duration`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationOrder {
+    Longest,
+    Shortest,
 }
 
 /// One page of the sessions list, newest first.
@@ -73,12 +89,86 @@ impl Where {
     fn cond(&mut self, c: String) {
         self.conds.push(c);
     }
+    fn clause(&self) -> String {
+        if self.conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.conds.join(" AND "))
+        }
+    }
+}
+
+/// `v` lower-cased, with LIKE's wildcards and the escape character
+/// escaped, then `%`: a case-insensitive prefix pattern.
+fn like_prefix(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    for c in v.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A session's duration in seconds, as SQL: up to `now` ($1) while live.
+fn duration_sql(backend: super::Backend) -> &'static str {
+    match backend {
+        super::Backend::Sqlite => {
+            "((julianday(COALESCE(ended_at, $1)) - julianday(started_at)) * 86400.0)"
+        }
+        super::Backend::Postgres => {
+            "EXTRACT(EPOCH FROM (CAST(COALESCE(ended_at, $1) AS TIMESTAMPTZ) \
+             - CAST(started_at AS TIMESTAMPTZ)))"
+        }
+    }
 }
 
 /// The list's SQL (fetching `limit + 1` rows, to know whether there is a
 /// next page) and its bound values.
 fn page_query(f: &SessionFilter, limit: usize) -> Result<(String, Vec<String>), StoreError> {
     let mut w = Where::default();
+    conditions(f, &mut w)?;
+    let where_ = w.clause();
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions{where_} \
+             ORDER BY started_at DESC, id DESC LIMIT {}",
+        limit + 1
+    );
+    Ok((sql, w.binds))
+}
+
+/// The list by duration: the SQL (`limit + 1` rows from `offset`) and its
+/// binds, `now` first. Every matching row is sorted (the duration is no
+/// column), so this is the filters' size, not one index range.
+fn duration_query(
+    f: &SessionFilter,
+    backend: super::Backend,
+    order: DurationOrder,
+    now: OffsetDateTime,
+    offset: usize,
+    limit: usize,
+) -> Result<(String, Vec<String>), StoreError> {
+    let mut w = Where::default();
+    w.bind(ts_text(now)?);
+    conditions(f, &mut w)?;
+    let where_ = w.clause();
+    let dir = match order {
+        DurationOrder::Longest => "DESC",
+        DurationOrder::Shortest => "ASC",
+    };
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions{where_} \
+         ORDER BY {} {dir}, id {dir} LIMIT {} OFFSET {offset}",
+        duration_sql(backend),
+        limit + 1
+    );
+    Ok((sql, w.binds))
+}
+
+/// The filters of `f` as conditions of `w`.
+fn conditions(f: &SessionFilter, w: &mut Where) -> Result<(), StoreError> {
     if let Some(u) = &f.user {
         let p = w.bind(u.clone());
         w.cond(format!("username = {p}"));
@@ -90,6 +180,25 @@ fn page_query(f: &SessionFilter, limit: usize) -> Result<(String, Vec<String>), 
     if let Some(a) = &f.account {
         let p = w.bind(a.clone());
         w.cond(format!("account = {p}"));
+    }
+    for (col, prefix) in [
+        ("username", &f.user_prefix),
+        ("server", &f.server_prefix),
+        ("account", &f.account_prefix),
+    ] {
+        if let Some(v) = prefix {
+            let p = w.bind(like_prefix(v));
+            w.cond(format!("lower({col}) LIKE {p} ESCAPE '\\'"));
+        }
+    }
+    if f.targets_only {
+        // A ProxyJump is a command-mode login (no server, no mode) that
+        // reached a target: its `jump.open` event keeps it in the list.
+        w.cond(
+            "(mode IS NOT NULL OR EXISTS (SELECT 1 FROM audit_events j \
+             WHERE j.session_id = sessions.id AND j.kind = 'jump.open'))"
+                .into(),
+        );
     }
     if let Some(t) = f.from {
         let p = w.bind(ts_text(t)?);
@@ -120,17 +229,7 @@ fn page_query(f: &SessionFilter, limit: usize) -> Result<(String, Vec<String>), 
         Some(false) => w.cond("ended_at IS NOT NULL".into()),
         None => {}
     }
-    let where_ = if w.conds.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", w.conds.join(" AND "))
-    };
-    let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions{where_} \
-             ORDER BY started_at DESC, id DESC LIMIT {}",
-        limit + 1
-    );
-    Ok((sql, w.binds))
+    Ok(())
 }
 
 impl Store {
@@ -302,6 +401,45 @@ impl Store {
             q = q.bind(b);
         }
         let rows = q.fetch_all(self.pool()).await.ctx("list sessions page")?;
+        let mut rows = rows
+            .iter()
+            .map(session_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = if more {
+            rows.last().map(|r| (r.started_at, r.id.clone()))
+        } else {
+            None
+        };
+        Ok(SessionPage { rows, next })
+    }
+
+    /// One page of sessions matching `f` by duration (live ones up to
+    /// `now`), from `offset`; `before` is ignored. `next` is set (to the
+    /// last row's start and id) when there is a further page.
+    pub async fn sessions_by_duration(
+        &self,
+        f: &SessionFilter,
+        order: DurationOrder,
+        now: OffsetDateTime,
+        offset: usize,
+        limit: usize,
+    ) -> Result<SessionPage, StoreError> {
+        let limit = limit.clamp(1, 500);
+        let f = SessionFilter {
+            before: None,
+            ..f.clone()
+        };
+        let (sql, binds) = duration_query(&f, self.backend(), order, now, offset, limit)?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q
+            .fetch_all(self.pool())
+            .await
+            .ctx("list sessions by duration")?;
         let mut rows = rows
             .iter()
             .map(session_from_row)

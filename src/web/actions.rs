@@ -1,5 +1,5 @@
 //! The console's state-changing requests (POST): review, kill, approve,
-//! deny, sign out. Each checks the CSRF token first, then the role, then
+//! deny, revoke, sign out. Each checks the CSRF token first, then the role, then
 //! does what the CLI and command mode do, through the same code, with the
 //! same audit events. Success redirects back (303) to the page it came from.
 
@@ -169,6 +169,29 @@ pub async fn deny(
     .await
     .map_err(flow_error)?;
     Ok(Redirect::to("/grants").into_response())
+}
+
+/// Revokes a grant (approvers, and the grant's own user) through the
+/// grant workflow, which audits `grant.revoked`; a session running under
+/// it is ended by the server's sweeper on whichever node runs it.
+pub async fn revoke(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let policy = state.core.policy();
+    crate::grants::flow::revoke(
+        &state.core.store,
+        &policy,
+        id,
+        &viewer.user,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(flow_error)?;
+    Ok(Redirect::to(&format!("/grants#grant-{id}")).into_response())
 }
 
 /// `POST /login/TOKEN`, from the button of [`super::pages::login`]:

@@ -30,6 +30,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("assets/asciinema-player.css"),
     ),
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("assets/favicon.svg"),
+    ),
+    (
         "asciinema-player.LICENSE",
         "text/plain; charset=utf-8",
         include_bytes!("assets/asciinema-player.LICENSE"),
@@ -49,4 +54,9 @@ pub async fn get(Path(name): Path<String>) -> Result<Response, WebError> {
         *bytes,
     )
         .into_response())
+}
+
+/// `/favicon.ico`, where browsers look unasked: the SVG icon.
+pub async fn favicon() -> Result<Response, WebError> {
+    get(Path("favicon.svg".to_string())).await
 }

@@ -9,7 +9,8 @@
 //! pages), [`actions`] (the POSTs: review, kill, approve, deny, sign-out),
 //! [`live`] (cast bytes and server-sent events of a growing cast),
 //! [`review`] (the access review page and its POSTs),
-//! [`views`] (maud templates; every interpolated string is escaped) and
+//! [`today`] (what needs attention now), [`kind`] (what a session was,
+//! for the list), [`views`] (maud templates; every interpolated string is escaped) and
 //! [`assets`] (the stylesheet, script and asciinema player, served from the
 //! binary).
 
@@ -28,6 +29,7 @@ pub mod actions;
 pub mod assets;
 pub mod auth;
 pub mod conns;
+pub mod kind;
 pub mod live;
 pub mod oidc;
 pub mod pages;
@@ -35,6 +37,7 @@ pub mod refusals;
 pub mod review;
 pub mod server;
 pub mod tls;
+pub mod today;
 pub mod views;
 
 #[derive(Debug, thiserror::Error)]

@@ -13,9 +13,9 @@ use time::OffsetDateTime;
 
 use super::auth::Viewer;
 use super::views::{self, ListedSession, SessionQuery};
-use super::{WebError, WebState};
+use super::{WebError, WebState, kind};
 use crate::recording::{self, RecordingInfo, ReviewState};
-use crate::store::{SessionFilter, SessionRow};
+use crate::store::{DurationOrder, SessionFilter, SessionRow};
 
 /// Sessions per page.
 const PAGE: usize = 50;
@@ -57,9 +57,23 @@ fn day(s: &str, what: &str) -> Result<Option<OffsetDateTime>, WebError> {
     Ok(Some(d.midnight().assume_utc()))
 }
 
+/// A typed name: the exact name when it is one of `known` (the index on
+/// that column serves it), else a case-insensitive prefix.
+fn name_filter(typed: &str, known: &[String]) -> (Option<String>, Option<String>) {
+    match opt(typed) {
+        Some(v) if known.contains(&v) => (Some(v), None),
+        Some(v) => (None, Some(v)),
+        None => (None, None),
+    }
+}
+
 /// The store filter a query asks for; a non-auditor's is pinned to
 /// themselves whatever the query says.
-fn filter_of(viewer: &Viewer, q: &SessionQuery) -> Result<SessionFilter, WebError> {
+fn filter_of(
+    viewer: &Viewer,
+    q: &SessionQuery,
+    picks: &views::PickLists,
+) -> Result<SessionFilter, WebError> {
     let before = match (opt(&q.before_ts), opt(&q.before_id)) {
         (Some(t), Some(id)) => Some((
             OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
@@ -68,21 +82,40 @@ fn filter_of(viewer: &Viewer, q: &SessionQuery) -> Result<SessionFilter, WebErro
         )),
         _ => None,
     };
+    let (user, user_prefix) = if viewer.sees_all() {
+        name_filter(&q.user, &picks.users)
+    } else {
+        (Some(viewer.user.clone()), None)
+    };
+    let (server, server_prefix) = name_filter(&q.server, &picks.servers);
     Ok(SessionFilter {
-        user: if viewer.sees_all() {
-            opt(&q.user)
-        } else {
-            Some(viewer.user.clone())
-        },
-        server: opt(&q.server),
-        account: opt(&q.account),
+        user,
+        server,
+        account: None,
         from: day(&q.from, "from")?,
         to: day(&q.to, "to")?.map(|t| t + time::Duration::DAY),
         recorded: yes_no(&q.recorded)?,
         under_grant: yes_no(&q.grant)?,
         live: yes_no(&q.live)?,
         before,
+        user_prefix,
+        server_prefix,
+        account_prefix: opt(&q.account),
+        targets_only: match q.all.as_str() {
+            "" => true,
+            "yes" => false,
+            other => return Err(WebError::BadRequest(format!("all={other:?}: expected yes"))),
+        },
     })
+}
+
+/// The filters' pick-lists: the users and servers of the policy in force.
+fn pick_lists(policy: &crate::policy::Policy) -> views::PickLists {
+    let mut users: Vec<String> = policy.users.values().map(|u| u.name.clone()).collect();
+    let mut servers: Vec<String> = policy.servers.values().map(|s| s.name.clone()).collect();
+    users.sort();
+    servers.sort();
+    views::PickLists { users, servers }
 }
 
 pub async fn sessions(
@@ -90,7 +123,8 @@ pub async fn sessions(
     viewer: Viewer,
     Query(q): Query<SessionQuery>,
 ) -> Result<Markup, WebError> {
-    let mut filter = filter_of(&viewer, &q)?;
+    let picks = pick_lists(&state.core.policy());
+    let mut filter = filter_of(&viewer, &q, &picks)?;
     let review: Option<ReviewState> = match opt(&q.review) {
         // Review states are the auditors': nobody else filters by them.
         Some(_) if !viewer.sees_all() => None,
@@ -100,13 +134,43 @@ pub async fn sessions(
     if review.is_some() {
         filter.recorded = Some(true);
     }
+    let by_duration = match q.sort.as_str() {
+        "" | "start" => false,
+        "duration" => true,
+        other => {
+            return Err(WebError::BadRequest(format!(
+                "sort={other:?}: expected start or duration"
+            )));
+        }
+    };
+    let offset: usize = match opt(&q.offset) {
+        None => 0,
+        Some(o) => o
+            .parse()
+            .map_err(|_| WebError::BadRequest("bad page offset".into()))?,
+    };
+    let now = OffsetDateTime::now_utc();
     let root = state.core.config.recordings.clone();
     let mut listed = Vec::new();
     let mut examined = 0usize;
     let mut next;
     let mut note = None;
     loop {
-        let page = state.core.store.sessions_page(&filter, PAGE).await?;
+        let page = if by_duration {
+            state
+                .core
+                .store
+                .sessions_by_duration(
+                    &filter,
+                    DurationOrder::Longest,
+                    now,
+                    offset + examined,
+                    PAGE,
+                )
+                .await?
+        } else {
+            state.core.store.sessions_page(&filter, PAGE).await?
+        };
         examined += page.rows.len();
         next = page.next.clone();
         for row in page.rows {
@@ -127,6 +191,9 @@ pub async fn sessions(
             listed.push(ListedSession {
                 row,
                 review: state_of.map(ReviewState::as_str),
+                kind: kind::SessionKind::Session,
+                blocked: 0,
+                factors: None,
             });
             if listed.len() == PAGE {
                 next = Some(cursor);
@@ -142,20 +209,34 @@ pub async fn sessions(
         }
         filter.before = next.clone();
     }
+    let ids: Vec<String> = listed.iter().map(|l| l.row.id.clone()).collect();
+    let facts = state.core.store.session_facts(&ids).await?;
+    for l in &mut listed {
+        let f = facts.get(&l.row.id);
+        l.kind = kind::of(&l.row, f);
+        l.blocked = f.map_or(0, |f| f.count("command.blocked"));
+        l.factors = kind::factors(f);
+    }
     let next_link = match next {
         Some((t, id)) => {
             let mut nq = q.clone();
-            nq.before_ts = t
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
-            nq.before_id = id;
+            if by_duration {
+                nq.offset = (offset + examined).to_string();
+            } else {
+                nq.before_ts = t
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                nq.before_id = id;
+            }
             let qs = serde_urlencoded::to_string(&nq)
                 .map_err(|e| WebError::BadRequest(e.to_string()))?;
             Some(format!("/sessions?{qs}"))
         }
         None => None,
     };
-    Ok(views::sessions(&viewer, &q, &listed, next_link, note))
+    Ok(views::sessions(
+        &viewer, &q, &listed, &picks, next_link, note, now,
+    ))
 }
 
 /// A session the viewer may see.
@@ -231,7 +312,28 @@ pub async fn session_detail(
         // Reviewers' notes and flags are for auditors only.
         events.retain(|e| e.kind != "recording.reviewed");
     }
-    Ok(views::session_detail(&viewer, &s, &recs, &events))
+    let grant = match s.grant_id {
+        Some(g) => state
+            .core
+            .store
+            .grant_get(g)
+            .await?
+            .map(|g| views::SessionGrant {
+                id: g.id,
+                reason: g.reason,
+                approved_by: g.approved_by,
+                state: g.state.as_str().to_string(),
+            }),
+        None => None,
+    };
+    Ok(views::session_detail(
+        &viewer,
+        &s,
+        grant.as_ref(),
+        &recs,
+        &events,
+        OffsetDateTime::now_utc(),
+    ))
 }
 
 pub async fn live(
@@ -314,21 +416,79 @@ fn squeeze(marks: &[(f64, f64)], times: &[f64], limit: f64) -> Vec<f64> {
         .collect()
 }
 
+/// Recent sessions shown with a pending request.
+const REQUEST_CONTEXT_SESSIONS: usize = 5;
+/// Other grants shown with a pending request.
+const REQUEST_CONTEXT_GRANTS: usize = 10;
+
 pub async fn grants(
     State(state): State<Arc<WebState>>,
     viewer: Viewer,
+    Query(q): Query<views::GrantQuery>,
 ) -> Result<Markup, WebError> {
+    let known = [
+        "", "pending", "active", "approved", "denied", "revoked", "expired",
+    ];
+    if !known.contains(&q.state.as_str()) {
+        return Err(WebError::BadRequest(format!(
+            "state={:?}: expected one of pending, active, approved, denied, revoked, expired",
+            q.state
+        )));
+    }
+    let now = OffsetDateTime::now_utc();
     let policy = state.core.policy();
-    let mut list = crate::grants::flow::visible(&state.core.store, &policy, &viewer.user)
+    let all = crate::grants::flow::visible(&state.core.store, &policy, &viewer.user)
         .await
         .map_err(flow_error)?;
+    let mut list: Vec<_> = all
+        .iter()
+        .filter(|g| {
+            let s = views::grant_state(g, now);
+            // "approved" also lists the ones in force.
+            q.state.is_empty() || s == q.state || (q.state == "approved" && s == "active")
+        })
+        .cloned()
+        .collect();
     // Pending first, then newest first.
     list.sort_by(|a, b| {
         let pa = a.state != crate::grants::GrantState::Pending;
         let pb = b.state != crate::grants::GrantState::Pending;
         pa.cmp(&pb).then(b.id.cmp(&a.id))
     });
-    Ok(views::grants(&viewer, &list, OffsetDateTime::now_utc()))
+    let mut contexts = std::collections::HashMap::new();
+    if viewer.approver || viewer.sees_all() {
+        for g in list
+            .iter()
+            .filter(|g| g.state == crate::grants::GrantState::Pending)
+        {
+            let f = SessionFilter {
+                user: Some(g.user.clone()),
+                server: Some(g.server.clone()),
+                ..Default::default()
+            };
+            let recent = state
+                .core
+                .store
+                .sessions_page(&f, REQUEST_CONTEXT_SESSIONS)
+                .await?
+                .rows;
+            let mut other_grants: Vec<_> = all
+                .iter()
+                .filter(|o| o.user == g.user && o.id != g.id)
+                .cloned()
+                .collect();
+            other_grants.sort_by_key(|g| std::cmp::Reverse(g.id));
+            other_grants.truncate(REQUEST_CONTEXT_GRANTS);
+            contexts.insert(
+                g.id,
+                views::RequestContext {
+                    recent,
+                    other_grants,
+                },
+            );
+        }
+    }
+    Ok(views::grants(&viewer, &q, &list, &contexts, now))
 }
 
 pub fn flow_error(e: crate::grants::flow::FlowError) -> WebError {
@@ -473,6 +633,37 @@ mod tests {
         }
     }
 
+    fn picks() -> views::PickLists {
+        views::PickLists {
+            users: vec!["alice".into(), "bob".into()],
+            servers: vec!["web1".into()],
+        }
+    }
+
+    #[test]
+    fn known_names_are_exact_others_prefixes_and_the_list_hides_command_mode() {
+        let q = SessionQuery {
+            user: "Al".into(),
+            server: "web1".into(),
+            account: "ro".into(),
+            ..Default::default()
+        };
+        let f = filter_of(&viewer("eve", true), &q, &picks()).unwrap();
+        assert_eq!((f.user, f.user_prefix.as_deref()), (None, Some("Al")));
+        assert_eq!((f.server.as_deref(), f.server_prefix), (Some("web1"), None));
+        assert_eq!(f.account_prefix.as_deref(), Some("ro"));
+        assert!(f.targets_only);
+        let all = SessionQuery {
+            all: "yes".into(),
+            ..Default::default()
+        };
+        assert!(
+            !filter_of(&viewer("eve", true), &all, &picks())
+                .unwrap()
+                .targets_only
+        );
+    }
+
     #[test]
     fn a_non_auditor_is_pinned_to_their_own_sessions() {
         let q = SessionQuery {
@@ -480,14 +671,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            filter_of(&viewer("bob", false), &q)
+            filter_of(&viewer("bob", false), &q, &picks())
                 .unwrap()
                 .user
                 .as_deref(),
             Some("bob")
         );
         assert_eq!(
-            filter_of(&viewer("eve", true), &q).unwrap().user.as_deref(),
+            filter_of(&viewer("eve", true), &q, &picks())
+                .unwrap()
+                .user
+                .as_deref(),
             Some("alice")
         );
     }
@@ -498,13 +692,13 @@ mod tests {
             live: "maybe".into(),
             ..Default::default()
         };
-        assert!(filter_of(&viewer("bob", false), &bad).is_err());
+        assert!(filter_of(&viewer("bob", false), &bad, &picks()).is_err());
         let days = SessionQuery {
             from: "2026-03-10".into(),
             to: "2026-03-10".into(),
             ..Default::default()
         };
-        let f = filter_of(&viewer("bob", false), &days).unwrap();
+        let f = filter_of(&viewer("bob", false), &days, &picks()).unwrap();
         assert_eq!(f.to.unwrap() - f.from.unwrap(), time::Duration::DAY);
     }
 }

@@ -15,7 +15,7 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use super::{WebState, actions, assets, auth, live, oidc, pages, review};
+use super::{WebState, actions, assets, auth, live, oidc, pages, review, today};
 
 pub const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
     style-src 'self'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
@@ -26,10 +26,14 @@ pub fn router(state: Arc<WebState>) -> Router {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };
     Router::new()
-        .route("/", get(|| async { Redirect::to("/sessions") }))
         .route("/login", get(auth::login_page))
         .route("/login/oidc", get(oidc::start))
         .route(oidc::CALLBACK_PATH, get(oidc::callback))
+        // The reviewer's workbench (issue 21).
+        .route("/", get(|| async { Redirect::to("/today") }))
+        .route("/today", get(today::page))
+        .route("/grants/{id}/revoke", post(actions::revoke))
+        .route("/favicon.ico", get(assets::favicon))
         .route("/login/{token}", get(pages::login).post(actions::login))
         .route("/logout", post(actions::logout))
         .route("/sessions", get(pages::sessions))

@@ -106,8 +106,9 @@ async function signIn(ctx, link, user) {
   const page = await ctx.newPage();
   const status = await redeem(page, link);
   check(status === 200, `${user}: the link's button signs in (status ${status})`);
-  await page.waitForURL(`${base}/sessions`, { timeout: 10000 }).catch(() => {});
-  check(page.url() === `${base}/sessions`, `${user}: lands on /sessions (${page.url()})`);
+  // Auditors and approvers land on Today, everyone else on their sessions.
+  await page.waitForURL(/\/(today|sessions)$/, { timeout: 10000 }).catch(() => {});
+  check(/\/(today|sessions)$/.test(page.url()), `${user}: lands on /today or /sessions (${page.url()})`);
   return page;
 }
 
@@ -249,7 +250,20 @@ try {
   await shot(carol, "live", ["Live session", "End session"]);
   await carol.fill("#kill-reason", cfg.kill_reason);
   await carol.click("#kill");
-  await carol.waitForURL(`${base}/sessions/${cfg.live}`);
+  // The live page stays: it says the end was requested, then that the
+  // session ended, and keeps its last screen (issue 21 item 8).
+  {
+    const said = await carol
+      .waitForFunction(() => /requested|ended/.test(document.getElementById("live-state").textContent), null, { timeout: 10000 })
+      .then(() => true, () => false);
+    check(said && carol.url().endsWith("/live"), `the live page says the end was requested (${await carol.innerText("#live-state")})`);
+    const ended = await carol
+      .waitForFunction(() => document.getElementById("live-state").className === "ended", null, { timeout: 30000 })
+      .then(() => true, () => false);
+    check(ended && (await carol.innerText("#live-state")).includes("ended"), "then that the session ended");
+    check((await termText(carol)).includes("LIVE-MARK-9"), "and keeps the last screen");
+  }
+  await carol.goto(`${base}/sessions/${cfg.live}`);
   {
     let ended = false;
     for (let i = 0; i < 40 && !ended; i++) {

@@ -1,0 +1,292 @@
+//! The console's store queries (issue 21) on both backends: the facts
+//! behind the sessions list's kind and blocked columns, the list's
+//! prefix filters, command-mode hiding and duration order, and the Today
+//! page's counts.
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use gatehouse::audit::{AuditEvent, EventKind};
+use gatehouse::grants::{Grant, GrantState};
+use gatehouse::store::{Backend, DurationOrder, SessionFilter, SessionRow, Store};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+struct Db {
+    url: String,
+    backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<pg::TestDb>,
+}
+
+impl Db {
+    async fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("g.db").display());
+        Db {
+            url,
+            backend: Backend::Sqlite,
+            _dir: Some(dir),
+            _pg: None,
+        }
+    }
+    async fn postgres() -> Db {
+        let db = pg::fresh_db().await;
+        Db {
+            url: db.url.clone(),
+            backend: Backend::Postgres,
+            _dir: None,
+            _pg: Some(db),
+        }
+    }
+    async fn open(&self) -> Store {
+        let store = Store::open(&self.url, "n1").await.unwrap();
+        assert_eq!(store.backend(), self.backend);
+        store
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Db::sqlite().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Db::postgres().await).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(facts_kinds_and_the_list_filters, today_counts,);
+
+const T0: OffsetDateTime = datetime!(2026-03-10 12:00 UTC);
+
+fn session(
+    id: &str,
+    user: &str,
+    server: Option<&str>,
+    mode: Option<&str>,
+    minute: i64,
+) -> SessionRow {
+    SessionRow {
+        id: id.into(),
+        user: user.into(),
+        server: server.map(str::to_string),
+        account: server.map(|_| "root".to_string()),
+        source: "127.0.0.1".into(),
+        node: "n1".into(),
+        started_at: T0 + Duration::minutes(minute),
+        ended_at: None,
+        mode: mode.map(str::to_string),
+        grant_id: None,
+        recorded: false,
+        bytes_up: 0,
+        bytes_down: 0,
+        exit_status: None,
+        end_reason: None,
+        flagged: None,
+    }
+}
+
+fn ev(kind: EventKind, session: &str) -> AuditEvent {
+    AuditEvent::new(kind).user("alice").session(session)
+}
+
+fn ids(rows: &[SessionRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.id.as_str()).collect()
+}
+
+async fn facts_kinds_and_the_list_filters(db: Db) {
+    let s = db.open().await;
+    // shell (2 blocked), command mode, refused, ProxyJump, and Bob's exec.
+    s.session_start(&session("shell", "alice", Some("web1"), Some("proxy"), 1))
+        .await
+        .unwrap();
+    s.session_start(&session("cmd", "alice", None, None, 2))
+        .await
+        .unwrap();
+    s.session_start(&session("refused", "alice", Some("db1"), None, 3))
+        .await
+        .unwrap();
+    s.session_start(&session("jump", "alice", None, None, 4))
+        .await
+        .unwrap();
+    s.session_start(&session("bob1", "Bob_x", Some("Web2"), Some("proxy"), 5))
+        .await
+        .unwrap();
+    for e in [
+        ev(EventKind::AuthSuccess, "shell")
+            .detail("factors", serde_json::json!(["publickey", "totp"])),
+        ev(EventKind::Exec, "shell").detail("kind", "shell"),
+        ev(EventKind::CommandBlocked, "shell").detail("command", "shutdown -h now"),
+        ev(EventKind::CommandBlocked, "shell").detail("command", "reboot"),
+        ev(EventKind::AccessDenied, "refused").detail("code", "KO_NEED_GRANT"),
+        ev(EventKind::JumpOpen, "jump").detail("destination", "10.0.0.5:22"),
+        ev(EventKind::Exec, "bob1")
+            .detail("kind", "exec")
+            .detail("command", "uptime"),
+    ] {
+        s.audit(&e).await.unwrap();
+    }
+    let all: Vec<String> = ["shell", "cmd", "refused", "jump", "bob1"]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    let facts = s.session_facts(&all).await.unwrap();
+    let shell = &facts["shell"];
+    assert_eq!(shell.count("command.blocked"), 2);
+    assert_eq!(
+        shell.first("command.blocked").unwrap()["command"],
+        "shutdown -h now",
+        "the first of its kind"
+    );
+    assert_eq!(shell.first("exec").unwrap()["kind"], "shell");
+    assert_eq!(shell.first("auth.success").unwrap()["factors"][1], "totp");
+    assert_eq!(
+        facts["refused"].first("access.denied").unwrap()["code"],
+        "KO_NEED_GRANT"
+    );
+    assert_eq!(facts["jump"].count("jump.open"), 1);
+    assert!(!facts.contains_key("cmd"));
+
+    // Hidden by default: command-mode calls and refusals, not ProxyJump.
+    let targets = SessionFilter {
+        targets_only: true,
+        ..Default::default()
+    };
+    let page = s.sessions_page(&targets, 50).await.unwrap();
+    assert_eq!(ids(&page.rows), ["bob1", "jump", "shell"]);
+    let page = s
+        .sessions_page(&SessionFilter::default(), 50)
+        .await
+        .unwrap();
+    assert_eq!(page.rows.len(), 5);
+
+    // Prefixes, in any case; LIKE's wildcards are literal.
+    let f = |user: &str, server: Option<&str>| SessionFilter {
+        user_prefix: Some(user.into()),
+        server_prefix: server.map(str::to_string),
+        ..Default::default()
+    };
+    let page = s.sessions_page(&f("BOB", None), 50).await.unwrap();
+    assert_eq!(ids(&page.rows), ["bob1"]);
+    let page = s.sessions_page(&f("bob_", Some("wEB")), 50).await.unwrap();
+    assert_eq!(ids(&page.rows), ["bob1"]);
+    let page = s.sessions_page(&f("b%", None), 50).await.unwrap();
+    assert!(
+        page.rows.is_empty(),
+        "% is no wildcard: {:?}",
+        ids(&page.rows)
+    );
+    let page = s.sessions_page(&f("al", Some("db")), 50).await.unwrap();
+    assert_eq!(ids(&page.rows), ["refused"]);
+
+    // By duration, live ones up to now; paged by offset.
+    s.session_end("shell", T0 + Duration::minutes(31), 0, 0, Some(0), "done")
+        .await
+        .unwrap();
+    s.session_end("bob1", T0 + Duration::minutes(6), 0, 0, Some(0), "done")
+        .await
+        .unwrap();
+    s.session_end("jump", T0 + Duration::minutes(14), 0, 0, None, "done")
+        .await
+        .unwrap();
+    let now = T0 + Duration::hours(1);
+    let p1 = s
+        .sessions_by_duration(&targets, DurationOrder::Longest, now, 0, 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(&p1.rows), ["shell", "jump"]);
+    assert!(p1.next.is_some());
+    let p2 = s
+        .sessions_by_duration(&targets, DurationOrder::Longest, now, 2, 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(&p2.rows), ["bob1"]);
+    assert!(p2.next.is_none());
+    let short = s
+        .sessions_by_duration(
+            &SessionFilter::default(),
+            DurationOrder::Shortest,
+            now,
+            0,
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&short.rows), ["bob1"]);
+    s.close().await;
+}
+
+fn grant(user: &str, state: GrantState) -> Grant {
+    Grant {
+        id: 0,
+        user: user.into(),
+        server: "db1".into(),
+        accounts: vec![],
+        ports: vec![],
+        from: vec![],
+        reason: "TICKET-1".into(),
+        state,
+        requested_by: user.into(),
+        approved_by: None,
+        decided_by: None,
+        decision_note: None,
+        requested_at: T0,
+        decided_at: None,
+        duration_secs: Some(3600),
+        expires_at: None,
+    }
+}
+
+async fn today_counts(db: Db) {
+    let s = db.open().await;
+    let now = OffsetDateTime::now_utc();
+    for (u, st) in [
+        ("alice", GrantState::Pending),
+        ("bob", GrantState::Pending),
+        ("carol", GrantState::Denied),
+    ] {
+        s.grant_insert(&grant(u, st)).await.unwrap();
+    }
+    s.session_start(&session("live", "alice", Some("web1"), Some("proxy"), 1))
+        .await
+        .unwrap();
+    s.session_start(&session("done", "alice", Some("web1"), Some("proxy"), 2))
+        .await
+        .unwrap();
+    s.session_end("done", T0 + Duration::minutes(3), 0, 0, None, "done")
+        .await
+        .unwrap();
+    s.lock_user("mallory", now + Duration::minutes(15))
+        .await
+        .unwrap();
+    s.lock_user("oscar", now - Duration::minutes(1))
+        .await
+        .unwrap();
+    let c = s.console_counts(now).await.unwrap();
+    assert_eq!(c.pending_grants, 2);
+    assert_eq!(c.live_sessions, 1);
+    let locked: Vec<&str> = c.lockouts.iter().map(|l| l.user.as_str()).collect();
+    assert_eq!(locked, ["mallory"], "an expired lockout is no lockout");
+    if db.backend == Backend::Sqlite {
+        // The pending count is one index range (migration 0019).
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let plan: Vec<String> = sqlx::query(
+            "EXPLAIN QUERY PLAN SELECT COUNT(*) AS n FROM grants WHERE state = 'pending'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+        .collect();
+        assert!(plan.iter().any(|d| d.contains("grants_state")), "{plan:?}");
+    }
+    s.close().await;
+}
