@@ -453,12 +453,32 @@ fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::serv
     }
 }
 
+/// Descriptors kept free of SSH connections: the database, recordings
+/// being written (a cast is open only while its writer writes), the audit
+/// spool, logs, the console.
+const FD_RESERVE: u64 = 1024;
+
+/// Connections held at once: each holds its socket and, once at a target,
+/// the target's. Past this a newcomer is refused at once, so the sessions
+/// already up keep the descriptors their recordings and audit need
+/// (issue 22: at the open-file limit, casts that could not be reopened
+/// ended their sessions, fail closed, and SQLite could not open files).
+pub fn max_connections(nofile: u64) -> usize {
+    let n = nofile.saturating_sub(FD_RESERVE) / 2;
+    usize::try_from(n)
+        .unwrap_or(usize::MAX)
+        .clamp(16, tokio::sync::Semaphore::MAX_PERMITS)
+}
+
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
     ssh_config: Arc<russh::server::Config>,
 ) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(10);
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections(
+        crate::rlimit::nofile(),
+    )));
     loop {
         let (socket, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -472,6 +492,13 @@ async fn accept_loop(
                 }
             },
             _ = shared.shutdown.cancelled() => return Ok(()),
+        };
+        let Ok(held) = connections.clone().try_acquire_owned() else {
+            drop(socket);
+            shared
+                .refusals
+                .note(peer.ip(), Reason::TooManyConnections, None);
+            continue;
         };
         let permits = shared.startups.permits.clone();
         let permit = match permits.clone().try_acquire_owned() {
@@ -505,6 +532,7 @@ async fn accept_loop(
         let cfg = ssh_config.clone();
         tokio::spawn(async move {
             serve_connection(shared, cfg, socket, peer, permit).await;
+            drop(held);
         });
     }
 }
@@ -797,5 +825,22 @@ impl ShutdownSignals {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod connection_cap_tests {
+    #[test]
+    fn connections_leave_descriptors_for_recordings_and_the_database() {
+        // Two per connection after the reserve: 20,000 (this VM's hard
+        // limit) holds 9,488; systemd's LimitNOFILE=65536 32,256.
+        assert_eq!(super::max_connections(20_000), 9_488);
+        assert_eq!(super::max_connections(65_536), 32_256);
+        // A tiny limit still lets a few in; "unlimited" is capped.
+        assert_eq!(super::max_connections(1_024), 16);
+        assert_eq!(
+            super::max_connections(u64::MAX),
+            tokio::sync::Semaphore::MAX_PERMITS
+        );
     }
 }
