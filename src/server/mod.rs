@@ -531,8 +531,7 @@ async fn accept_loop(
         let shared = shared.clone();
         let cfg = ssh_config.clone();
         tokio::spawn(async move {
-            serve_connection(shared, cfg, socket, peer, permit).await;
-            drop(held);
+            serve_connection(shared, cfg, socket, peer, permit, held).await;
         });
     }
 }
@@ -560,13 +559,14 @@ async fn serve_connection(
     socket: tokio::net::TcpStream,
     peer: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
+    held: tokio::sync::OwnedSemaphorePermit,
 ) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let authed = Arc::new(AtomicBool::new(false));
     let slot = shared.startups.add(peer.ip());
     let (seq, evicted) = (slot.seq, slot.evicted);
     let cut = CancellationToken::new();
-    let socket = Cuttable::new(socket, cut.clone(), slot.established);
+    let socket = Cuttable::new(socket, cut.clone(), slot.established, held);
     let run = serve_ssh(
         shared.clone(),
         cfg,
@@ -609,6 +609,9 @@ struct Cuttable {
     token: CancellationToken,
     cut: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     kex: slots::KexWatch,
+    /// The connection's place under `max_connections`, given back when
+    /// russh drops the stream (the connection's end, not its login's).
+    _held: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Cuttable {
@@ -616,6 +619,7 @@ impl Cuttable {
         inner: tokio::net::TcpStream,
         token: CancellationToken,
         established: Arc<AtomicBool>,
+        held: tokio::sync::OwnedSemaphorePermit,
     ) -> Cuttable {
         let cut = Box::pin(token.clone().cancelled_owned());
         Cuttable {
@@ -623,6 +627,7 @@ impl Cuttable {
             token,
             cut,
             kex: slots::KexWatch::new(established),
+            _held: held,
         }
     }
 }
