@@ -455,7 +455,7 @@ fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::serv
 
 /// Descriptors kept free of SSH connections: the database, recordings
 /// being written (a cast is open only while its writer writes), the audit
-/// spool, logs, the console.
+/// spool, logs, the console. A quarter of a small limit.
 const FD_RESERVE: u64 = 1024;
 
 /// Connections held at once: each holds its socket and, once at a target,
@@ -464,7 +464,7 @@ const FD_RESERVE: u64 = 1024;
 /// (issue 22: at the open-file limit, casts that could not be reopened
 /// ended their sessions, fail closed, and SQLite could not open files).
 pub fn max_connections(nofile: u64) -> usize {
-    let n = nofile.saturating_sub(FD_RESERVE) / 2;
+    let n = nofile.saturating_sub(FD_RESERVE.min(nofile / 4)) / 2;
     usize::try_from(n)
         .unwrap_or(usize::MAX)
         .clamp(16, tokio::sync::Semaphore::MAX_PERMITS)
@@ -841,8 +841,10 @@ mod connection_cap_tests {
         // limit) holds 9,488; systemd's LimitNOFILE=65536 32,256.
         assert_eq!(super::max_connections(20_000), 9_488);
         assert_eq!(super::max_connections(65_536), 32_256);
-        // A tiny limit still lets a few in; "unlimited" is capped.
-        assert_eq!(super::max_connections(1_024), 16);
+        // A small limit keeps a quarter; "unlimited" is capped.
+        assert_eq!(super::max_connections(1_024), 384);
+        assert_eq!(super::max_connections(256), 96);
+        assert_eq!(super::max_connections(8), 16);
         assert_eq!(
             super::max_connections(u64::MAX),
             tokio::sync::Semaphore::MAX_PERMITS
