@@ -117,38 +117,118 @@ pub fn write_event(buf: &mut Vec<u8>, time: f64, code: Code, data: &str) {
 
 /// Appends `s` as a JSON string, escaped exactly as serde_json does it
 /// (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as
-/// `\u00xx`), so the line never breaks. Terminal output is mostly plain
-/// text: eight bytes at a time are checked for anything to escape, and
-/// runs that need none are copied whole.
+/// `\u00xx`), so the line never breaks.
 pub fn json_string(buf: &mut Vec<u8>, s: &str) {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    /// Any byte of `v` zero (exact as a yes/no answer).
-    fn has_zero(v: u64) -> bool {
-        v.wrapping_sub(ONES) & !v & HIGHS != 0
-    }
-    /// Any byte below 0x20, or a quote, or a backslash.
-    fn needs_escape(w: u64) -> bool {
-        w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0
-            || has_zero(w ^ (ONES * u64::from(b'"')))
-            || has_zero(w ^ (ONES * u64::from(b'\\')))
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    buf.reserve(bytes.len() + 2);
+    buf.reserve(s.len() + 2);
     buf.push(b'"');
+    // A `str` is valid UTF-8: nothing is replaced and nothing is left over.
+    let _ = escape_lossy(buf, s.as_bytes(), s.len());
+    buf.push(b'"');
+}
+
+/// Eight copies of a byte.
+const fn splat(b: u8) -> u64 {
+    u64::from_le_bytes([b; 8])
+}
+
+/// A mask with the high bit set in the lowest byte of `w` (little endian)
+/// that is not plain printable ASCII needing no escape: a control
+/// character, `"`, `\`, or a byte of a multi-byte sequence. Bytes above
+/// the lowest flagged one may be flagged wrongly (a borrow travels up), so
+/// only the lowest set bit is to be trusted, and whether any is set.
+fn special(w: u64) -> u64 {
+    const ONES: u64 = splat(0x01);
+    const HIGHS: u64 = splat(0x80);
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let control = w.wrapping_sub(splat(0x20)) & !w & HIGHS;
+    control | zero(w ^ splat(b'"')) | zero(w ^ splat(b'\\')) | (w & HIGHS)
+}
+
+/// What [`escape_lossy`] got through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Scan {
+    /// Where the next character starts (at or after `limit`), or where an
+    /// incomplete sequence at the very end starts.
+    next: usize,
+    /// The input ended inside a sequence that may still be valid.
+    incomplete: bool,
+    /// Invalid bytes were replaced with U+FFFD.
+    invalid: bool,
+}
+
+/// How a byte sequence starting with a non-ASCII byte reads as UTF-8,
+/// exactly as `std::str::from_utf8` judges it.
+enum Seq {
+    /// A whole valid character of this many bytes.
+    Char(usize),
+    /// Invalid: this many bytes become one U+FFFD (`Utf8Error::error_len`).
+    Invalid(usize),
+    /// Valid so far, cut off by the end of the input.
+    Incomplete,
+}
+
+fn utf8_seq(bytes: &[u8]) -> Seq {
+    let lead = bytes.first().copied().unwrap_or_default();
+    // The width, and the range the second byte must fall in (the first
+    // continuation byte is where overlong forms, surrogates and values
+    // above U+10FFFF are ruled out).
+    let (width, lo, hi) = match lead {
+        0xc2..=0xdf => (2, 0x80, 0xbf),
+        0xe0 => (3, 0xa0, 0xbf),
+        0xe1..=0xec | 0xee..=0xef => (3, 0x80, 0xbf),
+        0xed => (3, 0x80, 0x9f),
+        0xf0 => (4, 0x90, 0xbf),
+        0xf1..=0xf3 => (4, 0x80, 0xbf),
+        0xf4 => (4, 0x80, 0x8f),
+        _ => return Seq::Invalid(1),
+    };
+    for k in 1..width {
+        let Some(&b) = bytes.get(k) else {
+            return Seq::Incomplete;
+        };
+        let (lo, hi) = if k == 1 { (lo, hi) } else { (0x80, 0xbf) };
+        if !(lo..=hi).contains(&b) {
+            return Seq::Invalid(k);
+        }
+    }
+    Seq::Char(width)
+}
+
+/// The one pass over terminal output: validates UTF-8 and escapes for a
+/// JSON string together, appending to `out`. Invalid bytes become U+FFFD
+/// as `String::from_utf8_lossy` replaces them; runs of bytes needing
+/// neither are found sixteen bytes at a time and copied whole. Characters
+/// are read while they start before `limit`; one that is cut off by the
+/// end of `input` is left for the caller to carry over.
+fn escape_lossy(out: &mut Vec<u8>, input: &[u8], limit: usize) -> Scan {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let word = |at: usize| {
+        input
+            .get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    let mut scan = Scan {
+        next: 0,
+        incomplete: false,
+        invalid: false,
+    };
     let mut run = 0; // start of the bytes not yet copied
     let mut i = 0;
-    while i < bytes.len() {
-        if let Some(word) = bytes
-            .get(i..i + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            && !needs_escape(u64::from_ne_bytes(word))
+    while i < limit {
+        // Skip plain text a word at a time, straight to the next byte
+        // that needs a look.
+        if i + 8 <= limit
+            && let Some(w) = word(i)
         {
-            i += 8;
-            continue;
+            let m = special(w);
+            if m == 0 {
+                i += 8;
+                continue;
+            }
+            i += (m.trailing_zeros() / 8) as usize;
         }
-        let b = bytes.get(i).copied().unwrap_or_default();
+        let b = input.get(i).copied().unwrap_or_default();
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -165,18 +245,118 @@ pub fn json_string(buf: &mut Vec<u8>, s: &str) {
                 HEX[usize::from(b >> 4)],
                 HEX[usize::from(b & 0xf)],
             ],
-            _ => {
+            0x20..=0x7f => {
                 i += 1;
                 continue;
             }
+            _ => match utf8_seq(input.get(i..).unwrap_or_default()) {
+                Seq::Char(n) => {
+                    i += n;
+                    continue;
+                }
+                Seq::Invalid(n) => {
+                    out.extend_from_slice(input.get(run..i).unwrap_or_default());
+                    out.extend_from_slice("\u{FFFD}".as_bytes());
+                    scan.invalid = true;
+                    i += n;
+                    run = i;
+                    continue;
+                }
+                Seq::Incomplete => {
+                    scan.incomplete = true;
+                    break;
+                }
+            },
         };
-        buf.extend_from_slice(bytes.get(run..i).unwrap_or_default());
-        buf.extend_from_slice(esc);
+        out.extend_from_slice(input.get(run..i).unwrap_or_default());
+        out.extend_from_slice(esc);
         i += 1;
         run = i;
     }
-    buf.extend_from_slice(bytes.get(run..).unwrap_or_default());
-    buf.push(b'"');
+    out.extend_from_slice(input.get(run..i).unwrap_or_default());
+    scan.next = i;
+    scan
+}
+
+/// Turns raw terminal bytes into asciicast event lines in one pass per
+/// byte: UTF-8 validation and JSON escaping together, straight into the
+/// caller's buffer (no copy of the chunk, no string in between). A
+/// sequence split across chunks is carried over to the next one (at most
+/// three bytes, held here); invalid bytes become U+FFFD. The lines are
+/// exactly what [`write_event`] would write for the text that
+/// [`Utf8Decoder`] makes of the same chunks.
+#[derive(Debug, Default)]
+pub struct TextEncoder {
+    carry: [u8; 4],
+    carry_len: usize,
+}
+
+impl TextEncoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends the event line for `chunk` to `buf`: nothing when the chunk
+    /// (with what was carried) holds no whole character. True when invalid
+    /// bytes were replaced.
+    pub fn event(&mut self, buf: &mut Vec<u8>, time: f64, code: Code, chunk: &[u8]) -> bool {
+        use std::io::Write as _;
+        let line_start = buf.len();
+        buf.reserve(chunk.len() + 40);
+        // Writes into a Vec cannot fail.
+        let _ = write!(buf, "[{time:.6}, \"{}\", \"", code.as_str());
+        let text_start = buf.len();
+        let mut invalid = false;
+        let mut rest = chunk;
+        if self.carry_len > 0 {
+            // The carried bytes and just enough of the chunk to finish
+            // (or refute) the sequence they start.
+            let c = self.carry_len;
+            let take = chunk.len().min(4);
+            let mut joined = [0u8; 8];
+            joined[..c].copy_from_slice(&self.carry[..c]);
+            joined[c..c + take].copy_from_slice(&chunk[..take]);
+            let scan = escape_lossy(buf, &joined[..c + take], c);
+            invalid |= scan.invalid;
+            if scan.incomplete {
+                // Still cut off: only possible when the whole chunk was
+                // taken (a sequence is at most four bytes).
+                let tail = &joined[scan.next..c + take];
+                self.carry[..tail.len()].copy_from_slice(tail);
+                self.carry_len = tail.len();
+                rest = &[];
+            } else {
+                self.carry_len = 0;
+                rest = chunk.get(scan.next - c..).unwrap_or_default();
+            }
+        }
+        if !rest.is_empty() {
+            let scan = escape_lossy(buf, rest, rest.len());
+            invalid |= scan.invalid;
+            if scan.incomplete {
+                let tail = rest.get(scan.next..).unwrap_or_default();
+                self.carry[..tail.len()].copy_from_slice(tail);
+                self.carry_len = tail.len();
+            }
+        }
+        if buf.len() == text_start {
+            buf.truncate(line_start);
+        } else {
+            buf.extend_from_slice(b"\"]\n");
+        }
+        invalid
+    }
+
+    /// Ends the stream: a still-incomplete sequence becomes one U+FFFD
+    /// event. True when there was one.
+    pub fn finish(&mut self, buf: &mut Vec<u8>, time: f64, code: Code) -> bool {
+        if self.carry_len == 0 {
+            return false;
+        }
+        self.carry_len = 0;
+        write_event(buf, time, code, "\u{FFFD}");
+        true
+    }
 }
 
 /// Reads a cast one line at a time.
@@ -358,6 +538,128 @@ mod tests {
             let theirs = serde_json::to_string(&s).unwrap();
             assert_eq!(String::from_utf8(ours).unwrap(), theirs, "{s:?}");
         }
+    }
+
+    /// The line serde_json would write for `text`, as `write_event` did
+    /// before the one-pass encoder.
+    fn reference_line(time: f64, code: Code, text: &str) -> String {
+        format!(
+            "[{time:.6}, \"{}\", {}]\n",
+            code.as_str(),
+            serde_json::to_string(text).unwrap()
+        )
+    }
+
+    /// Random terminal-ish bytes: plain text, every control character,
+    /// quotes and backslashes, valid multi-byte characters, and the ways
+    /// UTF-8 goes wrong (stray continuation bytes, bad leads, overlong
+    /// forms, surrogates, values above U+10FFFF, cut-off sequences).
+    fn random_bytes(rng: &mut impl rand::Rng, len: usize) -> Vec<u8> {
+        const PIECES: &[&[u8]] = &[
+            b"plain text ",
+            b"\x1b[0m",
+            b"\r\n",
+            b"\"",
+            b"\\",
+            b"\x7f",
+            "é".as_bytes(),
+            "→".as_bytes(),
+            "世界".as_bytes(),
+            "🎉".as_bytes(),
+            "\u{10FFFF}".as_bytes(),
+            b"\x80",
+            b"\xbf",
+            b"\xc0\xaf",
+            b"\xc1\xbf",
+            b"\xe0\x80\xaf",
+            b"\xe0\x9f\xbf",
+            b"\xed\xa0\x80",
+            b"\xf0\x8f\xbf\xbf",
+            b"\xf4\x90\x80\x80",
+            b"\xf5\x80",
+            b"\xff",
+            b"\xe2\x82",
+            b"\xf0\x9f\x8e",
+            b"\xc3",
+        ];
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            match rng.gen_range(0..4) {
+                0 => out.push(rng.r#gen::<u8>()),
+                1 => out.push(rng.gen_range(0..0x20)),
+                _ => out.extend_from_slice(PIECES[rng.gen_range(0..PIECES.len())]),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_one_pass_encoder_writes_what_serde_json_would_for_chunks_cut_anywhere() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(22);
+        for round in 0..3000 {
+            let len = rng.gen_range(0..300);
+            let bytes = random_bytes(&mut rng, len);
+            let code = if round % 2 == 0 {
+                Code::Output
+            } else {
+                Code::Input
+            };
+            let mut ours = Vec::new();
+            let mut theirs = String::new();
+            let mut enc = TextEncoder::new();
+            let mut dec = Utf8Decoder::new();
+            let mut at = 0;
+            let mut t = 0.0;
+            while at < bytes.len() {
+                // Mostly short chunks, so that cuts fall inside sequences
+                // and carries meet carries; sometimes a long one.
+                let n = match rng.gen_range(0..10) {
+                    0 => 0,
+                    1..=4 => rng.gen_range(1..4),
+                    5..=8 => rng.gen_range(1..24),
+                    _ => rng.gen_range(1..200),
+                };
+                let chunk = &bytes[at..(at + n).min(bytes.len())];
+                at += chunk.len();
+                t += 0.25;
+                let bad_ours = enc.event(&mut ours, t, code, chunk);
+                let (text, bad_theirs) = dec.decode(chunk);
+                assert_eq!(bad_ours, bad_theirs, "{bytes:?}");
+                if !text.is_empty() {
+                    theirs.push_str(&reference_line(t, code, &text));
+                }
+            }
+            enc.finish(&mut ours, t, code);
+            if let Some(tail) = dec.finish() {
+                theirs.push_str(&reference_line(t, code, &tail));
+            }
+            let ours = String::from_utf8(ours).expect("the encoder wrote UTF-8");
+            assert_eq!(ours, theirs, "{bytes:?}");
+            // And the text is the whole stream's lossy decoding.
+            let joined: String = ours
+                .lines()
+                .map(|l| serde_json::from_str::<(f64, String, String)>(l).unwrap().2)
+                .collect();
+            assert_eq!(joined, String::from_utf8_lossy(&bytes), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn the_encoder_takes_a_chunk_whole_when_it_needs_no_carry() {
+        // Long plain runs, escapes at every offset of the fast path's
+        // words, non-ASCII between them.
+        let mut text = String::new();
+        for i in 0..40 {
+            text.push_str(&"x".repeat(i));
+            text.push_str(["\r\n", "\"", "é", "\u{1}", "🎉"][i % 5]);
+        }
+        let mut ours = Vec::new();
+        assert!(!TextEncoder::new().event(&mut ours, 1.5, Code::Output, text.as_bytes()));
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            reference_line(1.5, Code::Output, &text)
+        );
     }
 
     #[test]

@@ -51,7 +51,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::cast::{self, Code, Env, Header, Utf8Decoder};
+use super::cast::{self, Code, Env, Header, TextEncoder, Utf8Decoder};
 use super::sidecar::{self, ByteCounts, Sidecar};
 use super::signing::Signer;
 use super::{RecordingError, cast_path, sidecar_path, validate_id};
@@ -74,6 +74,9 @@ const DRAIN_AT: usize = 64 * 1024;
 
 /// Pending lines are written out early once they reach this size.
 const WRITE_THRESHOLD: usize = 64 * 1024;
+
+/// With a PTY, stream bytes are hashed in pieces at least this large.
+const HASH_STAGE: usize = 32 * 1024;
 
 /// What kind of channel is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +212,9 @@ impl Tally {
 /// Shared by the handles and the writer: the tallies, which streams the
 /// writer still wants the bytes of, and the batch waiting for it.
 struct Streams {
+    /// With a PTY every byte a handle queues is hashed by the writer
+    /// (see [`Writer::hash_staged`]); otherwise the handles hash.
+    pty: bool,
     batch: Mutex<Batch>,
     /// Signalled when the batch goes from empty to not: the writer, asleep
     /// while there is nothing to flush, arms its flush deadline.
@@ -249,10 +255,12 @@ impl Streams {
         full
     }
 
-    fn take_batch(&self) -> Vec<Event> {
+    /// The waiting events, leaving `empty` (with its capacity) in their
+    /// place.
+    fn take_batch(&self, empty: Vec<Event>) -> Vec<Event> {
         let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
         b.bytes = 0;
-        std::mem::take(&mut b.events)
+        std::mem::replace(&mut b.events, empty)
     }
 
     fn want(&self, s: Stream) -> &AtomicBool {
@@ -316,7 +324,11 @@ struct TextStream {
 struct Writer {
     /// Counts and hashes (kept by the handles); which bytes to send here.
     streams: Arc<Streams>,
-    file: Arc<std::fs::File>,
+    /// The cast, open for appending while lines flow; closed at each
+    /// sync and opened again by the next write, so that an idle recorded
+    /// session holds no descriptor (a node's open-file limit is shared by
+    /// two sockets per session already).
+    file: Option<std::fs::File>,
     cast_path: PathBuf,
     sidecar_path: PathBuf,
     /// The provisional sidecar, completed at the end.
@@ -331,9 +343,19 @@ struct Writer {
     text_notes: Vec<String>,
     out_text: TextStream,
     err_text: TextStream,
-    in_decoder: Utf8Decoder,
-    /// Over every byte written to the cast, header included.
+    /// With a PTY: output, stderr and keystrokes straight from bytes to
+    /// cast lines, one pass per byte (`cast::TextEncoder`).
+    out_enc: TextEncoder,
+    err_enc: TextEncoder,
+    in_enc: TextEncoder,
+    /// Over every byte written to the cast, header included: taken over
+    /// each batch of lines as it goes to the file, not line by line.
     cast_hash: Context,
+    /// The batch's event list, kept to hand back empty: no allocation per
+    /// batch.
+    spare: Vec<Event>,
+    /// With a PTY: stdin, stdout, stderr bytes waiting to be hashed.
+    staged: [Vec<u8>; 3],
     /// Whole lines not yet written to the file.
     pending: Vec<u8>,
     /// Lines written since the last fsync.
@@ -435,16 +457,19 @@ impl Writer {
 
     /// Turns the waiting batch into cast lines.
     fn drain(&mut self) {
-        for ev in self.streams.take_batch() {
+        let mut events = self.streams.take_batch(std::mem::take(&mut self.spare));
+        for ev in events.drain(..) {
             match ev {
                 Event::Data { stream, at, data } => {
+                    if self.pty {
+                        self.hash_staged(stream, &data);
+                    }
                     let t = self.time(at);
                     match stream {
                         Stream::Stdout | Stream::Stderr => self.output_text(t, stream, &data),
                         Stream::Stdin => {
                             if self.pty && self.record_input {
-                                let (text, _) = self.in_decoder.decode(&data);
-                                self.push(t, Code::Input, &text);
+                                self.in_enc.event(&mut self.pending, t, Code::Input, &data);
                             }
                         }
                     }
@@ -454,6 +479,40 @@ impl Writer {
                     self.push(t, Code::Resize, &format!("{cols}x{rows}"));
                 }
             }
+        }
+        self.spare = events;
+    }
+
+    /// Hashes a PTY stream's bytes in pieces of [`HASH_STAGE`] bytes or
+    /// more: BLAKE3 runs several 1 KiB chunks side by side (AVX2) on a
+    /// large update, while a terminal's odd-sized packets kept it on one
+    /// lane, and it cost as much as the cast's SHA-256. Moving the stream
+    /// hash here (from the session task) is also what lets it see the
+    /// bytes together. `flush` hashes what is left and frees the space
+    /// (idle sessions hold none).
+    fn hash_staged(&mut self, stream: Stream, data: &[u8]) {
+        let buf = &mut self.staged[stream as usize];
+        if buf.is_empty() && data.len() >= HASH_STAGE {
+            self.streams.tally(stream).hash.update(data);
+            return;
+        }
+        buf.extend_from_slice(data);
+        if buf.len() >= HASH_STAGE {
+            self.streams.tally(stream).hash.update(buf);
+            buf.clear();
+        }
+    }
+
+    fn flush_staged(&mut self) {
+        for (buf, stream) in
+            self.staged
+                .iter_mut()
+                .zip([Stream::Stdin, Stream::Stdout, Stream::Stderr])
+        {
+            if !buf.is_empty() {
+                self.streams.tally(stream).hash.update(buf);
+            }
+            *buf = Vec::new();
         }
     }
 
@@ -465,12 +524,11 @@ impl Writer {
 
     fn output_text(&mut self, t: f64, which: Stream, data: &[u8]) {
         if self.pty {
-            let decoder = match which {
-                Stream::Stderr => &mut self.err_text.decoder,
-                _ => &mut self.out_text.decoder,
+            let enc = match which {
+                Stream::Stderr => &mut self.err_enc,
+                _ => &mut self.out_enc,
             };
-            let (text, _) = decoder.decode(data);
-            self.push(t, Code::Output, &text);
+            enc.event(&mut self.pending, t, Code::Output, data);
             return;
         }
         let name = if which == Stream::Stderr {
@@ -530,10 +588,7 @@ impl Writer {
         if text.is_empty() {
             return;
         }
-        let from = self.pending.len();
         cast::write_event(&mut self.pending, t, code, text);
-        self.cast_hash
-            .update(self.pending.get(from..).unwrap_or_default());
     }
 
     async fn write_pending(&mut self) -> Result<(), RecordingError> {
@@ -543,6 +598,7 @@ impl Writer {
     /// Everything queued so far reaches the disk.
     async fn sync(&mut self) -> Result<(), RecordingError> {
         self.drain();
+        self.flush_staged();
         self.due_since = None;
         let started = Instant::now();
         if self.pending.is_empty() && !self.unsynced {
@@ -559,13 +615,28 @@ impl Writer {
         if self.pending.is_empty() && !sync {
             return Ok(());
         }
-        let file = self.file.clone();
+        self.cast_hash.update(&self.pending);
+        let file = self.file.take();
+        let path = self.cast_path.clone();
         let mut buf = std::mem::take(&mut self.pending);
         let done = tokio::task::spawn_blocking(move || {
             use std::io::Write;
-            let result = (&*file)
-                .write_all(&buf)
-                .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+            let result = (|| {
+                let mut file = match file {
+                    Some(f) => f,
+                    // Never created here: a cast removed under a live
+                    // recording is a failure, not a fresh file.
+                    None => std::fs::OpenOptions::new().append(true).open(&path)?,
+                };
+                file.write_all(&buf)?;
+                if sync {
+                    file.sync_data()?;
+                    drop_cached(&file);
+                    // Closed here, off the runtime's threads.
+                    return Ok(None);
+                }
+                Ok(Some(file))
+            })();
             buf.clear();
             (buf, result)
         })
@@ -575,7 +646,7 @@ impl Writer {
             Err(e) => (Vec::new(), Err(std::io::Error::other(e.to_string()))),
         };
         self.pending = buf;
-        result.map_err(|e| RecordingError::io(&self.cast_path, e))?;
+        self.file = result.map_err(|e| RecordingError::io(&self.cast_path, e))?;
         self.unsynced = !sync;
         Ok(())
     }
@@ -588,19 +659,10 @@ impl Writer {
         self.drain();
         let t = self.last_time;
         if self.pty {
-            for tail in [
-                self.out_text.decoder.finish(),
-                self.err_text.decoder.finish(),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                self.push(t, Code::Output, &tail);
-            }
-            if self.record_input
-                && let Some(tail) = self.in_decoder.finish()
-            {
-                self.push(t, Code::Input, &tail);
+            self.out_enc.finish(&mut self.pending, t, Code::Output);
+            self.err_enc.finish(&mut self.pending, t, Code::Output);
+            if self.record_input {
+                self.in_enc.finish(&mut self.pending, t, Code::Input);
             }
         }
         self.sync().await?;
@@ -648,6 +710,21 @@ impl Writer {
         if let Err(e) = write_sidecar(s, self.sidecar_path.clone()).await {
             tracing::error!("cannot note the recording failure in the sidecar: {e}");
         }
+    }
+}
+
+/// Lets the kernel drop the cast's pages from its cache once they are on
+/// disk: a recording is written once and read rarely, and reusing freed
+/// pages for the next writes is much cheaper than filling fresh ones (the
+/// copy into new page-cache pages was the largest single cost of
+/// recording a terminal; see DESIGN.md). Advice only: its failure changes
+/// nothing.
+fn drop_cached(file: &std::fs::File) {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: posix_fadvise reads no memory of ours; the descriptor is
+    // open for the duration of the call.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
     }
 }
 

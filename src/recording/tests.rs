@@ -366,6 +366,51 @@ async fn data_reaches_the_file_without_finish() {
     rec.finish(None, None).await.unwrap();
 }
 
+/// Descriptors of this process open on `path`.
+fn open_descriptors(path: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == path))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_idle_recording_holds_no_descriptor_and_reopens_to_append() {
+    // Issue 22: a node holds two sockets per session already; a recorded
+    // session that is idle must not hold its cast open as well.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("r");
+    let rec = Recorder::start(
+        &root,
+        meta("fd1", Kind::Shell, Some("xterm"), None),
+        signer(dir.path()),
+        opts(false, 0),
+    )
+    .await
+    .unwrap();
+    let cast: PathBuf = std::fs::canonicalize(rec.cast_path()).unwrap();
+    rec.output(Bytes::copy_from_slice(b"first\r\n"))
+        .await
+        .unwrap();
+    let synced = eventually(|| {
+        std::fs::read_to_string(&cast).is_ok_and(|t| t.contains("first"))
+            && open_descriptors(&cast) == 0
+    })
+    .await;
+    assert!(synced, "the cast stayed open after its data was synced");
+    // The next output opens it again, appending after what is there.
+    rec.output(Bytes::copy_from_slice(b"second\r\n"))
+        .await
+        .unwrap();
+    let summary = rec.finish(Some(0), None).await.unwrap();
+    assert_eq!(output_text(&cast), "first\r\nsecond\r\n");
+    assert_eq!(open_descriptors(&cast), 0);
+    assert!(summary.sidecar.signature.is_some());
+}
+
 #[tokio::test]
 async fn dropping_every_handle_still_closes_and_signs_the_recording() {
     let dir = tempfile::tempdir().unwrap();

@@ -101,7 +101,9 @@ pub async fn run(
         inspect: &inspect,
     };
     let outcome = pump(&state, client, &mut rx, target_ch, opts).await;
-    if let Some(r) = rec {
+    if let Some(r) = rec
+        && !outcome.recording_finished
+    {
         let status = outcome.exit_status.and_then(|s| i32::try_from(s).ok());
         if let Err(e) = Box::pin(r.finish(status, outcome.exit_signal)).await {
             tracing::error!(session = %state.id, "recording did not finish cleanly: {e}");

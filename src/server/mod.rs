@@ -453,12 +453,32 @@ fn ssh_config(config: &Config, host_key: russh::keys::PrivateKey) -> russh::serv
     }
 }
 
+/// Descriptors kept free of SSH connections: the database, recordings
+/// being written (a cast is open only while its writer writes), the audit
+/// spool, logs, the console. A quarter of a small limit.
+const FD_RESERVE: u64 = 1024;
+
+/// Connections held at once: each holds its socket and, once at a target,
+/// the target's. Past this a newcomer is refused at once, so the sessions
+/// already up keep the descriptors their recordings and audit need
+/// (issue 22: at the open-file limit, casts that could not be reopened
+/// ended their sessions, fail closed, and SQLite could not open files).
+pub fn max_connections(nofile: u64) -> usize {
+    let n = nofile.saturating_sub(FD_RESERVE.min(nofile / 4)) / 2;
+    usize::try_from(n)
+        .unwrap_or(usize::MAX)
+        .clamp(16, tokio::sync::Semaphore::MAX_PERMITS)
+}
+
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
     ssh_config: Arc<russh::server::Config>,
 ) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(10);
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections(
+        crate::rlimit::nofile(),
+    )));
     loop {
         let (socket, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -472,6 +492,13 @@ async fn accept_loop(
                 }
             },
             _ = shared.shutdown.cancelled() => return Ok(()),
+        };
+        let Ok(held) = connections.clone().try_acquire_owned() else {
+            drop(socket);
+            shared
+                .refusals
+                .note(peer.ip(), Reason::TooManyConnections, None);
+            continue;
         };
         let permits = shared.startups.permits.clone();
         let permit = match permits.clone().try_acquire_owned() {
@@ -504,7 +531,7 @@ async fn accept_loop(
         let shared = shared.clone();
         let cfg = ssh_config.clone();
         tokio::spawn(async move {
-            serve_connection(shared, cfg, socket, peer, permit).await;
+            serve_connection(shared, cfg, socket, peer, permit, held).await;
         });
     }
 }
@@ -532,13 +559,14 @@ async fn serve_connection(
     socket: tokio::net::TcpStream,
     peer: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
+    held: tokio::sync::OwnedSemaphorePermit,
 ) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let authed = Arc::new(AtomicBool::new(false));
     let slot = shared.startups.add(peer.ip());
     let (seq, evicted) = (slot.seq, slot.evicted);
     let cut = CancellationToken::new();
-    let socket = Cuttable::new(socket, cut.clone(), slot.established);
+    let socket = Cuttable::new(socket, cut.clone(), slot.established, held);
     let run = serve_ssh(
         shared.clone(),
         cfg,
@@ -581,6 +609,9 @@ struct Cuttable {
     token: CancellationToken,
     cut: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     kex: slots::KexWatch,
+    /// The connection's place under `max_connections`, given back when
+    /// russh drops the stream (the connection's end, not its login's).
+    _held: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Cuttable {
@@ -588,6 +619,7 @@ impl Cuttable {
         inner: tokio::net::TcpStream,
         token: CancellationToken,
         established: Arc<AtomicBool>,
+        held: tokio::sync::OwnedSemaphorePermit,
     ) -> Cuttable {
         let cut = Box::pin(token.clone().cancelled_owned());
         Cuttable {
@@ -595,6 +627,7 @@ impl Cuttable {
             token,
             cut,
             kex: slots::KexWatch::new(established),
+            _held: held,
         }
     }
 }
@@ -797,5 +830,24 @@ impl ShutdownSignals {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod connection_cap_tests {
+    #[test]
+    fn connections_leave_descriptors_for_recordings_and_the_database() {
+        // Two per connection after the reserve: 20,000 (this VM's hard
+        // limit) holds 9,488; systemd's LimitNOFILE=65536 32,256.
+        assert_eq!(super::max_connections(20_000), 9_488);
+        assert_eq!(super::max_connections(65_536), 32_256);
+        // A small limit keeps a quarter; "unlimited" is capped.
+        assert_eq!(super::max_connections(1_024), 384);
+        assert_eq!(super::max_connections(256), 96);
+        assert_eq!(super::max_connections(8), 16);
+        assert_eq!(
+            super::max_connections(u64::MAX),
+            tokio::sync::Semaphore::MAX_PERMITS
+        );
     }
 }

@@ -9,7 +9,8 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +34,15 @@ pub struct PumpEnd {
     pub down: u64,
     pub exit_status: Option<u32>,
     pub exit_signal: Option<String>,
+    /// The pump finished (sealed) the recording itself, before passing the
+    /// exit status on: the caller must not finish it again.
+    pub recording_finished: bool,
 }
+
+/// How long a recorded session's exit status waits for its recording to
+/// be sealed (flushed, hashed, signed): normally milliseconds; past this
+/// the status is sent anyway and the recorder finishes on its own.
+const SEAL_WAIT: Duration = Duration::from_secs(10);
 
 /// A forward through the target's sshd: a client direct-tcpip channel piped
 /// to a target direct-tcpip channel. Returns bytes each way.
@@ -89,6 +98,7 @@ pub(super) async fn pump(
         up: AtomicU64::new(0),
         down: AtomicU64::new(0),
         exit: Mutex::new((None, None)),
+        finishing: AtomicBool::new(false),
     };
     let target_done = CancellationToken::new();
     let to_target = async {
@@ -133,6 +143,7 @@ pub(super) async fn pump(
         down: pipe.down.load(Ordering::Relaxed),
         exit_status,
         exit_signal,
+        recording_finished: pipe.finishing.load(Ordering::Relaxed),
     }
 }
 
@@ -151,6 +162,19 @@ struct Pipe<'a> {
     down: AtomicU64,
     /// (exit status, exit signal) as the target reported them.
     exit: Mutex<(Option<u32>, Option<String>)>,
+    /// Set once this pump has asked the recorder to finish.
+    finishing: AtomicBool,
+}
+
+/// A recorded session's end, held back until its recording is sealed.
+enum HeldExit {
+    Status(u32),
+    Signal {
+        name: russh::Sig,
+        core_dumped: bool,
+        message: String,
+        lang: String,
+    },
 }
 
 type TargetWriter = russh::ChannelWriteHalf<ClientMsg>;
@@ -258,9 +282,28 @@ async fn to_client(p: &Pipe<'_>, tread: &mut russh::ChannelReadHalf, session: bo
     // whose input is done closes the channel on EOF, and russh answers
     // that close at once, so a later exit status would be lost.
     let mut eof_held = false;
-    while let Some(msg) = tread.wait().await {
+    // A recorded session's exit status (or signal) and EOF wait until the
+    // target can send nothing more (its EOF and its exit both seen, or
+    // its close), and the recording is sealed first: a client that has
+    // its exit status finds the signed sidecar on disk.
+    let seal_first = session && p.rec.is_some();
+    let mut held: Option<HeldExit> = None;
+    let mut target_eof = false;
+    let mut sealed = false;
+    // A message read ahead while gathering data, handled next.
+    let mut next: Option<ChannelMsg> = None;
+    loop {
+        let msg = match next.take() {
+            Some(m) => m,
+            None => match tread.wait().await {
+                Some(m) => m,
+                None => break,
+            },
+        };
         match msg {
             ChannelMsg::Data { data } => {
+                let (data, after) = gather(tread, data);
+                next = after;
                 let Ok(()) = target_data(p, data).await else {
                     break;
                 };
@@ -279,6 +322,14 @@ async fn to_client(p: &Pipe<'_>, tread: &mut russh::ChannelReadHalf, session: bo
                 p.state.bytes_down.fetch_add(n, Ordering::Relaxed);
                 p.state.touch();
             }
+            ChannelMsg::Eof if seal_first => {
+                eof_held = true;
+                target_eof = true;
+                if held.is_some() && !sealed {
+                    sealed = true;
+                    seal_then_exit(p, held.take(), std::mem::take(&mut eof_held)).await;
+                }
+            }
             ChannelMsg::Eof if session => eof_held = true,
             ChannelMsg::Eof => {
                 let _ = client.eof().await;
@@ -287,6 +338,14 @@ async fn to_client(p: &Pipe<'_>, tread: &mut russh::ChannelReadHalf, session: bo
                 p.state.set_exit(i64::from(exit_status));
                 if let Ok(mut e) = p.exit.lock() {
                     e.0 = Some(exit_status);
+                }
+                if seal_first {
+                    held = Some(HeldExit::Status(exit_status));
+                    if target_eof && !sealed {
+                        sealed = true;
+                        seal_then_exit(p, held.take(), std::mem::take(&mut eof_held)).await;
+                    }
+                    continue;
                 }
                 let _ = client.exit_status(exit_status).await;
                 if std::mem::take(&mut eof_held) {
@@ -302,6 +361,19 @@ async fn to_client(p: &Pipe<'_>, tread: &mut russh::ChannelReadHalf, session: bo
                 p.state.set_exit(128);
                 if let Ok(mut e) = p.exit.lock() {
                     e.1 = Some(format!("{signal_name:?}"));
+                }
+                if seal_first {
+                    held = Some(HeldExit::Signal {
+                        name: signal_name,
+                        core_dumped,
+                        message: error_message,
+                        lang: lang_tag,
+                    });
+                    if target_eof && !sealed {
+                        sealed = true;
+                        seal_then_exit(p, held.take(), std::mem::take(&mut eof_held)).await;
+                    }
+                    continue;
                 }
                 let _ = p
                     .state
@@ -327,6 +399,9 @@ async fn to_client(p: &Pipe<'_>, tread: &mut russh::ChannelReadHalf, session: bo
             _ => {}
         }
     }
+    if seal_first && !sealed {
+        seal_then_exit(p, held.take(), std::mem::take(&mut eof_held)).await;
+    }
     if eof_held {
         let _ = client.eof().await;
     }
@@ -340,6 +415,93 @@ async fn to_client(p: &Pipe<'_>, tread: &mut russh::ChannelReadHalf, session: bo
         .await;
     } else {
         let _ = client.close().await;
+    }
+}
+
+/// Target output already waiting is sent on in one piece of at most this
+/// many bytes.
+const GATHER_MAX: usize = 32 * 1024;
+
+/// Joins the data messages already queued behind `first` (never waiting
+/// for more): a terminal's output arrives in many small packets, and each
+/// one passed on alone costs a packet on the client's leg and an event in
+/// the recording. Returns the data and the first other message read, if
+/// any, to be handled next.
+fn gather(
+    tread: &mut russh::ChannelReadHalf,
+    first: bytes::Bytes,
+) -> (bytes::Bytes, Option<ChannelMsg>) {
+    use futures::FutureExt as _;
+    if first.len() >= GATHER_MAX {
+        return (first, None);
+    }
+    let mut joined: Option<bytes::BytesMut> = None;
+    let mut other = None;
+    loop {
+        let len = joined.as_ref().map_or(first.len(), |j| j.len());
+        if len >= GATHER_MAX {
+            break;
+        }
+        // `wait` is a channel receive: dropping it unfinished loses nothing.
+        match tread.wait().now_or_never() {
+            Some(Some(ChannelMsg::Data { data })) => {
+                let j = joined.get_or_insert_with(|| {
+                    let mut j = bytes::BytesMut::with_capacity(GATHER_MAX);
+                    j.extend_from_slice(&first);
+                    j
+                });
+                j.extend_from_slice(&data);
+            }
+            Some(Some(msg)) => {
+                other = Some(msg);
+                break;
+            }
+            Some(None) | None => break,
+        }
+    }
+    (joined.map_or(first, bytes::BytesMut::freeze), other)
+}
+
+/// Seals the recording (bounded by [`SEAL_WAIT`]), then passes on the
+/// held exit status or signal and the EOF.
+async fn seal_then_exit(p: &Pipe<'_>, held: Option<HeldExit>, eof: bool) {
+    if let Some(rec) = p.rec
+        && !p.finishing.swap(true, Ordering::Relaxed)
+    {
+        let (status, signal) = p.exit.lock().map(|e| e.clone()).unwrap_or_default();
+        let status = status.and_then(|s| i32::try_from(s).ok());
+        match tokio::time::timeout(SEAL_WAIT, rec.clone().finish(status, signal)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(session = %p.state.id, "recording did not finish cleanly: {e}");
+            }
+            Err(_) => tracing::warn!(
+                session = %p.state.id,
+                "sealing the recording took over {SEAL_WAIT:?}; exit status sent before it"
+            ),
+        }
+    }
+    let client = p.client;
+    match held {
+        Some(HeldExit::Status(s)) => {
+            let _ = client.exit_status(s).await;
+        }
+        Some(HeldExit::Signal {
+            name,
+            core_dumped,
+            message,
+            lang,
+        }) => {
+            let _ = p
+                .state
+                .handle
+                .exit_signal_request(client.id(), name, core_dumped, message, lang)
+                .await;
+        }
+        None => {}
+    }
+    if eof {
+        let _ = client.eof().await;
     }
 }
 

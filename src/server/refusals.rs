@@ -36,6 +36,9 @@ pub enum Reason {
     /// The client and the bastion share no key exchange, host key,
     /// cipher or MAC algorithm (a client of its own era, not an attack).
     NoCommonAlgorithm,
+    /// As many connections as the open-file limit leaves room for (see
+    /// `server::max_connections`).
+    TooManyConnections,
 }
 
 impl Reason {
@@ -46,6 +49,7 @@ impl Reason {
             Reason::GraceExpired => "login grace time expired",
             Reason::Malformed => "malformed",
             Reason::NoCommonAlgorithm => "no common algorithm",
+            Reason::TooManyConnections => "connection limit (open-file limit) reached",
         }
     }
 
@@ -57,6 +61,7 @@ impl Reason {
             Reason::GraceExpired => "KO_LOGIN_GRACE_TIME",
             Reason::Malformed => "KO_MALFORMED",
             Reason::NoCommonAlgorithm => "KO_NO_COMMON_ALGORITHM",
+            Reason::TooManyConnections => "KO_TOO_MANY_CONNECTIONS",
         }
     }
 }

@@ -91,7 +91,7 @@ impl Recorder {
             .map_err(|e| RecordingError::io(&cast_path, e))?;
         // From here on the writer does its I/O in whole blocking steps
         // (write and sync together), not one pool trip per call.
-        let file = Arc::new(file.into_std().await);
+        let file = Some(file.into_std().await);
 
         let sidecar = new_sidecar(&meta, &header, started_at, &opts, &signer)?;
         write_sidecar(sidecar.clone(), sidecar_path.clone()).await?;
@@ -99,6 +99,7 @@ impl Recorder {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (state_tx, state_rx) = watch::channel(State::Running);
         let streams = Arc::new(Streams {
+            pty,
             batch: Mutex::new(Batch::default()),
             wake: Notify::new(),
             stdin: Tally::new(),
@@ -123,8 +124,12 @@ impl Recorder {
             text_notes: Vec::new(),
             out_text: TextStream::default(),
             err_text: TextStream::default(),
-            in_decoder: Utf8Decoder::new(),
+            out_enc: TextEncoder::new(),
+            err_enc: TextEncoder::new(),
+            in_enc: TextEncoder::new(),
             cast_hash,
+            spare: Vec::new(),
+            staged: Default::default(),
             pending: Vec::new(),
             unsynced: false,
             due_since: None,
@@ -230,12 +235,18 @@ impl Recorder {
         if data.is_empty() {
             return Ok(());
         }
+        // With a PTY the wanted streams never change, and the writer
+        // hashes what it is sent (in larger pieces, see
+        // `Writer::hash_staged`); the rest is hashed here.
+        let wanted = self.streams.want(stream).load(Ordering::Relaxed);
         {
             let mut t = self.streams.tally(stream);
             t.bytes += data.len() as u64;
-            t.hash.update(&data);
+            if !(self.streams.pty && wanted) {
+                t.hash.update(&data);
+            }
         }
-        if !self.streams.want(stream).load(Ordering::Relaxed) {
+        if !wanted {
             return Ok(());
         }
         let n = data.len();
