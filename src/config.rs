@@ -81,6 +81,50 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[auth]`: second factors (contract section 11).
     pub auth: AuthConfig,
+    /// `[directory]`: staff from the site's LDAP or Active Directory
+    /// (contract section 12); `None` when the section is absent.
+    pub directory: Option<DirectoryConfig>,
+}
+
+/// How the directory's TLS is set up: `ldaps://` is TLS from the first
+/// byte; `ldap://` is allowed only with StartTLS (never in the clear).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryTls {
+    Ldaps,
+    StartTls,
+}
+
+/// `[directory]`: where staff and groups are read from, and how often.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    /// `ldaps://host[:port]` or `ldap://host[:port]` (with `start_tls`).
+    pub url: String,
+    pub tls: DirectoryTls,
+    /// PEM certificates trusted for the directory's certificate; `None`:
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    /// Holds the bind password; must be 0600 (checked when read).
+    pub bind_password_file: PathBuf,
+    /// Search base of staff entries.
+    pub users: String,
+    pub user_filter: String,
+    /// The attribute holding the staff name (lowercased).
+    pub name_attribute: String,
+    /// The attribute holding OpenSSH public keys (several values).
+    pub key_attribute: String,
+    /// Search base of groups; `None`: groups are not read (only
+    /// `memberOf` on user entries counts).
+    pub groups: Option<String>,
+    pub group_filter: String,
+    /// Users matching this filter (under `users`) are disabled.
+    pub disabled_filter: Option<String>,
+    pub sync_every: Duration,
+    /// The last good copy serves for this long after the last good sync.
+    pub max_stale: Duration,
+    /// `[directory.roles]`: role name (`approver`, `auditor`, `admin`) ->
+    /// directory groups (cn) whose members get it.
+    pub roles: Vec<(String, Vec<String>)>,
 }
 
 /// `[audit]`: forward-secure sealing of this node's audit chain (the

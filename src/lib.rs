@@ -17,6 +17,7 @@ pub mod audit;
 pub mod ca;
 pub mod cli;
 pub mod config;
+pub mod directory;
 pub mod envfilter;
 pub mod grant_types;
 pub mod grants;

@@ -77,6 +77,7 @@ pub(super) fn unreachable_defaults() -> Config {
             mfa_cache: Duration::from_secs(8 * 3600),
             mfa_self_enroll: true,
         },
+        directory: None,
     }
 }
 

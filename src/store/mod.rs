@@ -26,6 +26,7 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
 mod audit;
+mod directory;
 mod grants;
 mod lockout;
 mod mfa;
@@ -36,6 +37,7 @@ mod spool;
 mod web;
 
 pub use audit::{ChainCheck, Pin, RecordingStarted};
+pub use directory::{DirectoryHead, DirectoryRow, DirectoryTx};
 pub use mfa::{MfaFactorRow, MfaListRow};
 pub use nodes::{NodeStatus, lost_session_end};
 pub use seal::SealRow;
