@@ -101,7 +101,7 @@ mod tests {
 
     fn file_policy() -> Policy {
         let text = format!(
-            "[[user]]\nname = \"alice\"\nkeys = [\"{ALICE}\"]\ngroups = [\"ops\"]\n\n\
+            "[[user]]\nname = \"alice\"\nkeys = [\"{ALICE}\"]\ngroups = [\"ops\", \"support\"]\n\n\
              [[server]]\nname = \"db\"\naddress = \"127.0.0.1:22\"\nhost_key = \"{FP}\"\n\
              mode = \"ssh-forwarding\"\naccounts = [\"root\"]\nallow = [\"group:support\", \"group:ops\"]\n"
         );
@@ -205,7 +205,7 @@ mod tests {
             &roles,
         );
         let alice = m.policy.user("alice").unwrap();
-        assert_eq!(alice.groups, vec!["ops".to_string()]);
+        assert_eq!(alice.groups, vec!["ops".to_string(), "support".to_string()]);
         assert!(
             alice
                 .keys

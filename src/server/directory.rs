@@ -94,6 +94,9 @@ async fn look(shared: &Arc<Shared>, cfg: &DirectoryConfig, s: &mut Serving) {
         None => (s.serial, None),
     };
     let fresh = sync::fresh(synced_at, cfg.max_stale, now);
+    if let Some(t) = synced_at {
+        crate::metrics::directory_copy_age((now - t).whole_seconds());
+    }
     let file_digest = shared.file_policy().digest.clone();
     if serial == s.serial && fresh == s.fresh && file_digest == s.file_digest {
         return;
