@@ -529,4 +529,48 @@ mod tests {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
     }
+
+    #[test]
+    fn directory_section() {
+        let base = "[directory]\nurl = \"ldaps://dc1\"\nbind_dn = \"cn=g\"\n\
+                    bind_password_file = \"data/d.secret\"\nusers = \"ou=p\"\n";
+        let c = Config::from_str_at(base, Path::new("/x/g.toml")).unwrap();
+        let d = c.directory.expect("[directory]");
+        assert_eq!(d.tls, DirectoryTls::Ldaps);
+        assert_eq!(d.bind_password_file, Path::new("/x/data/d.secret"));
+        assert_eq!(d.name_attribute, "uid");
+        assert_eq!(d.sync_every, Duration::from_secs(60));
+        assert_eq!(d.max_stale, Duration::from_secs(900));
+        assert!(
+            Config::from_str_at("", Path::new("/x/g.toml"))
+                .unwrap()
+                .directory
+                .is_none()
+        );
+        let bad = |text: String| {
+            Config::from_str_at(&text, Path::new("/x/g.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        // ldap:// only with StartTLS: never a bind password in the clear.
+        let plain = base.replace("ldaps://", "ldap://");
+        assert!(
+            bad(plain.clone()).contains("start_tls"),
+            "{}",
+            bad(plain.clone())
+        );
+        let c = Config::from_str_at(
+            &format!("{plain}start_tls = true\n"),
+            Path::new("/x/g.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.directory.unwrap().tls, DirectoryTls::StartTls);
+        assert!(bad(base.replace("ldaps://dc1", "http://dc1")).contains("directory.url"));
+        assert!(bad(base.replace("users = \"ou=p\"\n", "")).contains("directory.users"));
+        assert!(
+            bad(format!("{base}max_stale = \"10s\"\nsync_every = \"60s\"\n")).contains("max_stale")
+        );
+        assert!(bad(format!("{base}[directory.roles]\nroot = [\"g\"]\n")).contains("unknown role"));
+        assert!(bad(format!("{base}colour = \"red\"\n")).contains("colour"));
+    }
 }

@@ -123,14 +123,14 @@ mod tests {
         let cases: Vec<(&str, Snapshot, Snapshot, Diff)> = vec![
             (
                 "nothing",
-                snap(&[a.clone()]),
-                snap(&[a.clone()]),
+                snap(std::slice::from_ref(&a)),
+                snap(std::slice::from_ref(&a)),
                 Diff::default(),
             ),
             (
                 "joiner",
                 snap(&[]),
-                snap(&[a.clone()]),
+                snap(std::slice::from_ref(&a)),
                 Diff {
                     added: vec!["ann".into()],
                     ..Diff::default()
@@ -144,7 +144,7 @@ mod tests {
             ),
             (
                 "leaver",
-                snap(&[a.clone()]),
+                snap(std::slice::from_ref(&a)),
                 snap(&[]),
                 Diff {
                     removed: vec!["ann".into()],
@@ -153,7 +153,7 @@ mod tests {
             ),
             (
                 "disabled",
-                snap(&[a.clone()]),
+                snap(std::slice::from_ref(&a)),
                 snap(&[user("ann", &["k1"], &["ops"], true)]),
                 Diff {
                     disabled: vec!["ann".into()],
@@ -163,7 +163,7 @@ mod tests {
             (
                 "re-enabled is a joiner",
                 snap(&[user("ann", &["k1"], &["ops"], true)]),
-                snap(&[a.clone()]),
+                snap(std::slice::from_ref(&a)),
                 Diff {
                     added: vec!["ann".into()],
                     ..Diff::default()
@@ -177,7 +177,7 @@ mod tests {
             ),
             (
                 "mover: group and key",
-                snap(&[a.clone()]),
+                snap(std::slice::from_ref(&a)),
                 snap(&[user("ann", &["k2"], &["dba"], false)]),
                 Diff {
                     changed: vec![Change {
@@ -192,7 +192,7 @@ mod tests {
             ),
             (
                 "dn change alone is no change",
-                snap(&[a.clone()]),
+                snap(std::slice::from_ref(&a)),
                 snap(&[DirUser {
                     dn: "uid=ann,ou=moved,dc=x".into(),
                     ..a.clone()

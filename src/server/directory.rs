@@ -61,6 +61,8 @@ pub async fn sync_loop(shared: Arc<Shared>, cfg: DirectoryConfig) {
 #[derive(Default)]
 struct Serving {
     serial: Option<i64>,
+    /// The last good sync as last read, kept while the database is away.
+    synced_at: Option<time::OffsetDateTime>,
     fresh: bool,
     copy: Option<Arc<Snapshot>>,
     /// Conflicts already reported, with the file policy's digest.
@@ -80,19 +82,25 @@ pub async fn serve_loop(shared: Arc<Shared>, cfg: DirectoryConfig) {
 
 async fn look(shared: &Arc<Shared>, cfg: &DirectoryConfig, s: &mut Serving) {
     let head = match shared.store.directory_head().await {
-        Ok(h) => h,
+        Ok(Some(h)) => Some(h),
         // The database is away: the copy served goes on serving until it
         // is too old (checked against the last known sync time below).
         Err(e) => {
             tracing::debug!("directory head: {e}");
             None
         }
+        // Never synced: nothing to serve.
+        Ok(None) => {
+            s.synced_at = None;
+            None
+        }
     };
     let now = time::OffsetDateTime::now_utc();
     let (serial, synced_at) = match head {
         Some(h) => (Some(h.serial), h.synced_at),
-        None => (s.serial, None),
+        None => (s.serial, s.synced_at),
     };
+    s.synced_at = synced_at;
     let fresh = sync::fresh(synced_at, cfg.max_stale, now);
     if let Some(t) = synced_at {
         crate::metrics::directory_copy_age((now - t).whole_seconds());
@@ -193,6 +201,15 @@ fn reason_for(user: &str, after: &Policy, new_copy: Option<&Snapshot>) -> String
     }
 }
 
+/// A live session as re-decided: id, user, server, account, source.
+type LiveRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    std::net::IpAddr,
+);
+
 /// Ends the live sessions of directory users that the new policy no
 /// longer allows: the decision of the login, taken again.
 async fn cut_sessions(
@@ -220,13 +237,7 @@ async fn cut_sessions(
             .collect(),
         _ => HashMap::new(),
     };
-    let live: Vec<(
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        std::net::IpAddr,
-    )> = shared
+    let live: Vec<LiveRow> = shared
         .sessions
         .lock()
         .map(|s| {
