@@ -32,6 +32,7 @@ pub enum AdminError {
 struct AdminState {
     store: Store,
     recordings: PathBuf,
+    config: Config,
 }
 
 /// The running admin listener; stops when dropped.
@@ -60,6 +61,7 @@ pub async fn start(config: &Config, store: Store) -> Result<Option<AdminServer>,
     let state = Arc::new(AdminState {
         store,
         recordings: config.recordings.clone(),
+        config: config.clone(),
     });
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -97,7 +99,12 @@ async fn metrics() -> Response {
 }
 
 async fn healthz(State(state): State<Arc<AdminState>>) -> Response {
-    let problems = crate::health::check(&state.store, &state.recordings).await;
+    let mut problems = crate::health::check(&state.store, &state.recordings).await;
+    problems.extend(
+        crate::health::directory(&state.store, &state.config)
+            .await
+            .err(),
+    );
     if problems.is_empty() {
         (StatusCode::OK, "ok\n").into_response()
     } else {

@@ -115,6 +115,33 @@ pub enum EventKind {
     /// `detail.reason`.
     #[serde(rename = "access.suspended")]
     AccessSuspended,
+    /// A directory sync stored a new copy; `detail` has the counts (users, groups, added, changed, disabled, removed, skipped).
+    #[serde(rename = "directory.synced")]
+    DirectorySynced,
+    /// A directory user has the name of a policy `[[user]]`: the policy entry wins.
+    #[serde(rename = "directory.conflict")]
+    DirectoryConflict,
+    /// The directory could not be read; once per episode (`detail.error`).
+    #[serde(rename = "directory.unreachable")]
+    DirectoryUnreachable,
+    /// The directory answered again after `directory.unreachable`.
+    #[serde(rename = "directory.recovered")]
+    DirectoryRecovered,
+    /// A directory entry was skipped (a name that is not a staff name, a malformed key, a referral, too many members); `detail.reason`.
+    #[serde(rename = "directory.skipped")]
+    DirectorySkipped,
+    /// A staff member appeared in the directory.
+    #[serde(rename = "user.added")]
+    UserAdded,
+    /// A directory staff member's keys or groups changed; `detail` says which.
+    #[serde(rename = "user.changed")]
+    UserChanged,
+    /// A directory staff member was disabled.
+    #[serde(rename = "user.disabled")]
+    UserDisabled,
+    /// A staff member left the directory.
+    #[serde(rename = "user.removed")]
+    UserRemoved,
 }
 
 impl EventKind {
@@ -163,6 +190,15 @@ impl EventKind {
         EventKind::MfaAllowEnroll,
         EventKind::AccessCertified,
         EventKind::AccessSuspended,
+        EventKind::DirectorySynced,
+        EventKind::DirectoryConflict,
+        EventKind::DirectoryUnreachable,
+        EventKind::DirectoryRecovered,
+        EventKind::DirectorySkipped,
+        EventKind::UserAdded,
+        EventKind::UserChanged,
+        EventKind::UserDisabled,
+        EventKind::UserRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -211,6 +247,15 @@ impl EventKind {
             EventKind::MfaAllowEnroll => "mfa.allow_enroll",
             EventKind::AccessCertified => "access.certified",
             EventKind::AccessSuspended => "access.suspended",
+            EventKind::DirectorySynced => "directory.synced",
+            EventKind::DirectoryConflict => "directory.conflict",
+            EventKind::DirectoryUnreachable => "directory.unreachable",
+            EventKind::DirectoryRecovered => "directory.recovered",
+            EventKind::DirectorySkipped => "directory.skipped",
+            EventKind::UserAdded => "user.added",
+            EventKind::UserChanged => "user.changed",
+            EventKind::UserDisabled => "user.disabled",
+            EventKind::UserRemoved => "user.removed",
         }
     }
 

@@ -86,6 +86,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[review]`: periodic access reviews (contract section 14).
     pub review: ReviewConfig,
+    /// `[directory]`: staff from the site's LDAP or Active Directory
+    /// (contract section 12); `None` when the section is absent.
+    pub directory: Option<DirectoryConfig>,
 }
 
 /// `[review]`: how often standing access must be certified.
@@ -96,6 +99,47 @@ pub struct ReviewConfig {
     pub every: Option<Duration>,
     /// An overdue entitlement is refused at login until certified.
     pub enforce: bool,
+}
+
+/// How the directory's TLS is set up: `ldaps://` is TLS from the first
+/// byte; `ldap://` is allowed only with StartTLS (never in the clear).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryTls {
+    Ldaps,
+    StartTls,
+}
+
+/// `[directory]`: where staff and groups are read from, and how often.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    /// `ldaps://host[:port]` or `ldap://host[:port]` (with `start_tls`).
+    pub url: String,
+    pub tls: DirectoryTls,
+    /// PEM certificates trusted for the directory's certificate; `None`:
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    /// Holds the bind password; must be 0600 (checked when read).
+    pub bind_password_file: PathBuf,
+    /// Search base of staff entries.
+    pub users: String,
+    pub user_filter: String,
+    /// The attribute holding the staff name (lowercased).
+    pub name_attribute: String,
+    /// The attribute holding OpenSSH public keys (several values).
+    pub key_attribute: String,
+    /// Search base of groups; `None`: groups are not read (only
+    /// `memberOf` on user entries counts).
+    pub groups: Option<String>,
+    pub group_filter: String,
+    /// Users matching this filter (under `users`) are disabled.
+    pub disabled_filter: Option<String>,
+    pub sync_every: Duration,
+    /// The last good copy serves for this long after the last good sync.
+    pub max_stale: Duration,
+    /// `[directory.roles]`: role name (`approver`, `auditor`, `admin`) ->
+    /// directory groups (cn) whose members get it.
+    pub roles: Vec<(String, Vec<String>)>,
 }
 
 /// `[audit]`: forward-secure sealing of this node's audit chain (the
@@ -631,5 +675,49 @@ mod tests {
     fn line_col_counts_from_one() {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn directory_section() {
+        let base = "[directory]\nurl = \"ldaps://dc1\"\nbind_dn = \"cn=g\"\n\
+                    bind_password_file = \"data/d.secret\"\nusers = \"ou=p\"\n";
+        let c = Config::from_str_at(base, Path::new("/x/g.toml")).unwrap();
+        let d = c.directory.expect("[directory]");
+        assert_eq!(d.tls, DirectoryTls::Ldaps);
+        assert_eq!(d.bind_password_file, Path::new("/x/data/d.secret"));
+        assert_eq!(d.name_attribute, "uid");
+        assert_eq!(d.sync_every, Duration::from_secs(60));
+        assert_eq!(d.max_stale, Duration::from_secs(900));
+        assert!(
+            Config::from_str_at("", Path::new("/x/g.toml"))
+                .unwrap()
+                .directory
+                .is_none()
+        );
+        let bad = |text: String| {
+            Config::from_str_at(&text, Path::new("/x/g.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        // ldap:// only with StartTLS: never a bind password in the clear.
+        let plain = base.replace("ldaps://", "ldap://");
+        assert!(
+            bad(plain.clone()).contains("start_tls"),
+            "{}",
+            bad(plain.clone())
+        );
+        let c = Config::from_str_at(
+            &format!("{plain}start_tls = true\n"),
+            Path::new("/x/g.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.directory.unwrap().tls, DirectoryTls::StartTls);
+        assert!(bad(base.replace("ldaps://dc1", "http://dc1")).contains("directory.url"));
+        assert!(bad(base.replace("users = \"ou=p\"\n", "")).contains("directory.users"));
+        assert!(
+            bad(format!("{base}max_stale = \"10s\"\nsync_every = \"60s\"\n")).contains("max_stale")
+        );
+        assert!(bad(format!("{base}[directory.roles]\nroot = [\"g\"]\n")).contains("unknown role"));
+        assert!(bad(format!("{base}colour = \"red\"\n")).contains("colour"));
     }
 }

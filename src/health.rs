@@ -9,7 +9,7 @@
 //! the process that serves: permission bits alone say nothing for root, and
 //! after a drop to `[server] user` only that user's rights count.
 //!
-//! May import: config, store.
+//! May import: config, store, metrics.
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,6 +32,40 @@ pub enum Unhealthy {
     Spool { path: PathBuf, message: String },
     #[error("reports folder {} is not writable: {message}", .path.display())]
     Reports { path: PathBuf, message: String },
+    /// The directory copy is older than `max_stale`: directory users are
+    /// refused (policy users are not).
+    #[error("directory copy is stale ({0}): directory users are refused")]
+    DirectoryStale(String),
+}
+
+/// `[directory]`: the copy stored by the last good sync still serves
+/// (not older than `max_stale`). Unreachable but within `max_stale` is
+/// healthy (the last copy serves). Without `[directory]`, nothing to check.
+pub async fn directory(store: &Store, config: &crate::config::Config) -> Result<(), Unhealthy> {
+    let Some(d) = &config.directory else {
+        return Ok(());
+    };
+    let head = store
+        .directory_head()
+        .await
+        .map_err(|e| Unhealthy::Database(e.to_string()))?;
+    let now = time::OffsetDateTime::now_utc();
+    match head.and_then(|h| h.synced_at) {
+        None => Err(Unhealthy::DirectoryStale("never synced".to_string())),
+        Some(t) => {
+            let age = now - t;
+            crate::metrics::directory_copy_age(age.whole_seconds());
+            if age <= d.max_stale {
+                Ok(())
+            } else {
+                Err(Unhealthy::DirectoryStale(format!(
+                    "last good sync {}s ago, max_stale {}s",
+                    age.whole_seconds(),
+                    d.max_stale.as_secs()
+                )))
+            }
+        }
+    }
 }
 
 /// Runs every check (the audit spool's when `store` spools, as in

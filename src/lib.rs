@@ -17,6 +17,7 @@ pub mod audit;
 pub(crate) mod ca;
 pub mod cli;
 pub mod config;
+pub mod directory;
 pub(crate) mod envfilter;
 pub(crate) mod grant_types;
 pub mod grants;

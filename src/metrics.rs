@@ -90,6 +90,8 @@ pub struct Metrics {
     web_login_refused: Family<ReasonLabels, Counter>,
     web_connections: Family<ListenerLabels, Counter>,
     web_live_streams: Gauge,
+    /// Seconds since the directory copy's last good sync (`[directory]`).
+    directory_copy_age: Gauge,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -190,7 +192,14 @@ impl Metrics {
             "Live views (server-sent event streams) open now",
             web_live_streams.clone(),
         );
+        let directory_copy_age = Gauge::default();
+        registry.register(
+            "directory_copy_age_seconds",
+            "Seconds since the last good directory sync (the copy served; refused past max_stale)",
+            directory_copy_age.clone(),
+        );
         Metrics {
+            directory_copy_age,
             node: node.to_string(),
             registry,
             sessions_live,
@@ -288,6 +297,13 @@ pub fn session_started(mode: &str) {
 pub fn session_ended(mode: &str, up: u64, down: u64) {
     if let Some(m) = get() {
         m.session_ended(mode, up, down);
+    }
+}
+
+/// The directory copy's age, in seconds since its last good sync.
+pub fn directory_copy_age(secs: i64) {
+    if let Some(m) = get() {
+        m.directory_copy_age.set(secs);
     }
 }
 

@@ -97,6 +97,7 @@ fn the_html_report_renders_in_headless_chromium() {
         users: vec![UserFact {
             name: "alice".into(),
             expires: None,
+            from_directory: false,
         }],
         hours: WorkHours::default(),
         ..ReportInput::default()

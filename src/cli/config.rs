@@ -181,6 +181,43 @@ pub fn effective(config: &Config) -> Table {
     }
     review.insert("enforce".into(), Value::Boolean(config.review.enforce));
     t.insert("review".into(), Value::Table(review));
+    if let Some(d) = &config.directory {
+        t.insert("directory".into(), Value::Table(directory(d)));
+    }
+    t
+}
+
+/// `[directory]` as in force (the password file's path, never its content).
+fn directory(d: &crate::config::DirectoryConfig) -> Table {
+    let mut t = Table::new();
+    t.insert("url".into(), s(d.url.as_str()));
+    t.insert(
+        "start_tls".into(),
+        Value::Boolean(d.tls == crate::config::DirectoryTls::StartTls),
+    );
+    if let Some(ca) = &d.ca_file {
+        t.insert("ca_file".into(), path(ca));
+    }
+    t.insert("bind_dn".into(), s(d.bind_dn.as_str()));
+    t.insert("bind_password_file".into(), path(&d.bind_password_file));
+    t.insert("users".into(), s(d.users.as_str()));
+    t.insert("user_filter".into(), s(d.user_filter.as_str()));
+    t.insert("name_attribute".into(), s(d.name_attribute.as_str()));
+    t.insert("key_attribute".into(), s(d.key_attribute.as_str()));
+    if let Some(g) = &d.groups {
+        t.insert("groups".into(), s(g.as_str()));
+    }
+    t.insert("group_filter".into(), s(d.group_filter.as_str()));
+    if let Some(f) = &d.disabled_filter {
+        t.insert("disabled_filter".into(), s(f.as_str()));
+    }
+    t.insert("sync_every".into(), duration(d.sync_every));
+    t.insert("max_stale".into(), duration(d.max_stale));
+    let mut roles = Table::new();
+    for (role, groups) in &d.roles {
+        roles.insert(role.clone(), strings(groups));
+    }
+    t.insert("roles".into(), Value::Table(roles));
     t
 }
 

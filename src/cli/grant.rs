@@ -9,7 +9,7 @@ use crate::policy::Policy;
 use crate::store::Store;
 
 fn policy(config: &Config) -> anyhow::Result<Policy> {
-    Policy::load_dir(&config.policies).map_err(|d| {
+    Policy::load_dir_with(&config.policies, config.directory.is_some()).map_err(|d| {
         anyhow::anyhow!(
             "{} problem(s) in the policy files (run `gatehouse policy check`)",
             d.len()

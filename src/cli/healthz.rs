@@ -13,7 +13,8 @@ use crate::store::Store;
 pub async fn run(config: Config) -> anyhow::Result<i32> {
     let mut problems = match Store::open(&config.database, &config.node).await {
         Ok(store) => {
-            let p = health::check(&store, &config.recordings).await;
+            let mut p = health::check(&store, &config.recordings).await;
+            p.extend(health::directory(&store, &config).await.err());
             store.close().await;
             p
         }
@@ -28,9 +29,14 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     problems.extend(health::spool_writable(&config.audit_spool).await.err());
     if problems.is_empty() {
         println!(
-            "ok: database takes writes, audit spool {} and recordings folder {} writable",
+            "ok: database takes writes, audit spool {} and recordings folder {} writable{}",
             config.audit_spool.display(),
-            config.recordings.display()
+            config.recordings.display(),
+            if config.directory.is_some() {
+                ", directory copy fresh"
+            } else {
+                ""
+            }
         );
         return Ok(0);
     }

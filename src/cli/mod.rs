@@ -12,6 +12,7 @@ mod access;
 mod audit;
 mod ca;
 mod config;
+mod directory;
 mod grant;
 mod healthz;
 mod mfa;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Staff second factors (TOTP): list, reset, forget, allow-enroll.
     #[command(subcommand)]
     Mfa(MfaCmd),
+    /// The site's directory: sync now, or show what it gives a user.
+    #[command(subcommand)]
+    Directory(DirectoryCmd),
     /// The effective configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -136,6 +140,25 @@ pub enum MfaCmd {
     Forget { user: String },
     /// Let USER enroll for 24 hours (under `mfa_self_enroll = false`).
     AllowEnroll { user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCmd {
+    /// Read the directory now and store the copy (one node at a time);
+    /// prints the joiners, movers and leavers.
+    Sync {
+        /// Read and compare only: print what would change.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the stored directory copy gives USER (keys, groups, roles).
+    Show {
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -495,6 +518,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Unlock { user } => unlock::run(config, &user).await,
         Command::Access(cmd) => access::run(config, cmd).await,
         Command::Mfa(cmd) => mfa::run(config, cmd).await,
+        Command::Directory(cmd) => directory::run(config, cmd).await,
         Command::Config(ConfigCmd::Show { json }) => config::show(&config, json),
         Command::Ca(CaCmd::Show { json }) => ca::show(&config, json).await,
         Command::Healthz => healthz::run(config).await,

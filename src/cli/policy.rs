@@ -17,7 +17,7 @@ use crate::policy::{Action, Diagnostic, Policy, Request, explain};
 pub async fn run(config: Config, cmd: PolicyCmd) -> anyhow::Result<i32> {
     match cmd {
         PolicyCmd::Check { json } => {
-            let loaded = Policy::load_dir(&config.policies);
+            let loaded = Policy::load_dir_with(&config.policies, config.directory.is_some());
             let (out, problems) = check_output(&loaded, json)?;
             print!("{out}");
             match problems {
@@ -33,12 +33,13 @@ pub async fn run(config: Config, cmd: PolicyCmd) -> anyhow::Result<i32> {
             port,
             json,
         } => {
-            let policy = Policy::load_dir(&config.policies).map_err(|d| {
-                anyhow::anyhow!(
-                    "{} problem(s) in the policy files: run `gatehouse policy check`",
-                    d.len()
-                )
-            })?;
+            let policy = Policy::load_dir_with(&config.policies, config.directory.is_some())
+                .map_err(|d| {
+                    anyhow::anyhow!(
+                        "{} problem(s) in the policy files: run `gatehouse policy check`",
+                        d.len()
+                    )
+                })?;
             let source: IpAddr = match from.as_deref() {
                 None => IpAddr::from([127, 0, 0, 1]),
                 Some(s) => s
@@ -59,8 +60,25 @@ pub async fn run(config: Config, cmd: PolicyCmd) -> anyhow::Result<i32> {
                 source,
                 port,
             };
+            // With a directory, the policy served holds its users too
+            // (the copy stored by the last sync, while fresh).
+            let (policy, source) = match &config.directory {
+                Some(d) => {
+                    let (served, copy, fresh) = crate::directory::served(&store, d, &policy)
+                        .await
+                        .context("cannot read the directory copy")?;
+                    let source =
+                        crate::directory::describe_source(&user, &served, copy.as_ref(), fresh);
+                    (served, source)
+                }
+                None => {
+                    let source = crate::directory::describe_source(&user, &policy, None, false);
+                    (policy, source)
+                }
+            };
             let (out, allowed) =
                 explain_output(&policy, &query, &grants, OffsetDateTime::now_utc(), json)?;
+            let out = with_source(out, &source, json)?;
             print!("{out}");
             if allowed {
                 Ok(0)
@@ -107,6 +125,22 @@ pub fn check_output(
             (text, diags.len().max(1))
         }
     })
+}
+
+/// `policy explain`'s output with where the user comes from: a
+/// `source:` line, or a `source` key in the JSON.
+fn with_source(out: String, source: &str, json: bool) -> anyhow::Result<String> {
+    if !json {
+        return Ok(format!("{out}source: {source}\n"));
+    }
+    let mut v: serde_json::Value = serde_json::from_str(&out)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "source".into(),
+            serde_json::Value::String(source.to_string()),
+        );
+    }
+    Ok(format!("{}\n", serde_json::to_string_pretty(&v)?))
 }
 
 /// The `policy explain` question.

@@ -446,12 +446,13 @@ async fn review(
     if by.trim().is_empty() {
         return Err(Exit::new(2, "review: --by must name the reviewer").into());
     }
-    let policy = crate::policy::Policy::load_dir(&config.policies).map_err(|d| {
-        anyhow::anyhow!(
-            "{} problem(s) in the policy files (run `gatehouse policy check`)",
-            d.len()
-        )
-    })?;
+    let policy = crate::policy::Policy::load_dir_with(&config.policies, config.directory.is_some())
+        .map_err(|d| {
+            anyhow::anyhow!(
+                "{} problem(s) in the policy files (run `gatehouse policy check`)",
+                d.len()
+            )
+        })?;
     let allowed = policy.user(by).is_some_and(|u| {
         u.has_role(crate::policy::Role::Auditor) || u.has_role(crate::policy::Role::Admin)
     });

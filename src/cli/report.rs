@@ -30,7 +30,7 @@ pub async fn run(config: Config, cmd: ReportCmd) -> anyhow::Result<i32> {
             let formats = Format::parse_list(&format).map_err(|m| super::Exit::new(2, m))?;
             let own_folder = out.is_none();
             let out = out.unwrap_or_else(|| config.reports.clone());
-            let policy = Policy::load_dir(&config.policies).map_err(|diags| {
+            let policy = Policy::load_dir_with(&config.policies, config.directory.is_some()).map_err(|diags| {
                 let first = diags.first().map(|d| d.to_string()).unwrap_or_default();
                 anyhow::anyhow!(
                     "{} problem(s) in the policy files (run `gatehouse policy check`); first: {first}",

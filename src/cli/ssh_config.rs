@@ -66,12 +66,13 @@ pub async fn run(
     bastion: Option<&str>,
     json: bool,
 ) -> anyhow::Result<i32> {
-    let policy = Policy::load_dir(&config.policies).map_err(|d| {
-        anyhow::anyhow!(
-            "{} problem(s) in the policy files (run `gatehouse policy check`)",
-            d.len()
-        )
-    })?;
+    let policy =
+        Policy::load_dir_with(&config.policies, config.directory.is_some()).map_err(|d| {
+            anyhow::anyhow!(
+                "{} problem(s) in the policy files (run `gatehouse policy check`)",
+                d.len()
+            )
+        })?;
     if policy.user(user).is_none() {
         return Err(super::Exit::new(1, format!("unknown user {user}")).into());
     }

@@ -123,12 +123,13 @@ async fn open_vault(config: &Config) -> anyhow::Result<(Store, Vault)> {
 /// chpasswd, verified by logging in with it, then committed.
 async fn rotate(config: &Config, server: &str, account: &str) -> anyhow::Result<i32> {
     let (store, vault) = open_vault(config).await?;
-    let policy = crate::policy::Policy::load_dir(&config.policies).map_err(|d| {
-        anyhow::anyhow!(
-            "{} problem(s) in the policy files (run `gatehouse policy check`)",
-            d.len()
-        )
-    })?;
+    let policy = crate::policy::Policy::load_dir_with(&config.policies, config.directory.is_some())
+        .map_err(|d| {
+            anyhow::anyhow!(
+                "{} problem(s) in the policy files (run `gatehouse policy check`)",
+                d.len()
+            )
+        })?;
     let identity = crate::keys::load_or_create(&config.identity_key, "gatehouse identity")?;
     let who = operator();
     let rotator = vault::rotate::Rotator {

@@ -16,12 +16,13 @@ pub async fn run(config: Config, cmd: WebCmd) -> anyhow::Result<i32> {
 
 async fn link(config: &Config, user: &str, json: bool) -> anyhow::Result<i32> {
     let base = crate::web::base_url(config).map_err(|e| Exit::new(1, e.to_string()))?;
-    let policy = Policy::load_dir(&config.policies).map_err(|d| {
-        anyhow::anyhow!(
-            "{} problem(s) in the policy files (run `gatehouse policy check`)",
-            d.len()
-        )
-    })?;
+    let policy =
+        Policy::load_dir_with(&config.policies, config.directory.is_some()).map_err(|d| {
+            anyhow::anyhow!(
+                "{} problem(s) in the policy files (run `gatehouse policy check`)",
+                d.len()
+            )
+        })?;
     let store = Store::open(&config.database, &config.node).await?;
     let url = crate::web::auth::issue_link(&store, &policy, &base, user, "cli", None)
         .await

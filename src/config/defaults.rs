@@ -92,6 +92,7 @@ pub(super) fn unreachable_defaults() -> Config {
             every: None,
             enforce: false,
         },
+        directory: None,
     }
 }
 

@@ -29,6 +29,7 @@ pub(super) struct RawConfig {
     pub(super) auth: RawAuth,
     #[serde(default)]
     pub(super) review: RawReview,
+    pub(super) directory: Option<RawDirectory>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +37,27 @@ pub(super) struct RawConfig {
 pub(super) struct RawReview {
     pub(super) every: Option<String>,
     pub(super) enforce: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDirectory {
+    pub(super) url: Option<String>,
+    pub(super) start_tls: Option<bool>,
+    pub(super) ca_file: Option<String>,
+    pub(super) bind_dn: Option<String>,
+    pub(super) bind_password_file: Option<String>,
+    pub(super) users: Option<String>,
+    pub(super) user_filter: Option<String>,
+    pub(super) name_attribute: Option<String>,
+    pub(super) key_attribute: Option<String>,
+    pub(super) groups: Option<String>,
+    pub(super) group_filter: Option<String>,
+    pub(super) disabled_filter: Option<String>,
+    pub(super) sync_every: Option<String>,
+    pub(super) max_stale: Option<String>,
+    #[serde(default)]
+    pub(super) roles: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

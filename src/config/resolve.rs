@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use super::defaults::unreachable_defaults;
 use super::raw::{
-    RawAudit, RawAuth, RawConfig, RawLimits, RawMetrics, RawOidc, RawRecording, RawReport,
-    RawReview, RawServer, RawVault, RawWeb,
+    RawAudit, RawAuth, RawConfig, RawDirectory, RawLimits, RawMetrics, RawOidc, RawRecording,
+    RawReport, RawReview, RawServer, RawVault, RawWeb,
 };
 use super::{
-    AuditConfig, AuthConfig, Config, ConfigError, Limits, MetricsConfig, MfaMode, OidcConfig,
-    RecordingConfig, ReportConfig, ReviewConfig, VaultConfig, WebConfig, default_node,
-    parse_duration, resolve_sqlite_url, with_node,
+    AuditConfig, AuthConfig, Config, ConfigError, DirectoryConfig, DirectoryTls, Limits,
+    MetricsConfig, MfaMode, OidcConfig, RecordingConfig, ReportConfig, ReviewConfig, VaultConfig,
+    WebConfig, default_node, parse_duration, resolve_sqlite_url, with_node,
 };
 
 /// What every section needs: where the file is (for errors) and its folder
@@ -108,6 +108,10 @@ pub(super) fn resolve(
     let ssh = crate::algorithms::SshAlgorithms::resolve(raw.ssh)
         .map_err(|e| cx.invalid(e.key, e.message))?;
     let ca_key = ca_key(&cx, raw.ca.key, d.ca_key);
+    let directory = match raw.directory {
+        Some(r) => Some(directory(&cx, r)?),
+        None => None,
+    };
     Ok(Config {
         source,
         listen: server.listen,
@@ -136,6 +140,7 @@ pub(super) fn resolve(
         audit,
         auth,
         review,
+        directory,
     })
 }
 
@@ -623,4 +628,103 @@ fn cert_authorities(
 /// `[ca].key`.
 fn ca_key(cx: &Ctx<'_>, key: Option<String>, default: PathBuf) -> PathBuf {
     cx.join(key, default)
+}
+
+/// Role names `[directory.roles]` may give (those of a `[[user]]`).
+const DIRECTORY_ROLES: &[&str] = &["approver", "auditor", "admin"];
+
+/// `[directory]`: a TLS URL, the bind identity, the searches, the timing.
+fn directory(cx: &Ctx<'_>, raw: RawDirectory) -> Result<DirectoryConfig, ConfigError> {
+    let required = |key: &'static str, v: Option<String>| -> Result<String, ConfigError> {
+        match v {
+            Some(s) if !s.trim().is_empty() => Ok(s),
+            _ => Err(cx.invalid(key, "required when [directory] is present".to_string())),
+        }
+    };
+    let url = required("directory.url", raw.url)?;
+    let start_tls = raw.start_tls.unwrap_or(false);
+    let lower = url.to_ascii_lowercase();
+    let tls = if lower.starts_with("ldaps://") {
+        if start_tls {
+            return Err(cx.invalid(
+                "directory.start_tls",
+                "ldaps:// is TLS already: start_tls applies to ldap:// only".to_string(),
+            ));
+        }
+        DirectoryTls::Ldaps
+    } else if lower.starts_with("ldap://") {
+        if !start_tls {
+            return Err(cx.invalid(
+                "directory.url",
+                format!(
+                    "{url:?}: ldap:// sends the bind password in the clear; use ldaps:// or set start_tls = true"
+                ),
+            ));
+        }
+        DirectoryTls::StartTls
+    } else {
+        return Err(cx.invalid(
+            "directory.url",
+            format!("{url:?}: expected ldaps://HOST[:PORT] or ldap://HOST[:PORT]"),
+        ));
+    };
+    let sync_every = cx.dur(
+        "directory.sync_every",
+        raw.sync_every,
+        Duration::from_secs(60),
+    )?;
+    if sync_every < Duration::from_secs(1) {
+        return Err(cx.invalid("directory.sync_every", "must be at least 1s".to_string()));
+    }
+    let max_stale = cx.dur(
+        "directory.max_stale",
+        raw.max_stale,
+        Duration::from_secs(15 * 60),
+    )?;
+    if max_stale < sync_every {
+        return Err(cx.invalid(
+            "directory.max_stale",
+            "must be at least sync_every".to_string(),
+        ));
+    }
+    let mut roles = Vec::new();
+    for (role, groups) in raw.roles {
+        if !DIRECTORY_ROLES.contains(&role.as_str()) {
+            return Err(cx.invalid(
+                "directory.roles",
+                format!("unknown role {role:?}: expected one of {DIRECTORY_ROLES:?}"),
+            ));
+        }
+        roles.push((role, groups));
+    }
+    let groups = raw.groups.filter(|g| !g.trim().is_empty());
+    Ok(DirectoryConfig {
+        url,
+        tls,
+        ca_file: raw.ca_file.map(|p| cx.join(Some(p), PathBuf::new())),
+        bind_dn: required("directory.bind_dn", raw.bind_dn)?,
+        bind_password_file: cx.join(
+            Some(required(
+                "directory.bind_password_file",
+                raw.bind_password_file,
+            )?),
+            PathBuf::new(),
+        ),
+        users: required("directory.users", raw.users)?,
+        user_filter: raw
+            .user_filter
+            .unwrap_or_else(|| "(objectClass=posixAccount)".to_string()),
+        name_attribute: raw.name_attribute.unwrap_or_else(|| "uid".to_string()),
+        key_attribute: raw
+            .key_attribute
+            .unwrap_or_else(|| "sshPublicKey".to_string()),
+        groups,
+        group_filter: raw
+            .group_filter
+            .unwrap_or_else(|| "(objectClass=groupOfNames)".to_string()),
+        disabled_filter: raw.disabled_filter.filter(|f| !f.trim().is_empty()),
+        sync_every,
+        max_stale,
+        roles,
+    })
 }

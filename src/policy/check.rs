@@ -34,6 +34,15 @@ pub fn load_dir(dir: &Path) -> Result<Policy, Vec<Diagnostic>> {
 /// is valid: from one read, so a watcher can tell an invalid folder it has
 /// already rejected from a new edit.
 pub fn load_dir_with_digest(dir: &Path) -> (String, Result<Policy, Vec<Diagnostic>>) {
+    load_dir_with_digest_opts(dir, false)
+}
+
+/// [`load_dir_with_digest`]; `open_groups`: groups named in `allow` need
+/// not be listed by a `[[user]]` (the directory supplies them).
+pub fn load_dir_with_digest_opts(
+    dir: &Path,
+    open_groups: bool,
+) -> (String, Result<Policy, Vec<Diagnostic>>) {
     let (sources, mut problems) = raw::read_dir_sources(dir);
     // The digest uses names relative to the folder, so that the same files
     // give the same digest wherever the folder lives (several nodes).
@@ -43,7 +52,7 @@ pub fn load_dir_with_digest(dir: &Path) -> (String, Result<Policy, Vec<Diagnosti
         .collect();
     let name = |i: usize| named.get(i).map(PathBuf::as_path);
     let digest = content_digest(&sources, name);
-    let result = match build(&sources, name) {
+    let result = match build(&sources, name, open_groups) {
         Ok(policy) if problems.is_empty() => Ok(policy),
         Ok(_) => {
             sort(&mut problems);
@@ -77,7 +86,18 @@ fn content_digest<'n>(
 }
 
 pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Policy, Vec<Diagnostic>> {
-    build(sources, |i| sources.get(i).map(|(p, _)| p.as_path()))
+    build(sources, |i| sources.get(i).map(|(p, _)| p.as_path()), false)
+}
+
+/// A staff name as a `[[user]]` needs it (`[a-z][a-z0-9._-]*`, at most
+/// 64 characters): the directory's names are checked the same way.
+pub fn check_staff_name(name: &str) -> Result<(), String> {
+    values::check_name(name, NameKind::User)
+}
+
+/// A group name as `groups` and `allow` need it.
+pub fn check_group_name(name: &str) -> Result<(), String> {
+    values::check_name(name, NameKind::Group)
 }
 
 fn sort(d: &mut [Diagnostic]) {
@@ -173,6 +193,7 @@ struct Broken {
 fn build<'n>(
     sources: &[(PathBuf, String)],
     digest_name: impl Fn(usize) -> Option<&'n Path>,
+    open_groups: bool,
 ) -> Result<Policy, Vec<Diagnostic>> {
     let mut sink = Sink {
         sources,
@@ -186,7 +207,7 @@ fn build<'n>(
         .flat_map(|u| u.groups.iter().map(String::as_str))
         .collect();
     let kept = merge_servers(&mut sink, servers);
-    check_references(&mut sink, &kept, &user_map, &groups, &broken);
+    check_references(&mut sink, &kept, &user_map, &groups, &broken, open_groups);
 
     if !sink.diags.is_empty() {
         let mut diags = sink.diags;
@@ -203,6 +224,7 @@ fn build<'n>(
             .collect(),
         digest,
         files: sources.iter().map(|(p, _)| p.clone()).collect(),
+        directory_users: BTreeSet::new(),
     })
 }
 
@@ -296,6 +318,7 @@ fn check_references(
     user_map: &BTreeMap<String, User>,
     groups: &BTreeSet<&str>,
     broken: &Broken,
+    open_groups: bool,
 ) {
     let modes: HashMap<String, Mode> = kept
         .iter()
@@ -306,7 +329,7 @@ fn check_references(
         .filter_map(|d| Some((d.server.name.clone(), d.server.via.clone()?)))
         .collect();
     for d in kept {
-        check_allow_refs(sink, d, user_map, groups, broken);
+        check_allow_refs(sink, d, user_map, groups, broken, open_groups);
         check_via(sink, d, &modes, &vias, broken);
         check_clone(sink, d, &modes, broken);
     }
@@ -318,6 +341,7 @@ fn check_allow_refs(
     user_map: &BTreeMap<String, User>,
     groups: &BTreeSet<&str>,
     broken: &Broken,
+    open_groups: bool,
 ) {
     for entry in &d.allow {
         match parse_principal(entry.get_ref()) {
@@ -327,7 +351,7 @@ fn check_allow_refs(
                 }
             }
             Ok(Principal::Group(g)) => {
-                if !groups.contains(g.as_str()) && !broken.groups.contains(&g) {
+                if !open_groups && !groups.contains(g.as_str()) && !broken.groups.contains(&g) {
                     sink.at(
                         d.file,
                         &entry.span(),
@@ -942,6 +966,25 @@ mod tests {
                 "c.toml:7:8: duplicate server `db` (first defined at b.toml:2)".to_owned(),
             ]
         );
+    }
+
+    #[test]
+    fn open_groups_accept_a_group_no_user_lists_but_not_an_unknown_user() {
+        let text = server("db", "").replace("group:support", "group:dba");
+        let sources = vec![
+            (PathBuf::from("users.toml"), users()),
+            (PathBuf::from("servers.toml"), text.clone()),
+        ];
+        let name = |i: usize| sources.get(i).map(|(p, _)| p.as_path());
+        assert!(build(&sources, name, false).is_err());
+        assert!(build(&sources, name, true).is_ok());
+        let text = text.replace("group:dba", "user:carol");
+        let sources = vec![
+            (PathBuf::from("users.toml"), users()),
+            (PathBuf::from("servers.toml"), text),
+        ];
+        let name = |i: usize| sources.get(i).map(|(p, _)| p.as_path());
+        assert!(build(&sources, name, true).is_err());
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub(crate) mod explain;
 mod live;
 mod raw;
 
-pub use check::{parse_address, parse_cidr};
+pub use check::{check_group_name, check_staff_name, parse_address, parse_cidr};
 pub use decide::{
     OVERDUE, Reach, ReachGrant, ReviewInput, SUSPENDED, authenticate, authenticate_certified,
     check_command, check_open_session, decide, decide_reviewed, reachable, should_record,
@@ -64,6 +64,9 @@ pub struct Policy {
     pub digest: String,
     /// Files read, in order.
     pub files: Vec<PathBuf>,
+    /// Users that came from the site's directory (merged in by
+    /// `directory::merge`), not from a `[[user]]` entry.
+    pub directory_users: std::collections::BTreeSet<String>,
 }
 
 impl Policy {
@@ -76,6 +79,31 @@ impl Policy {
     /// they are invalid (equal to the policy's `digest` when valid).
     pub fn load_dir_with_digest(dir: &Path) -> (String, Result<Policy, Vec<Diagnostic>>) {
         check::load_dir_with_digest(dir)
+    }
+
+    /// [`Policy::load_dir`]; with `open_groups` (a `[directory]` is set),
+    /// `allow = ["group:G"]` may name a group no `[[user]]` lists: the
+    /// directory's groups are known only at run time.
+    pub fn load_dir_with(dir: &Path, open_groups: bool) -> Result<Policy, Vec<Diagnostic>> {
+        check::load_dir_with_digest_opts(dir, open_groups).1
+    }
+
+    /// [`Policy::load_dir_with_digest`] with `open_groups` as in
+    /// [`Policy::load_dir_with`].
+    pub fn load_dir_with_digest_opts(
+        dir: &Path,
+        open_groups: bool,
+    ) -> (String, Result<Policy, Vec<Diagnostic>>) {
+        check::load_dir_with_digest_opts(dir, open_groups)
+    }
+
+    /// Where a user comes from: `directory` or `policy`.
+    pub fn user_source(&self, name: &str) -> &'static str {
+        if self.directory_users.contains(name) {
+            "directory"
+        } else {
+            "policy"
+        }
     }
 
     /// Builds a policy from in-memory `(file name, text)` pairs.

@@ -454,6 +454,7 @@ pub struct Utf8Decoder {
 }
 
 impl Utf8Decoder {
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
@@ -502,6 +503,7 @@ impl Utf8Decoder {
     }
 
     /// Ends the stream: a still-incomplete sequence becomes U+FFFD.
+    #[cfg(test)]
     pub fn finish(&mut self) -> Option<String> {
         if self.carry.is_empty() {
             None

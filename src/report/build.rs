@@ -36,7 +36,7 @@ pub const EXPIRY_WARN_DAYS: i64 = 14;
 /// passing each one ([`DayBuilder::count_unread`]). A kind the builder
 /// starts to read must be added here (a test checks the others are only
 /// counted).
-pub const KINDS_READ: [EventKind; 17] = [
+pub const KINDS_READ: [EventKind; 21] = [
     EventKind::AuthSuccess,
     EventKind::AuthFailure,
     EventKind::AuthLockout,
@@ -54,6 +54,10 @@ pub const KINDS_READ: [EventKind; 17] = [
     EventKind::PolicyReloaded,
     EventKind::PolicyRejected,
     EventKind::MfaFailure,
+    EventKind::UserAdded,
+    EventKind::UserChanged,
+    EventKind::UserDisabled,
+    EventKind::UserRemoved,
 ];
 
 /// The kinds of [`KINDS_READ`] that [`super::generate`] takes as groups
@@ -202,6 +206,7 @@ pub struct DayBuilder {
     grant_seen: HashSet<(i64, &'static str)>,
     grant_counts: BTreeMap<&'static str, u64>,
     policy: Capped<PolicyChange>,
+    directory: Capped<DirectoryChange>,
     reloads: u64,
     rejections: u64,
 }
@@ -277,6 +282,7 @@ impl DayBuilder {
             grant_seen: HashSet::new(),
             grant_counts: BTreeMap::new(),
             policy: Capped::default(),
+            directory: Capped::default(),
             reloads: 0,
             rejections: 0,
         }
@@ -367,8 +373,41 @@ impl DayBuilder {
             "session.start" | "session.end" => self.session_event(ev, when),
             kind if kind.starts_with("grant.") => self.grant_event(ev, when, kind),
             "policy.reloaded" | "policy.rejected" => self.policy_event(ev, when),
+            "user.added" | "user.changed" | "user.disabled" | "user.removed" => {
+                self.directory_event(ev, when)
+            }
             _ => {}
         }
+    }
+
+    /// A `user.*` event: a joiner, mover or leaver from the directory.
+    fn directory_event(&mut self, ev: &AuditRecord, when: OffsetDateTime) {
+        let d = &ev.detail;
+        let list = |key: &str| -> Vec<String> {
+            d.get(key)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let kind = match ev.kind.as_str() {
+            "user.added" => "joiner",
+            "user.changed" => "mover",
+            _ => "leaver",
+        };
+        self.directory.push_with(|| DirectoryChange {
+            when: ts(when),
+            user: ev.user.clone(),
+            kind: kind.to_string(),
+            event: ev.kind.clone(),
+            groups_joined: list("groups_joined"),
+            groups_left: list("groups_left"),
+            keys_added: i(d, "keys_added").unwrap_or(0),
+            keys_removed: i(d, "keys_removed").unwrap_or(0),
+        });
     }
 
     /// An `auth.lockout`: the lockouts list and a suspicious entry.

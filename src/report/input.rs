@@ -109,6 +109,8 @@ pub struct UserFact {
     pub name: String,
     /// From this day on the account is refused.
     pub expires: Option<Date>,
+    /// From the site's directory (`[directory]`), not a `[[user]]` entry.
+    pub from_directory: bool,
 }
 
 /// A server in the policy.

@@ -31,6 +31,10 @@ pub struct Report {
     pub grants: Vec<GrantActivity>,
     /// policy.reloaded and policy.rejected events (capped).
     pub policy_changes: Vec<PolicyChange>,
+    /// The day's joiners, movers and leavers from the site's directory
+    /// (`user.added`, `user.changed`, `user.disabled`, `user.removed`; capped).
+    #[serde(default)]
+    pub directory_changes: Vec<DirectoryChange>,
     /// Servers in mode `global`: below modern security standards.
     pub global_servers: Vec<String>,
     pub generated_at: String,
@@ -252,6 +256,9 @@ pub struct Suspicious {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserEntitlements {
     pub user: String,
+    /// Where the user comes from: `policy` (a `[[user]]`) or `directory`.
+    #[serde(default = "policy_source")]
+    pub source: String,
     pub expires: Option<String>,
     pub expired: bool,
     /// Expires within 14 days.
@@ -261,6 +268,26 @@ pub struct UserEntitlements {
     /// No login for 90 days (or none on record).
     pub dormant: bool,
     pub access: Vec<Access>,
+}
+
+fn policy_source() -> String {
+    "policy".to_string()
+}
+
+/// One joiner, mover or leaver of the day (a `user.*` event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryChange {
+    pub when: String,
+    pub user: Option<String>,
+    /// `joiner` (user.added), `mover` (user.changed), `leaver`
+    /// (user.disabled, user.removed).
+    pub kind: String,
+    /// The event's kind.
+    pub event: String,
+    pub groups_joined: Vec<String>,
+    pub groups_left: Vec<String>,
+    pub keys_added: i64,
+    pub keys_removed: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

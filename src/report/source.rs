@@ -237,6 +237,7 @@ pub async fn gather<S: ReportSource>(
         .map(|u| UserFact {
             name: u.name.clone(),
             expires: u.expires,
+            from_directory: policy.directory_users.contains(&u.name),
         })
         .collect();
     let servers = policy

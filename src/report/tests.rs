@@ -346,22 +346,27 @@ fn day_input() -> ReportInput {
             UserFact {
                 name: "alice".into(),
                 expires: None,
+                from_directory: false,
             },
             UserFact {
                 name: "bob".into(),
                 expires: Some(date!(2026 - 03 - 20)),
+                from_directory: false,
             },
             UserFact {
                 name: "carol".into(),
                 expires: Some(date!(2026 - 03 - 01)),
+                from_directory: false,
             },
             UserFact {
                 name: "dave".into(),
                 expires: None,
+                from_directory: false,
             },
             UserFact {
                 name: "erin".into(),
                 expires: Some(date!(2027 - 01 - 01)),
+                from_directory: false,
             },
         ],
         servers: vec![
@@ -1163,6 +1168,7 @@ fn hostile_report() -> Report {
         users: vec![UserFact {
             name: HOSTILE[0].into(),
             expires: None,
+            from_directory: false,
         }],
         entitlements: vec![EntitlementFact {
             user: HOSTILE[0].into(),
@@ -1753,6 +1759,7 @@ fn access_reviews_in_entitlements_and_suspicious() {
         users: vec![UserFact {
             name: "alice".into(),
             expires: None,
+            from_directory: false,
         }],
         entitlements: vec![
             EntitlementFact {
@@ -1833,4 +1840,48 @@ fn access_reviews_in_entitlements_and_suspicious() {
     assert_eq!(db["due"], "2026-04-15T10:00:00Z");
     assert_eq!(db["review"], "ok");
     assert_eq!(j["summary"]["reviews_overdue"], 0);
+}
+
+#[test]
+fn directory_changes_and_entitlement_sources() {
+    let mut input = day_input();
+    if let Some(u) = input.users.iter_mut().find(|u| u.name == "dave") {
+        u.from_directory = true;
+    }
+    input.events.push(
+        ev("2026-03-10T09:00:00Z", "user.added")
+            .user("zoe")
+            .detail(json!({"source": "directory", "groups": ["support"], "keys": 1})),
+    );
+    input.events.push(
+        ev("2026-03-10T10:00:00Z", "user.changed")
+            .user("dave")
+            .detail(json!({"groups_joined": [], "groups_left": ["support"], "keys_added": 0, "keys_removed": 1})),
+    );
+    input
+        .events
+        .push(ev("2026-03-10T11:00:00Z", "user.removed").user("yann"));
+    let r = build(&input, DAY);
+    let kinds: Vec<(&str, &str)> = r
+        .directory_changes
+        .iter()
+        .map(|c| (c.user.as_deref().unwrap_or(""), c.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("zoe", "joiner"), ("dave", "mover"), ("yann", "leaver")]
+    );
+    assert_eq!(
+        r.directory_changes[1].groups_left,
+        vec!["support".to_string()]
+    );
+    assert_eq!(r.directory_changes[1].keys_removed, 1);
+    let source = |name: &str| {
+        r.entitlements
+            .iter()
+            .find(|e| e.user == name)
+            .map(|e| e.source.clone())
+    };
+    assert_eq!(source("dave").as_deref(), Some("directory"));
+    assert_eq!(source("alice").as_deref(), Some("policy"));
 }

@@ -299,6 +299,8 @@ impl ConnState {
                 user: user.clone(),
                 server: server.clone(),
                 grant,
+                account: state.account().map(str::to_string),
+                source,
                 cancel,
                 reason,
                 conn: Arc::downgrade(&state) as std::sync::Weak<ConnState>,

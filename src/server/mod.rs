@@ -35,6 +35,7 @@ pub(crate) mod channel;
 pub(crate) mod command_mode;
 pub(crate) mod conn;
 mod dbwatch;
+mod directory;
 pub(crate) mod flow;
 pub(crate) mod forwards;
 pub(crate) mod handler;
@@ -75,13 +76,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let host_key = crate::keys::load_or_create(&config.host_key, "gatehouse host key")?;
     let identity = crate::keys::load_or_create(&config.identity_key, "gatehouse identity")?;
-    let policy = Policy::load_dir(&config.policies).map_err(|diags| {
-        let first = diags.first().map(|d| d.to_string()).unwrap_or_default();
-        anyhow::anyhow!(
-            "{} problem(s) in the policy files (run `gatehouse policy check`); first: {first}",
-            diags.len()
-        )
-    })?;
+    // A bind password anyone else may read is refused before serving.
+    if let Some(d) = &config.directory {
+        crate::directory::ldap::read_bind_password(d)?;
+    }
+    let policy =
+        Policy::load_dir_with(&config.policies, config.directory.is_some()).map_err(|diags| {
+            let first = diags.first().map(|d| d.to_string()).unwrap_or_default();
+            anyhow::anyhow!(
+                "{} problem(s) in the policy files (run `gatehouse policy check`); first: {first}",
+                diags.len()
+            )
+        })?;
     let store = open_store(&config).await?;
     store
         .with_spool(&config.audit_spool)

@@ -45,6 +45,10 @@ pub struct LiveSession {
     )]
     pub server: Option<String>,
     pub grant: Option<i64>,
+    /// The target account and the client's address, so that a directory
+    /// change can re-run the decision for the live session.
+    pub account: Option<String>,
+    pub source: IpAddr,
     pub cancel: CancellationToken,
     /// Set before `cancel` fires: the message shown to the client.
     pub reason: Arc<Mutex<Option<EndReason>>>,
@@ -80,8 +84,13 @@ pub const AUDIT_DOWN: &str = "the bastion cannot write its audit log (database u
 
 pub struct Shared {
     pub config: Config,
-    /// The policy in force, the same cell the console reads.
+    /// The policy served, the same cell the console reads: the files'
+    /// policy with the directory's users merged in
+    /// (`crate::directory::merge`).
     policy: crate::policy::Live,
+    /// The policy files as last loaded, and the directory copy served
+    /// (`None`: no `[directory]`, no copy yet, or older than `max_stale`).
+    sources: Mutex<(Arc<Policy>, Option<Arc<crate::directory::Snapshot>>)>,
     pub store: Store,
     pub identity: Arc<PrivateKey>,
     /// Target credentials; the identity key is used where it holds none.
@@ -127,6 +136,7 @@ impl Shared {
             startups: super::slots::Startups::new(config.limits.max_startups),
             refusals: Default::default(),
             config,
+            sources: Mutex::new((Arc::new(policy.clone()), None)),
             policy: crate::policy::Live::new(policy),
             store,
             identity: Arc::new(identity),
@@ -145,8 +155,32 @@ impl Shared {
         self.policy.get()
     }
 
+    /// A new policy from the files: served with the directory's users.
     pub fn set_policy(&self, policy: Policy) {
-        self.policy.set(policy);
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        sources.0 = Arc::new(policy);
+        self.serve_merged(&sources);
+    }
+
+    /// A new directory copy to serve (`None`: none may serve).
+    pub fn set_directory(&self, copy: Option<Arc<crate::directory::Snapshot>>) {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        sources.1 = copy;
+        self.serve_merged(&sources);
+    }
+
+    /// The policy files' policy, without directory users.
+    pub fn file_policy(&self) -> Arc<Policy> {
+        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        sources.0.clone()
+    }
+
+    fn serve_merged(&self, sources: &(Arc<Policy>, Option<Arc<crate::directory::Snapshot>>)) {
+        let merged = match &self.config.directory {
+            Some(d) => crate::directory::merge(&sources.0, sources.1.as_deref(), &d.roles).policy,
+            None => (*sources.0).clone(),
+        };
+        self.policy.set(merged);
     }
 
     /// What the review console is given: configuration, store, the policy

@@ -39,6 +39,10 @@ pub fn spawn_jobs(shared: Arc<Shared>) -> Jobs {
     }
     set.spawn(session_sweeper(shared.clone(), kick));
     set.spawn(rotation_scheduler(shared.clone()));
+    if let Some(d) = shared.config.directory.clone() {
+        set.spawn(super::directory::sync_loop(shared.clone(), d.clone()));
+        set.spawn(super::directory::serve_loop(shared.clone(), d));
+    }
     // Yesterday's report, shortly after midnight UTC (and caught up at start).
     let s = shared.clone();
     set.spawn(crate::report::daily_job(
@@ -153,18 +157,22 @@ struct Reloader {
 impl Reloader {
     async fn reload(&mut self, shared: &Arc<Shared>) {
         let dir = shared.config.policies.clone();
-        let (digest, loaded) =
-            match tokio::task::spawn_blocking(move || Policy::load_dir_with_digest(&dir)).await {
-                Ok(r) => r,
-                Err(_) => return,
-            };
+        let open_groups = shared.config.directory.is_some();
+        let (digest, loaded) = match tokio::task::spawn_blocking(move || {
+            Policy::load_dir_with_digest_opts(&dir, open_groups)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => return,
+        };
         match loaded {
             Ok(policy) => {
                 // After a rejection, the folder being valid again is news
                 // even when it is back to the policy serving (the bad edit
                 // was undone): the audit shows the episode closed.
                 let recovered = self.rejected.take().is_some();
-                let unchanged = policy.digest == shared.policy().digest;
+                let unchanged = policy.digest == shared.file_policy().digest;
                 if unchanged && !recovered {
                     return;
                 }

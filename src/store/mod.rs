@@ -27,6 +27,7 @@ use time::macros::format_description;
 
 mod audit;
 mod console;
+mod directory;
 mod grants;
 mod lockout;
 mod mfa;
@@ -39,6 +40,7 @@ mod web;
 
 pub use audit::{ChainCheck, Pin, RecordingStarted};
 pub use console::{ConsoleCounts, Lockout, MAX_FACT_SESSIONS, SessionFacts};
+pub use directory::{DirectoryHead, DirectoryRow, DirectoryTx};
 pub use mfa::{MfaFactorRow, MfaListRow};
 pub use nodes::{NodeStatus, lost_session_end};
 pub use reviews::ReviewKey;

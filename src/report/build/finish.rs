@@ -101,6 +101,7 @@ impl DayBuilder {
         summary.policy_reloads = self.reloads;
         summary.policy_rejections = self.rejections;
         omitted.note("policy_changes", self.policy.omitted());
+        omitted.note("directory_changes", self.directory.omitted());
         summary.omitted = omitted.0;
 
         let mut global_servers: Vec<String> = input
@@ -128,6 +129,7 @@ impl DayBuilder {
             },
             grants,
             policy_changes: self.policy.items,
+            directory_changes: self.directory.items,
             global_servers,
             generated_at: ts(generated),
             as_of: ts(as_of),
@@ -500,6 +502,12 @@ impl DayBuilder {
             .iter()
             .map(|u| (u.name.as_str(), u.expires))
             .collect();
+        let from_directory: HashSet<&str> = input
+            .users
+            .iter()
+            .filter(|u| u.from_directory)
+            .map(|u| u.name.as_str())
+            .collect();
         for e in &input.entitlements {
             users.entry(e.user.as_str()).or_insert(None);
         }
@@ -539,6 +547,12 @@ impl DayBuilder {
             });
             entitlements.push(UserEntitlements {
                 user: name.to_string(),
+                source: if from_directory.contains(name) {
+                    "directory"
+                } else {
+                    "policy"
+                }
+                .to_string(),
                 expires: expires.map(day),
                 expired,
                 expires_soon: soon,
