@@ -76,7 +76,8 @@ struct World {
 }
 
 impl World {
-    fn start(users: &[&str], extra: &str) -> World {
+    /// `auth_extra`: more `[auth]` keys, one per line.
+    fn start(users: &[&str], auth_extra: &str) -> World {
         let dir = TestDir::new();
         let identity = Gatehouse::prepare_identity(&dir);
         let target = Sshd::start(&dir, SshdOpts::new().authorize("root", &identity.public));
@@ -105,8 +106,8 @@ impl World {
         let gh = Gatehouse::start(
             &dir,
             &format!(
-                "[auth]\nmfa = \"required\"\nmfa_cache = \"1h\"\n[limits]\nlockout_after = 3\n\
-                 auth_per_minute_per_source = 1000\n{extra}"
+                "[auth]\nmfa = \"required\"\nmfa_cache = \"1h\"\n{auth_extra}[limits]\n\
+                 lockout_after = 3\nauth_per_minute_per_source = 1000\n"
             ),
             &policy,
         );
@@ -690,4 +691,111 @@ fn two_nodes_share_factors_and_used_codes() {
     assert_ran(&out, "alice on node A, cached by node B");
     assert!(!marker.exists());
     drop(b);
+}
+
+/// `mfa_self_enroll = false`: enrolling waits for `gatehouse mfa
+/// allow-enroll`; before a factor, the console link (`web`) is refused
+/// like a server; `mfa reset` in command mode removes one's own factor
+/// after a good code, and the next server login must enroll again.
+#[test]
+fn allow_enroll_console_link_and_reset_in_command_mode() {
+    if !have("oathtool") {
+        eprintln!("SKIP: oathtool missing");
+        return;
+    }
+    let w = World::start(&["gina"], "mfa_self_enroll = false\n");
+    let no_prompt = w.answer_askpass("unused");
+    // Not enrolled: command mode serves `mfa status`, refuses `web`.
+    let out = w.client("gina").ssh("gina", &["web"]);
+    assert_eq!(out.code(), Some(1), "web before a factor: {out:?}");
+    assert!(
+        out.stderr_text()
+            .contains("access denied: enroll a second factor first"),
+        "{}",
+        out.stderr_text()
+    );
+    let out = w.client("gina").ssh("gina", &["mfa", "status"]);
+    out.assert_success("mfa status");
+    assert!(
+        out.stdout_text().contains("allow-enroll"),
+        "status says enrolling needs an administrator: {}",
+        out.stdout_text()
+    );
+    // Enrolling is refused until an administrator allows it.
+    let client = w.client("gina");
+    let refused = run(Command::new("timeout")
+        .arg("60")
+        .arg("ssh")
+        .arg("-F")
+        .arg(&client.config)
+        .arg(client.destination("gina"))
+        .args(["mfa", "enroll"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null()));
+    assert_ne!(refused.code(), Some(0), "{}", refused.stdout_text());
+    assert!(
+        !refused.stdout_text().contains("otpauth://"),
+        "no secret before allow-enroll: {}",
+        refused.stdout_text()
+    );
+    w.gh.cli(&["mfa", "allow-enroll", "gina"])
+        .assert_success("allow-enroll");
+    let (secret, recovery) = w.enroll("gina");
+    // The enrollment spent the current step: the next one logs in.
+    let good = w.answer_askpass(&code_at(&secret, unix_now() + 30));
+    let out = w.ssh("gina", "gina@web1", "127.0.0.1", &good, 1, ECHO);
+    assert_ran(&out, "gina with a code");
+    // `mfa reset` reads a code on stdin (a recovery code here: the login's
+    // own TOTP step is spent); the login itself rides the cached approval.
+    let mut c = w.client("gina").ssh_command(
+        &["-o", "BatchMode=no", "-o", "BindAddress=127.0.0.1"],
+        "gina",
+        &["mfa", "reset"],
+    );
+    let forbidden = w.dir.join("asked");
+    c.env("SSH_ASKPASS", w.forbidden_askpass(&forbidden))
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("ssh");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{}", recovery[0]).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "mfa reset: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!forbidden.exists(), "the cached login asked for a code");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Second factor removed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let reset = w.gh.audit_events_of("mfa.reset");
+    assert!(
+        reset
+            .iter()
+            .any(|e| e["user"] == "gina" && e["detail"]["by"] == "gina"),
+        "{reset:#?}"
+    );
+    // Without a factor again, a server is refused with the enroll hint.
+    let out = w.ssh("gina", "gina@web1", "127.0.0.1", &no_prompt, 1, ECHO);
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "gina reached a server without a factor"
+    );
+    assert!(
+        out.stderr_text()
+            .contains("access denied: enroll a second factor first"),
+        "{}",
+        out.stderr_text()
+    );
 }

@@ -76,7 +76,7 @@ async function ssoAs(login, amr, { hold = false } = {}) {
     return { ctx, page, callback };
   }
   await Promise.all([
-    page.waitForURL(/\/login\/oidc\/callback|\/sessions/, { timeout: 30000 }),
+    page.waitForURL(/\/login\/oidc\/callback|\/(today|sessions)/, { timeout: 30000 }),
     page.click("#go"),
   ]);
   await page.waitForLoadState("load");
@@ -105,7 +105,7 @@ try {
   let replay;
   {
     const { ctx, page, callback } = await ssoAs("alice", "pwd");
-    await page.waitForURL(/\/sessions/, { timeout: 30000 });
+    await page.waitForURL(/\/(today|sessions)/, { timeout: 30000 });
     const who = (await page.textContent(".who")) || "";
     check(who.includes("alice"), `signed in as alice (${who.trim()})`);
     check(who.includes("auditor"), `alice's role from the policy (${who.trim()})`);
@@ -178,7 +178,7 @@ try {
   // ...a provider that says it checked one lets her in.
   {
     const { ctx, page } = await ssoAs("carol", "pwd,otp");
-    await page.waitForURL(/\/sessions/, { timeout: 30000 });
+    await page.waitForURL(/\/(today|sessions)/, { timeout: 30000 });
     const who = (await page.textContent(".who")) || "";
     check(who.includes("carol"), `carol with otp signs in (${who.trim()})`);
     check(!who.includes("auditor"), `carol has no auditor role (${who.trim()})`);
