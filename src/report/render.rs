@@ -249,3 +249,35 @@ fn policy_detail(c: &PolicyChange) -> String {
     }
     parts.join("; ")
 }
+
+/// How a directory change reads in a table: the groups joined and left
+/// and the keys added and removed, or the event for a plain join/leave.
+pub(super) fn directory_change_detail(c: &crate::report::model::DirectoryChange) -> String {
+    let mut parts = Vec::new();
+    if !c.groups_joined.is_empty() {
+        parts.push(format!("joined {}", c.groups_joined.join(", ")));
+    }
+    if !c.groups_left.is_empty() {
+        parts.push(format!("left {}", c.groups_left.join(", ")));
+    }
+    if c.keys_added > 0 {
+        parts.push(format!("{} key(s) added", c.keys_added));
+    }
+    if c.keys_removed > 0 {
+        parts.push(format!("{} key(s) removed", c.keys_removed));
+    }
+    if parts.is_empty() {
+        parts.push(c.event.clone());
+    }
+    parts.join("; ")
+}
+
+/// The user cell of an entitlement row: the name, and where the user
+/// comes from when it is the site's directory.
+pub(super) fn user_cell(u: &crate::report::model::UserEntitlements) -> String {
+    if u.source == "directory" {
+        format!("{} (directory)", u.user)
+    } else {
+        u.user.clone()
+    }
+}

@@ -1884,4 +1884,22 @@ fn directory_changes_and_entitlement_sources() {
     };
     assert_eq!(source("dave").as_deref(), Some("directory"));
     assert_eq!(source("alice").as_deref(), Some("policy"));
+    // The Markdown and HTML reports show both too.
+    let links = render::Links {
+        recordings: "../recordings".into(),
+    };
+    let md = render::markdown(&r, &links);
+    assert!(md.contains("## Directory changes"), "{md}");
+    assert!(
+        md.contains("| dave | mover | left support; 1 key(s) removed |"),
+        "{md}"
+    );
+    assert!(md.contains("| dave (directory) |"), "{md}");
+    let html = render::html(&r, &links);
+    assert!(
+        html.contains("<h2 id=\"directory\">Directory changes</h2>"),
+        "{html}"
+    );
+    assert!(html.contains("<td>yann</td><td>leaver</td>"), "{html}");
+    assert!(html.contains("<td>dave (directory)</td>"), "{html}");
 }

@@ -170,6 +170,7 @@ pub fn html(report: &Report, links: &Links) -> String {
     denials(&mut h, report);
     lockouts(&mut h, report);
     entitlements(&mut h, report);
+    directory_changes(&mut h, report);
     privileged_accounts(&mut h, report);
     grants(&mut h, report);
     policy_changes(&mut h, report);
@@ -205,6 +206,7 @@ fn head(h: &mut Html, report: &Report) {
         ("denials", "Denials"),
         ("lockouts", "Lockouts"),
         ("entitlements", "Entitlements"),
+        ("directory", "Directory changes"),
         ("privileged", "Privileged accounts"),
         ("grants", "Grants"),
         ("policy", "Policy changes"),
@@ -489,7 +491,7 @@ fn entitlements(h: &mut Html, report: &Report) {
                 h.row(
                     class,
                     &[
-                        t(&u.user),
+                        t(&super::user_cell(u)),
                         t(&status.join("; ")),
                         last,
                         t("(nothing)"),
@@ -521,7 +523,7 @@ fn entitlements(h: &mut Html, report: &Report) {
                 h.row(
                     class.or((a.flagged || overdue).then_some("flag")),
                     &[
-                        t(&u.user),
+                        t(&super::user_cell(u)),
                         t(&status.join("; ")),
                         o(&u.last_login),
                         t(&a.server),
@@ -695,4 +697,27 @@ fn audit_chain(h: &mut Html, report: &Report) {
             h.end_table();
         }
     }
+}
+
+/// The day's joiners, movers and leavers from the site's directory.
+fn directory_changes(h: &mut Html, report: &Report) {
+    h.section("directory", "Directory changes");
+    if report.directory_changes.is_empty() {
+        h.empty();
+        return;
+    }
+    h.head_row(&["When", "User", "Change", "Detail"]);
+    for c in &report.directory_changes {
+        let class = (c.kind == "leaver").then_some("flag");
+        h.row(
+            class,
+            &[
+                t(&c.when),
+                t(c.user.as_deref().unwrap_or("")),
+                t(&c.kind),
+                t(&super::directory_change_detail(c)),
+            ],
+        );
+    }
+    h.end_table();
 }

@@ -65,6 +65,7 @@ pub fn markdown(report: &Report, links: &Links) -> String {
     denials(&mut m, report);
     lockouts(&mut m, report);
     entitlements(&mut m, report);
+    directory_changes(&mut m, report);
     privileged_accounts(&mut m, report);
     grants(&mut m, report);
     policy_changes(&mut m, report);
@@ -301,7 +302,7 @@ fn entitlements(m: &mut Md, report: &Report) {
         }
         if u.access.is_empty() {
             rows.push(vec![
-                u.user.clone(),
+                super::user_cell(u),
                 status.join("; "),
                 opt(&u.last_login).to_string(),
                 "(nothing)".into(),
@@ -323,7 +324,7 @@ fn entitlements(m: &mut Md, report: &Report) {
                 _ => format!("policy ({})", opt(&a.rule)),
             };
             rows.push(vec![
-                u.user.clone(),
+                super::user_cell(u),
                 status.join("; "),
                 opt(&u.last_login).to_string(),
                 a.server.clone(),
@@ -349,6 +350,24 @@ fn entitlements(m: &mut Md, report: &Report) {
         ],
         rows,
     );
+}
+
+/// The day's joiners, movers and leavers from the site's directory.
+fn directory_changes(m: &mut Md, report: &Report) {
+    m.line("## Directory changes\n");
+    let rows = report
+        .directory_changes
+        .iter()
+        .map(|c| {
+            vec![
+                c.when.clone(),
+                opt(&c.user).to_string(),
+                c.kind.clone(),
+                super::directory_change_detail(c),
+            ]
+        })
+        .collect();
+    m.table(&["When", "User", "Change", "Detail"], rows);
 }
 
 /// The privileged accounts section.
