@@ -15,7 +15,7 @@ use crate::policy::entitlements::Reviewed;
 use crate::store::Store;
 
 fn policy(config: &Config) -> anyhow::Result<Policy> {
-    Policy::load_dir(&config.policies).map_err(|d| {
+    Policy::load_dir_with(&config.policies, config.directory.is_some()).map_err(|d| {
         anyhow::anyhow!(
             "{} problem(s) in the policy files (run `gatehouse policy check`)",
             d.len()
@@ -50,6 +50,17 @@ pub async fn run(config: Config, cmd: AccessCmd) -> anyhow::Result<i32> {
     }
     let policy = policy(&config)?;
     let store = Store::open(&config.database, &config.node).await?;
+    // With a directory, its users (the stored copy, while fresh) are
+    // reviewed as the bastion serves them.
+    let policy = match &config.directory {
+        Some(d) => {
+            crate::directory::served(&store, d, &policy)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read the directory copy: {e}"))?
+                .0
+        }
+        None => policy,
+    };
     let now = OffsetDateTime::now_utc();
     match cmd {
         AccessCmd::Review { json, user } => {

@@ -79,8 +79,9 @@ impl Scope<'_> {
     }
 }
 
-/// Every standing entitlement with its review state now (directory users
-/// join once the directory exists).
+/// Every standing entitlement with its review state now; `policy` is the
+/// policy served, so the directory's users are in it (marked by
+/// `directory_users`).
 pub async fn current(
     store: &Store,
     policy: &Policy,

@@ -151,8 +151,20 @@ pub fn entitlements(
     now: OffsetDateTime,
 ) -> Vec<Entitlement> {
     let today = now.to_offset(time::UtcOffset::UTC).date();
-    let mut users: Vec<(&User, Source)> =
-        policy.users.values().map(|u| (u, Source::Policy)).collect();
+    // A served policy holds the directory's users too (`directory_users`
+    // names them); `directory` adds any it does not.
+    let mut users: Vec<(&User, Source)> = policy
+        .users
+        .values()
+        .map(|u| {
+            let source = if policy.directory_users.contains(&u.name) {
+                Source::Directory
+            } else {
+                Source::Policy
+            };
+            (u, source)
+        })
+        .collect();
     users.extend(
         directory
             .iter()
@@ -486,6 +498,18 @@ expires = "2026-03-01"
         // clone give nothing standing.
         let e = entitlements(&p, &[], &grants, NOW);
         let bob_or = e.iter().find(|e| e.server == "or").unwrap();
+        // A served policy names its directory users: they are listed as
+        // coming from the directory.
+        let mut served = p.clone();
+        served.directory_users.insert("bob".into());
+        let from = |e: &[Entitlement], user: &str, server: &str| {
+            e.iter()
+                .find(|x| x.user == user && x.server == server)
+                .map(|x| x.source)
+        };
+        let s = entitlements(&served, &[], &grants, NOW);
+        assert_eq!(from(&s, "bob", "web"), Some(Directory));
+        assert_eq!(from(&s, "alice", "db"), Some(Policy));
         assert_eq!(bob_or.grant, Some(1));
         assert_eq!(
             bob_or.granted,

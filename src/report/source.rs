@@ -253,7 +253,7 @@ pub async fn gather<S: ReportSource>(
         .enrolled_factors()
         .await?
         .map(|enrolled| second_factors(config, policy, &entitlements, &enrolled));
-    // Directory users join here once the directory exists (contract 12).
+    // The policy served holds the directory's users (contract 12).
     let standing = crate::policy::entitlements::entitlements(policy, &[], &grants, as_of);
     let marks = source.review_marks().await?;
     let access_reviews =
