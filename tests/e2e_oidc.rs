@@ -15,48 +15,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const CLIENT_ID: &str = "gatehouse-console";
 const CLIENT_SECRET: &str = "test-client-secret-0123456789abcdef";
-
-fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web")
-}
-
-fn browser_available() -> bool {
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    let missing: Vec<&str> = [
-        (!Path::new(CHROMIUM).exists()).then_some(CHROMIUM),
-        (!node).then_some("node"),
-        (!web_dir().join("node_modules/playwright-core").exists())
-            .then_some("tests/web/node_modules/playwright-core (run scripts/setup)"),
-        (!web_dir().join("node_modules/oidc-provider").exists())
-            .then_some("tests/web/node_modules/oidc-provider (run scripts/setup)"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("GATEHOUSE_SKIP_BROWSER").is_some() {
-        eprintln!(
-            "\n!!!!!!!! e2e_oidc SKIPPED: missing {missing:?} and GATEHOUSE_SKIP_BROWSER is set !!!!!!!!\n"
-        );
-        return false;
-    }
-    panic!("e2e_oidc needs {missing:?}: run scripts/setup (or set GATEHOUSE_SKIP_BROWSER=1)");
-}
 
 /// A test CA and a certificate for 127.0.0.1 signed by it: (CA PEM,
 /// certificate PEM, key PEM).
@@ -152,7 +118,7 @@ fn refusals(gh: &Gatehouse) -> Vec<serde_json::Value> {
 
 #[test]
 fn single_sign_on_in_a_real_browser_against_a_real_provider() {
-    if !browser_available() {
+    if !browser_available("e2e_oidc", &["oidc-provider"]) {
         return;
     }
     let dir = TestDir::new();

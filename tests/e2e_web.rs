@@ -23,50 +23,12 @@ mod pg;
 #[path = "common/scenario.rs"]
 mod scenario;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use scenario::*;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web")
-}
-
-/// Whether the browser pieces are here; `false` only when skipping is
-/// explicitly allowed.
-fn browser_available() -> bool {
-    let missing: Vec<&str> = [
-        (!Path::new(CHROMIUM).exists()).then_some(CHROMIUM),
-        (!have_node()).then_some("node"),
-        (!web_dir().join("node_modules/playwright-core").exists())
-            .then_some("tests/web/node_modules (run scripts/setup)"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("GATEHOUSE_SKIP_BROWSER").is_some() {
-        eprintln!(
-            "\n!!!!!!!! e2e_web SKIPPED: missing {missing:?} and GATEHOUSE_SKIP_BROWSER is set !!!!!!!!\n"
-        );
-        return false;
-    }
-    panic!("e2e_web needs {missing:?}: run scripts/setup (or set GATEHOUSE_SKIP_BROWSER=1)");
-}
-
-fn have_node() -> bool {
-    Command::new("node")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
 
 /// `ssh STAFF@BASTION web --json` with the stock client: the link.
 fn link(client: &Client, staff: &str) -> String {
@@ -91,7 +53,7 @@ fn cli_json(gh: &Gatehouse, args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn review_console_in_a_real_browser() {
-    if !browser_available() {
+    if !browser_available("e2e_web", &[]) {
         return;
     }
     let keys = TestDir::new();

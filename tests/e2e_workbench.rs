@@ -16,45 +16,11 @@ mod pg;
 #[path = "common/scenario.rs"]
 mod scenario;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use scenario::*;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web")
-}
-
-fn browser_available() -> bool {
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    let missing: Vec<&str> = [
-        (!Path::new(CHROMIUM).exists()).then_some(CHROMIUM),
-        (!node).then_some("node"),
-        (!web_dir().join("node_modules/playwright-core").exists())
-            .then_some("tests/web/node_modules (run scripts/setup)"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("GATEHOUSE_SKIP_BROWSER").is_some() {
-        eprintln!(
-            "\n!!!!!!!! e2e_workbench SKIPPED: missing {missing:?} and GATEHOUSE_SKIP_BROWSER is set !!!!!!!!\n"
-        );
-        return false;
-    }
-    panic!("e2e_workbench needs {missing:?}: run scripts/setup (or set GATEHOUSE_SKIP_BROWSER=1)");
-}
 
 fn link(client: &Client, staff: &str) -> String {
     let out = client.ssh(staff, &["web", "--json"]);
@@ -87,7 +53,7 @@ fn request(client: &Client, user: &str, server: &str, reason: &str) -> i64 {
 
 #[test]
 fn workbench_in_a_real_browser() {
-    if !browser_available() {
+    if !browser_available("e2e_workbench", &[]) {
         return;
     }
     let keys = TestDir::new();

@@ -14,6 +14,7 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+mod browser;
 mod client;
 mod forger;
 mod gatehouse;
@@ -29,6 +30,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use browser::{CHROMIUM, browser_available, web_dir};
 pub use client::{Client, HOST, shell_quote};
 pub use forger::{TrustAnyHostKey, bad_signatures, lock_out_through_store};
 pub use gatehouse::{Gatehouse, GatehouseOpts, merge as gatehouse_merge};
