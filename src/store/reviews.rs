@@ -30,26 +30,17 @@ impl Store {
         note: Option<&str>,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let at = ts_text(at)?;
-        let mut tx = self.begin_write().await?;
-        for k in keys {
-            sqlx::query(
-                "INSERT INTO access_certifications \
-                 (username, server, account, certified_at, certified_by, note) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&k.user)
-            .bind(&k.server)
-            .bind(&k.account)
-            .bind(&at)
-            .bind(by)
-            .bind(note)
-            .execute(&mut *tx)
-            .await
-            .ctx("certify entitlement")?;
-        }
-        tx.commit().await.ctx("commit certification")?;
-        Ok(())
+        self.review_append(
+            "INSERT INTO access_certifications \
+             (username, server, account, certified_at, certified_by, note) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            keys,
+            by,
+            note,
+            at,
+            ("certify entitlement", "commit certification"),
+        )
+        .await
     }
 
     /// Suspends each of `keys` at `at` by `by`, in one transaction.
@@ -60,25 +51,45 @@ impl Store {
         reason: &str,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        self.review_append(
+            "INSERT INTO access_suspensions \
+             (username, server, account, suspended_at, suspended_by, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            keys,
+            by,
+            Some(reason),
+            at,
+            ("suspend entitlement", "commit suspension"),
+        )
+        .await
+    }
+
+    /// One row per key through `insert` (user, server, account, at, by,
+    /// text), all in one transaction: both review tables only grow.
+    async fn review_append(
+        &self,
+        insert: &'static str,
+        keys: &[ReviewKey],
+        by: &str,
+        text: Option<&str>,
+        at: OffsetDateTime,
+        (row, commit): (&'static str, &'static str),
+    ) -> Result<(), StoreError> {
         let at = ts_text(at)?;
         let mut tx = self.begin_write().await?;
         for k in keys {
-            sqlx::query(
-                "INSERT INTO access_suspensions \
-                 (username, server, account, suspended_at, suspended_by, reason) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&k.user)
-            .bind(&k.server)
-            .bind(&k.account)
-            .bind(&at)
-            .bind(by)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await
-            .ctx("suspend entitlement")?;
+            sqlx::query(insert)
+                .bind(&k.user)
+                .bind(&k.server)
+                .bind(&k.account)
+                .bind(&at)
+                .bind(by)
+                .bind(text)
+                .execute(&mut *tx)
+                .await
+                .ctx(row)?;
         }
-        tx.commit().await.ctx("commit suspension")?;
+        tx.commit().await.ctx(commit)?;
         Ok(())
     }
 
