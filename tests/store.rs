@@ -5,52 +5,21 @@
 
 #[path = "support/pg.rs"]
 mod pg;
+#[macro_use]
+#[path = "support/db.rs"]
+mod db;
 
 use std::collections::{HashMap, HashSet};
 use std::process::Command;
 
+use db::Db;
 use gatehouse::audit::{AuditEvent, EventKind};
 use gatehouse::grants::{Grant, GrantState};
-use gatehouse::store::{Backend, SessionRow, Store, StoreError};
+use gatehouse::store::{SessionRow, Store, StoreError};
 use sqlx::AnyPool;
 use time::{Duration, OffsetDateTime};
 
-/// One empty database on one backend, removed when dropped.
-struct Db {
-    url: String,
-    backend: Backend,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<pg::TestDb>,
-}
-
 impl Db {
-    async fn sqlite() -> Db {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("data/g.db").display());
-        Db {
-            url,
-            backend: Backend::Sqlite,
-            _dir: Some(dir),
-            _pg: None,
-        }
-    }
-
-    async fn postgres() -> Db {
-        let db = pg::fresh_db().await;
-        Db {
-            url: db.url.clone(),
-            backend: Backend::Postgres,
-            _dir: None,
-            _pg: Some(db),
-        }
-    }
-
-    async fn open(&self, node: &str) -> Store {
-        let store = Store::open(&self.url, node).await.unwrap();
-        assert_eq!(store.backend(), self.backend);
-        store
-    }
-
     /// A connection of our own, outside the store, for tampering.
     async fn raw(&self) -> AnyPool {
         sqlx::any::install_default_drivers();
@@ -64,22 +33,6 @@ async fn exec(pool: &AnyPool, sql: &str) -> u64 {
         .await
         .unwrap()
         .rows_affected()
-}
-
-/// Runs `body` once per backend, each in a test named after the backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Db::sqlite().await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Db::postgres().await).await;
-            }
-        }
-    )*};
 }
 
 on_both_backends!(

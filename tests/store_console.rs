@@ -5,61 +5,16 @@
 
 #[path = "support/pg.rs"]
 mod pg;
+#[macro_use]
+#[path = "support/db.rs"]
+mod db;
 
+use db::Db;
 use gatehouse::audit::{AuditEvent, EventKind};
 use gatehouse::grants::{Grant, GrantState};
-use gatehouse::store::{Backend, DurationOrder, SessionFilter, SessionRow, Store};
+use gatehouse::store::{Backend, DurationOrder, SessionFilter, SessionRow};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
-
-struct Db {
-    url: String,
-    backend: Backend,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<pg::TestDb>,
-}
-
-impl Db {
-    async fn sqlite() -> Db {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("g.db").display());
-        Db {
-            url,
-            backend: Backend::Sqlite,
-            _dir: Some(dir),
-            _pg: None,
-        }
-    }
-    async fn postgres() -> Db {
-        let db = pg::fresh_db().await;
-        Db {
-            url: db.url.clone(),
-            backend: Backend::Postgres,
-            _dir: None,
-            _pg: Some(db),
-        }
-    }
-    async fn open(&self) -> Store {
-        let store = Store::open(&self.url, "n1").await.unwrap();
-        assert_eq!(store.backend(), self.backend);
-        store
-    }
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Db::sqlite().await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Db::postgres().await).await;
-            }
-        }
-    )*};
-}
 
 on_both_backends!(facts_kinds_and_the_list_filters, today_counts,);
 
@@ -101,7 +56,7 @@ fn ids(rows: &[SessionRow]) -> Vec<&str> {
 }
 
 async fn facts_kinds_and_the_list_filters(db: Db) {
-    let s = db.open().await;
+    let s = db.open("n1").await;
     // shell (2 blocked), command mode, refused, ProxyJump, and Bob's exec.
     s.session_start(&session("shell", "alice", Some("web1"), Some("proxy"), 1))
         .await
@@ -244,7 +199,7 @@ fn grant(user: &str, state: GrantState) -> Grant {
 }
 
 async fn today_counts(db: Db) {
-    let s = db.open().await;
+    let s = db.open("n1").await;
     let now = OffsetDateTime::now_utc();
     for (u, st) in [
         ("alice", GrantState::Pending),

@@ -3,35 +3,14 @@
 //! poll, the unreachable episode told once, and (PostgreSQL) one sync at a
 //! time.
 
+#[path = "support/db.rs"]
+mod db;
 #[path = "support/pg.rs"]
 mod pg;
 
+use db::Db;
 use gatehouse::store::{Backend, Store};
 use time::OffsetDateTime;
-
-struct Db {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<pg::TestDb>,
-}
-
-async fn sqlite() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    Db {
-        url: format!("sqlite://{}", dir.path().join("data/g.db").display()),
-        _dir: Some(dir),
-        _pg: None,
-    }
-}
-
-async fn postgres() -> Db {
-    let db = pg::fresh_db().await;
-    Db {
-        url: db.url.clone(),
-        _dir: None,
-        _pg: Some(db),
-    }
-}
 
 async fn copy_row_serial_and_episodes(db: Db) {
     let store = Store::open(&db.url, "n1").await.unwrap();
@@ -100,10 +79,10 @@ async fn copy_row_serial_and_episodes(db: Db) {
 
 #[tokio::test]
 async fn sqlite_copy_row_serial_and_episodes() {
-    copy_row_serial_and_episodes(sqlite().await).await;
+    copy_row_serial_and_episodes(Db::sqlite().await).await;
 }
 
 #[tokio::test]
 async fn postgres_copy_row_serial_and_episodes() {
-    copy_row_serial_and_episodes(postgres().await).await;
+    copy_row_serial_and_episodes(Db::postgres().await).await;
 }

@@ -5,52 +5,13 @@
 
 #[path = "support/pg.rs"]
 mod pg;
+#[macro_use]
+#[path = "support/db.rs"]
+mod db;
 
+use db::Db;
 use gatehouse::store::{ReviewKey, Store};
 use time::macros::datetime;
-
-/// One empty database on one backend, removed when dropped.
-struct Db {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<pg::TestDb>,
-}
-
-impl Db {
-    async fn sqlite() -> Db {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("data/g.db").display());
-        Db {
-            url,
-            _dir: Some(dir),
-            _pg: None,
-        }
-    }
-
-    async fn postgres() -> Db {
-        let db = pg::fresh_db().await;
-        Db {
-            url: db.url.clone(),
-            _dir: None,
-            _pg: Some(db),
-        }
-    }
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Db::sqlite().await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Db::postgres().await).await;
-            }
-        }
-    )*};
-}
 
 on_both_backends!(certify_suspend_and_marks);
 
