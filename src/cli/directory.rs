@@ -17,19 +17,32 @@ pub async fn run(config: Config, cmd: DirectoryCmd) -> anyhow::Result<i32> {
     };
     let store = Store::open(&config.database, &config.node).await?;
     match cmd {
-        DirectoryCmd::Sync { dry_run, json } => sync_now(&store, &d, dry_run, json).await,
+        DirectoryCmd::Sync { dry_run, json } => sync_now(&config, &store, &d, dry_run, json).await,
         DirectoryCmd::Show { user, json } => show(&config, &store, &d, &user, json).await,
     }
 }
 
 async fn sync_now(
+    config: &Config,
     store: &Store,
     d: &DirectoryConfig,
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<i32> {
+    // The policy decides which pending requests still hold; a sync goes on
+    // without it (only leavers' requests are then cancelled).
+    let file = match Policy::load_dir_with(&config.policies, true) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!(
+                "warning: {} problem(s) in the policy files: only leavers' pending requests are cancelled",
+                e.len()
+            );
+            None
+        }
+    };
     let mut seen = Default::default();
-    let outcome = sync::sync_once(store, d, dry_run, &mut seen).await?;
+    let outcome = sync::sync_once(store, d, file.as_ref(), dry_run, &mut seen).await?;
     let SyncOutcome::Synced(report) = outcome else {
         return Err(Exit::new(1, "another node is syncing the directory now; try again").into());
     };

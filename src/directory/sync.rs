@@ -1,9 +1,10 @@
 //! One sync: read the directory, build the copy, compare it with the stored
 //! one under the sync lock, store it, and audit what changed (`user.*`,
 //! `directory.synced`, `directory.unreachable` / `directory.recovered`
-//! once per episode). Removed and disabled users' pending grant requests
-//! are cancelled here, once, by the node that saw the change. Ending live
-//! sessions is each node's own work (`server::directory`).
+//! once per episode). Directory users' pending grant requests are decided
+//! again here, by the node that syncs: those the new copy no longer lets
+//! them ask for (removed, disabled, out of the group) are cancelled.
+//! Ending live sessions is each node's own work (`server::directory`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -15,6 +16,8 @@ use super::{DirectoryError, Skipped, Snapshot, diff::Diff, entries, ldap};
 use crate::audit::{AuditEvent, EventKind};
 use crate::config::DirectoryConfig;
 use crate::grant_types::GrantState;
+use crate::grants::flow::requestable;
+use crate::policy::Policy;
 use crate::store::{DirectoryRow, Store};
 
 /// What a sync found.
@@ -66,13 +69,16 @@ async fn audit(store: &Store, ev: AuditEvent) {
     }
 }
 
-/// One sync. `dry_run`: read and compare, store and audit nothing.
-/// `skipped_before`: what the last sync of this process skipped, so that
-/// an entry skipped at every sync is one `directory.skipped`, not one a
-/// minute (updated here).
+/// One sync. `file`: the policy files' policy, to decide which pending
+/// requests still hold (`None` when it could not be read: then only the
+/// requests of removed and disabled users are cancelled). `dry_run`: read
+/// and compare, store and audit nothing. `skipped_before`: what the last
+/// sync of this process skipped, so that an entry skipped at every sync
+/// is one `directory.skipped`, not one a minute (updated here).
 pub async fn sync_once(
     store: &Store,
     cfg: &DirectoryConfig,
+    file: Option<&Policy>,
     dry_run: bool,
     skipped_before: &mut BTreeSet<(String, String)>,
 ) -> Result<SyncOutcome, DirectoryError> {
@@ -159,7 +165,8 @@ pub async fn sync_once(
         .await;
     }
     *skipped_before = skipped_now;
-    report.cancelled_grants = cancel_requests(store, &report.diff, now).await;
+    let served = file.map(|f| super::merge(f, Some(&new), &cfg.roles).policy);
+    report.cancelled_grants = cancel_requests(store, &old, &new, served.as_ref(), now).await;
     if changed || recovered {
         audit(
             store,
@@ -236,44 +243,139 @@ async fn audit_changes(store: &Store, old: &Snapshot, new: &Snapshot, d: &Diff) 
     }
 }
 
-/// Pending requests of removed and disabled users become denied, by
-/// `directory` (a `grant.denied` each).
-async fn cancel_requests(store: &Store, d: &Diff, now: OffsetDateTime) -> Vec<i64> {
+/// Why a user's pending request no longer holds, or `None` when it does.
+/// `served`: the policy the new copy serves; without it only leavers (not
+/// in the copy, or disabled) lose their requests.
+fn request_void(
+    name: &str,
+    server: &str,
+    new: &Snapshot,
+    served: Option<&Policy>,
+) -> Option<String> {
+    match new.users.get(name) {
+        None => return Some(format!("{name} is no longer in the site's directory")),
+        Some(u) if u.disabled => {
+            return Some(format!("{name} was disabled in the site's directory"));
+        }
+        Some(_) => {}
+    }
+    match served {
+        Some(p) if !requestable(p, name, server) => Some(format!(
+            "{name} may no longer ask for {server}: none of their directory groups is allowed it"
+        )),
+        _ => None,
+    }
+}
+
+/// Every pending request of a directory user (in the old or the new
+/// copy, and not a `[[user]]` of the same name, whom the directory never
+/// gave anything) that no longer holds becomes denied, by `directory` (a
+/// `grant.denied` each). All of them at every sync, not only those of the
+/// users who changed: a request asked for through a node still serving
+/// the previous copy (it looks once a second) is caught by the next sync.
+async fn cancel_requests(
+    store: &Store,
+    old: &Snapshot,
+    new: &Snapshot,
+    served: Option<&Policy>,
+    now: OffsetDateTime,
+) -> Vec<i64> {
+    let pending = match store.grants_pending().await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!("pending requests: {e}");
+            return Vec::new();
+        }
+    };
     let mut cancelled = Vec::new();
-    for name in d.removed.iter().chain(d.disabled.iter()) {
-        let grants = match store.grants_for(name).await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::warn!("pending requests of {name}: {e}");
-                continue;
-            }
+    for mut g in pending {
+        let name = g.user.clone();
+        let directory_user = old.users.contains_key(&name) || new.users.contains_key(&name);
+        let policy_user =
+            served.is_some_and(|p| p.user(&name).is_some() && !p.directory_users.contains(&name));
+        if !directory_user || policy_user {
+            continue;
+        }
+        let Some(note) = request_void(&name, &g.server, new, served) else {
+            continue;
         };
-        for mut g in grants
-            .into_iter()
-            .filter(|g| g.state == GrantState::Pending)
-        {
-            g.state = GrantState::Denied;
-            g.decided_by = Some("directory".to_string());
-            g.decided_at = Some(now);
-            g.decision_note = Some(format!("{name} left the directory or was disabled"));
-            match store.grant_update_if(&g, GrantState::Pending).await {
-                Ok(true) => {
-                    cancelled.push(g.id);
-                    audit(
-                        store,
-                        AuditEvent::new(EventKind::GrantDenied)
-                            .user(name.clone())
-                            .server(g.server.clone())
-                            .detail("grant", g.id)
-                            .detail("by", "directory")
-                            .detail("note", g.decision_note.clone()),
-                    )
-                    .await;
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!("cancel request #{}: {e}", g.id),
+        g.state = GrantState::Denied;
+        g.decided_by = Some("directory".to_string());
+        g.decided_at = Some(now);
+        g.decision_note = Some(note);
+        match store.grant_update_if(&g, GrantState::Pending).await {
+            Ok(true) => {
+                cancelled.push(g.id);
+                audit(
+                    store,
+                    AuditEvent::new(EventKind::GrantDenied)
+                        .user(name)
+                        .server(g.server.clone())
+                        .detail("grant", g.id)
+                        .detail("by", "directory")
+                        .detail("note", g.decision_note.clone()),
+                )
+                .await;
             }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cancel request #{}: {e}", g.id),
         }
     }
     cancelled
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::directory::{DirUser, merge};
+
+    const FP: &str = "SHA256:uW/wWVh7lMqOJqNDP3G5gZ9mZFhQG2oIFjelE+vdrnM";
+
+    fn copy(users: &[(&str, &[&str], bool)]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (name, groups, disabled) in users {
+            s.users.insert(
+                name.to_string(),
+                DirUser {
+                    name: name.to_string(),
+                    dn: format!("uid={name},dc=x"),
+                    keys: Vec::new(),
+                    groups: groups.iter().map(|g| g.to_string()).collect(),
+                    disabled: *disabled,
+                },
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn a_request_holds_while_a_group_of_the_user_may_ask_for_the_server() {
+        let file = Policy::from_sources(&[(
+            PathBuf::from("p.toml"),
+            format!(
+                "[[user]]\nname = \"pat\"\nkeys = []\ngroups = [\"dbas\"]\n\n\
+                 [[server]]\nname = \"db\"\naddress = \"10.0.0.1:22\"\nhost_key = \"{FP}\"\n\
+                 mode = \"on-request\"\naccounts = [\"root\"]\nallow = [\"group:dbas\"]\n"
+            ),
+        )])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let new = copy(&[
+            ("kurt", &["dbas"], false),
+            ("jade", &["web"], false),
+            ("ivan", &["dbas"], true),
+        ]);
+        let served = merge(&file, Some(&new), &[]).policy;
+        assert_eq!(request_void("kurt", "db", &new, Some(&served)), None);
+        let moved = request_void("jade", "db", &new, Some(&served)).unwrap_or_default();
+        assert!(moved.contains("jade may no longer ask for db"), "{moved}");
+        let disabled = request_void("ivan", "db", &new, Some(&served)).unwrap_or_default();
+        assert!(disabled.contains("disabled"), "{disabled}");
+        let gone = request_void("olga", "db", &new, Some(&served)).unwrap_or_default();
+        assert!(gone.contains("no longer in the site's directory"), "{gone}");
+        // Without the policy only leavers lose their requests.
+        assert_eq!(request_void("jade", "db", &new, None), None);
+        assert!(request_void("ivan", "db", &new, None).is_some());
+    }
 }

@@ -42,7 +42,8 @@ pub async fn sync_loop(shared: Arc<Shared>, cfg: DirectoryConfig) {
         {
             continue;
         }
-        match sync::sync_once(&shared.store, &cfg, false, &mut skipped_before).await {
+        let file = shared.file_policy();
+        match sync::sync_once(&shared.store, &cfg, Some(&file), false, &mut skipped_before).await {
             Ok(SyncOutcome::Synced(r)) if r.stored => tracing::info!(
                 "directory synced: {} users, {} added, {} changed, {} disabled, {} removed",
                 r.users,

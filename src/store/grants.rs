@@ -164,6 +164,19 @@ impl Store {
         rows.iter().map(grant_from_row).collect()
     }
 
+    /// The pending requests, in id order (index `grants_state`): what a
+    /// directory sync decides again.
+    pub async fn grants_pending(&self) -> Result<Vec<Grant>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE state = $1 ORDER BY id"
+        )))
+        .bind(GrantState::Pending.as_str())
+        .fetch_all(self.pool())
+        .await
+        .ctx("list pending grants")?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
     /// Every grant of `user` in any state, in id order; callers decide
     /// which are active with [`Grant::is_active`].
     pub async fn grants_for(&self, user: &str) -> Result<Vec<Grant>, StoreError> {
