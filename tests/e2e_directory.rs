@@ -2,7 +2,9 @@
 //! a real OpenLDAP (`tests/support/slapd.rs`) with the stock `ssh`: a
 //! directory user logs in; leavers and movers are cut off mid-session with
 //! the reason on their terminal; a policy `[[user]]` of the same name wins;
-//! the directory away: the last copy serves for `max_stale`, then directory
+//! a key removed ends the sessions that logged in with it, and only those;
+//! pending grant requests of leavers and movers are cancelled; the
+//! directory away: the last copy serves for `max_stale`, then directory
 //! users fail closed while policy users still log in; two nodes on one
 //! PostgreSQL serve the same copy; the CLI (`directory sync/show`) over
 //! StartTLS and AD-shaped entries.
@@ -91,7 +93,9 @@ impl Site {
                 "ssh-forwarding",
                 &["root"],
                 &["group:support", "group:ops"],
-            );
+            )
+            // Grants may be asked for by the directory group dbas only.
+            + &policy_server("ondb", &target, "on-request", &["root"], &["group:dbas"]);
         let secret = dir.join("shared/directory.secret");
         let directory = slapd.directory_toml(&secret, "2s", max_stale);
         let mut started = Vec::new();
@@ -263,6 +267,232 @@ fn directory_users_log_in_and_leavers_and_movers_are_cut_off() {
     assert!(
         wait_until(WAIT, || site.can_login(gh, "erin", &k.erin)),
         "erin back in support must log in again"
+    );
+}
+
+/// A new key pair under the site's folder, for a user added mid-test.
+fn new_key(site: &Site, name: &str) -> Key {
+    keygen(&site.dir.join("keys"), name, KeyKind::Ed25519)
+}
+
+/// `ssh STAFF@bastion COMMAND --json` (command mode), parsed.
+fn command_json(site: &Site, key: &Key, staff: &str, command: &str) -> Value {
+    let out = site
+        .client(site.node(), key)
+        .ssh(staff, &[&format!("{command} --json")]);
+    access::json_of(&out, &format!("ssh {staff}@bastion {command} --json"))
+}
+
+/// `staff` asks for a grant on ondb once the copy serves them; its id.
+fn request_ondb(site: &Site, key: &Key, staff: &str) -> i64 {
+    let client = site.client(site.node(), key);
+    let cmd = "request ondb --for 1h --reason T-20 --json";
+    let mut last = None;
+    let asked = wait_until(WAIT, || {
+        let out = client.ssh(staff, &[cmd]);
+        let ok = out.status.success();
+        last = Some(out);
+        ok
+    });
+    let out = last.expect("one try at least");
+    assert!(asked, "{staff} could not ask for ondb: {out:?}");
+    let g = access::json_of(&out, cmd);
+    assert_eq!(g["state"], "pending", "{g}");
+    g["id"].as_i64().unwrap_or_else(|| panic!("no id in {g}"))
+}
+
+/// The grant's state as the approver dan sees it (`grants --json`).
+fn grant_state(site: &Site, id: i64) -> String {
+    let all = command_json(site, &site.keys.dan, "dan", "grants");
+    all.as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["id"].as_i64() == Some(id))
+        .and_then(|g| g["state"].as_str())
+        .unwrap_or_else(|| panic!("grant {id} not in {all}"))
+        .to_string()
+}
+
+/// The `grant.denied` the sync wrote for `id`: by `directory`, with a note.
+fn cancelled_by_directory(site: &Site, id: i64) -> Value {
+    let ev = site.node().wait_for_event("grant.denied", WAIT, |e| {
+        e["detail"]["grant"].as_i64() == Some(id)
+    });
+    assert_eq!(detail(&ev, "by"), "directory", "{ev:#}");
+    ev
+}
+
+/// dan (approver, group leads) may not approve a cancelled request.
+fn approve_refused(site: &Site, id: i64) {
+    let out = site
+        .client(site.node(), &site.keys.dan)
+        .ssh("dan", &[&format!("approve {id}")]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("grant {id} is denied, not pending")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_removed_key_ends_the_sessions_that_logged_in_with_it_and_only_those() {
+    let site = Site::start(1, false, "10m");
+    site.wait_synced();
+    let gh = site.node();
+    // gina holds two keys and is in support (web1 allows support).
+    let key_a = new_key(&site, "gina-a");
+    let key_b = new_key(&site, "gina-b");
+    site.slapd
+        .add(&person("gina", &[&key_a.public, &key_b.public], false));
+    site.slapd.modify(&format!(
+        "dn: cn=support,ou=groups,{SUFFIX}\nchangetype: modify\nadd: member\n\
+         member: uid=gina,ou=people,{SUFFIX}\n"
+    ));
+    assert!(
+        wait_until(WAIT, || site.can_login(gh, "gina", &key_a)),
+        "gina must log in with key A: {:?}",
+        site.login(gh, "gina", &key_a)
+    );
+    assert!(site.can_login(gh, "gina", &key_b));
+    let with_a = site.client(gh, &key_a);
+    let mut held_a =
+        BackgroundSsh::start_long(&site.dir, &with_a, &with_a.destination("gina@web1"));
+    let with_b = site.client(gh, &key_b);
+    let mut held_b =
+        BackgroundSsh::start_long(&site.dir, &with_b, &with_b.destination("gina@web1"));
+
+    // Key A leaves gina's entry; gina stays, in the same groups.
+    site.slapd.modify(&format!(
+        "dn: uid=gina,ou=people,{SUFFIX}\nchangetype: modify\ndelete: sshPublicKey\n\
+         sshPublicKey: {}\n",
+        key_a.public
+    ));
+    let (stderr, took) = ended(&mut held_a);
+    eprintln!("the session with key A cut off {took:?} after the key was removed");
+    assert!(
+        stderr.contains("gatehouse: ")
+            && stderr.contains(
+                "the key this session logged in with was removed from the site's directory"
+            ),
+        "{stderr}"
+    );
+    let changed = gh.wait_for_event("user.changed", WAIT, |e| {
+        e["user"] == "gina" && e["detail"]["keys_removed"] == 1
+    });
+    assert_eq!(
+        detail(&changed, "groups_left"),
+        &serde_json::json!([]),
+        "{changed:#}"
+    );
+    assert_eq!(detail(&changed, "source"), "directory", "{changed:#}");
+    // Key A is refused from now on; key B logs in, and its session holds.
+    assert!(!site.can_login(gh, "gina", &key_a));
+    assert!(site.can_login(gh, "gina", &key_b));
+    assert!(
+        held_b.is_running(),
+        "the session with key B must hold: {}",
+        held_b.stderr_text()
+    );
+    // The session's end event says why; the other session has none.
+    let ends: Vec<Value> = gh
+        .audit_events_of("session.end")
+        .into_iter()
+        .filter(|e| e["user"] == "gina")
+        .filter(|e| {
+            detail(e, "reason")
+                .as_str()
+                .is_some_and(|r| r.contains("the key this session logged in with was removed"))
+        })
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:#?}");
+}
+
+#[test]
+fn pending_requests_of_leavers_and_movers_are_cancelled() {
+    let site = Site::start(1, false, "10m");
+    site.wait_synced();
+    let gh = site.node();
+    // ondb allows group dbas: ivan (will be disabled), jade (will leave
+    // dbas) and kurt (stays) may ask for it.
+    let ivan = new_key(&site, "ivan");
+    let jade = new_key(&site, "jade");
+    let kurt = new_key(&site, "kurt");
+    site.slapd.add(
+        &(person("ivan", &[&ivan.public], false)
+            + &person("jade", &[&jade.public], false)
+            + &person("kurt", &[&kurt.public], false)
+            + &group_of_names("dbas", &["ivan", "jade", "kurt"])),
+    );
+    let ivan_req = request_ondb(&site, &ivan, "ivan");
+    let jade_req = request_ondb(&site, &jade, "jade");
+    let kurt_req = request_ondb(&site, &kurt, "kurt");
+
+    // A leaver: ivan is disabled in the directory.
+    site.slapd.modify(&format!(
+        "dn: uid=ivan,ou=people,{SUFFIX}\nchangetype: modify\nadd: employeeType\n\
+         employeeType: disabled\n"
+    ));
+    gh.wait_for_event("user.disabled", WAIT, |e| e["user"] == "ivan");
+    let ev = cancelled_by_directory(&site, ivan_req);
+    assert_eq!(ev["user"], "ivan", "{ev:#}");
+    assert_eq!(ev["server"], "ondb", "{ev:#}");
+    assert!(
+        detail(&ev, "note").to_string().contains("disabled"),
+        "{ev:#}"
+    );
+    assert_eq!(grant_state(&site, ivan_req), "denied");
+    approve_refused(&site, ivan_req);
+    assert_eq!(grant_state(&site, jade_req), "pending");
+
+    // A mover: jade leaves dbas, the group that let her ask for ondb.
+    site.slapd.modify(&format!(
+        "dn: cn=dbas,ou=groups,{SUFFIX}\nchangetype: modify\ndelete: member\n\
+         member: uid=jade,ou=people,{SUFFIX}\n"
+    ));
+    gh.wait_for_event("user.changed", WAIT, |e| {
+        e["user"] == "jade" && e["detail"]["groups_left"] == serde_json::json!(["dbas"])
+    });
+    let ev = cancelled_by_directory(&site, jade_req);
+    assert!(
+        detail(&ev, "note")
+            .to_string()
+            .contains("jade may no longer ask for ondb: none of their directory groups"),
+        "{ev:#}"
+    );
+    assert_eq!(grant_state(&site, jade_req), "denied");
+    approve_refused(&site, jade_req);
+    // jade is still staff (command mode works) but may not ask again once
+    // the node serves the new copy (it looks once a second).
+    let jade_client = site.client(gh, &jade);
+    let mut again = None;
+    let refused = wait_until(WAIT, || {
+        let out = jade_client.ssh("jade", &["request ondb --for 1h --reason T-21"]);
+        let done = out.status.code() == Some(1);
+        again = Some(out);
+        done
+    });
+    assert!(refused, "jade may still ask for ondb: {again:?}");
+    let whoami = jade_client.ssh("jade", &["whoami"]);
+    assert!(whoami.status.success(), "{whoami:?}");
+
+    // kurt stayed: his request is still pending, and dan approves it.
+    assert_eq!(grant_state(&site, kurt_req), "pending");
+    let g = command_json(&site, &site.keys.dan, "dan", &format!("approve {kurt_req}"));
+    assert_eq!(g["state"], "approved", "{g}");
+    // kurt's request was never touched (a request jade slipped in through
+    // the previous copy would be cancelled too, by the next sync).
+    let by_directory: Vec<i64> = gh
+        .audit_events_of("grant.denied")
+        .into_iter()
+        .filter(|e| e["detail"]["by"] == "directory")
+        .filter_map(|e| e["detail"]["grant"].as_i64())
+        .collect();
+    assert!(
+        by_directory.contains(&ivan_req)
+            && by_directory.contains(&jade_req)
+            && !by_directory.contains(&kurt_req),
+        "{by_directory:?}"
     );
 }
 
