@@ -30,6 +30,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -305,7 +306,8 @@ access to * by users read by * none
     def sync_lines(self):
         try:
             with open(self.p("logs/gatehouse.log")) as f:
-                return [line.strip() for line in f if "directory synced" in line]
+                return [re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
+                        for line in f if "directory synced" in line]
         except OSError:
             return []
 
