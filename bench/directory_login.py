@@ -291,17 +291,25 @@ access to * by users read by * none
         return ms
 
     def wait_first_sync(self, timeout):
-        """Until the directory user logs in: the copy is stored and served."""
+        """Until the directory user logs in (the copy is stored and served),
+        then until the sync has ended: its 10,000 `user.added` events are
+        written after the copy is stored, and must not run under the
+        measurement. Returns both times in seconds."""
         t0 = time.monotonic()
+        served = None
         while time.monotonic() - t0 < timeout:
             if self.gh_proc.poll() is not None:
                 raise BenchError("gatehouse exited while waiting for the first sync")
-            try:
-                self.timed("directory")
-                return time.monotonic() - t0
-            except (BenchError, subprocess.TimeoutExpired):
-                time.sleep(1)
-        raise BenchError(f"the directory user could not log in within {timeout}s")
+            if served is None:
+                try:
+                    self.timed("directory")
+                    served = time.monotonic() - t0
+                except (BenchError, subprocess.TimeoutExpired):
+                    pass
+            if served is not None and self.sync_lines():
+                return served, time.monotonic() - t0
+            time.sleep(0.5)
+        raise BenchError(f"the first sync did not end within {timeout}s")
 
     def sync_lines(self):
         try:
@@ -354,7 +362,9 @@ def main():
         log(f"setting up in {tmp} ({args.users} directory users)")
         rig.setup()
         log("waiting for the first sync (every user a joiner, one event each)")
-        results["first_sync_served_after_s"] = round(rig.wait_first_sync(1800), 1)
+        served, ended = rig.wait_first_sync(1800)
+        results["first_sync_served_after_s"] = round(served, 1)
+        results["first_sync_ended_after_s"] = round(ended, 1)
         results["loadavg_measure_start"] = br.loadavg()
         for path in PATHS:
             rig.timed(path)
