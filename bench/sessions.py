@@ -21,8 +21,11 @@ limits in force are in the output.
 
   sudo bench/sessions.py --sessions 1000 --hold 60     # about 2 minutes
   sudo bench/sessions.py --sessions 10000 --hold 120   # about 6 minutes
+  sudo bench/sessions.py --sessions 10000 --per-connection 5 --hold 120
+                         # 2,000 connections with 5 sessions each (ControlMaster)
 
-Options: --rate (logins per second, default 100), --inflight (default 64),
+Options: --per-connection K (session channels per SSH connection, default
+1), --rate (sessions per second, default 100), --inflight (default 64),
 --interval (default 10 s), --key-timeout (10 s), --gatehouse BIN /
 --no-build, --keep, --out (default bench/results/sessions-N.json).
 Builds bench/tools with `cargo build --release` into the main target
@@ -117,6 +120,8 @@ def per_session(a, b, key, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=1000)
+    ap.add_argument("--per-connection", type=int, default=1,
+                    help="session channels per SSH connection (as a ControlMaster multiplexes)")
     ap.add_argument("--hold", type=float, default=120)
     ap.add_argument("--interval", type=float, default=10)
     ap.add_argument("--rate", type=float, default=100)
@@ -192,6 +197,7 @@ idle_timeout = "2h"
         client = subprocess.Popen(
             [tools["sessions"], "--addr", f"127.0.0.1:{gh_port}", "--user", "alice+root@t-echo",
              "--key", p("keys/client"), "--sessions", str(args.sessions), "--rate", str(args.rate),
+             "--per-connection", str(args.per_connection),
              "--inflight", str(args.inflight), "--interval", str(args.interval),
              "--hold", str(args.hold), "--key-timeout", str(args.key_timeout)],
             stdout=subprocess.PIPE, stderr=open(p("logs/client.log"), "wb"), text=True,
@@ -227,6 +233,7 @@ idle_timeout = "2h"
                          if v - opened.get("failures", {}).get(k, 0)}
         res["summary"] = {
             "sessions_wanted": args.sessions,
+            "sessions_per_connection": args.per_connection,
             "sessions_open": n,
             "ramp_failures": opened.get("failures"),
             "hold_failures": hold_failures,

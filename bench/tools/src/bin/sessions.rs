@@ -4,7 +4,10 @@
 //! `--interval` seconds (a random phase per session) and timing its echo.
 //!
 //! Sessions are opened at `--rate` per second with at most `--inflight`
-//! logins under way. Once every session is open (or has failed), the hold
+//! logins under way. `--per-connection K` opens K session channels on each
+//! SSH connection (as an OpenSSH ControlMaster does), so N sessions take
+//! N/K connections: the bastion holds one client socket and one target
+//! connection per connection, and a recording per session. Once every session is open (or has failed), the hold
 //! runs for `--hold` seconds; then every session is closed. Progress and
 //! phase marks go to stdout as JSON lines, so a driver (bench/sessions.py)
 //! can sample the bastion's memory and CPU at the right moments:
@@ -17,7 +20,8 @@
 //! `--key-timeout`), lost (the channel closed).
 //!
 //! Usage: sessions --addr 127.0.0.1:PORT --user LOGIN --key PATH
-//!   [--sessions N] [--rate R] [--inflight K] [--interval S] [--hold S]
+//!   [--sessions N] [--per-connection K] [--rate R] [--inflight K]
+//!   [--interval S] [--hold S]
 //!   [--login-timeout S] [--key-timeout S] [--workers N]
 
 use std::collections::BTreeMap;
@@ -35,6 +39,7 @@ struct Opts {
     user: String,
     key: Arc<russh::keys::PrivateKey>,
     sessions: usize,
+    per_connection: usize,
     rate: f64,
     inflight: usize,
     interval: Duration,
@@ -105,12 +110,7 @@ async fn wait_for(
     }
 }
 
-struct Open {
-    handle: client::Handle<Client>,
-    ch: russh::Channel<client::Msg>,
-}
-
-async fn open_one(o: &Opts) -> Result<Open, (&'static str, String)> {
+async fn log_in(o: &Opts) -> Result<client::Handle<Client>, (&'static str, String)> {
     let config = Arc::new(client::Config {
         nodelay: true,
         inactivity_timeout: None,
@@ -129,6 +129,15 @@ async fn open_one(o: &Opts) -> Result<Open, (&'static str, String)> {
     if !auth.success() {
         return Err(("auth", "public key refused".into()));
     }
+    Ok(handle)
+}
+
+/// One session on a logged-in connection: a channel with a PTY and a
+/// shell, open once the target's prompt shows.
+async fn open_shell(
+    handle: &client::Handle<Client>,
+    o: &Opts,
+) -> Result<russh::Channel<client::Msg>, (&'static str, String)> {
     let mut ch = handle
         .channel_open_session()
         .await
@@ -143,16 +152,16 @@ async fn open_one(o: &Opts) -> Result<Open, (&'static str, String)> {
     wait_for(&mut ch, b"$ ", o.login_timeout)
         .await
         .map_err(|k| (k, "no prompt".to_string()))?;
-    Ok(Open { handle, ch })
+    Ok(ch)
 }
 
 /// One session's hold: a letter every interval, its echo timed.
 async fn type_and_time(
-    mut s: Open,
-    o: Arc<Opts>,
-    stats: Arc<Mutex<Stats>>,
+    ch: &mut russh::Channel<client::Msg>,
+    o: &Opts,
+    stats: &Mutex<Stats>,
     mut phase: watch::Receiver<u8>,
-) -> Open {
+) {
     let offset = rand::thread_rng().gen_range(0.0..o.interval.as_secs_f64());
     let mut next = tokio::time::Instant::now() + Duration::from_secs_f64(offset);
     let mut n = 0u32;
@@ -162,7 +171,7 @@ async fn type_and_time(
         tokio::select! {
             changed = phase.changed() => {
                 if changed.is_err() || *phase.borrow() >= 2 {
-                    return s;
+                    return;
                 }
             }
             () = tokio::time::sleep_until(next), if pending.is_none() => {
@@ -171,9 +180,9 @@ async fn type_and_time(
                 n += 1;
                 let bytes: Vec<u8> = if n % 40 == 0 { vec![0x15, letter] } else { vec![letter] };
                 let t0 = Instant::now();
-                if s.ch.data(&bytes[..]).await.is_err() {
+                if ch.data(&bytes[..]).await.is_err() {
                     stats.lock().unwrap_or_else(|e| e.into_inner()).fail("lost", "write failed".into());
-                    return s;
+                    return;
                 }
                 pending = Some((letter, t0));
                 next += o.interval;
@@ -187,7 +196,7 @@ async fn type_and_time(
                 stats.lock().unwrap_or_else(|e| e.into_inner()).fail("echo_timeout", format!("{:?}", o.key_timeout));
                 pending = None;
             }
-            msg = s.ch.wait() => match msg {
+            msg = ch.wait() => match msg {
                 Some(ChannelMsg::Data { data }) => {
                     if let Some((letter, t0)) = pending
                         && data.contains(&letter)
@@ -203,12 +212,87 @@ async fn type_and_time(
                     stats.lock().unwrap_or_else(|e| e.into_inner()).fail("lost", "channel closed".into());
                     // Wait for the end of the hold without the channel.
                     while phase.changed().await.is_ok() && *phase.borrow() < 2 {}
-                    return s;
+                    return;
                 }
                 Some(_) => {}
             }
         }
     }
+}
+
+/// One connection's life: log in, open `want` sessions on it one after
+/// the other (each counted and reported on `open_tx`), idle until the
+/// hold, type in every session at once, close.
+async fn connection(
+    o: Arc<Opts>,
+    want: usize,
+    stats: Arc<Mutex<Stats>>,
+    phase: watch::Receiver<u8>,
+    open_tx: tokio::sync::mpsc::UnboundedSender<bool>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let fail = |kind: &str, detail: &str, n: usize| {
+        let mut st = stats.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..n {
+            st.fail(kind, detail.to_string());
+            let _ = open_tx.send(false);
+        }
+    };
+    let mut t0 = Instant::now();
+    let handle = match tokio::time::timeout(o.login_timeout, log_in(&o)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err((kind, detail))) => return fail(kind, &detail, want),
+        Err(_) => return fail("timeout", "login not done in time", want),
+    };
+    let mut channels = Vec::with_capacity(want);
+    for k in 0..want {
+        let opened = match tokio::time::timeout(o.login_timeout, open_shell(&handle, &o)).await {
+            Ok(r) => r,
+            Err(_) => Err(("timeout", "no prompt in time".to_string())),
+        };
+        match opened {
+            Ok(ch) => {
+                let mut st = stats.lock().unwrap_or_else(|e| e.into_inner());
+                st.opened += 1;
+                st.open_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                drop(st);
+                let _ = open_tx.send(true);
+                channels.push(ch);
+            }
+            Err((kind, detail)) => {
+                // A connection that failed one channel is not trusted with
+                // the rest of its share.
+                fail(kind, &detail, want - k);
+                break;
+            }
+        }
+        t0 = Instant::now();
+    }
+    drop(permit);
+    let sessions = channels.into_iter().map(|mut ch| {
+        let (o, stats, mut phase) = (o.clone(), stats.clone(), phase.clone());
+        async move {
+            // Idle until the hold starts, reading: a channel never read
+            // stalls its session.
+            while *phase.borrow() == 0 {
+                tokio::select! {
+                    c = phase.changed() => if c.is_err() { return ch; },
+                    m = ch.wait() => if matches!(m, None | Some(ChannelMsg::Close)) {
+                        stats.lock().unwrap_or_else(|e| e.into_inner()).fail("lost", "closed before the hold".into());
+                        return ch;
+                    },
+                }
+            }
+            type_and_time(&mut ch, &o, &stats, phase).await;
+            ch
+        }
+    });
+    for ch in futures::future::join_all(sessions).await {
+        let _ = ch.close().await;
+    }
+    let _ = handle
+        .disconnect(Disconnect::ByApplication, "bench done", "en")
+        .await;
 }
 
 fn summarize(mut v: Vec<f64>) -> String {
@@ -275,6 +359,7 @@ async fn run(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
         user: arg(&args, "--user", String::new()),
         key: Arc::new(russh::keys::load_secret_key(&key_path, None)?),
         sessions: arg(&args, "--sessions", 1000),
+        per_connection: arg(&args, "--per-connection", 1usize).max(1),
         rate: arg(&args, "--rate", 100.0),
         inflight: arg(&args, "--inflight", 64),
         interval: Duration::from_secs_f64(arg(&args, "--interval", 10.0)),
@@ -287,64 +372,28 @@ async fn run(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
     let (phase_tx, phase_rx) = watch::channel(0u8);
     let gate = Arc::new(Semaphore::new(o.inflight));
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(o.sessions);
-    let gap = Duration::from_secs_f64(1.0 / o.rate.max(0.001));
+    let connections = o.sessions.div_ceil(o.per_connection);
+    let mut tasks = Vec::with_capacity(connections);
+    // Sessions per second as asked, whatever the sessions per connection.
+    let gap = Duration::from_secs_f64(o.per_connection as f64 / o.rate.max(0.001));
     let mut tick = tokio::time::interval(gap);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (open_tx, mut open_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
-    for i in 0..o.sessions {
+    for c in 0..connections {
         tick.tick().await;
+        let want = o.per_connection.min(o.sessions - c * o.per_connection);
         let permit = gate.clone().acquire_owned().await?;
-        let (o, st2, phase, open_tx) =
+        let (o2, stats2, phase, open_tx) =
             (o.clone(), stats.clone(), phase_rx.clone(), open_tx.clone());
         tasks.push(tokio::spawn(async move {
-            let stats = st2;
-            let t0 = Instant::now();
-            let opened = match tokio::time::timeout(o.login_timeout, open_one(&o)).await {
-                Ok(r) => r,
-                Err(_) => Err(("timeout", "login not done in time".to_string())),
-            };
-            drop(permit);
-            let s = match opened {
-                Ok(s) => {
-                    let mut st = stats.lock().unwrap_or_else(|e| e.into_inner());
-                    st.opened += 1;
-                    st.open_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-                    drop(st);
-                    let _ = open_tx.send(true);
-                    s
-                }
-                Err((kind, detail)) => {
-                    stats.lock().unwrap_or_else(|e| e.into_inner()).fail(kind, detail);
-                    let _ = open_tx.send(false);
-                    return;
-                }
-            };
-            // Idle until the hold starts.
-            let mut phase = phase;
-            let mut s = s;
-            while *phase.borrow() == 0 {
-                tokio::select! {
-                    c = phase.changed() => if c.is_err() { return; },
-                    // Keep reading: a channel never read stalls its session.
-                    m = s.ch.wait() => if matches!(m, None | Some(ChannelMsg::Close)) {
-                        stats.lock().unwrap_or_else(|e| e.into_inner()).fail("lost", "closed before the hold".into());
-                        return;
-                    },
-                }
-            }
-            let s = type_and_time(s, o, stats, phase).await;
-            let _ = s.ch.close().await;
-            let _ = s
-                .handle
-                .disconnect(Disconnect::ByApplication, "bench done", "en")
-                .await;
+            connection(o2, want, stats2, phase, open_tx, permit).await;
         }));
-        if (i + 1) % 500 == 0 {
+        let asked = (c + 1) * o.per_connection;
+        if asked % 500 < o.per_connection {
             let st = stats.lock().unwrap_or_else(|e| e.into_inner());
             println!(
                 "{{\"phase\":\"ramp\",\"started\":{},\"opened\":{},\"failed\":{},\"t\":{:.1}}}",
-                i + 1,
+                asked.min(o.sessions),
                 st.opened,
                 st.failures.values().sum::<u64>(),
                 started.elapsed().as_secs_f64()
