@@ -16,6 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, Duration, OffsetDateTime, UtcOffset};
 
+mod compliance;
 mod finish;
 
 use super::input::ReportInput;
