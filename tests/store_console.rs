@@ -1,7 +1,8 @@
 //! The console's store queries (issue 21) on both backends: the facts
 //! behind the sessions list's kind and blocked columns, the list's
 //! prefix filters, command-mode hiding and duration order, and the Today
-//! page's counts.
+//! page's counts. Also the single sign-ons under way (issue 20 item 7,
+//! migration 0018): taken once, by any node.
 
 #[path = "support/pg.rs"]
 mod pg;
@@ -12,11 +13,18 @@ mod db;
 use db::Db;
 use gatehouse::audit::{AuditEvent, EventKind};
 use gatehouse::grants::{Grant, GrantState};
-use gatehouse::store::{Backend, DurationOrder, SessionFilter, SessionRow};
+use gatehouse::store::{Backend, DurationOrder, NewSignIn, SessionFilter, SessionRow, SignInTake};
+use gatehouse::vault::Secret;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
-on_both_backends!(facts_kinds_and_the_list_filters, today_counts,);
+on_both_backends!(
+    facts_kinds_and_the_list_filters,
+    today_counts,
+    sign_ins_are_taken_once_by_their_browser,
+    sign_ins_expire_are_swept_and_capped,
+    a_sign_in_begun_on_one_node_is_taken_on_another,
+);
 
 const T0: OffsetDateTime = datetime!(2026-03-10 12:00 UTC);
 
@@ -244,4 +252,182 @@ async fn today_counts(db: Db) {
         assert!(plan.iter().any(|d| d.contains("grants_state")), "{plan:?}");
     }
     s.close().await;
+}
+
+/// A sign-in begun at `at`, for ten minutes, with state `state`, binding
+/// `"b-" + state` and verifier `"v-" + state` (the store is given hashes;
+/// any distinct strings do here).
+fn sign_in(state: &str, at: OffsetDateTime) -> NewSignIn {
+    NewSignIn {
+        state_hash: format!("s-{state}"),
+        binding_hash: format!("b-{state}"),
+        nonce_hash: format!("n-{state}"),
+        pkce_verifier: Secret::new(format!("v-{state}")),
+        created_at: at,
+        expires_at: at + Duration::minutes(10),
+    }
+}
+
+fn taken(t: SignInTake) -> (String, String) {
+    match t {
+        SignInTake::Taken {
+            nonce_hash,
+            pkce_verifier,
+        } => (nonce_hash, pkce_verifier.expose().to_string()),
+        other => panic!("not taken: {other:?}"),
+    }
+}
+
+fn why(t: SignInTake) -> &'static str {
+    match t {
+        SignInTake::Taken { .. } => "taken",
+        SignInTake::Unknown => "unknown",
+        SignInTake::Used => "used",
+        SignInTake::Expired => "expired",
+        SignInTake::OtherBrowser => "other_browser",
+    }
+}
+
+async fn sign_ins_are_taken_once_by_their_browser(db: Db) {
+    let s = db.open("n1").await;
+    assert!(s.oidc_pending_insert(&sign_in("a", T0), 100).await.unwrap());
+    assert!(s.oidc_pending_insert(&sign_in("b", T0), 100).await.unwrap());
+    let at = T0 + Duration::minutes(1);
+    // Another browser, or none: refused, and the sign-in stays for its own.
+    assert_eq!(
+        why(s.oidc_pending_take("s-a", Some("b-b"), at).await.unwrap()),
+        "other_browser"
+    );
+    assert_eq!(
+        why(s.oidc_pending_take("s-a", None, at).await.unwrap()),
+        "other_browser"
+    );
+    assert_eq!(
+        why(s.oidc_pending_take("s-zz", Some("b-a"), at).await.unwrap()),
+        "unknown"
+    );
+    let (nonce, verifier) = taken(s.oidc_pending_take("s-a", Some("b-a"), at).await.unwrap());
+    assert_eq!((nonce.as_str(), verifier.as_str()), ("n-a", "v-a"));
+    // Once: a replay is refused as used, whichever browser sends it.
+    for b in [Some("b-a"), Some("b-b"), None] {
+        assert_eq!(
+            why(s.oidc_pending_take("s-a", b, at).await.unwrap()),
+            "used"
+        );
+    }
+    // The other sign-in is untouched.
+    assert_eq!(
+        taken(s.oidc_pending_take("s-b", Some("b-b"), at).await.unwrap()).1,
+        "v-b"
+    );
+    // Taken sign-ins count until they expire.
+    assert_eq!(s.oidc_pending_count(at).await.unwrap(), 2);
+    s.close().await;
+}
+
+async fn sign_ins_expire_are_swept_and_capped(db: Db) {
+    let s = db.open("n1").await;
+    assert!(s.oidc_pending_insert(&sign_in("a", T0), 2).await.unwrap());
+    assert!(s.oidc_pending_insert(&sign_in("b", T0), 2).await.unwrap());
+    // Expired (at the expiry itself too): refused, then gone.
+    let end = T0 + Duration::minutes(10);
+    assert_eq!(
+        why(s.oidc_pending_take("s-a", Some("b-a"), end).await.unwrap()),
+        "expired"
+    );
+    assert_eq!(
+        why(s.oidc_pending_take("s-a", Some("b-a"), end).await.unwrap()),
+        "unknown"
+    );
+    // Two under way at most: a third waits for one to expire.
+    assert!(
+        s.oidc_pending_insert(&sign_in("c", T0 + Duration::minutes(1)), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.oidc_pending_insert(&sign_in("d", T0 + Duration::minutes(2)), 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        why(s
+            .oidc_pending_take("s-d", Some("b-d"), T0 + Duration::minutes(2))
+            .await
+            .unwrap()),
+        "unknown",
+        "a refused begin stores nothing"
+    );
+    // Beginning sweeps the expired: b (not taken) and nothing else.
+    let later = T0 + Duration::minutes(10) + Duration::seconds(1);
+    assert!(
+        s.oidc_pending_insert(&sign_in("e", later), 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        why(s
+            .oidc_pending_take("s-b", Some("b-b"), later)
+            .await
+            .unwrap()),
+        "unknown"
+    );
+    assert_eq!(s.oidc_pending_count(later).await.unwrap(), 2);
+    assert_eq!(
+        taken(
+            s.oidc_pending_take("s-c", Some("b-c"), later)
+                .await
+                .unwrap()
+        )
+        .1,
+        "v-c"
+    );
+    s.close().await;
+}
+
+/// What two nodes behind one console address do: one begins, the other
+/// takes the callback; the same state sent to both at once wins once.
+async fn a_sign_in_begun_on_one_node_is_taken_on_another(db: Db) {
+    let (n1, n2) = (db.open("n1").await, db.open("n2").await);
+    let at = T0 + Duration::minutes(1);
+    assert!(
+        n1.oidc_pending_insert(&sign_in("a", T0), 100)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        taken(n2.oidc_pending_take("s-a", Some("b-a"), at).await.unwrap()).1,
+        "v-a"
+    );
+    assert_eq!(
+        why(n1.oidc_pending_take("s-a", Some("b-a"), at).await.unwrap()),
+        "used"
+    );
+    // A race: ten callbacks with one state, on both nodes at once.
+    for round in 0..5 {
+        let state = format!("race{round}");
+        assert!(
+            n1.oidc_pending_insert(&sign_in(&state, T0), 100)
+                .await
+                .unwrap()
+        );
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let store = if i % 2 == 0 { n1.clone() } else { n2.clone() };
+            let (sh, bh) = (format!("s-{state}"), format!("b-{state}"));
+            tasks.push(tokio::spawn(async move {
+                why(store.oidc_pending_take(&sh, Some(&bh), at).await.unwrap())
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap());
+        }
+        outcomes.sort();
+        let mut want = vec!["used"; 9];
+        want.insert(0, "taken");
+        assert_eq!(outcomes, want, "round {round}");
+    }
+    n1.close().await;
+    n2.close().await;
 }

@@ -8,14 +8,17 @@
 //!   the console, and the next sign-in tries again. A token signed with a
 //!   key the cached JWKS lacks drops the cache, so a key rotation costs
 //!   one refused sign-in.
-//! - **State, nonce and the PKCE verifier** stay on this node, in memory,
-//!   for [`PENDING_TTL`], keyed by the state's hash; the browser holds
-//!   only the state (in the URL) and a random binding value in a
-//!   `SameSite=Lax` HttpOnly cookie, which the callback must present, so
-//!   a callback URL sent to someone else signs nobody in. A state works
-//!   once: a second callback with it is `replayed_code`. (A console behind
-//!   a load balancer needs the callback to reach the node that began the
-//!   sign-in.)
+//! - **State, nonce and the PKCE verifier** are kept in the database
+//!   (`oidc_pending`, [`crate::store::NewSignIn`]) for [`PENDING_TTL`],
+//!   keyed by the state's hash, so the provider's redirect may land on
+//!   any node behind the console's address, or on this one restarted. The
+//!   nonce and the binding are kept as hashes; the verifier as it is,
+//!   blanked once taken. The browser holds only the state (in the URL)
+//!   and a random binding value in a `SameSite=Lax` HttpOnly cookie, which
+//!   the callback must present, so a callback URL sent to someone else
+//!   signs nobody in. A state works once, on every node together (the
+//!   store's take is one guarded UPDATE): a second callback with it is
+//!   `replayed_code`.
 //! - **The ID token** is checked by the crate against the provider's
 //!   JWKS: signature with an algorithm from `[web.oidc] algorithms` (never
 //!   `none`; HS* only when listed), issuer, audience (our client id, and no
@@ -32,11 +35,10 @@
 //!   `detail.method = "oidc"` and opens the same console session a link
 //!   does ([`super::auth::open_session`]).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Query, State};
@@ -61,16 +63,20 @@ use super::{WebError, WebState};
 use crate::config::{Config, MfaMode, OidcConfig};
 use crate::policy::Policy;
 use crate::secret::Secret;
+use crate::store::{NewSignIn, SignInTake, Store, StoreError};
 
 /// How long a begun sign-in may take at the provider.
 pub const PENDING_TTL: Duration = Duration::from_secs(600);
-/// Sign-ins begun and not finished, at most, on this node.
-pub const MAX_PENDING: usize = 10_000;
+/// Sign-ins begun and not yet expired, at most, every node's together
+/// (counted in the database; finished ones count until they expire).
+pub const MAX_PENDING: u64 = 10_000;
 /// How long discovery (metadata and JWKS) is trusted before it is fetched again.
 pub const METADATA_TTL: Duration = Duration::from_secs(3600);
 /// Requests to the provider give up after this long.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Sign-ins begun and callbacks, per source address and minute.
+/// Sign-ins begun and callbacks, per source address and minute, on each
+/// node (kept in memory: a limiter in the database would cost a write per
+/// request).
 const CALLBACKS_PER_MINUTE: u32 = 30;
 /// The cookie that binds a sign-in to the browser that began it.
 pub const BINDING_COOKIE: &str = "__Host-gatehouse-sso";
@@ -160,14 +166,25 @@ pub enum OidcError {
     Setup(String),
 }
 
-/// One sign-in between `/login/oidc` and its callback.
+/// One sign-in between `/login/oidc` and its callback, as its callback
+/// took it from the store.
 struct Pending {
-    nonce: Nonce,
-    pkce_verifier: String,
-    /// SHA-256 of the binding cookie's value.
-    binding: String,
-    begun: Instant,
-    used: bool,
+    /// SHA-256 (hex) of the nonce sent: the ID token's must hash to it.
+    nonce_hash: String,
+    pkce_verifier: Secret,
+}
+
+/// Why a sign-in could not begin.
+#[derive(Debug, thiserror::Error)]
+enum BeginError {
+    /// Discovery failed, or the provider's metadata is unusable.
+    #[error("{0}")]
+    Provider(String),
+    /// [`MAX_PENDING`] sign-ins are under way.
+    #[error("too many sign-ins under way")]
+    Busy,
+    #[error(transparent)]
+    Web(#[from] WebError),
 }
 
 struct Discovered {
@@ -176,8 +193,8 @@ struct Discovered {
 }
 
 /// The console's single sign-on: settings, the client secret, the HTTP
-/// client towards the provider, the cached discovery and the sign-ins
-/// under way.
+/// client towards the provider, the cached discovery and the per-source
+/// limiter. The sign-ins under way are in the store, not here.
 pub struct Sso {
     config: OidcConfig,
     secret: Secret,
@@ -185,7 +202,6 @@ pub struct Sso {
     algorithms: Vec<CoreJwsSigningAlgorithm>,
     http: reqwest::Client,
     discovered: tokio::sync::Mutex<Option<Discovered>>,
-    pending: Mutex<HashMap<String, Pending>>,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
 }
 
@@ -269,7 +285,6 @@ impl Sso {
             algorithms,
             http,
             discovered: tokio::sync::Mutex::new(None),
-            pending: Mutex::new(HashMap::new()),
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
         }))
     }
@@ -310,9 +325,10 @@ impl Sso {
     }
 
     /// Begins a sign-in: the provider's authorization URL and the binding
-    /// cookie's value.
-    async fn begin(&self) -> Result<(String, String), String> {
-        let metadata = self.metadata().await?;
+    /// cookie's value; the sign-in is stored for whichever node takes the
+    /// callback.
+    async fn begin(&self, store: &Store) -> Result<(String, String), BeginError> {
+        let metadata = self.metadata().await.map_err(BeginError::Provider)?;
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(self.config.client_id.clone()),
@@ -332,53 +348,80 @@ impl Sso {
             request = request.add_scope(Scope::new("email".into()));
         }
         let (url, state, nonce) = request.url();
-        let binding = auth::random_token().map_err(|e| e.to_string())?;
-        let mut pending = lock(&self.pending);
-        pending.retain(|_, p| p.begun.elapsed() < PENDING_TTL);
-        if pending.len() >= MAX_PENDING {
-            return Err("too many sign-ins under way".into());
-        }
-        pending.insert(
-            auth::token_hash(state.secret()),
-            Pending {
-                nonce,
-                pkce_verifier: verifier.secret().to_string(),
-                binding: auth::token_hash(&binding),
-                begun: Instant::now(),
-                used: false,
-            },
-        );
+        let binding = self
+            .remember(
+                store,
+                state.secret(),
+                nonce.secret(),
+                Secret::new(verifier.secret().to_string()),
+                time::OffsetDateTime::now_utc(),
+            )
+            .await?;
         Ok((url.to_string(), binding))
     }
 
+    /// Stores a sign-in begun at `now`; returns the binding cookie's value.
+    async fn remember(
+        &self,
+        store: &Store,
+        state: &str,
+        nonce: &str,
+        pkce_verifier: Secret,
+        now: time::OffsetDateTime,
+    ) -> Result<String, BeginError> {
+        let binding = auth::random_token()?;
+        let ttl = time::Duration::try_from(PENDING_TTL).unwrap_or(time::Duration::minutes(10));
+        let stored = store
+            .oidc_pending_insert(
+                &NewSignIn {
+                    state_hash: auth::token_hash(state),
+                    binding_hash: auth::token_hash(&binding),
+                    nonce_hash: auth::token_hash(nonce),
+                    pkce_verifier,
+                    created_at: now,
+                    expires_at: now + ttl,
+                },
+                MAX_PENDING,
+            )
+            .await
+            .map_err(WebError::from)?;
+        if !stored {
+            return Err(BeginError::Busy);
+        }
+        Ok(binding)
+    }
+
     /// Takes the sign-in `state` names, once, for the browser holding
-    /// `binding`.
-    fn take(&self, state: Option<&str>, binding: Option<&str>) -> Result<Pending, SsoRefusal> {
+    /// `binding`, from whichever node began it. `Err` is the store failing
+    /// (the callback then fails closed).
+    async fn take(
+        &self,
+        store: &Store,
+        state: Option<&str>,
+        binding: Option<&str>,
+        now: time::OffsetDateTime,
+    ) -> Result<Result<Pending, SsoRefusal>, StoreError> {
         let Some(state) = state.filter(|s| !s.is_empty() && s.len() <= 512) else {
-            return Err(SsoRefusal::BadState);
+            return Ok(Err(SsoRefusal::BadState));
         };
-        let mut pending = lock(&self.pending);
-        let Some(p) = pending.get_mut(&auth::token_hash(state)) else {
-            return Err(SsoRefusal::BadState);
-        };
-        if p.used {
-            return Err(SsoRefusal::ReplayedCode);
-        }
-        if p.begun.elapsed() >= PENDING_TTL {
-            return Err(SsoRefusal::Expired);
-        }
-        if !binding.is_some_and(|b| auth::same(&auth::token_hash(b), &p.binding)) {
-            return Err(SsoRefusal::BadState);
-        }
-        // Kept, marked, until it expires: a second callback is a replay.
-        p.used = true;
-        Ok(Pending {
-            nonce: p.nonce.clone(),
-            pkce_verifier: std::mem::take(&mut p.pkce_verifier),
-            binding: String::new(),
-            begun: p.begun,
-            used: true,
-        })
+        let binding = binding.map(auth::token_hash);
+        Ok(
+            match store
+                .oidc_pending_take(&auth::token_hash(state), binding.as_deref(), now)
+                .await?
+            {
+                SignInTake::Taken {
+                    nonce_hash,
+                    pkce_verifier,
+                } => Ok(Pending {
+                    nonce_hash,
+                    pkce_verifier,
+                }),
+                SignInTake::Unknown | SignInTake::OtherBrowser => Err(SsoRefusal::BadState),
+                SignInTake::Used => Err(SsoRefusal::ReplayedCode),
+                SignInTake::Expired => Err(SsoRefusal::Expired),
+            },
+        )
     }
 
     /// The token endpoint and the ID token's checks: the verified claims'
@@ -398,7 +441,7 @@ impl Sso {
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| provider(e.to_string()))?
-            .set_pkce_verifier(PkceCodeVerifier::new(p.pkce_verifier))
+            .set_pkce_verifier(PkceCodeVerifier::new(p.pkce_verifier.expose().to_string()))
             .request_async(&self.http)
             .await
             .map_err(|e| match e {
@@ -417,7 +460,7 @@ impl Sso {
         let verifier = client
             .id_token_verifier()
             .set_allowed_algs(self.algorithms.iter().cloned());
-        let claims = match id_token.claims(&verifier, &p.nonce) {
+        let claims = match id_token.claims(&verifier, nonce_check(&p.nonce_hash)) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("single sign-on: ID token refused: {e}");
@@ -451,17 +494,20 @@ impl Sso {
     }
 }
 
+/// The ID token's nonce check: only the nonce's hash was kept, so the
+/// token's nonce must hash to it.
+fn nonce_check(hash: &str) -> impl FnOnce(Option<&Nonce>) -> Result<(), String> + '_ {
+    move |n| match n {
+        Some(n) if auth::same(&auth::token_hash(n.secret()), hash) => Ok(()),
+        Some(_) => Err("nonce mismatch".to_string()),
+        None => Err("missing nonce claim".to_string()),
+    }
+}
+
 /// What a verified ID token says.
 struct Verified {
     name: String,
     second_factor: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 /// An error and its sources on one line (the crate's top-level messages
@@ -536,11 +582,25 @@ pub async fn start(
         )
             .into_response();
     }
-    match sso.begin().await {
+    match sso.begin(&state.core.store).await {
         Ok((url, binding)) => {
             (jar.add(binding_cookie(binding)), Redirect::to(&url)).into_response()
         }
-        Err(e) => {
+        Err(BeginError::Web(e)) => e.into_response(),
+        Err(BeginError::Busy) => {
+            tracing::warn!("single sign-on: cannot begin: {}", BeginError::Busy);
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            (
+                status,
+                super::views::error_page(
+                    status,
+                    "too many sign-ins are under way; try again in a few minutes, or use the \
+                     link from `ssh USER@BASTION web`",
+                ),
+            )
+                .into_response()
+        }
+        Err(e @ BeginError::Provider(_)) => {
             tracing::warn!("single sign-on: cannot begin: {e}");
             (
                 StatusCode::BAD_GATEWAY,
@@ -626,7 +686,15 @@ async fn sign_in(
     if sso.limiter.check_key(&source).is_err() {
         return Ok(Err((SsoRefusal::RateLimited, None)));
     }
-    let pending = match sso.take(q.state.as_deref(), binding.as_deref()) {
+    let pending = match sso
+        .take(
+            &state.core.store,
+            q.state.as_deref(),
+            binding.as_deref(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?
+    {
         Ok(p) => p,
         Err(why) => return Ok(Err((why, None))),
     };
@@ -682,6 +750,10 @@ mod tests {
     }
 
     fn sso_with(dir: &Path, extra: &str) -> Sso {
+        sso_at(dir, "https://127.0.0.1:9", extra)
+    }
+
+    fn sso_at(dir: &Path, issuer: &str, extra: &str) -> Sso {
         let secret = dir.join("oidc.secret");
         std::fs::write(&secret, "s3cret\n").unwrap();
         std::os::unix::fs::PermissionsExt::set_mode(
@@ -691,24 +763,37 @@ mod tests {
         std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
         let c = config(&format!(
-            "[web.oidc]\nissuer = \"https://127.0.0.1:9\"\nclient_id = \"gh\"\n\
+            "[web.oidc]\nissuer = \"{issuer}\"\nclient_id = \"gh\"\n\
              client_secret_file = \"{}\"\n{extra}",
             secret.display()
         ));
         Sso::new(&c, "https://127.0.0.1:8443").unwrap().unwrap()
     }
 
-    fn pending(sso: &Sso, state: &str, binding: &str, begun: Instant) {
-        lock(&sso.pending).insert(
-            auth::token_hash(state),
-            Pending {
-                nonce: Nonce::new("n".into()),
-                pkce_verifier: "v".into(),
-                binding: auth::token_hash(binding),
-                begun,
-                used: false,
-            },
-        );
+    /// A node's store on the database file in `dir` (several nodes: the
+    /// same `dir`, other names).
+    async fn store(dir: &Path, node: &str) -> Store {
+        let url = format!("sqlite://{}", dir.join("g.db").display());
+        Store::open(&url, node).await.unwrap()
+    }
+
+    /// A sign-in begun at `begun` with nonce "n" and verifier "v"; its
+    /// binding cookie's value.
+    async fn pending(sso: &Sso, store: &Store, state: &str, begun: time::OffsetDateTime) -> String {
+        sso.remember(store, state, "n", Secret::new("v"), begun)
+            .await
+            .unwrap()
+    }
+
+    async fn take(
+        sso: &Sso,
+        store: &Store,
+        state: Option<&str>,
+        binding: Option<&str>,
+    ) -> Result<Pending, SsoRefusal> {
+        sso.take(store, state, binding, time::OffsetDateTime::now_utc())
+            .await
+            .unwrap()
     }
 
     #[test]
@@ -729,37 +814,165 @@ mod tests {
         assert!(missing.contains("client_secret_file"), "{missing}");
     }
 
-    #[test]
-    fn a_state_works_once_for_the_browser_that_began_it() {
+    #[tokio::test]
+    async fn a_state_works_once_for_the_browser_that_began_it() {
         let dir = tempfile::tempdir().unwrap();
         let sso = sso_with(dir.path(), "");
-        pending(&sso, "st", "bind", Instant::now());
+        let db = store(dir.path(), "n1").await;
+        let now = time::OffsetDateTime::now_utc();
+        let bind = pending(&sso, &db, "st", now).await;
         assert_eq!(
-            sso.take(None, Some("bind")).err(),
+            take(&sso, &db, None, Some(&bind)).await.err(),
             Some(SsoRefusal::BadState)
         );
         assert_eq!(
-            sso.take(Some("st-tampered"), Some("bind")).err(),
+            take(&sso, &db, Some("st-tampered"), Some(&bind))
+                .await
+                .err(),
             Some(SsoRefusal::BadState)
         );
-        assert_eq!(sso.take(Some("st"), None).err(), Some(SsoRefusal::BadState));
         assert_eq!(
-            sso.take(Some("st"), Some("other")).err(),
+            take(&sso, &db, Some("st"), None).await.err(),
             Some(SsoRefusal::BadState)
         );
-        let p = sso.take(Some("st"), Some("bind")).unwrap();
-        assert_eq!(p.pkce_verifier, "v");
         assert_eq!(
-            sso.take(Some("st"), Some("bind")).err(),
-            Some(SsoRefusal::ReplayedCode)
+            take(&sso, &db, Some("st"), Some("other")).await.err(),
+            Some(SsoRefusal::BadState)
         );
-        if let Some(old) = Instant::now().checked_sub(PENDING_TTL + Duration::from_secs(1)) {
-            pending(&sso, "old", "bind", old);
+        let p = take(&sso, &db, Some("st"), Some(&bind)).await.unwrap();
+        assert_eq!(p.pkce_verifier.expose(), "v");
+        assert_eq!(p.nonce_hash, auth::token_hash("n"));
+        // A replay, from this browser or another.
+        for b in [Some(bind.as_str()), Some("other"), None] {
             assert_eq!(
-                sso.take(Some("old"), Some("bind")).err(),
-                Some(SsoRefusal::Expired)
+                take(&sso, &db, Some("st"), b).await.err(),
+                Some(SsoRefusal::ReplayedCode)
             );
         }
+        let ttl = time::Duration::try_from(PENDING_TTL).unwrap();
+        let old = pending(&sso, &db, "old", now - ttl - time::Duration::seconds(1)).await;
+        assert_eq!(
+            take(&sso, &db, Some("old"), Some(&old)).await.err(),
+            Some(SsoRefusal::Expired)
+        );
+        // Refused once as expired, then gone.
+        assert_eq!(
+            take(&sso, &db, Some("old"), Some(&old)).await.err(),
+            Some(SsoRefusal::BadState)
+        );
+        db.close().await;
+    }
+
+    /// Two nodes on one database: the provider's redirect lands on the
+    /// node that did not begin the sign-in, or on one restarted since.
+    #[tokio::test]
+    async fn a_sign_in_begun_on_one_node_is_finished_on_another_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (sso_with(dir.path(), ""), sso_with(dir.path(), ""));
+        let (sa, sb) = (store(dir.path(), "n1").await, store(dir.path(), "n2").await);
+        let now = time::OffsetDateTime::now_utc();
+        let bind = pending(&a, &sa, "st", now).await;
+        let p = take(&b, &sb, Some("st"), Some(&bind)).await.unwrap();
+        assert_eq!(p.pkce_verifier.expose(), "v");
+        assert_eq!(
+            take(&a, &sa, Some("st"), Some(&bind)).await.err(),
+            Some(SsoRefusal::ReplayedCode)
+        );
+        // Node a restarted: a new store and a new Sso.
+        let bind = pending(&a, &sa, "st2", now).await;
+        sa.close().await;
+        let (a2, sa2) = (sso_with(dir.path(), ""), store(dir.path(), "n1").await);
+        assert!(take(&a2, &sa2, Some("st2"), Some(&bind)).await.is_ok());
+        sa2.close().await;
+        sb.close().await;
+    }
+
+    /// A provider with discovery and an empty JWKS on 127.0.0.1: enough to
+    /// begin a sign-in. Its issuer URL.
+    async fn discovery_only_provider() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let meta = serde_json::json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/auth"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        });
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || async move { axum::Json(meta) }),
+            )
+            .route(
+                "/jwks",
+                axum::routing::get(|| async { axum::Json(serde_json::json!({"keys": []})) }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        issuer
+    }
+
+    /// `begin` as `/login/oidc` runs it: what the browser is sent away
+    /// with is what the other node finds, and the database holds no state,
+    /// nonce or binding in the clear.
+    #[tokio::test]
+    async fn begin_stores_hashes_and_the_verifier_of_the_challenge_sent() {
+        let issuer = discovery_only_provider().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            sso_at(dir.path(), &issuer, ""),
+            sso_at(dir.path(), &issuer, ""),
+        );
+        let (sa, sb) = (store(dir.path(), "n1").await, store(dir.path(), "n2").await);
+        let (url, bind) = a.begin(&sa).await.unwrap();
+        let url = openidconnect::url::Url::parse(&url).unwrap();
+        let query = |k: &str| {
+            url.query_pairs()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.to_string())
+                .unwrap()
+        };
+        let (state, nonce, challenge) = (query("state"), query("nonce"), query("code_challenge"));
+        assert_eq!(query("code_challenge_method"), "S256");
+        let rows = sqlx::query(
+            "SELECT state_hash, binding_hash, nonce_hash, pkce_verifier, created_at, expires_at \
+             FROM oidc_pending",
+        )
+        .fetch_all(sa.pool())
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        for col in ["state_hash", "binding_hash", "nonce_hash", "pkce_verifier"] {
+            let v: String = crate::store::get(&rows[0], col).unwrap();
+            for raw in [&state, &nonce, &bind] {
+                assert!(!v.contains(raw.as_str()), "{col} holds a raw value");
+            }
+        }
+        let p = take(&b, &sb, Some(&state), Some(&bind)).await.unwrap();
+        assert_eq!(p.nonce_hash, auth::token_hash(&nonce));
+        let sent = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            p.pkce_verifier.expose().as_bytes(),
+        ));
+        assert_eq!(sent, challenge, "the verifier is the challenge's");
+        // Taken: the verifier is blanked at once, on every node.
+        let left: String = crate::store::get(
+            &sqlx::query("SELECT pkce_verifier FROM oidc_pending")
+                .fetch_one(sa.pool())
+                .await
+                .unwrap(),
+            "pkce_verifier",
+        )
+        .unwrap();
+        assert_eq!(left, "");
+        assert_eq!(
+            take(&a, &sa, Some(&state), Some(&bind)).await.err(),
+            Some(SsoRefusal::ReplayedCode)
+        );
+        sa.close().await;
+        sb.close().await;
     }
 
     #[test]
@@ -778,7 +991,27 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        assert!(rt.block_on(sso.begin()).is_err());
+        let dir2 = tempfile::tempdir().unwrap();
+        let db = rt.block_on(store(dir2.path(), "n1"));
+        assert!(matches!(
+            rt.block_on(sso.begin(&db)),
+            Err(BeginError::Provider(_))
+        ));
+        assert_eq!(
+            rt.block_on(db.oidc_pending_count(time::OffsetDateTime::now_utc()))
+                .unwrap(),
+            0
+        );
+        rt.block_on(db.close());
+    }
+
+    #[test]
+    fn the_token_nonce_must_hash_to_the_one_kept() {
+        let kept = auth::token_hash("n0nce");
+        assert!(nonce_check(&kept)(Some(&Nonce::new("n0nce".into()))).is_ok());
+        assert!(nonce_check(&kept)(Some(&Nonce::new("n0nc".into()))).is_err());
+        assert!(nonce_check(&kept)(Some(&Nonce::new(kept.clone()))).is_err());
+        assert!(nonce_check(&kept)(None).is_err());
     }
 
     #[test]
