@@ -140,7 +140,7 @@ async fn facts_kinds_and_the_list_filters(db: Db) {
     let page = s.sessions_page(&f("al", Some("db")), 50).await.unwrap();
     assert_eq!(ids(&page.rows), ["refused"]);
 
-    // By duration, live ones up to now; paged by offset.
+    // By duration, live ones up to now; paged by the keyset cursor.
     s.session_end("shell", T0 + Duration::minutes(31), 0, 0, Some(0), "done")
         .await
         .unwrap();
@@ -152,29 +152,152 @@ async fn facts_kinds_and_the_list_filters(db: Db) {
         .unwrap();
     let now = T0 + Duration::hours(1);
     let p1 = s
-        .sessions_by_duration(&targets, DurationOrder::Longest, now, 0, 2)
+        .sessions_by_duration(&targets, DurationOrder::Longest, now, None, 2)
         .await
         .unwrap();
-    assert_eq!(ids(&p1.rows), ["shell", "jump"]);
-    assert!(p1.next.is_some());
+    assert_eq!(dids(&p1.rows), ["shell", "jump"]);
+    // The stored durations: 30 and 10 minutes.
+    assert_eq!(p1.rows[0].0, 30 * 60_000);
+    assert_eq!(p1.next, Some((10 * 60_000, "jump".to_string())));
     let p2 = s
-        .sessions_by_duration(&targets, DurationOrder::Longest, now, 2, 2)
+        .sessions_by_duration(&targets, DurationOrder::Longest, now, p1.next.as_ref(), 2)
         .await
         .unwrap();
-    assert_eq!(ids(&p2.rows), ["bob1"]);
+    assert_eq!(dids(&p2.rows), ["bob1"]);
     assert!(p2.next.is_none());
+    // Live ones (cmd and refused, 58 and 57 minutes at `now`) are merged in.
+    let all = SessionFilter::default();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let p = s
+            .sessions_by_duration(&all, DurationOrder::Longest, now, after.as_ref(), 2)
+            .await
+            .unwrap();
+        seen.extend(p.rows.iter().map(|(ms, r)| (r.id.clone(), *ms)));
+        match p.next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            ("cmd".to_string(), 58 * 60_000),
+            ("refused".to_string(), 57 * 60_000),
+            ("shell".to_string(), 30 * 60_000),
+            ("jump".to_string(), 10 * 60_000),
+            ("bob1".to_string(), 60_000),
+        ]
+    );
     let short = s
-        .sessions_by_duration(
-            &SessionFilter::default(),
-            DurationOrder::Shortest,
-            now,
-            0,
-            1,
-        )
+        .sessions_by_duration(&all, DurationOrder::Shortest, now, None, 1)
         .await
         .unwrap();
-    assert_eq!(ids(&short.rows), ["bob1"]);
+    assert_eq!(dids(&short.rows), ["bob1"]);
+    let short2 = s
+        .sessions_by_duration(&all, DurationOrder::Shortest, now, short.next.as_ref(), 10)
+        .await
+        .unwrap();
+    assert_eq!(dids(&short2.rows), ["jump", "shell", "refused", "cmd"]);
+    let ended = SessionFilter {
+        live: Some(false),
+        user: Some("alice".into()),
+        ..Default::default()
+    };
+    let p = s
+        .sessions_by_duration(&ended, DurationOrder::Longest, now, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(dids(&p.rows), ["shell", "jump"]);
+
+    // The ended part walks one index in order, however deep the page and
+    // whatever the filter: no sort of the matching rows.
+    let cursor = (600_000, "x".to_string());
+    for (f, order, after, index) in [
+        (
+            SessionFilter::default(),
+            DurationOrder::Longest,
+            None,
+            "sessions_duration",
+        ),
+        (
+            SessionFilter::default(),
+            DurationOrder::Shortest,
+            Some(&cursor),
+            "sessions_duration",
+        ),
+        (
+            targets.clone(),
+            DurationOrder::Longest,
+            Some(&cursor),
+            "sessions_duration",
+        ),
+        (
+            SessionFilter {
+                user: Some("alice".into()),
+                ..Default::default()
+            },
+            DurationOrder::Longest,
+            Some(&cursor),
+            "sessions_user_duration",
+        ),
+        (
+            SessionFilter {
+                server: Some("web1".into()),
+                targets_only: true,
+                ..Default::default()
+            },
+            DurationOrder::Longest,
+            None,
+            "sessions_server_duration",
+        ),
+        (
+            SessionFilter {
+                user_prefix: Some("al".into()),
+                server_prefix: Some("web".into()),
+                ..Default::default()
+            },
+            DurationOrder::Longest,
+            None,
+            "sessions_duration",
+        ),
+    ] {
+        let plan = s.sessions_by_duration_plan(&f, order, after).await.unwrap();
+        assert_plan_uses(db.backend, &plan, index, "sessions");
+    }
     s.close().await;
+}
+
+/// `plan` reads `table` through `index` and sorts nothing: on SQLite, no
+/// SCAN of the table and no temporary B-tree; on PostgreSQL (seq scans
+/// and sorts disabled for the query, see `Store::plan`), the index named
+/// and no Sort or Seq Scan node.
+fn assert_plan_uses(backend: Backend, plan: &[String], index: &str, table: &str) {
+    let text = plan.join("\n");
+    assert!(text.contains(index), "{index} not used: {text}");
+    match backend {
+        Backend::Sqlite => {
+            assert!(
+                !plan
+                    .iter()
+                    .any(|d| d.starts_with(&format!("SCAN {table}")) || d.contains("TEMP B-TREE")),
+                "{text}"
+            );
+        }
+        Backend::Postgres => {
+            assert!(
+                !plan
+                    .iter()
+                    .any(|d| d.contains("Sort") || d.contains(&format!("Seq Scan on {table}"))),
+                "{text}"
+            );
+        }
+    }
+}
+
+fn dids(rows: &[(i64, SessionRow)]) -> Vec<&str> {
+    rows.iter().map(|(_, r)| r.id.as_str()).collect()
 }
 
 fn grant(user: &str, state: GrantState) -> Grant {
