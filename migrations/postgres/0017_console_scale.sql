@@ -20,3 +20,8 @@ CREATE INDEX sessions_server_duration ON sessions (server, duration_ms, id);
 -- the kind as this literal.
 CREATE INDEX audit_events_login_pairs ON audit_events (username, source, ts)
     WHERE kind = 'auth.success';
+
+-- Users locked out now: the lockouts table keeps a row for every name that
+-- ever failed to log in (sprayed names too); the Today page reads only the
+-- rows locked past now.
+CREATE INDEX lockouts_until ON lockouts (locked_until);
