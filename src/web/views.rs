@@ -567,7 +567,7 @@ pub fn recording(
 ) -> Markup {
     let meta = r.meta.as_ref();
     let body = html! {
-        dl.facts {
+        dl.facts.compact {
             dt { "Recording" } dd { code { (r.id) } }
             @if let Some(m) = meta {
                 dt { "User" } dd { (m.user) }
