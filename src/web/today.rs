@@ -36,6 +36,9 @@ use crate::store::{ConsoleCounts, LoginGroup, SessionRow, Store};
 
 /// Recordings listed on the page (the count covers all of them).
 const REVIEW_LISTED: usize = 20;
+/// Suspicious entries listed on the page, the latest (the count covers
+/// all of them; the daily report lists them all).
+const SUSPICIOUS_LISTED: usize = 100;
 
 /// How long one scan of the recordings folder serves the page.
 pub const SCAN_TTL: Duration = Duration::seconds(30);
@@ -276,7 +279,7 @@ pub struct Today {
     /// When the recordings folder was read (auditors only).
     pub recordings_at: Option<OffsetDateTime>,
     pub suspicious_total: u64,
-    /// As the report lists them (capped per kind).
+    /// The latest [`SUSPICIOUS_LISTED`], latest first.
     pub suspicious: Vec<Suspicious>,
     pub overdue: Option<OverdueReviews>,
     pub now: OffsetDateTime,
@@ -308,13 +311,17 @@ pub async fn page(
     let today = if viewer.sees_all() {
         let mut to_review = report.to_review;
         to_review.truncate(REVIEW_LISTED);
+        // Latest first.
+        let mut suspicious = report.suspicious;
+        suspicious.reverse();
+        suspicious.truncate(SUSPICIOUS_LISTED);
         Today {
             counts,
             to_review,
             to_review_total: report.to_review_total,
             recordings_at: Some(report.recordings_at),
             suspicious_total: report.suspicious_total,
-            suspicious: report.suspicious,
+            suspicious,
             overdue,
             now,
         }
@@ -388,7 +395,11 @@ pub fn view(viewer: &Viewer, d: &Today) -> Markup {
                     p { a href="/sessions?review=unreviewed" { "All " (d.to_review_total) " →" } }
                 }
             }
-            h2 #suspicious { "Suspicious today" }
+            h2 #suspicious { "Suspicious today, latest first" }
+            @if (d.suspicious.len() as u64) < d.suspicious_total {
+                p.hint { "The latest " (d.suspicious.len()) " of " (d.suspicious_total)
+                    "; the daily report lists them all." }
+            }
             @if d.suspicious.is_empty() { p { "None." } }
             @else {
                 div.scroll { table.list {
