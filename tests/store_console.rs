@@ -211,6 +211,41 @@ async fn facts_kinds_and_the_list_filters(db: Db) {
         .unwrap();
     assert_eq!(dids(&p.rows), ["shell", "jump"]);
 
+    // Every way a session ends writes its duration: a lost node's
+    // sessions (ended when it was last seen) and a crashed process's.
+    let mut lost = session("lost", "carol", Some("web1"), Some("proxy"), 0);
+    lost.node = "n2".into();
+    s.session_start(&lost).await.unwrap();
+    s.close_lost_sessions("n2", T0 + Duration::minutes(7), "node lost", None)
+        .await
+        .unwrap();
+    let mut stale = session("stale", "carol", Some("web1"), Some("proxy"), 0);
+    stale.node = "n3".into();
+    s.session_start(&stale).await.unwrap();
+    s.end_stale_sessions("n3", "restarted").await.unwrap();
+    let carol = SessionFilter {
+        user: Some("carol".into()),
+        ..Default::default()
+    };
+    let p = s
+        .sessions_by_duration(&carol, DurationOrder::Shortest, now, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(dids(&p.rows), ["lost", "stale"]);
+    assert_eq!(p.rows[0].0, 7 * 60_000);
+    // Ended from the start: written at once.
+    let mut refused = session("refused2", "carol", Some("web1"), None, 0);
+    refused.ended_at = Some(refused.started_at + Duration::seconds(2));
+    s.session_start(&refused).await.unwrap();
+    let p = s
+        .sessions_by_duration(&carol, DurationOrder::Shortest, now, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.rows[0],
+        (2000, s.session_get("refused2").await.unwrap().unwrap())
+    );
+
     // The ended part walks one index in order, however deep the page and
     // whatever the filter: no sort of the matching rows.
     let cursor = (600_000, "x".to_string());
