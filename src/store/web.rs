@@ -444,9 +444,10 @@ impl Store {
     /// `now`, after the keyset cursor `after` (`(duration in ms, id)`, as
     /// returned in [`DurationPage::next`]); `f.before` is ignored. Ended
     /// sessions come from one index range walked in order
-    /// ([`duration_query`]); live ones, whose duration grows while one
-    /// pages (one may show on two pages), are merged in from the
-    /// `ended_at IS NULL` range.
+    /// ([`duration_query`]); live ones are merged in from the `ended_at IS
+    /// NULL` range, their duration up to `now`. A live session's duration
+    /// grows while one pages: one that grows past the cursor between two
+    /// pages is on neither (the list by start shows every session).
     pub async fn sessions_by_duration(
         &self,
         f: &SessionFilter,
