@@ -17,6 +17,8 @@ try {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
   const page = await ctx.newPage();
   await page.goto(link);
+  // The link's page has one button that POSTs the link back.
+  await Promise.all([page.waitForURL(/\/(today|sessions)$/), page.click("#sign-in")]);
   const t0 = Date.now();
   await page.goto(`${base}/recordings/${id}`);
   await page.waitForSelector("#player .ap-wrapper");

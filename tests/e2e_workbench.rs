@@ -143,14 +143,47 @@ fn workbench_in_a_real_browser() {
         .unwrap_or(0);
     assert!(unreviewed >= 1, "the exec was recorded: {recs}");
 
+    // Sign-in links first: asking for one is a login (carol's first from
+    // this address: suspicious), which the report below must count.
+    let (carol_link, dave_link) = (link(&carol_c, "carol"), link(&dave_c, "dave"));
+    // Today's suspicious count is the daily report's on today so far:
+    // what `gatehouse report daily` says for today now.
+    let today = {
+        let d = time::OffsetDateTime::now_utc().date();
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    };
+    let reports = w.dir.join("today-report");
+    w.gh.cli(&[
+        "report",
+        "daily",
+        "--date",
+        &today,
+        "--format",
+        "json",
+        "--out",
+        reports.to_str().unwrap(),
+    ])
+    .assert_success("report daily for today");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(reports.join(format!("{today}.json"))).unwrap(),
+    )
+    .unwrap();
+    let suspicious = report["summary"]["suspicious"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary.suspicious in {report}"));
+    assert!(
+        suspicious >= 1,
+        "the blocked command is suspicious: {report}"
+    );
+
     let shots = w.dir.join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let config = serde_json::json!({
         "chromium": CHROMIUM,
         "base": format!("https://127.0.0.1:{web_port}"),
         "links": {
-            "carol": link(&carol_c, "carol"),
-            "dave": link(&dave_c, "dave"),
+            "carol": carol_link,
+            "dave": dave_link,
         },
         "exec_session": exec_session,
         "blocked_session": blocked_session,
@@ -167,6 +200,7 @@ fn workbench_in_a_real_browser() {
             "live": 1,
             "lockouts": 0,
             "blocked": 1,
+            "suspicious": suspicious,
         },
         "shots": shots,
     });

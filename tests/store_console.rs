@@ -148,7 +148,7 @@ async fn facts_kinds_and_the_list_filters(db: Db) {
     let page = s.sessions_page(&f("al", Some("db")), 50).await.unwrap();
     assert_eq!(ids(&page.rows), ["refused"]);
 
-    // By duration, live ones up to now; paged by offset.
+    // By duration, live ones up to now; paged by the keyset cursor.
     s.session_end("shell", T0 + Duration::minutes(31), 0, 0, Some(0), "done")
         .await
         .unwrap();
@@ -160,29 +160,187 @@ async fn facts_kinds_and_the_list_filters(db: Db) {
         .unwrap();
     let now = T0 + Duration::hours(1);
     let p1 = s
-        .sessions_by_duration(&targets, DurationOrder::Longest, now, 0, 2)
+        .sessions_by_duration(&targets, DurationOrder::Longest, now, None, 2)
         .await
         .unwrap();
-    assert_eq!(ids(&p1.rows), ["shell", "jump"]);
-    assert!(p1.next.is_some());
+    assert_eq!(dids(&p1.rows), ["shell", "jump"]);
+    // The stored durations: 30 and 10 minutes.
+    assert_eq!(p1.rows[0].0, 30 * 60_000);
+    assert_eq!(p1.next, Some((10 * 60_000, "jump".to_string())));
     let p2 = s
-        .sessions_by_duration(&targets, DurationOrder::Longest, now, 2, 2)
+        .sessions_by_duration(&targets, DurationOrder::Longest, now, p1.next.as_ref(), 2)
         .await
         .unwrap();
-    assert_eq!(ids(&p2.rows), ["bob1"]);
+    assert_eq!(dids(&p2.rows), ["bob1"]);
     assert!(p2.next.is_none());
+    // Live ones (cmd and refused, 58 and 57 minutes at `now`) are merged in.
+    let all = SessionFilter::default();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let p = s
+            .sessions_by_duration(&all, DurationOrder::Longest, now, after.as_ref(), 2)
+            .await
+            .unwrap();
+        seen.extend(p.rows.iter().map(|(ms, r)| (r.id.clone(), *ms)));
+        match p.next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            ("cmd".to_string(), 58 * 60_000),
+            ("refused".to_string(), 57 * 60_000),
+            ("shell".to_string(), 30 * 60_000),
+            ("jump".to_string(), 10 * 60_000),
+            ("bob1".to_string(), 60_000),
+        ]
+    );
     let short = s
-        .sessions_by_duration(
-            &SessionFilter::default(),
-            DurationOrder::Shortest,
-            now,
-            0,
-            1,
-        )
+        .sessions_by_duration(&all, DurationOrder::Shortest, now, None, 1)
         .await
         .unwrap();
-    assert_eq!(ids(&short.rows), ["bob1"]);
+    assert_eq!(dids(&short.rows), ["bob1"]);
+    let short2 = s
+        .sessions_by_duration(&all, DurationOrder::Shortest, now, short.next.as_ref(), 10)
+        .await
+        .unwrap();
+    assert_eq!(dids(&short2.rows), ["jump", "shell", "refused", "cmd"]);
+    let ended = SessionFilter {
+        live: Some(false),
+        user: Some("alice".into()),
+        ..Default::default()
+    };
+    let p = s
+        .sessions_by_duration(&ended, DurationOrder::Longest, now, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(dids(&p.rows), ["shell", "jump"]);
+
+    // Every way a session ends writes its duration: a lost node's
+    // sessions (ended when it was last seen) and a crashed process's.
+    let mut lost = session("lost", "carol", Some("web1"), Some("proxy"), 0);
+    lost.node = "n2".into();
+    s.session_start(&lost).await.unwrap();
+    s.close_lost_sessions("n2", T0 + Duration::minutes(7), "node lost", None)
+        .await
+        .unwrap();
+    let mut stale = session("stale", "carol", Some("web1"), Some("proxy"), 0);
+    stale.node = "n3".into();
+    s.session_start(&stale).await.unwrap();
+    s.end_stale_sessions("n3", "restarted").await.unwrap();
+    let carol = SessionFilter {
+        user: Some("carol".into()),
+        ..Default::default()
+    };
+    let p = s
+        .sessions_by_duration(&carol, DurationOrder::Shortest, now, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(dids(&p.rows), ["lost", "stale"]);
+    assert_eq!(p.rows[0].0, 7 * 60_000);
+    // Ended from the start: written at once.
+    let mut refused = session("refused2", "carol", Some("web1"), None, 0);
+    refused.ended_at = Some(refused.started_at + Duration::seconds(2));
+    s.session_start(&refused).await.unwrap();
+    let p = s
+        .sessions_by_duration(&carol, DurationOrder::Shortest, now, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.rows[0],
+        (2000, s.session_get("refused2").await.unwrap().unwrap())
+    );
+
+    // The ended part walks one index in order, however deep the page and
+    // whatever the filter: no sort of the matching rows.
+    let cursor = (600_000, "x".to_string());
+    for (f, order, after, index) in [
+        (
+            SessionFilter::default(),
+            DurationOrder::Longest,
+            None,
+            "sessions_duration",
+        ),
+        (
+            SessionFilter::default(),
+            DurationOrder::Shortest,
+            Some(&cursor),
+            "sessions_duration",
+        ),
+        (
+            targets.clone(),
+            DurationOrder::Longest,
+            Some(&cursor),
+            "sessions_duration",
+        ),
+        (
+            SessionFilter {
+                user: Some("alice".into()),
+                ..Default::default()
+            },
+            DurationOrder::Longest,
+            Some(&cursor),
+            "sessions_user_duration",
+        ),
+        (
+            SessionFilter {
+                server: Some("web1".into()),
+                targets_only: true,
+                ..Default::default()
+            },
+            DurationOrder::Longest,
+            None,
+            "sessions_server_duration",
+        ),
+        (
+            SessionFilter {
+                user_prefix: Some("al".into()),
+                server_prefix: Some("web".into()),
+                ..Default::default()
+            },
+            DurationOrder::Longest,
+            None,
+            "sessions_duration",
+        ),
+    ] {
+        let plan = s.sessions_by_duration_plan(&f, order, after).await.unwrap();
+        assert_plan_uses(db.backend, &plan, index, "sessions");
+    }
     s.close().await;
+}
+
+/// `plan` reads `table` through `index` and sorts nothing: on SQLite, no
+/// SCAN of the table and no temporary B-tree; on PostgreSQL (seq scans
+/// and sorts disabled for the query, see `Store::plan`), the index named
+/// and no Sort or Seq Scan node.
+fn assert_plan_uses(backend: Backend, plan: &[String], index: &str, table: &str) {
+    let text = plan.join("\n");
+    assert!(text.contains(index), "{index} not used: {text}");
+    match backend {
+        Backend::Sqlite => {
+            assert!(
+                !plan
+                    .iter()
+                    .any(|d| d.starts_with(&format!("SCAN {table}")) || d.contains("TEMP B-TREE")),
+                "{text}"
+            );
+        }
+        Backend::Postgres => {
+            assert!(
+                !plan
+                    .iter()
+                    .any(|d| d.contains("Sort") || d.contains(&format!("Seq Scan on {table}"))),
+                "{text}"
+            );
+        }
+    }
+}
+
+fn dids(rows: &[(i64, SessionRow)]) -> Vec<&str> {
+    rows.iter().map(|(_, r)| r.id.as_str()).collect()
 }
 
 fn grant(user: &str, state: GrantState) -> Grant {
@@ -236,21 +394,80 @@ async fn today_counts(db: Db) {
     assert_eq!(c.live_sessions, 1);
     let locked: Vec<&str> = c.lockouts.iter().map(|l| l.user.as_str()).collect();
     assert_eq!(locked, ["mallory"], "an expired lockout is no lockout");
-    if db.backend == Backend::Sqlite {
-        // The pending count is one index range (migration 0019).
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-        let plan: Vec<String> = sqlx::query(
-            "EXPLAIN QUERY PLAN SELECT COUNT(*) AS n FROM grants WHERE state = 'pending'",
-        )
-        .fetch_all(&pool)
+    // Each of the Today page's store queries is one index range on both
+    // backends: no scan of grants, sessions, lockouts or audit events.
+    let plans = s.today_plans(now).await.unwrap();
+    for (name, plan) in &plans {
+        let (index, table) = match *name {
+            "pending" => ("grants_state", "grants"),
+            "live" => ("sessions_ended", "sessions"),
+            "lockouts" => ("lockouts_until", "lockouts"),
+            "login_probe" => ("audit_events_login_pairs", "audit_events"),
+            other => panic!("plan {other}"),
+        };
+        assert_plan_uses(db.backend, plan, index, table);
+    }
+    assert_eq!(plans.len(), 4);
+    // grants_state_expires, or (PostgreSQL on a table this small)
+    // grants_state: either is the range of approved grants (the sweeper
+    // moves expired ones to `expired`).
+    let plan = s.grants_active_plan(now).await.unwrap();
+    assert_plan_uses(db.backend, &plan, "grants_state", "grants");
+
+    // Active grants: approved and not expired; nothing else.
+    let mut g = grant("erin", GrantState::Approved);
+    g.expires_at = Some(now + Duration::hours(1));
+    let active = s.grant_insert(&g).await.unwrap();
+    g.expires_at = Some(now - Duration::minutes(1));
+    s.grant_insert(&g).await.unwrap();
+    let ids: Vec<i64> = s
+        .grants_active(now)
         .await
         .unwrap()
         .iter()
-        .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+        .map(|g| g.id)
         .collect();
-        assert!(plan.iter().any(|d| d.contains("grants_state")), "{plan:?}");
-    }
+    assert_eq!(ids, [active]);
+
+    // The login probe: pairs seen in the window, not before it or after.
+    s.audit(
+        &AuditEvent::new(EventKind::AuthSuccess)
+            .user("alice")
+            .source("10.0.0.1"),
+    )
+    .await
+    .unwrap();
+    s.audit(
+        &AuditEvent::new(EventKind::AuthFailure)
+            .user("bob")
+            .source("10.0.0.2"),
+    )
+    .await
+    .unwrap();
+    let pairs: Vec<(String, String)> = [
+        ("alice", "10.0.0.1"),
+        ("alice", "10.0.0.2"),
+        ("bob", "10.0.0.2"),
+    ]
+    .iter()
+    .map(|(u, a)| (u.to_string(), a.to_string()))
+    .collect();
+    let after = OffsetDateTime::now_utc() + Duration::seconds(1);
+    let seen = s
+        .logins_seen(&pairs, now - Duration::days(1), after)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [("alice".to_string(), "10.0.0.1".to_string())],
+        "a failed login is no login"
+    );
+    assert!(
+        s.logins_seen(&pairs, after, after + Duration::days(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     s.close().await;
 }
 

@@ -3,9 +3,10 @@
 //! factor columns, and the Today page's counts. Every query is one index
 //! range: `audit_events_session` (session_id, id) for the facts,
 //! `sessions_ended` for live sessions, `grants_state` (migration 0019)
-//! for pending requests; `lockouts` has one row per user.
+//! for pending requests, `lockouts_until` for lockouts and
+//! `audit_events_login_pairs` for the first-seen probe (migration 0017).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use time::OffsetDateTime;
 
@@ -56,6 +57,35 @@ pub struct ConsoleCounts {
     pub live_sessions: i64,
     pub lockouts: Vec<Lockout>,
 }
+
+/// Most (user, source) pairs one [`Store::logins_seen`] call probes.
+pub const MAX_PROBED_PAIRS: usize = 10_000;
+
+/// [`Store::logins_seen`]'s probe: `$1` user, `$2` source, `[$3, $4)`.
+/// The kind is the partial index's literal (migration 0017). SQLite,
+/// which keeps no statistics here, would take `audit_events_logins`
+/// (kind, ts, ...) and walk the whole window: it is told the index.
+fn login_probe_sql(backend: super::Backend) -> &'static str {
+    match backend {
+        super::Backend::Sqlite => {
+            "SELECT 1 AS seen FROM audit_events INDEXED BY audit_events_login_pairs \
+             WHERE kind = 'auth.success' AND username = $1 AND source = $2 \
+             AND ts >= $3 AND ts < $4 LIMIT 1"
+        }
+        super::Backend::Postgres => {
+            "SELECT 1 AS seen FROM audit_events \
+             WHERE kind = 'auth.success' AND username = $1 AND source = $2 \
+             AND ts >= $3 AND ts < $4 LIMIT 1"
+        }
+    }
+}
+
+const PENDING_SQL: &str = "SELECT COUNT(*) AS n FROM grants WHERE state = 'pending'";
+const LIVE_SQL: &str = "SELECT COUNT(*) AS n FROM sessions WHERE ended_at IS NULL";
+/// One range of `lockouts_until` (migration 0017): the table keeps a row
+/// for every name that ever failed to log in.
+/// Sorted by the caller (few rows: no sort in the plan).
+const LOCKOUTS_SQL: &str = "SELECT username, locked_until FROM lockouts WHERE locked_until > $1";
 
 fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
@@ -133,24 +163,80 @@ impl Store {
         Ok(out)
     }
 
+    /// Of the (user, source) `pairs`, those with a successful login in
+    /// `[since, until)`: one probe of `audit_events_login_pairs`
+    /// (migration 0017) per pair, at most [`MAX_PROBED_PAIRS`], so the
+    /// cost follows the pairs asked about (a day's logins), not the
+    /// logins of the period.
+    pub async fn logins_seen(
+        &self,
+        pairs: &[(String, String)],
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<HashSet<(String, String)>, StoreError> {
+        if pairs.len() > MAX_PROBED_PAIRS {
+            return Err(StoreError::Invalid(format!(
+                "{} login pairs asked about; at most {MAX_PROBED_PAIRS}",
+                pairs.len()
+            )));
+        }
+        let (since, until) = (ts_text(since)?, ts_text(until)?);
+        let mut seen = HashSet::new();
+        for (user, source) in pairs {
+            let hit = sqlx::query(login_probe_sql(self.backend()))
+                .bind(user)
+                .bind(source)
+                .bind(&since)
+                .bind(&until)
+                .fetch_optional(self.pool())
+                .await
+                .ctx("probe a login pair")?;
+            if hit.is_some() {
+                seen.insert((user.clone(), source.clone()));
+            }
+        }
+        Ok(seen)
+    }
+
+    /// The plans of the Today page's store queries, by name (see
+    /// [`Store::plan`]): the pending, live and lockout counts and the
+    /// login probe.
+    pub async fn today_plans(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(&'static str, Vec<String>)>, StoreError> {
+        let now = ts_text(now)?;
+        let mut out = Vec::new();
+        for (name, sql, binds) in [
+            ("pending", PENDING_SQL, vec![]),
+            ("live", LIVE_SQL, vec![]),
+            ("lockouts", LOCKOUTS_SQL, vec![now.clone()]),
+            (
+                "login_probe",
+                login_probe_sql(self.backend()),
+                vec!["alice".into(), "10.0.0.1".into(), now.clone(), now.clone()],
+            ),
+        ] {
+            out.push((name, self.plan(sql, &binds).await?));
+        }
+        Ok(out)
+    }
+
     /// Pending grant requests, live sessions, and users locked out at `now`.
     pub async fn console_counts(&self, now: OffsetDateTime) -> Result<ConsoleCounts, StoreError> {
-        let pending = sqlx::query("SELECT COUNT(*) AS n FROM grants WHERE state = 'pending'")
+        let pending = sqlx::query(PENDING_SQL)
             .fetch_one(self.pool())
             .await
             .ctx("count pending grants")?;
-        let live = sqlx::query("SELECT COUNT(*) AS n FROM sessions WHERE ended_at IS NULL")
+        let live = sqlx::query(LIVE_SQL)
             .fetch_one(self.pool())
             .await
             .ctx("count live sessions")?;
-        let rows = sqlx::query(
-            "SELECT username, locked_until FROM lockouts WHERE locked_until > $1 \
-             ORDER BY username",
-        )
-        .bind(ts_text(now)?)
-        .fetch_all(self.pool())
-        .await
-        .ctx("list lockouts")?;
+        let rows = sqlx::query(LOCKOUTS_SQL)
+            .bind(ts_text(now)?)
+            .fetch_all(self.pool())
+            .await
+            .ctx("list lockouts")?;
         let mut lockouts = Vec::new();
         for r in &rows {
             if let Some(until) = get_opt_ts(r, "locked_until")? {
@@ -160,6 +246,7 @@ impl Store {
                 });
             }
         }
+        lockouts.sort_by(|a, b| a.user.cmp(&b.user));
         Ok(ConsoleCounts {
             pending_grants: get(&pending, "n")?,
             live_sessions: get(&live, "n")?,

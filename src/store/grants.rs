@@ -25,6 +25,16 @@ fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String, StoreError>
     serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("grant {what}: {e}")))
 }
 
+/// [`Store::grants_active`]'s query; `$1` is now. Unsorted: a sort of
+/// the union would show in the plan; the few rows are sorted after.
+fn grants_active_sql() -> String {
+    format!(
+        "SELECT {GRANT_COLUMNS} FROM grants WHERE state = 'approved' AND expires_at > $1 \
+         UNION ALL SELECT {GRANT_COLUMNS} FROM grants \
+         WHERE state = 'approved' AND expires_at IS NULL"
+    )
+}
+
 fn grant_from_row(row: &AnyRow) -> Result<Grant, StoreError> {
     let id: i64 = get(row, "id")?;
     let state: String = get(row, "state")?;
@@ -175,6 +185,29 @@ impl Store {
         .await
         .ctx("list pending grants")?;
         rows.iter().map(grant_from_row).collect()
+    }
+
+    /// The grants active at `now` ([`Grant::is_active`]: approved and not
+    /// expired), in id order: two ranges of `grants_state_expires`, not
+    /// every grant ever requested (the Today page reads these per load).
+    pub async fn grants_active(&self, now: OffsetDateTime) -> Result<Vec<Grant>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(grants_active_sql()))
+            .bind(ts_text(now)?)
+            .fetch_all(self.pool())
+            .await
+            .ctx("list active grants")?;
+        let mut out = rows
+            .iter()
+            .map(grant_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        out.retain(|g| g.is_active(now));
+        out.sort_by_key(|g| g.id);
+        Ok(out)
+    }
+
+    /// The plan of [`Store::grants_active`]'s query (see [`Store::plan`]).
+    pub async fn grants_active_plan(&self, now: OffsetDateTime) -> Result<Vec<String>, StoreError> {
+        self.plan(&grants_active_sql(), &[ts_text(now)?]).await
     }
 
     /// Every grant of `user` in any state, in id order; callers decide

@@ -47,7 +47,9 @@ pub use nodes::{NodeStatus, lost_session_end};
 pub use oidc::{NewSignIn, SignInTake};
 pub use reviews::ReviewKey;
 pub use seal::SealRow;
-pub use web::{DurationOrder, LinkRedemption, SessionFilter, SessionPage, WebSessionRow};
+pub use web::{
+    DurationOrder, DurationPage, LinkRedemption, SessionFilter, SessionPage, WebSessionRow,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

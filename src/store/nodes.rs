@@ -151,8 +151,10 @@ impl Store {
         let only_sql = if only.is_some() { " AND id = $5" } else { "" };
         let q = format!(
             "UPDATE sessions SET ended_at = CASE WHEN started_at > $1 THEN started_at ELSE $2 END, \
+             duration_ms = CASE WHEN started_at > $1 THEN 0 ELSE {} END, \
              end_reason = $3 WHERE node = $4 AND ended_at IS NULL{only_sql} \
-             RETURNING {SESSION_COLUMNS}"
+             RETURNING {SESSION_COLUMNS}",
+            super::sessions::duration_ms_sql(self.backend(), "$2")
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(end.clone())

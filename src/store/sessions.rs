@@ -33,6 +33,21 @@ fn sessions_between_sql() -> String {
     )
 }
 
+/// A session's duration in whole milliseconds as SQL, from its
+/// `started_at` to `end` (an SQL expression of the end's text): the
+/// `duration_ms` column (migration 0017) that the list by duration walks.
+pub(super) fn duration_ms_sql(backend: super::Backend, end: &str) -> String {
+    match backend {
+        super::Backend::Sqlite => format!(
+            "CAST(ROUND((julianday({end}) - julianday(started_at)) * 86400000.0) AS INTEGER)"
+        ),
+        super::Backend::Postgres => format!(
+            "CAST(ROUND(EXTRACT(EPOCH FROM (CAST({end} AS TIMESTAMPTZ) \
+             - CAST(started_at AS TIMESTAMPTZ))) * 1000) AS BIGINT)"
+        ),
+    }
+}
+
 pub(super) fn session_from_row(row: &AnyRow) -> Result<SessionRow, StoreError> {
     let recorded: i64 = get(row, "recorded")?;
     let flagged: Option<i64> = get(row, "flagged")?;
@@ -62,8 +77,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO sessions (id, username, server, account, source, node, started_at, \
              ended_at, mode, grant_id, recorded, bytes_up, bytes_down, exit_status, end_reason, \
-             flagged, kill_requested) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0)",
+             flagged, kill_requested, duration_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, $17)",
         )
         .bind(&s.id)
         .bind(&s.user)
@@ -81,6 +96,9 @@ impl Store {
         .bind(s.exit_status)
         .bind(s.end_reason.as_deref())
         .bind(s.flagged.map(i64::from))
+        .bind(s.ended_at.map(|e| {
+            i64::try_from((e - s.started_at).whole_milliseconds()).unwrap_or(i64::MAX)
+        }))
         .execute(self.pool())
         .await
         .ctx("record session start")?;
@@ -143,10 +161,12 @@ impl Store {
         exit_status: Option<i64>,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query(
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE sessions SET ended_at = $1, bytes_up = $2, bytes_down = $3, \
-             exit_status = $4, end_reason = $5 WHERE id = $6 AND ended_at IS NULL",
-        )
+             exit_status = $4, end_reason = $5, duration_ms = {} \
+             WHERE id = $6 AND ended_at IS NULL",
+            duration_ms_sql(self.backend(), "$1")
+        )))
         .bind(ts_text(ended_at)?)
         .bind(bytes_up)
         .bind(bytes_down)
@@ -244,9 +264,10 @@ impl Store {
     ) -> Result<Vec<SessionRow>, StoreError> {
         let now = ts_text(now_utc())?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE sessions SET ended_at = $1, end_reason = $2 \
+            "UPDATE sessions SET ended_at = $1, end_reason = $2, duration_ms = {} \
              WHERE node = $3 AND ended_at IS NULL \
-             RETURNING {SESSION_COLUMNS}"
+             RETURNING {SESSION_COLUMNS}",
+            duration_ms_sql(self.backend(), "$1")
         )))
         .bind(now)
         .bind(reason)

@@ -71,6 +71,17 @@ pub struct SessionPage {
     pub next: Option<(OffsetDateTime, String)>,
 }
 
+/// One page of the sessions list by duration.
+#[derive(Debug, Clone)]
+pub struct DurationPage {
+    /// Each session with its duration in milliseconds (the stored one, or
+    /// up to `now` while live): the cursor of a page that ends there.
+    pub rows: Vec<(i64, SessionRow)>,
+    /// The cursor for the next page (the last row's duration in
+    /// milliseconds, live ones up to `now`, and id), when there may be one.
+    pub next: Option<(i64, String)>,
+}
+
 /// A WHERE clause being built: conditions joined with AND, and the values
 /// bound to their `$N` placeholders in order. Only fixed SQL text goes into
 /// conditions; every value is bound.
@@ -112,19 +123,6 @@ fn like_prefix(v: &str) -> String {
     out
 }
 
-/// A session's duration in seconds, as SQL: up to `now` ($1) while live.
-fn duration_sql(backend: super::Backend) -> &'static str {
-    match backend {
-        super::Backend::Sqlite => {
-            "((julianday(COALESCE(ended_at, $1)) - julianday(started_at)) * 86400.0)"
-        }
-        super::Backend::Postgres => {
-            "EXTRACT(EPOCH FROM (CAST(COALESCE(ended_at, $1) AS TIMESTAMPTZ) \
-             - CAST(started_at AS TIMESTAMPTZ)))"
-        }
-    }
-}
-
 /// The list's SQL (fetching `limit + 1` rows, to know whether there is a
 /// next page) and its bound values.
 fn page_query(f: &SessionFilter, limit: usize) -> Result<(String, Vec<String>), StoreError> {
@@ -139,33 +137,60 @@ fn page_query(f: &SessionFilter, limit: usize) -> Result<(String, Vec<String>), 
     Ok((sql, w.binds))
 }
 
-/// The list by duration: the SQL (`limit + 1` rows from `offset`) and its
-/// binds, `now` first. Every matching row is sorted (the duration is no
-/// column), so this is the filters' size, not one index range.
+/// The ended sessions of the list by duration: the SQL (`limit + 1`
+/// rows, after the cursor `after`) and its binds. One index range walked
+/// in order (`sessions_duration`, or `sessions_user_duration` /
+/// `sessions_server_duration` for one user or server, migration 0017):
+/// no sort of the matching rows, so a page costs what the first one does.
 fn duration_query(
     f: &SessionFilter,
-    backend: super::Backend,
     order: DurationOrder,
-    now: OffsetDateTime,
-    offset: usize,
+    after: Option<&(i64, String)>,
     limit: usize,
 ) -> Result<(String, Vec<String>), StoreError> {
     let mut w = Where::default();
-    w.bind(ts_text(now)?);
     conditions(f, &mut w)?;
-    let where_ = w.clause();
-    let dir = match order {
-        DurationOrder::Longest => "DESC",
-        DurationOrder::Shortest => "ASC",
+    w.cond("duration_ms IS NOT NULL".into());
+    let (dir, cmp) = match order {
+        DurationOrder::Longest => ("DESC", "<"),
+        DurationOrder::Shortest => ("ASC", ">"),
     };
+    if let Some((ms, id)) = after {
+        // A row value, as the start-time cursor: both backends walk the
+        // index from the cursor on. The cast keeps the bound text a number.
+        let (a, b) = (w.bind(ms.to_string()), w.bind(id.clone()));
+        w.cond(format!(
+            "(duration_ms, id) {cmp} (CAST({a} AS BIGINT), {b})"
+        ));
+    }
+    let where_ = w.clause();
     let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions{where_} \
-         ORDER BY {} {dir}, id {dir} LIMIT {} OFFSET {offset}",
-        duration_sql(backend),
+        "SELECT {SESSION_COLUMNS}, duration_ms FROM sessions{where_} \
+         ORDER BY duration_ms {dir}, id {dir} LIMIT {}",
         limit + 1
     );
     Ok((sql, w.binds))
 }
+
+/// The live sessions of the list by duration (their duration grows, so
+/// no index orders them): `ended_at IS NULL` is one range of
+/// `sessions_ended`, as many rows as sessions are live, at most
+/// [`MAX_LIVE_BY_DURATION`].
+fn live_query(f: &SessionFilter) -> Result<(String, Vec<String>), StoreError> {
+    let mut w = Where::default();
+    conditions(f, &mut w)?;
+    w.cond("ended_at IS NULL".into());
+    let where_ = w.clause();
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions{where_} ORDER BY started_at, id LIMIT {}",
+        MAX_LIVE_BY_DURATION
+    );
+    Ok((sql, w.binds))
+}
+
+/// Most live sessions the list by duration merges in (beyond that, the
+/// longest-running ones are those listed).
+pub const MAX_LIVE_BY_DURATION: usize = 1000;
 
 /// The filters of `f` as conditions of `w`.
 fn conditions(f: &SessionFilter, w: &mut Where) -> Result<(), StoreError> {
@@ -415,43 +440,126 @@ impl Store {
         Ok(SessionPage { rows, next })
     }
 
-    /// One page of sessions matching `f` by duration (live ones up to
-    /// `now`), from `offset`; `before` is ignored. `next` is set (to the
-    /// last row's start and id) when there is a further page.
+    /// One page of sessions matching `f` by duration, live ones up to
+    /// `now`, after the keyset cursor `after` (`(duration in ms, id)`, as
+    /// returned in [`DurationPage::next`]); `f.before` is ignored. Ended
+    /// sessions come from one index range walked in order
+    /// ([`duration_query`]); live ones are merged in from the `ended_at IS
+    /// NULL` range, their duration up to `now`. A live session's duration
+    /// grows while one pages: one that grows past the cursor between two
+    /// pages is on neither (the list by start shows every session).
     pub async fn sessions_by_duration(
         &self,
         f: &SessionFilter,
         order: DurationOrder,
         now: OffsetDateTime,
-        offset: usize,
+        after: Option<&(i64, String)>,
         limit: usize,
-    ) -> Result<SessionPage, StoreError> {
+    ) -> Result<DurationPage, StoreError> {
         let limit = limit.clamp(1, 500);
         let f = SessionFilter {
             before: None,
             ..f.clone()
         };
-        let (sql, binds) = duration_query(&f, self.backend(), order, now, offset, limit)?;
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in binds {
-            q = q.bind(b);
+        let mut found: Vec<(i64, SessionRow)> = Vec::new();
+        if f.live != Some(true) {
+            let (sql, binds) = duration_query(&f, order, after, limit)?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in binds {
+                q = q.bind(b);
+            }
+            let rows = q
+                .fetch_all(self.pool())
+                .await
+                .ctx("list sessions by duration")?;
+            for r in &rows {
+                found.push((get(r, "duration_ms")?, session_from_row(r)?));
+            }
         }
-        let rows = q
-            .fetch_all(self.pool())
-            .await
-            .ctx("list sessions by duration")?;
-        let mut rows = rows
-            .iter()
-            .map(session_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
+        if f.live != Some(false) {
+            let (sql, binds) = live_query(&f)?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in binds {
+                q = q.bind(b);
+            }
+            let rows = q
+                .fetch_all(self.pool())
+                .await
+                .ctx("list live sessions by duration")?;
+            for r in &rows {
+                let row = session_from_row(r)?;
+                let ms = i64::try_from((now - row.started_at).whole_milliseconds())
+                    .unwrap_or(i64::MAX)
+                    .max(0);
+                let key = (ms, row.id.clone());
+                let past = after.is_some_and(|c| match order {
+                    DurationOrder::Longest => key >= *c,
+                    DurationOrder::Shortest => key <= *c,
+                });
+                if !past {
+                    found.push((ms, row));
+                }
+            }
+        }
+        found.sort_by(|(a, x), (b, y)| {
+            let k = (a, &x.id).cmp(&(b, &y.id));
+            match order {
+                DurationOrder::Longest => k.reverse(),
+                DurationOrder::Shortest => k,
+            }
+        });
+        let more = found.len() > limit;
+        found.truncate(limit);
         let next = if more {
-            rows.last().map(|r| (r.started_at, r.id.clone()))
+            found.last().map(|(ms, r)| (*ms, r.id.clone()))
         } else {
             None
         };
-        Ok(SessionPage { rows, next })
+        Ok(DurationPage { rows: found, next })
+    }
+
+    /// The query plan of the ended part of the list by duration
+    /// ([`duration_query`]), one line per step; see [`Store::plan`].
+    pub async fn sessions_by_duration_plan(
+        &self,
+        f: &SessionFilter,
+        order: DurationOrder,
+        after: Option<&(i64, String)>,
+    ) -> Result<Vec<String>, StoreError> {
+        let (sql, binds) = duration_query(f, order, after, 50)?;
+        self.plan(&sql, &binds).await
+    }
+
+    /// The plan of `sql` (its `$N` bound to `binds`), one line per step:
+    /// SQLite's `EXPLAIN QUERY PLAN` details, or PostgreSQL's `EXPLAIN`
+    /// lines with sequential scans and sorts disabled for the one query,
+    /// so that the plan shows an index when one can serve the query (on a
+    /// test's small tables the planner would rightly prefer a scan). For
+    /// the tests that pin the console's plans, and the benches.
+    pub async fn plan(&self, sql: &str, binds: &[String]) -> Result<Vec<String>, StoreError> {
+        let (explain, column) = match self.backend() {
+            super::Backend::Sqlite => ("EXPLAIN QUERY PLAN", "detail"),
+            super::Backend::Postgres => ("EXPLAIN", "QUERY PLAN"),
+        };
+        let mut tx = self.pool().begin().await.ctx("plan a query")?;
+        if self.backend() == super::Backend::Postgres {
+            for set in [
+                "SET LOCAL enable_seqscan = off",
+                "SET LOCAL enable_sort = off",
+            ] {
+                sqlx::query(set)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("plan a query")?;
+            }
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("{explain} {sql}")));
+        for b in binds {
+            q = q.bind(b.clone());
+        }
+        let rows = q.fetch_all(&mut *tx).await.ctx("plan a query")?;
+        tx.rollback().await.ctx("plan a query")?;
+        rows.iter().map(|r| get::<String>(r, column)).collect()
     }
 
     /// Like [`Store::request_kill`], with the reason the user is shown.

@@ -118,6 +118,14 @@ fn pick_lists(policy: &crate::policy::Policy) -> views::PickLists {
     views::PickLists { users, servers }
 }
 
+/// Where the next page of the sessions list starts.
+enum Cursor {
+    /// By start: the last row's start and id.
+    Start(OffsetDateTime, String),
+    /// By duration: the last row's duration (ms, live ones up to now) and id.
+    Duration((i64, String)),
+}
+
 pub async fn sessions(
     State(state): State<Arc<WebState>>,
     viewer: Viewer,
@@ -143,37 +151,36 @@ pub async fn sessions(
             )));
         }
     };
-    let offset: usize = match opt(&q.offset) {
-        None => 0,
-        Some(o) => o
-            .parse()
-            .map_err(|_| WebError::BadRequest("bad page offset".into()))?,
+    let mut after: Option<(i64, String)> = match (opt(&q.after_ms), opt(&q.after_id)) {
+        (Some(ms), Some(id)) => Some((
+            ms.parse()
+                .map_err(|_| WebError::BadRequest("bad page cursor".into()))?,
+            id,
+        )),
+        _ => None,
     };
     let now = OffsetDateTime::now_utc();
     let root = state.core.config.recordings.clone();
     let mut listed = Vec::new();
     let mut examined = 0usize;
-    let mut next;
+    let mut next: Option<Cursor>;
     let mut note = None;
     loop {
-        let page = if by_duration {
-            state
+        let rows = if by_duration {
+            let page = state
                 .core
                 .store
-                .sessions_by_duration(
-                    &filter,
-                    DurationOrder::Longest,
-                    now,
-                    offset + examined,
-                    PAGE,
-                )
-                .await?
+                .sessions_by_duration(&filter, DurationOrder::Longest, now, after.as_ref(), PAGE)
+                .await?;
+            next = page.next.map(Cursor::Duration);
+            page.rows.into_iter().map(|(ms, r)| (Some(ms), r)).collect()
         } else {
-            state.core.store.sessions_page(&filter, PAGE).await?
+            let page = state.core.store.sessions_page(&filter, PAGE).await?;
+            next = page.next.map(|(t, id)| Cursor::Start(t, id));
+            page.rows.into_iter().map(|r| (None, r)).collect::<Vec<_>>()
         };
-        examined += page.rows.len();
-        next = page.next.clone();
-        for row in page.rows {
+        examined += rows.len();
+        for (ms, row) in rows {
             let state_of = if row.recorded {
                 let (root, id) = (root.clone(), row.id.clone());
                 tokio::task::spawn_blocking(move || recording::find(&root, &id).ok())
@@ -187,7 +194,10 @@ pub async fn sessions(
             if review.is_some_and(|want| state_of != Some(want)) {
                 continue;
             }
-            let cursor = (row.started_at, row.id.clone());
+            let cursor = match ms {
+                Some(ms) => Cursor::Duration((ms, row.id.clone())),
+                None => Cursor::Start(row.started_at, row.id.clone()),
+            };
             listed.push(ListedSession {
                 row,
                 review: state_of.map(ReviewState::as_str),
@@ -207,7 +217,11 @@ pub async fn sessions(
             note = Some("Examined 2000 sessions for this review state; follow the link for more.");
             break;
         }
-        filter.before = next.clone();
+        match &next {
+            Some(Cursor::Start(t, id)) => filter.before = Some((*t, id.clone())),
+            Some(Cursor::Duration(c)) => after = Some(c.clone()),
+            None => {}
+        }
     }
     let ids: Vec<String> = listed.iter().map(|l| l.row.id.clone()).collect();
     let facts = state.core.store.session_facts(&ids).await?;
@@ -218,15 +232,19 @@ pub async fn sessions(
         l.factors = kind::factors(f);
     }
     let next_link = match next {
-        Some((t, id)) => {
+        Some(c) => {
             let mut nq = q.clone();
-            if by_duration {
-                nq.offset = (offset + examined).to_string();
-            } else {
-                nq.before_ts = t
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default();
-                nq.before_id = id;
+            match c {
+                Cursor::Duration((ms, id)) => {
+                    nq.after_ms = ms.to_string();
+                    nq.after_id = id;
+                }
+                Cursor::Start(t, id) => {
+                    nq.before_ts = t
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default();
+                    nq.before_id = id;
+                }
             }
             let qs = serde_urlencoded::to_string(&nq)
                 .map_err(|e| WebError::BadRequest(e.to_string()))?;

@@ -168,8 +168,10 @@ pub struct SessionQuery {
     pub all: String,
     /// `duration` (longest first); otherwise by start, newest first.
     pub sort: String,
-    /// Rows skipped, when sorted by duration.
-    pub offset: String,
+    /// The page cursor when sorted by duration: the last row's duration
+    /// (milliseconds) and id.
+    pub after_ms: String,
+    pub after_id: String,
     pub before_ts: String,
     pub before_id: String,
 }
@@ -180,7 +182,8 @@ impl SessionQuery {
         let mut q = self.clone();
         q.before_ts.clear();
         q.before_id.clear();
-        q.offset.clear();
+        q.after_ms.clear();
+        q.after_id.clear();
         change(&mut q);
         let pairs = serde_urlencoded::to_string(&q).unwrap_or_default();
         // Empty fields say nothing: leave them out of the link.
@@ -564,7 +567,7 @@ pub fn recording(
 ) -> Markup {
     let meta = r.meta.as_ref();
     let body = html! {
-        dl.facts {
+        dl.facts.compact {
             dt { "Recording" } dd { code { (r.id) } }
             @if let Some(m) = meta {
                 dt { "User" } dd { (m.user) }

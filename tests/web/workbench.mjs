@@ -94,7 +94,9 @@ try {
   check(counts.pending === cfg.expect.pending, `pending requests: ${counts.pending} = ${cfg.expect.pending}`);
   check(counts.live === cfg.expect.live, `live sessions: ${counts.live} = ${cfg.expect.live}`);
   check(counts.lockouts === cfg.expect.lockouts, `lockouts: ${counts.lockouts} = ${cfg.expect.lockouts}`);
+  check(/Recordings as of .* s ago/.test(await carol.innerText("#recordings-at").catch(() => "")), "the page says how old the recordings scan is");
   const blockedRows = await carol.$$eval("#suspicious ~ div table tbody tr[data-kind=blocked_command]", (t) => t.length).catch(() => 0);
+  check(counts.suspicious === cfg.expect.suspicious, `suspicious today: ${counts.suspicious} = ${cfg.expect.suspicious} (gatehouse report daily for today)`);
   check(counts.suspicious >= 1 && blockedRows === cfg.expect.blocked, `suspicious today lists the blocked command (${blockedRows} of ${counts.suspicious})`);
   check(await carol.getAttribute("#count-pending", "href") === "/grants?state=pending", "the pending count links to the pending requests");
   check(await carol.getAttribute("#count-live", "href") === "/sessions?live=yes&all=yes", "the live count links to the live sessions");
@@ -154,6 +156,26 @@ try {
     check(g.includes(`#${cfg.grant}`) && g.includes("TICKET-WB-7") && g.includes("dave"), `the grant with its reason and approver (${g})`);
   }
   if (cfg.recording) await both(carol, `/recordings/${cfg.recording}`, "recording", ["Recording"]);
+  if (cfg.recording) {
+    // The player's controls inside a 1280x720 window without scrolling.
+    await carol.setViewportSize({ width: 1280, height: 720 });
+    await carol.goto(`${base}/recordings/${cfg.recording}`);
+    const bar = await carol.waitForSelector("#player .ap-control-bar", { state: "attached", timeout: 15000 }).catch(() => null);
+    check(bar !== null, "the player has its control bar");
+    if (bar) {
+      await carol.hover("#player");
+      const box = await bar.boundingBox();
+      const scroll = await carol.evaluate(() => ({ x: window.scrollX, y: window.scrollY }));
+      const where = box ? `${Math.round(box.x)},${Math.round(box.y)} ${Math.round(box.width)}x${Math.round(box.height)}` : "no box";
+      check(box !== null && scroll.x === 0 && scroll.y === 0 && box.x >= 0 && box.y >= 0 &&
+        box.x + box.width <= 1280 && box.y + box.height <= 720 && box.height > 0,
+        `the player's controls are inside 1280x720 without scrolling (${where})`);
+      const play = await carol.$("#player .ap-control-bar .ap-playback-button");
+      const pbox = play ? await play.boundingBox() : null;
+      check(pbox !== null && pbox.y + pbox.height <= 720, "the play button is on screen");
+      await carol.screenshot({ path: `${cfg.shots}/recording-controls.png` });
+    }
+  }
   await both(carol, "/no-such-page", "error", ["Not Found"]);
 
   // -------------------------------------------------------------- Grants

@@ -10,7 +10,17 @@
   let speed = 1;
   // The server places search hits on the timeline with the same limit.
   const idle = parseFloat(el.dataset.idleLimit);
-  const opts = { fit: "width", idleTimeLimit: isFinite(idle) ? idle : 2, terminalFontSize: "small" };
+  // The player takes the window's room below its top, no more, and fits
+  // the terminal in it (width and height): its controls stay on screen
+  // without scrolling, at 1280x720 too (a 120x40 terminal fitted to the
+  // width alone would push them below the fold).
+  function room() {
+    const top = el.getBoundingClientRect().top + window.scrollY;
+    el.style.height = Math.max(200, Math.floor(window.innerHeight - top - 12)) + "px";
+  }
+  room();
+  window.addEventListener("resize", room);
+  const opts = { fit: "both", idleTimeLimit: isFinite(idle) ? idle : 2, terminalFontSize: "small" };
   function mount(extra) {
     if (player) player.dispose();
     player = window.AsciinemaPlayer.create(
