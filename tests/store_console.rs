@@ -2,7 +2,7 @@
 //! behind the sessions list's kind and blocked columns, the list's
 //! prefix filters, command-mode hiding and duration order, and the Today
 //! page's counts. Also the single sign-ons under way (issue 20 item 7,
-//! migration 0018): taken once, by any node.
+//! migration 0021): taken once, by any node.
 
 #[path = "support/pg.rs"]
 mod pg;

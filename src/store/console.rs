@@ -4,7 +4,7 @@
 //! range: `audit_events_session` (session_id, id) for the facts,
 //! `sessions_ended` for live sessions, `grants_state` (migration 0019)
 //! for pending requests, `lockouts_until` for lockouts and
-//! `audit_events_login_pairs` for the first-seen probe (migration 0017).
+//! `audit_events_login_pairs` for the first-seen probe (migration 0020).
 
 use std::collections::{HashMap, HashSet};
 
@@ -62,7 +62,7 @@ pub struct ConsoleCounts {
 pub const MAX_PROBED_PAIRS: usize = 10_000;
 
 /// [`Store::logins_seen`]'s probe: `$1` user, `$2` source, `[$3, $4)`.
-/// The kind is the partial index's literal (migration 0017). SQLite,
+/// The kind is the partial index's literal (migration 0020). SQLite,
 /// which keeps no statistics here, would take `audit_events_logins`
 /// (kind, ts, ...) and walk the whole window: it is told the index.
 fn login_probe_sql(backend: super::Backend) -> &'static str {
@@ -82,7 +82,7 @@ fn login_probe_sql(backend: super::Backend) -> &'static str {
 
 const PENDING_SQL: &str = "SELECT COUNT(*) AS n FROM grants WHERE state = 'pending'";
 const LIVE_SQL: &str = "SELECT COUNT(*) AS n FROM sessions WHERE ended_at IS NULL";
-/// One range of `lockouts_until` (migration 0017): the table keeps a row
+/// One range of `lockouts_until` (migration 0020): the table keeps a row
 /// for every name that ever failed to log in.
 /// Sorted by the caller (few rows: no sort in the plan).
 const LOCKOUTS_SQL: &str = "SELECT username, locked_until FROM lockouts WHERE locked_until > $1";
@@ -165,7 +165,7 @@ impl Store {
 
     /// Of the (user, source) `pairs`, those with a successful login in
     /// `[since, until)`: one probe of `audit_events_login_pairs`
-    /// (migration 0017) per pair, at most [`MAX_PROBED_PAIRS`], so the
+    /// (migration 0020) per pair, at most [`MAX_PROBED_PAIRS`], so the
     /// cost follows the pairs asked about (a day's logins), not the
     /// logins of the period.
     pub async fn logins_seen(

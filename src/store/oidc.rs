@@ -1,4 +1,4 @@
-//! Single sign-ons under way (migration 0018): what `/login/oidc` began
+//! Single sign-ons under way (migration 0021): what `/login/oidc` began
 //! and its callback must find, on whichever node the provider's redirect
 //! lands (`web::oidc` holds the flow; this file only the rows).
 //!

@@ -35,7 +35,7 @@ fn sessions_between_sql() -> String {
 
 /// A session's duration in whole milliseconds as SQL, from its
 /// `started_at` to `end` (an SQL expression of the end's text): the
-/// `duration_ms` column (migration 0017) that the list by duration walks.
+/// `duration_ms` column (migration 0020) that the list by duration walks.
 pub(super) fn duration_ms_sql(backend: super::Backend, end: &str) -> String {
     match backend {
         super::Backend::Sqlite => format!(

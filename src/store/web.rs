@@ -140,7 +140,7 @@ fn page_query(f: &SessionFilter, limit: usize) -> Result<(String, Vec<String>), 
 /// The ended sessions of the list by duration: the SQL (`limit + 1`
 /// rows, after the cursor `after`) and its binds. One index range walked
 /// in order (`sessions_duration`, or `sessions_user_duration` /
-/// `sessions_server_duration` for one user or server, migration 0017):
+/// `sessions_server_duration` for one user or server, migration 0020):
 /// no sort of the matching rows, so a page costs what the first one does.
 fn duration_query(
     f: &SessionFilter,

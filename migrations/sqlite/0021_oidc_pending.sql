@@ -1,6 +1,6 @@
 -- Single sign-ons under way (src/web/oidc.rs, src/store/oidc.rs), shared
 -- by every node so that the provider's redirect may land on any of them.
--- Keep in step with sqlite/0018_oidc_pending.sql.
+-- Keep in step with postgres/0021_oidc_pending.sql.
 --
 -- A row is keyed by the SHA-256 of the `state` and holds the SHA-256 of
 -- the browser's binding cookie and of the nonce, never their values. The
@@ -13,8 +13,8 @@ CREATE TABLE oidc_pending (
     binding_hash  TEXT NOT NULL,
     nonce_hash    TEXT NOT NULL,
     pkce_verifier TEXT NOT NULL,
-    created_at    TEXT COLLATE "C" NOT NULL,
-    expires_at    TEXT COLLATE "C" NOT NULL,
-    used_at       TEXT COLLATE "C"
+    created_at    TEXT NOT NULL,
+    expires_at    TEXT NOT NULL,
+    used_at       TEXT
 );
 CREATE INDEX oidc_pending_expires ON oidc_pending (expires_at);

@@ -1,6 +1,6 @@
 -- The console at scale (issue 21): the sessions list by duration and the
 -- Today page's first-seen check each walk one index range.
--- Keep in step with sqlite/0017_console_scale.sql.
+-- Keep in step with sqlite/0020_console_scale.sql.
 
 -- A session's duration in milliseconds, written when it ends (NULL while
 -- live): the list by duration walks these indexes in order instead of
