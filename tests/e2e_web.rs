@@ -73,8 +73,12 @@ fn review_console_in_a_real_browser() {
         "console not listening; log:\n{}",
         w.gh.log()
     );
+    // The port answers a moment before the line is printed.
     assert!(
-        w.gh.log().contains("review console on https://127.0.0.1:"),
+        wait_until(Duration::from_secs(10), || w
+            .gh
+            .log()
+            .contains("review console on https://127.0.0.1:")),
         "serve prints where the console listens and its fingerprint:\n{}",
         w.gh.log()
     );
