@@ -47,6 +47,7 @@ pub use input::{
 };
 pub use job::daily_job;
 pub use model::Report;
+pub(crate) use source::enrolled_in_store;
 pub use source::{LiveSource, LoginHistory, ReportSource, gather, generate, sign_chain_heads};
 pub use write::{Format, report_path, secure_reports_folder, write_report};
 

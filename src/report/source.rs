@@ -449,16 +449,24 @@ pub fn entitlements(
     out
 }
 
+/// Who has a second factor enrolled: what [`ReportSource::enrolled_factors`]
+/// reads from a live store (the daily report's and the Today page's).
+pub(crate) async fn enrolled_in_store(
+    store: &Store,
+) -> Result<Option<HashSet<String>>, ReportError> {
+    Ok(Some(
+        store
+            .mfa_list()
+            .await?
+            .into_iter()
+            .map(|r| r.user)
+            .collect(),
+    ))
+}
+
 impl ReportSource for LiveSource {
     async fn enrolled_factors(&self) -> Result<Option<HashSet<String>>, ReportError> {
-        Ok(Some(
-            self.store
-                .mfa_list()
-                .await?
-                .into_iter()
-                .map(|r| r.user)
-                .collect(),
-        ))
+        enrolled_in_store(&self.store).await
     }
 
     async fn events(

@@ -4,6 +4,7 @@
 //! Tokens never reach the database in the clear: callers pass the SHA-256
 //! of the token (hex), so a copy of the database opens no console session.
 
+use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
 use super::sessions::{SESSION_COLUMNS, session_from_row};
@@ -409,6 +410,21 @@ impl Store {
         Ok(())
     }
 
+    /// Runs one of this file's built queries with its text binds, in
+    /// order.
+    async fn fetch_bound(
+        &self,
+        sql: String,
+        binds: Vec<String>,
+        what: &'static str,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        q.fetch_all(self.pool()).await.ctx(what)
+    }
+
     /// One page of sessions matching `f`, newest first, at most `limit`.
     /// Keyset pagination over `(started_at, id)` walks one index range
     /// (`sessions_user_started`, `sessions_server_started` or
@@ -421,11 +437,7 @@ impl Store {
     ) -> Result<SessionPage, StoreError> {
         let limit = limit.clamp(1, 500);
         let (sql, binds) = page_query(f, limit)?;
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in binds {
-            q = q.bind(b);
-        }
-        let rows = q.fetch_all(self.pool()).await.ctx("list sessions page")?;
+        let rows = self.fetch_bound(sql, binds, "list sessions page").await?;
         let mut rows = rows
             .iter()
             .map(session_from_row)
@@ -464,28 +476,18 @@ impl Store {
         let mut found: Vec<(i64, SessionRow)> = Vec::new();
         if f.live != Some(true) {
             let (sql, binds) = duration_query(&f, order, after, limit)?;
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for b in binds {
-                q = q.bind(b);
-            }
-            let rows = q
-                .fetch_all(self.pool())
-                .await
-                .ctx("list sessions by duration")?;
+            let rows = self
+                .fetch_bound(sql, binds, "list sessions by duration")
+                .await?;
             for r in &rows {
                 found.push((get(r, "duration_ms")?, session_from_row(r)?));
             }
         }
         if f.live != Some(false) {
             let (sql, binds) = live_query(&f)?;
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for b in binds {
-                q = q.bind(b);
-            }
-            let rows = q
-                .fetch_all(self.pool())
-                .await
-                .ctx("list live sessions by duration")?;
+            let rows = self
+                .fetch_bound(sql, binds, "list live sessions by duration")
+                .await?;
             for r in &rows {
                 let row = session_from_row(r)?;
                 let ms = i64::try_from((now - row.started_at).whole_milliseconds())

@@ -172,14 +172,7 @@ impl ReportSource for TodaySource {
     }
 
     async fn enrolled_factors(&self) -> Result<Option<HashSet<String>>, ReportError> {
-        Ok(Some(
-            self.store
-                .mfa_list()
-                .await?
-                .into_iter()
-                .map(|r| r.user)
-                .collect(),
-        ))
+        crate::report::enrolled_in_store(&self.store).await
     }
 
     async fn review_marks(
