@@ -11,11 +11,14 @@
 //! lockouts come from [`crate::store::Store::console_counts`], each one
 //! index range. The one read that is not indexed is the recordings
 //! waiting for review: their review state lives in files beside the casts,
-//! so the folder is scanned, at most once per [`SCAN_TTL`] per node, and
+//! so the folder is scanned, by each node, again only when it changed (a
+//! recording begun or sealed and a review written each add or replace a
+//! file, which changes its day folder's modification time: about a hundred
+//! `stat`s per load instead of a scan) and at least every [`SCAN_TTL`];
 //! the page says how old that scan is.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -40,8 +43,9 @@ const REVIEW_LISTED: usize = 20;
 /// all of them; the daily report lists them all).
 const SUSPICIOUS_LISTED: usize = 100;
 
-/// How long one scan of the recordings folder serves the page.
-pub const SCAN_TTL: Duration = Duration::seconds(30);
+/// How long one scan of the recordings folder serves the page at most,
+/// even when no folder's modification time changed.
+pub const SCAN_TTL: Duration = Duration::seconds(60);
 
 /// The event kinds the report's suspicious detectors read (of
 /// [`crate::report::build::KINDS_READ`]): failed logins and second
@@ -186,23 +190,52 @@ impl ReportSource for TodaySource {
 struct Scan {
     root: PathBuf,
     at: OffsetDateTime,
+    folders: Folders,
     found: Arc<Vec<RecordingFact>>,
+}
+
+/// The recordings folder seen from above: its own modification time and
+/// each day folder's, by name. A file added, replaced (the atomic writes of
+/// sidecars and review histories) or removed in a day folder changes that
+/// folder's time; a day folder added or removed changes the root's.
+type Folders = Vec<(String, Option<std::time::SystemTime>)>;
+
+fn folders(root: &Path) -> Folders {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut out = vec![(String::new(), modified(root))];
+    if let Ok(dir) = std::fs::read_dir(root) {
+        for e in dir.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push((
+                    e.file_name().to_string_lossy().into_owned(),
+                    modified(&e.path()),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The last scan, per node (this process). Held across a scan, so loads
 /// that find it stale wait for one scan rather than each making their own.
 static SCAN: tokio::sync::Mutex<Option<Scan>> = tokio::sync::Mutex::const_new(None);
 
-/// The recordings on disk as of at most [`SCAN_TTL`] ago, and when they
-/// were read.
+/// The recordings on disk: the last scan while no folder changed and it is
+/// younger than [`SCAN_TTL`], else a new one; and when they were read.
 async fn recordings(
     config: &Config,
     store: &Store,
     now: OffsetDateTime,
 ) -> Result<(Arc<Vec<RecordingFact>>, OffsetDateTime), ReportError> {
     let mut last = SCAN.lock().await;
+    let root = config.recordings.clone();
+    let seen = tokio::task::spawn_blocking(move || folders(&root))
+        .await
+        .map_err(|e| ReportError::Recordings(e.to_string()))?;
     if let Some(s) = last.as_ref()
         && s.root == config.recordings
+        && s.folders == seen
         && now - s.at < SCAN_TTL
         && s.at <= now
     {
@@ -212,6 +245,7 @@ async fn recordings(
     *last = Some(Scan {
         root: config.recordings.clone(),
         at: now,
+        folders: seen,
         found: found.clone(),
     });
     Ok((found, now))
@@ -364,7 +398,7 @@ pub fn view(viewer: &Viewer, d: &Today) -> Markup {
             @if let Some(at) = d.recordings_at {
                 p.hint #recordings-at {
                     "Recordings as of " (ts(at)) " ("
-                    ((d.now - at).whole_seconds().max(0)) " s ago; the folder is read at most every "
+                    ((d.now - at).whole_seconds().max(0)) " s ago; the folder is read again when it changes, and at least every "
                     (SCAN_TTL.whole_seconds()) " s)."
                 }
             }
@@ -443,6 +477,38 @@ mod tests {
     use crate::audit::{AuditEvent, EventKind};
     use crate::grant_types::GrantState;
     use crate::policy::Policy;
+
+    /// What `recordings` keys its cache on: a recording begun, a sidecar
+    /// or review history written by rename, a day folder added: each is a
+    /// different `folders`, so the next load scans again.
+    #[test]
+    fn folders_change_with_every_write_a_scan_would_see() {
+        let dir = std::env::temp_dir().join(format!("gh-today-folders-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("2026-12-07")).unwrap();
+        let mut seen = vec![folders(&dir)];
+        let wait = || std::thread::sleep(std::time::Duration::from_millis(20));
+        wait();
+        std::fs::write(dir.join("2026-12-07/a.cast"), b"{}\n").unwrap();
+        seen.push(folders(&dir));
+        wait();
+        std::fs::write(dir.join("2026-12-07/.a.review.tmp"), b"[]").unwrap();
+        std::fs::rename(
+            dir.join("2026-12-07/.a.review.tmp"),
+            dir.join("2026-12-07/a.review.json"),
+        )
+        .unwrap();
+        seen.push(folders(&dir));
+        wait();
+        std::fs::create_dir(dir.join("2026-12-08")).unwrap();
+        seen.push(folders(&dir));
+        for w in seen.windows(2) {
+            assert_ne!(w[0], w[1]);
+        }
+        // Unchanged folders read the same.
+        assert_eq!(folders(&dir), folders(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     const FP: &str = "SHA256:uW/wWVh7lMqOJqNDP3G5gZ9mZFhQG2oIFjelE+vdrnM";
 
