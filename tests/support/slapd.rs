@@ -272,52 +272,30 @@ impl Slapd {
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
+    /// `tool` (ldapmodify, ldapadd, ldapdelete) bound as the directory's
+    /// administrator over plain LDAP.
+    fn as_admin(&self, tool: &str) -> Command {
+        let mut c = Command::new(need(tool));
+        c.args(["-x", "-H", &self.ldap_url(), "-D", ROOT_DN, "-w", ROOT_PW]);
+        c
+    }
+
     /// Applies an LDIF change as the directory's administrator.
     pub fn modify(&self, ldif: &str) {
-        let out = run_with_input(
-            Command::new(need("ldapmodify")).args([
-                "-x",
-                "-H",
-                &self.ldap_url(),
-                "-D",
-                ROOT_DN,
-                "-w",
-                ROOT_PW,
-            ]),
-            ldif,
-        );
+        let out = run_with_input(&mut self.as_admin("ldapmodify"), ldif);
         assert!(out.0, "ldapmodify failed: {}", out.1);
     }
 
     /// Adds entries (LDIF without changetype).
     pub fn add(&self, ldif: &str) {
-        let out = run_with_input(
-            Command::new(need("ldapadd")).args([
-                "-x",
-                "-H",
-                &self.ldap_url(),
-                "-D",
-                ROOT_DN,
-                "-w",
-                ROOT_PW,
-            ]),
-            ldif,
-        );
+        let out = run_with_input(&mut self.as_admin("ldapadd"), ldif);
         assert!(out.0, "ldapadd failed: {}", out.1);
     }
 
     pub fn delete(&self, dn: &str) {
-        let out = Command::new(need("ldapdelete"))
-            .args([
-                "-x",
-                "-H",
-                &self.ldap_url(),
-                "-D",
-                ROOT_DN,
-                "-w",
-                ROOT_PW,
-                dn,
-            ])
+        let out = self
+            .as_admin("ldapdelete")
+            .arg(dn)
             .output()
             .expect("run ldapdelete");
         assert!(
