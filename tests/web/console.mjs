@@ -3,39 +3,10 @@
 // and passes them in a JSON file (argv[2]). Exits 0 when every check
 // passed; otherwise prints what failed and exits 1. Screenshots go to
 // config.shots.
-import { readFileSync } from "node:fs";
 import { statSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { start } from "./harness.mjs";
 
-const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const base = cfg.base;
-const failures = [];
-const log = (...a) => console.log("[web-e2e]", ...a);
-
-function check(ok, what) {
-  if (ok) log("ok:", what);
-  else {
-    log("FAIL:", what);
-    failures.push(what);
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: cfg.chromium,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-  // Playwright gives every launch a fresh, temporary --user-data-dir of its
-  // own (it refuses the flag here), so no profile state leaks between runs.
-});
+const { cfg, base, failures, log, check, browser } = await start("[web-e2e]");
 
 // Every page of every context: CSP violations and script errors fail the run.
 const cspViolations = [];

@@ -4,36 +4,9 @@
 // chromium, base (the console), issuer (the provider), shots. Exits 0 when
 // every check passed; otherwise prints what failed and exits 1. The audit
 // events each step must leave are checked by the Rust test afterwards.
-import { readFileSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { start } from "./harness.mjs";
 
-const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const base = cfg.base;
-const failures = [];
-const log = (...a) => console.log("[oidc-e2e]", ...a);
-
-function check(ok, what) {
-  if (ok) log("ok:", what);
-  else {
-    log("FAIL:", what);
-    failures.push(what);
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: cfg.chromium,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const { cfg, base, failures, log, check, browser } = await start("[oidc-e2e]");
 
 const cspViolations = [];
 async function newContext() {

@@ -4,28 +4,10 @@
 // is shot at 1280x720 and 390x844, and at 390 px the page must not be
 // wider than the screen (tables scroll inside their box). Exits 0 when
 // every check passed; otherwise prints what failed and exits 1.
-import { readFileSync, statSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { statSync } from "node:fs";
+import { start } from "./harness.mjs";
 
-const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const base = cfg.base;
-const failures = [];
-const log = (...a) => console.log("[workbench]", ...a);
-
-function check(ok, what) {
-  if (ok) log("ok:", what);
-  else {
-    log("FAIL:", what);
-    failures.push(what);
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: cfg.chromium,
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const { cfg, base, failures, log, check, browser } = await start("[workbench]");
 
 const problems = [];
 async function newContext() {
