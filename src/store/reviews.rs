@@ -97,37 +97,32 @@ impl Store {
     /// reviewed (of `user` only, when given), sorted by user, server,
     /// account. Rows of entitlements that no longer exist are returned
     /// too; callers match them against the current entitlements.
+    ///
+    /// Only the latest row of each table per entitlement is read (latest
+    /// by time, then by id), picked in SQL: the histories are not read
+    /// whole.
     pub async fn review_marks(&self, user: Option<&str>) -> Result<Vec<ReviewMark>, StoreError> {
-        let filter = if user.is_some() {
-            " WHERE username = $1"
-        } else {
-            ""
-        };
-        let certs = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT username, server, account, certified_at, certified_by, note \
-             FROM access_certifications{filter} ORDER BY certified_at, id"
-        )));
-        let certs = match user {
-            Some(u) => certs.bind(u),
-            None => certs,
-        }
-        .fetch_all(self.pool())
-        .await
-        .ctx("read certifications")?;
-        let susp = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT username, server, account, suspended_at, suspended_by, reason \
-             FROM access_suspensions{filter} ORDER BY suspended_at, id"
-        )));
-        let susp = match user {
-            Some(u) => susp.bind(u),
-            None => susp,
-        }
-        .fetch_all(self.pool())
-        .await
-        .ctx("read suspensions")?;
+        let certs = self
+            .latest_marks(
+                "access_certifications",
+                "certified_at, certified_by, note",
+                "certified_at",
+                user,
+            )
+            .await
+            .ctx("read certifications")?;
+        let susp = self
+            .latest_marks(
+                "access_suspensions",
+                "suspended_at, suspended_by, reason",
+                "suspended_at",
+                user,
+            )
+            .await
+            .ctx("read suspensions")?;
 
         let mut marks: BTreeMap<ReviewKey, ReviewMark> = BTreeMap::new();
-        // Rows come oldest first: each later one replaces the last.
+        // One row of each table per entitlement: its latest.
         for row in &certs {
             let m = entry(&mut marks, row)?;
             m.certified_at = Some(get_ts(row, "certified_at")?);
@@ -141,6 +136,37 @@ impl Store {
             m.reason = Some(get(row, "reason")?);
         }
         Ok(marks.into_values().collect())
+    }
+
+    /// The latest row of `table` (one of the two review tables, by name)
+    /// per (username, server, account), of `user` only when given: the
+    /// first by `at` and `id` descending of each entitlement, by
+    /// `ROW_NUMBER()`, which both backends have.
+    async fn latest_marks(
+        &self,
+        table: &'static str,
+        columns: &'static str,
+        at: &'static str,
+        user: Option<&str>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+        let filter = if user.is_some() {
+            " WHERE username = $1"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT username, server, account, {columns} FROM (\
+             SELECT username, server, account, {columns}, ROW_NUMBER() OVER (\
+             PARTITION BY username, server, account ORDER BY {at} DESC, id DESC) AS latest \
+             FROM {table}{filter}) marks WHERE latest = 1"
+        );
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        match user {
+            Some(u) => q.bind(u),
+            None => q,
+        }
+        .fetch_all(self.pool())
+        .await
     }
 }
 
