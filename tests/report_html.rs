@@ -45,6 +45,7 @@ fn session(id: &str, user: &str, hour: u8, recorded: bool) -> SessionRow {
         exit_status: Some(0),
         end_reason: Some("closed".into()),
         flagged: None,
+        review: None,
     }
 }
 

@@ -71,6 +71,7 @@ async fn report_daily_end_to_end() {
             exit_status: None,
             end_reason: None,
             flagged: None,
+            review: None,
         })
         .await
         .unwrap();

@@ -365,6 +365,7 @@ fn session(id: &str, node: &str, started_at: OffsetDateTime) -> SessionRow {
         exit_status: None,
         end_reason: None,
         flagged: None,
+        review: None,
     }
 }
 

@@ -52,6 +52,7 @@ fn session(
         exit_status: None,
         end_reason: None,
         flagged: None,
+        review: None,
     }
 }
 

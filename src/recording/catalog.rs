@@ -141,6 +141,25 @@ pub fn find(root: &Path, id: &str) -> Result<RecordingInfo, RecordingError> {
     Err(RecordingError::NotFound(id.to_owned()))
 }
 
+/// The recordings of session `session`: `ID`, then `ID-2`, `ID-3`... (see
+/// `ConnState::next_recording_id`), up to the first one missing, at most
+/// 64.
+pub fn of_session(root: &Path, session: &str) -> Vec<RecordingInfo> {
+    let mut out = Vec::new();
+    for n in 1..=64 {
+        let id = if n == 1 {
+            session.to_owned()
+        } else {
+            format!("{session}-{n}")
+        };
+        match find(root, &id) {
+            Ok(r) => out.push(r),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 /// Appends a review to the recording's history and returns the updated info.
 pub fn add_review(
     root: &Path,

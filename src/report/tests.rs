@@ -96,6 +96,7 @@ fn row(
         exit_status: None,
         end_reason: None,
         flagged: None,
+        review: None,
     }
 }
 

@@ -243,6 +243,18 @@ async fn start_recording(
                 .await;
                 return Err(());
             }
+            // The session now waits for review (`sessions.review`,
+            // migration 0022): the index of the review files. A database
+            // that does not take it does not stop the recording; `serve`
+            // reconciles the index from the files at its next start.
+            if let Err(e) = state
+                .shared
+                .store
+                .session_review_set(&state.id, Some(crate::store::SessionReview::Unreviewed))
+                .await
+            {
+                tracing::error!(session = %state.id, "cannot mark the session unreviewed: {e}");
+            }
             Ok(Some(r))
         }
         Err(e) => {

@@ -328,6 +328,7 @@ impl ConnState {
             exit_status: None,
             end_reason: None,
             flagged: state.server_target().map(|t| t.allowed.flagged),
+            review: None,
         };
         if let Err(e) = shared.store.session_start(&row).await {
             tracing::error!("session row: {e}");

@@ -299,6 +299,29 @@ async fn start_from_database(
         Ok(_) => {}
         Err(e) => tracing::error!("cannot seal interrupted recordings: {e}"),
     }
+    // The review index from the review files, in the background: serving
+    // does not wait for the recordings folder to be read.
+    let (store, root, node) = (
+        store.clone(),
+        config.recordings.clone(),
+        config.node.clone(),
+    );
+    tokio::spawn(async move {
+        match crate::recording::review::reconcile(&store, &root, &node).await {
+            Ok(r) => tracing::info!(
+                sessions = r.sessions,
+                updated = r.updated,
+                cleared = r.cleared,
+                "review states reconciled with the recordings folder: {} of {} session(s) updated, {} cleared",
+                r.updated,
+                r.sessions,
+                r.cleared
+            ),
+            Err(e) => {
+                tracing::error!("cannot reconcile review states with the recordings folder: {e}")
+            }
+        }
+    });
     Ok(ca)
 }
 

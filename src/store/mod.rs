@@ -47,6 +47,7 @@ pub use nodes::{NodeStatus, lost_session_end};
 pub use oidc::{NewSignIn, SignInTake};
 pub use reviews::ReviewKey;
 pub use seal::SealRow;
+pub use sessions::{REVIEW_LISTED_MAX, SessionReview, WaitingReview};
 pub use web::{
     DurationOrder, DurationPage, LinkRedemption, SessionFilter, SessionPage, WebSessionRow,
 };
@@ -169,6 +170,11 @@ pub struct SessionRow {
     /// (migration 0007) and for sessions without a server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flagged: Option<bool>,
+    /// The review state of the session's recordings (migration 0022):
+    /// `None` while nothing was recorded. The index of the review files
+    /// beside the casts, which remain the evidence.
+    #[serde(skip)]
+    pub review: Option<SessionReview>,
 }
 
 /// Successful logins of one user from one address in a period (see

@@ -227,6 +227,7 @@ mod tests {
             exit_status: None,
             end_reason: None,
             flagged: Some(false),
+            review: None,
         }
     }
 

@@ -11,7 +11,57 @@ use super::{
 };
 
 pub(super) const SESSION_COLUMNS: &str = "id, username, server, account, source, node, started_at, \
-     ended_at, mode, grant_id, recorded, bytes_up, bytes_down, exit_status, end_reason, flagged";
+     ended_at, mode, grant_id, recorded, bytes_up, bytes_down, exit_status, end_reason, flagged, \
+     review";
+
+/// The review state of a session's recordings, as the `review` column
+/// (migration 0022) holds it: the recording module's review states
+/// (`crate::recording::ReviewState`), which this layer does not import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SessionReview {
+    Unreviewed,
+    Reviewed,
+    Flagged,
+}
+
+impl SessionReview {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionReview::Unreviewed => "unreviewed",
+            SessionReview::Reviewed => "reviewed",
+            SessionReview::Flagged => "flagged",
+        }
+    }
+
+    /// The column's text; `None` for NULL and for text this version does
+    /// not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unreviewed" => Some(SessionReview::Unreviewed),
+            "reviewed" => Some(SessionReview::Reviewed),
+            "flagged" => Some(SessionReview::Flagged),
+            _ => None,
+        }
+    }
+}
+
+/// Most rows [`Store::sessions_waiting_review`] lists.
+pub const REVIEW_LISTED_MAX: usize = 1000;
+
+/// Recorded sessions waiting for review (see
+/// [`Store::sessions_waiting_review`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitingReview {
+    /// All of them.
+    pub total: u64,
+    /// The oldest, oldest first.
+    pub oldest: Vec<SessionRow>,
+}
+
+/// The oldest sessions waiting for review, oldest first: one range of the
+/// partial index `sessions_waiting_review` (migration 0022), which names
+/// the state as this literal.
+pub(super) const WAITING_REVIEW_SQL: &str = "FROM sessions WHERE review = 'unreviewed'";
 
 /// The sessions overlapping `[$1, $2)`, in three disjoint parts, each one
 /// index range: begun during the range; begun before it and ended since
@@ -51,6 +101,7 @@ pub(super) fn duration_ms_sql(backend: super::Backend, end: &str) -> String {
 pub(super) fn session_from_row(row: &AnyRow) -> Result<SessionRow, StoreError> {
     let recorded: i64 = get(row, "recorded")?;
     let flagged: Option<i64> = get(row, "flagged")?;
+    let review: Option<String> = get(row, "review")?;
     Ok(SessionRow {
         id: get(row, "id")?,
         user: get(row, "username")?,
@@ -68,6 +119,7 @@ pub(super) fn session_from_row(row: &AnyRow) -> Result<SessionRow, StoreError> {
         exit_status: get(row, "exit_status")?,
         end_reason: get(row, "end_reason")?,
         flagged: flagged.map(|f| f != 0),
+        review: review.as_deref().and_then(SessionReview::parse),
     })
 }
 
@@ -77,8 +129,9 @@ impl Store {
         sqlx::query(
             "INSERT INTO sessions (id, username, server, account, source, node, started_at, \
              ended_at, mode, grant_id, recorded, bytes_up, bytes_down, exit_status, end_reason, \
-             flagged, kill_requested, duration_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, $17)",
+             flagged, kill_requested, duration_ms, review) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, $17, \
+             $18)",
         )
         .bind(&s.id)
         .bind(&s.user)
@@ -99,10 +152,127 @@ impl Store {
         .bind(s.ended_at.map(|e| {
             i64::try_from((e - s.started_at).whole_milliseconds()).unwrap_or(i64::MAX)
         }))
+        .bind(s.review.map(SessionReview::as_str))
         .execute(self.pool())
         .await
         .ctx("record session start")?;
         Ok(())
+    }
+
+    /// Sets the review state of session `id`'s recordings (see
+    /// [`SessionReview`]): when one of them begins (unreviewed) and when
+    /// one is reviewed. `false` when no such session exists.
+    pub async fn session_review_set(
+        &self,
+        id: &str,
+        review: Option<SessionReview>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE sessions SET review = $1 WHERE id = $2")
+            .bind(review.map(SessionReview::as_str))
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .ctx("record session review state")?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Sets session `id`'s review state to `to` if it is still `from`:
+    /// what the start-up reconciliation writes, so that a review the
+    /// console records meanwhile is not overwritten. `true` if changed.
+    pub async fn session_review_swap(
+        &self,
+        id: &str,
+        from: Option<SessionReview>,
+        to: Option<SessionReview>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET review = $1 WHERE id = $2 AND COALESCE(review, '') = $3",
+        )
+        .bind(to.map(SessionReview::as_str))
+        .bind(id)
+        .bind(from.map_or("", SessionReview::as_str))
+        .execute(self.pool())
+        .await
+        .ctx("reconcile session review state")?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The review state of each of these sessions (those that exist),
+    /// read by primary key in batches.
+    pub async fn session_reviews(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Option<SessionReview>>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, review FROM sessions WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            let rows = q
+                .fetch_all(self.pool())
+                .await
+                .ctx("read session review states")?;
+            for r in &rows {
+                let review: Option<String> = get(r, "review")?;
+                out.insert(
+                    get(r, "id")?,
+                    review.as_deref().and_then(SessionReview::parse),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Recorded sessions waiting for review: how many (one COUNT) and the
+    /// oldest `limit` (at most [`REVIEW_LISTED_MAX`]), oldest first (one
+    /// LIMIT): each one range of the partial index of migration 0022.
+    pub async fn sessions_waiting_review(&self, limit: usize) -> Result<WaitingReview, StoreError> {
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) {WAITING_REVIEW_SQL}"
+        )))
+        .fetch_one(self.pool())
+        .await
+        .ctx("count sessions waiting for review")?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} {WAITING_REVIEW_SQL} ORDER BY started_at, id LIMIT {}",
+            limit.min(REVIEW_LISTED_MAX)
+        )))
+        .fetch_all(self.pool())
+        .await
+        .ctx("list sessions waiting for review")?;
+        Ok(WaitingReview {
+            total: u64::try_from(total).unwrap_or(0),
+            oldest: rows
+                .iter()
+                .map(session_from_row)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// This node's sessions marked unreviewed that ended before `before`,
+    /// ids only: what the start-up reconciliation
+    /// checks against the recordings on disk.
+    pub async fn node_sessions_waiting_review(
+        &self,
+        node: &str,
+        before: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id {WAITING_REVIEW_SQL} AND ended_at < $1 AND node = $2 \
+             ORDER BY started_at, id"
+        )))
+        .bind(ts_text(before)?)
+        .bind(node)
+        .fetch_all(self.pool())
+        .await
+        .ctx("list this node's sessions waiting for review")?;
+        rows.iter().map(|r| get(r, "id")).collect()
     }
 
     /// Marks a session ended. Ending an already ended session changes
@@ -323,6 +493,45 @@ mod tests {
                 "SEARCH sessions USING INDEX sessions_ended (ended_at=?)",
             ],
             "{plan:?}"
+        );
+        store.close().await;
+    }
+
+    /// SQLite's plan for the Today page's sessions waiting for review:
+    /// the count and the oldest-first list each walk the partial index of
+    /// migration 0022 (its rows are those waiting), with no sort and no
+    /// look at any other session.
+    #[tokio::test]
+    async fn sessions_waiting_review_walk_the_partial_index_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("g.db").display());
+        let store = Store::open(&url, "n1").await.unwrap();
+        let plan = |sql: String| {
+            let store = store.clone();
+            async move {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+                rows.iter()
+                    .map(|r| get::<String>(r, "detail").unwrap())
+                    .collect::<Vec<String>>()
+            }
+        };
+        let count = plan(format!("SELECT COUNT(*) {WAITING_REVIEW_SQL}")).await;
+        assert_eq!(
+            count,
+            ["SCAN sessions USING COVERING INDEX sessions_waiting_review"],
+            "{count:?}"
+        );
+        let list = plan(format!(
+            "SELECT {SESSION_COLUMNS} {WAITING_REVIEW_SQL} ORDER BY started_at, id LIMIT 20"
+        ))
+        .await;
+        assert_eq!(
+            list,
+            ["SCAN sessions USING INDEX sessions_waiting_review"],
+            "{list:?}"
         );
         store.close().await;
     }

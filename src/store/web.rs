@@ -7,7 +7,7 @@
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
-use super::sessions::{SESSION_COLUMNS, session_from_row};
+use super::sessions::{SESSION_COLUMNS, SessionReview, session_from_row};
 use super::{Ctx, SessionRow, Store, StoreError, get, get_opt_ts, get_ts, ts_text};
 
 /// What redeeming a link found. Only `Ok` logs anyone in; the others say
@@ -55,6 +55,8 @@ pub struct SessionFilter {
     /// Only sessions to a target (`mode` set): no command-mode calls, no
     /// refused logins.
     pub targets_only: bool,
+    /// Only recorded sessions in this review state (migration 0022).
+    pub review: Option<SessionReview>,
 }
 
 /// The order of [`Store::sessions_by_duration`].
@@ -254,6 +256,11 @@ fn conditions(f: &SessionFilter, w: &mut Where) -> Result<(), StoreError> {
         Some(true) => w.cond("ended_at IS NULL".into()),
         Some(false) => w.cond("ended_at IS NOT NULL".into()),
         None => {}
+    }
+    if let Some(r) = f.review {
+        // The state as a literal (one of three fixed words): "unreviewed"
+        // is then the partial index of migration 0022.
+        w.cond(format!("review = '{}'", r.as_str()));
     }
     Ok(())
 }
@@ -655,6 +662,7 @@ mod tests {
             exit_status: None,
             end_reason: None,
             flagged: None,
+            review: None,
         }
     }
 

@@ -149,6 +149,7 @@ mod tests {
             exit_status: None,
             end_reason: None,
             flagged: None,
+            review: None,
         }
     }
 

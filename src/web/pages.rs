@@ -106,6 +106,7 @@ fn filter_of(
             "yes" => false,
             other => return Err(WebError::BadRequest(format!("all={other:?}: expected yes"))),
         },
+        review: None,
     })
 }
 

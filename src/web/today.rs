@@ -623,6 +623,7 @@ mod tests {
             exit_status: None,
             end_reason: None,
             flagged: Some(true),
+            review: None,
         })
         .await
         .unwrap();
