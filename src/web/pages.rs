@@ -15,13 +15,10 @@ use super::auth::Viewer;
 use super::views::{self, ListedSession, SessionQuery};
 use super::{WebError, WebState, kind};
 use crate::recording::{self, RecordingInfo, ReviewState};
-use crate::store::{DurationOrder, SessionFilter, SessionRow};
+use crate::store::{DurationOrder, SessionFilter, SessionReview, SessionRow};
 
 /// Sessions per page.
 const PAGE: usize = 50;
-/// With a review-state filter (the state lives beside the recordings, not
-/// in the database), at most this many sessions are examined per page.
-const REVIEW_SCAN_CAP: usize = 2000;
 /// Longest search text.
 const MAX_QUERY: usize = 200;
 /// Audit events shown on a session's page.
@@ -134,15 +131,16 @@ pub async fn sessions(
 ) -> Result<Markup, WebError> {
     let picks = pick_lists(&state.core.policy());
     let mut filter = filter_of(&viewer, &q, &picks)?;
-    let review: Option<ReviewState> = match opt(&q.review) {
+    filter.review = match opt(&q.review) {
         // Review states are the auditors': nobody else filters by them.
         Some(_) if !viewer.sees_all() => None,
-        Some(r) => Some(r.parse().map_err(WebError::BadRequest)?),
+        Some(r) => Some(
+            r.parse::<ReviewState>()
+                .map_err(WebError::BadRequest)?
+                .into(),
+        ),
         None => None,
     };
-    if review.is_some() {
-        filter.recorded = Some(true);
-    }
     let by_duration = match q.sort.as_str() {
         "" | "start" => false,
         "duration" => true,
@@ -152,7 +150,7 @@ pub async fn sessions(
             )));
         }
     };
-    let mut after: Option<(i64, String)> = match (opt(&q.after_ms), opt(&q.after_id)) {
+    let after: Option<(i64, String)> = match (opt(&q.after_ms), opt(&q.after_id)) {
         (Some(ms), Some(id)) => Some((
             ms.parse()
                 .map_err(|_| WebError::BadRequest("bad page cursor".into()))?,
@@ -161,69 +159,28 @@ pub async fn sessions(
         _ => None,
     };
     let now = OffsetDateTime::now_utc();
-    let root = state.core.config.recordings.clone();
-    let mut listed = Vec::new();
-    let mut examined = 0usize;
-    let mut next: Option<Cursor>;
-    let mut note = None;
-    loop {
-        let rows = if by_duration {
-            let page = state
-                .core
-                .store
-                .sessions_by_duration(&filter, DurationOrder::Longest, now, after.as_ref(), PAGE)
-                .await?;
-            next = page.next.map(Cursor::Duration);
-            page.rows.into_iter().map(|(ms, r)| (Some(ms), r)).collect()
-        } else {
-            let page = state.core.store.sessions_page(&filter, PAGE).await?;
-            next = page.next.map(|(t, id)| Cursor::Start(t, id));
-            page.rows.into_iter().map(|r| (None, r)).collect::<Vec<_>>()
-        };
-        examined += rows.len();
-        for (ms, row) in rows {
-            let state_of = if row.recorded {
-                let (root, id) = (root.clone(), row.id.clone());
-                tokio::task::spawn_blocking(move || recording::find(&root, &id).ok())
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|r| r.state)
-            } else {
-                None
-            };
-            if review.is_some_and(|want| state_of != Some(want)) {
-                continue;
-            }
-            let cursor = match ms {
-                Some(ms) => Cursor::Duration((ms, row.id.clone())),
-                None => Cursor::Start(row.started_at, row.id.clone()),
-            };
-            listed.push(ListedSession {
-                row,
-                review: state_of.map(ReviewState::as_str),
-                kind: kind::SessionKind::Session,
-                blocked: 0,
-                factors: None,
-            });
-            if listed.len() == PAGE {
-                next = Some(cursor);
-                break;
-            }
-        }
-        if review.is_none() || listed.len() == PAGE || next.is_none() {
-            break;
-        }
-        if examined >= REVIEW_SCAN_CAP {
-            note = Some("Examined 2000 sessions for this review state; follow the link for more.");
-            break;
-        }
-        match &next {
-            Some(Cursor::Start(t, id)) => filter.before = Some((*t, id.clone())),
-            Some(Cursor::Duration(c)) => after = Some(c.clone()),
-            None => {}
-        }
-    }
+    let (rows, next) = if by_duration {
+        let page = state
+            .core
+            .store
+            .sessions_by_duration(&filter, DurationOrder::Longest, now, after.as_ref(), PAGE)
+            .await?;
+        let rows: Vec<SessionRow> = page.rows.into_iter().map(|(_, r)| r).collect();
+        (rows, page.next.map(Cursor::Duration))
+    } else {
+        let page = state.core.store.sessions_page(&filter, PAGE).await?;
+        (page.rows, page.next.map(|(t, id)| Cursor::Start(t, id)))
+    };
+    let mut listed: Vec<ListedSession> = rows
+        .into_iter()
+        .map(|row| ListedSession {
+            review: row.review.map(SessionReview::as_str),
+            row,
+            kind: kind::SessionKind::Session,
+            blocked: 0,
+            factors: None,
+        })
+        .collect();
     let ids: Vec<String> = listed.iter().map(|l| l.row.id.clone()).collect();
     let facts = state.core.store.session_facts(&ids).await?;
     for l in &mut listed {
@@ -254,7 +211,7 @@ pub async fn sessions(
         None => None,
     };
     Ok(views::sessions(
-        &viewer, &q, &listed, &picks, next_link, note, now,
+        &viewer, &q, &listed, &picks, next_link, now,
     ))
 }
 
@@ -300,23 +257,9 @@ pub async fn visible_recording(
 async fn recordings_of(state: &WebState, id: &str) -> Vec<RecordingInfo> {
     let root = state.core.config.recordings.clone();
     let id = id.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        for n in 1..=64 {
-            let rid = if n == 1 {
-                id.clone()
-            } else {
-                format!("{id}-{n}")
-            };
-            match recording::find(&root, &rid) {
-                Ok(r) => out.push(r),
-                Err(_) => break,
-            }
-        }
-        out
-    })
-    .await
-    .unwrap_or_default()
+    tokio::task::spawn_blocking(move || recording::catalog::of_session(&root, &id))
+        .await
+        .unwrap_or_default()
 }
 
 pub async fn session_detail(

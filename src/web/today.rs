@@ -9,22 +9,22 @@
 //! (user, source) pair seen today for "first seen" instead of the 90 days'
 //! logins, and the review marks. Pending requests, live sessions and
 //! lockouts come from [`crate::store::Store::console_counts`], each one
-//! index range. The one read that is not indexed is the recordings
-//! waiting for review: their review state lives in files beside the casts,
-//! so the folder is scanned, by each node, again only when it changed (a
-//! recording begun or sealed and a review written each add or replace a
-//! file, which changes its day folder's modification time: about a hundred
-//! `stat`s per load instead of a scan) and at least every [`SCAN_TTL`];
-//! the page says how old that scan is.
+//! index range. The recordings waiting for review are the recorded
+//! sessions whose `review` column (migration 0022) says unreviewed, from
+//! [`crate::store::Store::sessions_waiting_review`]: one COUNT and one
+//! LIMIT on a partial index, whatever the number of sessions or of
+//! recordings on disk. The column is the index of the review files beside
+//! the casts (set when a recording begins and when a review is written,
+//! reconciled from the files when `serve` starts); the daily report still
+//! reads the files. A session with several recorded channels counts once.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::auth::Viewer;
 use super::views::{layout, ts};
@@ -33,19 +33,16 @@ use crate::audit::AuditRecord;
 use crate::config::Config;
 use crate::grant_types::Grant;
 use crate::report::input::{CredentialFact, RecordingFact};
-use crate::report::model::{ReviewEntry, Suspicious};
-use crate::report::{LiveSource, LoginHistory, ReportError, ReportSource};
+use crate::report::model::Suspicious;
+use crate::report::{LoginHistory, ReportError, ReportSource};
 use crate::store::{ConsoleCounts, LoginGroup, SessionRow, Store};
 
-/// Recordings listed on the page (the count covers all of them).
+/// Sessions waiting for review listed on the page (the count covers all
+/// of them).
 const REVIEW_LISTED: usize = 20;
 /// Suspicious entries listed on the page, the latest (the count covers
 /// all of them; the daily report lists them all).
 const SUSPICIOUS_LISTED: usize = 100;
-
-/// How long one scan of the recordings folder serves the page at most,
-/// even when no folder's modification time changed.
-pub const SCAN_TTL: Duration = Duration::seconds(60);
 
 /// The event kinds the report's suspicious detectors read (of
 /// [`crate::report::build::KINDS_READ`]): failed logins and second
@@ -64,36 +61,26 @@ const SUSPICIOUS_KINDS: [&str; 7] = [
 
 /// The report's facts for today so far, each read bounded by today (see
 /// the module doc). A report built on it has today's `suspicious`,
-/// `summary.suspicious`, `summary.reviews_overdue` and
-/// `recordings_to_review` as `gatehouse report daily` would give them
+/// `summary.suspicious` and `summary.reviews_overdue`
 /// for today; its other parts are not filled (no vault, no event count,
-/// no login history beyond the pairs seen today) and are not shown.
+/// no login history beyond the pairs seen today, no recordings: those
+/// waiting for review come from the index, see the module doc) and are not
+/// shown.
 pub struct TodaySource {
     store: Store,
     /// Today's successful logins, grouped: read once, passed to the
     /// report and used for the first-seen probes.
     logins: Vec<LoginGroup>,
-    recordings: Arc<Vec<RecordingFact>>,
     /// The report's judging time: the grants read are those active then.
     now: OffsetDateTime,
 }
 
 impl TodaySource {
-    /// Reads today's logins (`[start, now]`); `recordings` is the scan the
-    /// page uses.
-    pub async fn new(
-        store: Store,
-        now: OffsetDateTime,
-        recordings: Arc<Vec<RecordingFact>>,
-    ) -> Result<Self, ReportError> {
+    /// Reads today's logins (`[start, now]`).
+    pub async fn new(store: Store, now: OffsetDateTime) -> Result<Self, ReportError> {
         let (start, end) = crate::report::day_bounds(now.date());
         let logins = store.login_groups(start, end).await?;
-        Ok(TodaySource {
-            store,
-            logins,
-            recordings,
-            now,
-        })
+        Ok(TodaySource { store, logins, now })
     }
 }
 
@@ -172,7 +159,8 @@ impl ReportSource for TodaySource {
     }
 
     async fn recordings(&self) -> Result<Vec<RecordingFact>, ReportError> {
-        Ok(self.recordings.as_ref().clone())
+        // Not read: the page's recordings come from the index.
+        Ok(Vec::new())
     }
 
     async fn enrolled_factors(&self) -> Result<Option<HashSet<String>>, ReportError> {
@@ -186,78 +174,13 @@ impl ReportSource for TodaySource {
     }
 }
 
-/// One scan of the recordings folder.
-struct Scan {
-    root: PathBuf,
-    at: OffsetDateTime,
-    folders: Folders,
-    found: Arc<Vec<RecordingFact>>,
-}
-
-/// The recordings folder seen from above: its own modification time and
-/// each day folder's, by name. A file added, replaced (the atomic writes of
-/// sidecars and review histories) or removed in a day folder changes that
-/// folder's time; a day folder added or removed changes the root's.
-type Folders = Vec<(String, Option<std::time::SystemTime>)>;
-
-fn folders(root: &Path) -> Folders {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut out = vec![(String::new(), modified(root))];
-    if let Ok(dir) = std::fs::read_dir(root) {
-        for e in dir.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                out.push((
-                    e.file_name().to_string_lossy().into_owned(),
-                    modified(&e.path()),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The last scan, per node (this process). Held across a scan, so loads
-/// that find it stale wait for one scan rather than each making their own.
-static SCAN: tokio::sync::Mutex<Option<Scan>> = tokio::sync::Mutex::const_new(None);
-
-/// The recordings on disk: the last scan while no folder changed and it is
-/// younger than [`SCAN_TTL`], else a new one; and when they were read.
-async fn recordings(
-    config: &Config,
-    store: &Store,
-    now: OffsetDateTime,
-) -> Result<(Arc<Vec<RecordingFact>>, OffsetDateTime), ReportError> {
-    let mut last = SCAN.lock().await;
-    let root = config.recordings.clone();
-    let seen = tokio::task::spawn_blocking(move || folders(&root))
-        .await
-        .map_err(|e| ReportError::Recordings(e.to_string()))?;
-    if let Some(s) = last.as_ref()
-        && s.root == config.recordings
-        && s.folders == seen
-        && now - s.at < SCAN_TTL
-        && s.at <= now
-    {
-        return Ok((s.found.clone(), s.at));
-    }
-    let found = Arc::new(LiveSource::new(config, store.clone()).recordings().await?);
-    *last = Some(Scan {
-        root: config.recordings.clone(),
-        at: now,
-        folders: seen,
-        found: found.clone(),
-    });
-    Ok((found, now))
-}
-
 /// Today's figures from the report's own detectors (see [`TodaySource`]).
 pub struct TodayReport {
-    /// Oldest first.
-    pub to_review: Vec<ReviewEntry>,
-    pub to_review_total: usize,
-    /// When the recordings folder was read.
-    pub recordings_at: OffsetDateTime,
+    /// The recorded sessions waiting longest for review, oldest first (at
+    /// most [`REVIEW_LISTED`]).
+    pub to_review: Vec<SessionRow>,
+    /// All those waiting.
+    pub to_review_total: u64,
     pub suspicious_total: u64,
     /// As the report lists them (capped per kind).
     pub suspicious: Vec<Suspicious>,
@@ -272,18 +195,12 @@ pub async fn today_report(
     policy: &crate::policy::Policy,
     now: OffsetDateTime,
 ) -> Result<TodayReport, ReportError> {
-    let (found, recordings_at) = recordings(config, store, now).await?;
-    let source = TodaySource::new(store.clone(), now, found).await?;
+    let waiting = store.sessions_waiting_review(REVIEW_LISTED).await?;
+    let source = TodaySource::new(store.clone(), now).await?;
     let report = crate::report::generate(config, &source, policy, now.date(), now).await?;
-    let mut to_review = report.recordings_to_review;
-    // Oldest first: the longest waiting comes first.
-    to_review.sort_by(|a, b| {
-        (a.started_at.as_deref(), &a.date, &a.id).cmp(&(b.started_at.as_deref(), &b.date, &b.id))
-    });
     Ok(TodayReport {
-        to_review_total: to_review.len(),
-        to_review,
-        recordings_at,
+        to_review_total: waiting.total,
+        to_review: waiting.oldest,
         suspicious_total: report.summary.suspicious,
         suspicious: report.suspicious,
         overdue: report.summary.reviews_overdue,
@@ -301,10 +218,8 @@ pub struct OverdueReviews {
 pub struct Today {
     pub counts: ConsoleCounts,
     /// Oldest first.
-    pub to_review: Vec<ReviewEntry>,
-    pub to_review_total: usize,
-    /// When the recordings folder was read (auditors only).
-    pub recordings_at: Option<OffsetDateTime>,
+    pub to_review: Vec<SessionRow>,
+    pub to_review_total: u64,
     pub suspicious_total: u64,
     /// The latest [`SUSPICIOUS_LISTED`], latest first.
     pub suspicious: Vec<Suspicious>,
@@ -336,17 +251,14 @@ pub async fn page(
         link: "/review".into(),
     });
     let today = if viewer.sees_all() {
-        let mut to_review = report.to_review;
-        to_review.truncate(REVIEW_LISTED);
         // Latest first.
         let mut suspicious = report.suspicious;
         suspicious.reverse();
         suspicious.truncate(SUSPICIOUS_LISTED);
         Today {
             counts,
-            to_review,
+            to_review: report.to_review,
             to_review_total: report.to_review_total,
-            recordings_at: Some(report.recordings_at),
             suspicious_total: report.suspicious_total,
             suspicious,
             overdue,
@@ -357,7 +269,6 @@ pub async fn page(
             counts,
             to_review: Vec::new(),
             to_review_total: 0,
-            recordings_at: None,
             suspicious_total: 0,
             suspicious: Vec::new(),
             overdue,
@@ -395,30 +306,23 @@ pub fn view(viewer: &Viewer, d: &Today) -> Markup {
         }
         @if viewer.sees_all() {
             h2 #to-review { "Waiting for review, oldest first" }
-            @if let Some(at) = d.recordings_at {
-                p.hint #recordings-at {
-                    "Recordings as of " (ts(at)) " ("
-                    ((d.now - at).whole_seconds().max(0)) " s ago; the folder is read again when it changes, and at least every "
-                    (SCAN_TTL.whole_seconds()) " s)."
-                }
-            }
             @if d.to_review.is_empty() { p { "None." } }
             @else {
                 div.scroll { table.list {
-                    thead { tr { th { "Started" } th { "User" } th { "Server" } th { "Account" } th { "Recording" } } }
+                    thead { tr { th { "Started" } th { "User" } th { "Server" } th { "Account" } th { "Session" } } }
                     tbody {
                         @for r in &d.to_review {
                             tr {
-                                td { (r.started_at.as_deref().map(short_rfc3339).unwrap_or_else(|| r.date.clone())) }
-                                td { (r.user.as_deref().map(clean).unwrap_or("-".into())) }
+                                td { (ts(r.started_at)) }
+                                td { (clean(&r.user)) }
                                 td { (r.server.as_deref().map(clean).unwrap_or("-".into())) }
                                 td { (r.account.as_deref().map(clean).unwrap_or("-".into())) }
-                                td { a href={ "/recordings/" (r.id) } { (r.id) } }
+                                td { a href={ "/sessions/" (r.id) } { (r.id) } }
                             }
                         }
                     }
                 } }
-                @if d.to_review_total > d.to_review.len() {
+                @if d.to_review_total > d.to_review.len() as u64 {
                     p { a href="/sessions?review=unreviewed" { "All " (d.to_review_total) " →" } }
                 }
             }
@@ -477,38 +381,9 @@ mod tests {
     use crate::audit::{AuditEvent, EventKind};
     use crate::grant_types::GrantState;
     use crate::policy::Policy;
-
-    /// What `recordings` keys its cache on: a recording begun, a sidecar
-    /// or review history written by rename, a day folder added: each is a
-    /// different `folders`, so the next load scans again.
-    #[test]
-    fn folders_change_with_every_write_a_scan_would_see() {
-        let dir = std::env::temp_dir().join(format!("gh-today-folders-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("2026-12-07")).unwrap();
-        let mut seen = vec![folders(&dir)];
-        let wait = || std::thread::sleep(std::time::Duration::from_millis(20));
-        wait();
-        std::fs::write(dir.join("2026-12-07/a.cast"), b"{}\n").unwrap();
-        seen.push(folders(&dir));
-        wait();
-        std::fs::write(dir.join("2026-12-07/.a.review.tmp"), b"[]").unwrap();
-        std::fs::rename(
-            dir.join("2026-12-07/.a.review.tmp"),
-            dir.join("2026-12-07/a.review.json"),
-        )
-        .unwrap();
-        seen.push(folders(&dir));
-        wait();
-        std::fs::create_dir(dir.join("2026-12-08")).unwrap();
-        seen.push(folders(&dir));
-        for w in seen.windows(2) {
-            assert_ne!(w[0], w[1]);
-        }
-        // Unchanged folders read the same.
-        assert_eq!(folders(&dir), folders(&dir));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
+    use crate::recording::review::tests as review_tests;
+    use crate::report::LiveSource;
+    use time::Duration;
 
     const FP: &str = "SHA256:uW/wWVh7lMqOJqNDP3G5gZ9mZFhQG2oIFjelE+vdrnM";
 
@@ -651,6 +526,28 @@ mod tests {
             .unwrap();
         }
 
+        // Recorded sessions: three with a recording each (one reviewed,
+        // through the console's own review), one with two channels of
+        // which one is reviewed; the index set from the files as `serve`
+        // does at start, then by each review.
+        let root = config.recordings.clone();
+        for (id, ago) in [("rec-a", 4), ("rec-b", 3), ("rec-c", 2), ("rec-d", 1)] {
+            let at = now - Duration::minutes(ago);
+            s.session_start(&review_tests::row(id, "n1", at, false, None))
+                .await
+                .unwrap();
+            review_tests::record(&root, id, id, at).await;
+        }
+        review_tests::record(&root, "rec-d-2", "rec-d", now - Duration::minutes(1)).await;
+        crate::recording::review::reconcile(&s, &root, "n1")
+            .await
+            .unwrap();
+        for id in ["rec-b", "rec-d-2"] {
+            crate::recording::review::review(&s, &root, id, "carol", None, false, "test")
+                .await
+                .unwrap();
+        }
+
         let now = OffsetDateTime::now_utc();
         let today = today_report(&config, &s, &policy, now).await.unwrap();
         let live = crate::report::generate(
@@ -665,7 +562,18 @@ mod tests {
         assert_eq!(today.suspicious_total, live.summary.suspicious);
         assert_eq!(today.suspicious, live.suspicious);
         assert_eq!(today.overdue, live.summary.reviews_overdue);
-        assert_eq!(today.to_review_total, live.recordings_to_review.len());
+        assert_eq!(
+            today.to_review_total,
+            live.recordings_to_review.len() as u64
+        );
+        let waiting: Vec<&str> = today.to_review.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(waiting, ["rec-a", "rec-c", "rec-d"], "oldest first");
+        let listed: Vec<&str> = live
+            .recordings_to_review
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(listed, waiting);
         // And they found what was made to be found.
         let kinds: Vec<(&str, Option<&str>, Option<&str>)> = today
             .suspicious

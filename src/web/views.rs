@@ -291,7 +291,6 @@ pub fn sessions(
     rows: &[ListedSession],
     picks: &PickLists,
     next: Option<String>,
-    note: Option<&str>,
     now: OffsetDateTime,
 ) -> Markup {
     let any_yes_no = [("", "any"), ("yes", "yes"), ("no", "no")];
@@ -327,7 +326,6 @@ pub fn sessions(
             }
             " · filters match the start of a name, in any case"
         }
-        @if let Some(n) = note { p.note { (n) } }
         div.scroll {
         table.list id="sessions" {
             thead { tr {

@@ -76,7 +76,10 @@ try {
   check(counts.pending === cfg.expect.pending, `pending requests: ${counts.pending} = ${cfg.expect.pending}`);
   check(counts.live === cfg.expect.live, `live sessions: ${counts.live} = ${cfg.expect.live}`);
   check(counts.lockouts === cfg.expect.lockouts, `lockouts: ${counts.lockouts} = ${cfg.expect.lockouts}`);
-  check(/Recordings as of .* s ago/.test(await carol.innerText("#recordings-at").catch(() => "")), "the page says how old the recordings scan is");
+  {
+    const waiting = await carol.$$eval("#to-review + div table tbody td a", (a) => a.map((x) => x.getAttribute("href"))).catch(() => []);
+    check(waiting.includes(`/sessions/${cfg.exec_session}`), `the recorded exec waits for review, listed (${waiting.join(", ")})`);
+  }
   const blockedRows = await carol.$$eval("#suspicious ~ div table tbody tr[data-kind=blocked_command]", (t) => t.length).catch(() => 0);
   check(counts.suspicious === cfg.expect.suspicious, `suspicious today: ${counts.suspicious} = ${cfg.expect.suspicious} (gatehouse report daily for today)`);
   check(counts.suspicious >= 1 && blockedRows === cfg.expect.blocked, `suspicious today lists the blocked command (${blockedRows} of ${counts.suspicious})`);
