@@ -253,7 +253,74 @@ fn pty_recording_live_then_bastion_killed(backend: Backend) {
     );
 }
 
-on_both_backends!(recording_policy, pty_recording_live_then_bastion_killed);
+/// Issue 21 (migration 0022): the database's review state of a session,
+/// which the Today page counts, follows the review files. A recording
+/// begun marks its session unreviewed and `recordings review` marks it
+/// reviewed; what the database missed (a recording made before the column
+/// existed, a review it did not take) `serve` reconciles from the files
+/// when it starts, in the background, and says so in its log.
+fn review_states_follow_the_files(backend: Backend) {
+    use gatehouse::store::{SessionReview, Store};
+    let keys = TestDir::new();
+    let carol = keygen(keys.path(), "carol", KeyKind::Ed25519);
+    let auditor = policy_user("carol", &carol, &["support"]) + "roles = [\"auditor\"]\n";
+    let mut w = setup(backend)
+        .web1("record = \"always\"")
+        .policy(&auditor)
+        .start();
+    w.client
+        .ssh("alice+root@web1", &["echo FIRST"])
+        .assert_success("first exec");
+    let one = w.session_id(|e| str_at(e, "server") == "web1");
+    w.client
+        .ssh("alice+root@web1", &["echo SECOND"])
+        .assert_success("second exec");
+    let two = w.session_id(|e| str_at(e, "server") == "web1" && str_at(e, "session") != one);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = w.db_url();
+    let store = rt.block_on(Store::open(&url, "probe")).unwrap();
+    let state = |id: &str| {
+        rt.block_on(store.session_get(id))
+            .unwrap()
+            .unwrap_or_else(|| panic!("no session {id}"))
+            .review
+    };
+    assert_eq!(state(&one), Some(SessionReview::Unreviewed));
+    assert_eq!(state(&two), Some(SessionReview::Unreviewed));
+    w.gh.cli(&["recordings", "review", &two, "--by", "carol"])
+        .assert_success("recordings review");
+    assert_eq!(state(&two), Some(SessionReview::Reviewed));
+
+    // What an older version left (no state) and a review the database did
+    // not take.
+    assert!(w.gh.stop(), "clean stop");
+    rt.block_on(store.session_review_set(&one, None)).unwrap();
+    rt.block_on(store.session_review_set(&two, Some(SessionReview::Unreviewed)))
+        .unwrap();
+    w.gh.restart();
+    assert!(
+        wait_until(Duration::from_secs(15), || w
+            .gh
+            .log()
+            .contains("review states reconciled")),
+        "no reconciliation in the log:\n{}",
+        w.gh.log()
+    );
+    assert!(
+        w.gh.log().contains("2 of 2 session(s) updated"),
+        "{}",
+        w.gh.log()
+    );
+    assert_eq!(state(&one), Some(SessionReview::Unreviewed));
+    assert_eq!(state(&two), Some(SessionReview::Reviewed));
+    rt.block_on(store.close());
+}
+
+on_both_backends!(
+    recording_policy,
+    pty_recording_live_then_bastion_killed,
+    review_states_follow_the_files
+);
 
 /// Contract section 7: resizes are recorded as "r" events.
 #[test]
