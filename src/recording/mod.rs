@@ -12,9 +12,12 @@
 //!   ([`seal_interrupted`]) and their review state ([`add_review`]).
 //! - [`search`]: where a text appeared on screen or was typed.
 //! - [`playfilter`]: what `recordings play` lets through to a terminal.
+//! - [`review`]: a review as one act (file, audit event, the session's
+//!   review state in the database) and the start-up reconciliation of those
+//!   states with the files.
 //!
-//! May import: audit values, config, metrics (counters), the store (review
-//! events only, in `review`).
+//! May import: audit values, config, metrics (counters), the store (in
+//! `review` only: review events and sessions' review states).
 
 pub(crate) mod cast;
 pub(crate) mod catalog;
