@@ -12,16 +12,37 @@
 //! they are (already initialised), so taking one costs no allocation or
 //! zeroing.
 //!
+//! A stream that arrives in mid-sized pieces (a terminal printing fast: the
+//! target's sshd sends each read of its PTY as it comes, a few KiB) costs a
+//! wake-up, an `epoll_wait`, a `recv`, a pass through russh and the pump
+//! and a `send` per piece, whatever its size: per byte, most of the
+//! bastion's CPU on such a stream (bench/RESULTS.md, issue 22). So after a
+//! read that returned at least [`STREAMING`] bytes without filling the
+//! buffer, the next one waits until [`HOLD`] after it, and takes whatever
+//! arrived meanwhile in one `recv` (interrupt moderation, as network cards
+//! do it). Small reads (keystrokes, their echo, a request and its answer)
+//! and full ones (a bulk transfer, where more is already waiting) never
+//! wait; a piece of a stream waits at most [`HOLD`] (plus the timer's
+//! millisecond rounding), invisible on a terminal.
+//!
 //! Layer: the bottom of the crate; imports no module of it.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 /// Bytes read per `recv` when the caller asks for less.
 pub const BUFFER: usize = 64 * 1024;
+/// A read of at least this many bytes that did not fill the buffer is a
+/// piece of a stream: the next read waits [`HOLD`] after it.
+pub const STREAMING: usize = 4 * 1024;
+/// How long after a piece of a stream the next read waits at most.
+pub const HOLD: Duration = Duration::from_millis(1);
 /// Free buffers kept for reuse; more are freed.
 const POOL_MAX: usize = 64;
 
@@ -52,6 +73,8 @@ pub struct ReadBuffer<S> {
     buf: Option<Box<[u8]>>,
     pos: usize,
     filled: usize,
+    /// Set after a piece of a stream: the next `recv` waits for it.
+    hold: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> ReadBuffer<S> {
@@ -61,6 +84,29 @@ impl<S> ReadBuffer<S> {
             buf: None,
             pos: 0,
             filled: 0,
+            hold: None,
+        }
+    }
+
+    /// Pending while the hold after a piece of a stream runs.
+    fn poll_hold(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(h) = self.hold.as_mut() {
+            if h.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.hold = None;
+        }
+        Poll::Ready(())
+    }
+
+    /// After a `recv` of `n` bytes into a buffer of `capacity`.
+    fn after_read(&mut self, n: usize, capacity: usize) {
+        if (STREAMING..capacity).contains(&n) {
+            let at = tokio::time::Instant::now() + HOLD;
+            match self.hold.as_mut() {
+                Some(h) => h.as_mut().reset(at),
+                None => self.hold = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
         }
     }
 
@@ -88,9 +134,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadBuffer<S> {
         let this = self.get_mut();
         if this.pos >= this.filled {
             this.release();
+            if this.poll_hold(cx).is_pending() {
+                return Poll::Pending;
+            }
             if out.remaining() >= BUFFER {
                 // As large as the buffer: no point copying through it.
-                return Pin::new(&mut this.inner).poll_read(cx, out);
+                let (before, capacity) = (out.filled().len(), out.remaining());
+                let read = Pin::new(&mut this.inner).poll_read(cx, out);
+                if let Poll::Ready(Ok(())) = read {
+                    this.after_read(out.filled().len().saturating_sub(before), capacity);
+                }
+                return read;
             }
             let mut buf = take();
             let mut rb = ReadBuf::new(&mut buf);
@@ -101,6 +155,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadBuffer<S> {
                         give(buf);
                         return Poll::Ready(Ok(()));
                     }
+                    this.after_read(n, BUFFER);
                     this.buf = Some(buf);
                     this.filled = n;
                 }
@@ -195,5 +250,64 @@ mod tests {
             tokio::time::timeout(std::time::Duration::from_millis(20), r.read(&mut small)).await;
         assert!(pending.is_err());
         assert!(r.buf.is_none());
+    }
+
+    /// Polls `r.read` once (tokio's `timeout` polls the future before it
+    /// looks at the clock): `Some(n)` when it was ready.
+    async fn read_now<S: AsyncRead + Unpin>(
+        r: &mut ReadBuffer<S>,
+        out: &mut [u8],
+    ) -> Option<usize> {
+        tokio::time::timeout(std::time::Duration::ZERO, r.read(out))
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    #[tokio::test]
+    async fn after_a_piece_of_a_stream_the_next_read_waits_and_takes_what_came_meanwhile() {
+        let (mut a, b) = tokio::io::duplex(1 << 20);
+        let mut r = ReadBuffer::new(b);
+        let mut out = vec![0u8; 16 * 1024];
+        a.write_all(&[1u8; 8 * 1024]).await.unwrap_or_default();
+        assert_eq!(read_now(&mut r, &mut out).await, Some(8 * 1024));
+        // More is there at once, but the read holds off...
+        a.write_all(&[2u8; 300]).await.unwrap_or_default();
+        a.write_all(&[3u8; 300]).await.unwrap_or_default();
+        assert_eq!(read_now(&mut r, &mut out).await, None, "held");
+        // ...and then takes both writes in one read.
+        assert_eq!(r.read(&mut out).await.unwrap_or(0), 600);
+        assert_eq!(out.get(299..301), Some(&[2u8, 3u8][..]));
+    }
+
+    #[tokio::test]
+    async fn small_reads_and_full_ones_never_wait() {
+        let (mut a, b) = tokio::io::duplex(1 << 20);
+        let mut r = ReadBuffer::new(b);
+        let mut out = vec![0u8; 16 * 1024];
+        // A keystroke and its echo: no hold.
+        a.write_all(b"ls\r").await.unwrap_or_default();
+        assert_eq!(read_now(&mut r, &mut out).await, Some(3));
+        a.write_all(&[4u8; 100]).await.unwrap_or_default();
+        assert_eq!(read_now(&mut r, &mut out).await, Some(100));
+        // A read that fills the buffer: more is waiting, no hold.
+        a.write_all(&vec![5u8; BUFFER + 10])
+            .await
+            .unwrap_or_default();
+        let mut got = 0;
+        while got < BUFFER {
+            got += read_now(&mut r, &mut out).await.unwrap_or(0);
+        }
+        assert_eq!(got, BUFFER);
+        assert_eq!(read_now(&mut r, &mut out).await, Some(10));
+        // Reads straight into a caller's large buffer follow the same rule.
+        let mut big = vec![0u8; BUFFER];
+        a.write_all(&[6u8; 100]).await.unwrap_or_default();
+        assert_eq!(read_now(&mut r, &mut big).await, Some(100));
+        a.write_all(&[7u8; 5000]).await.unwrap_or_default();
+        assert_eq!(read_now(&mut r, &mut big).await, Some(5000));
+        a.write_all(&[8u8; 10]).await.unwrap_or_default();
+        assert_eq!(read_now(&mut r, &mut big).await, None, "held after 5000");
+        assert_eq!(r.read(&mut big).await.unwrap_or(0), 10);
     }
 }
