@@ -72,8 +72,13 @@ const QUEUE_DEPTH: usize = 16;
 /// slow disk before the session waits too.
 const DRAIN_AT: usize = 64 * 1024;
 
-/// Pending lines are written out early once they reach this size.
-const WRITE_THRESHOLD: usize = 64 * 1024;
+/// Pending lines are written out early once they reach this size. Each
+/// write is a trip to the blocking pool (a wake-up of another thread and
+/// one back), so a terminal streaming output makes one per this many
+/// bytes of cast: at 64 KiB those trips cost more CPU than the writes
+/// themselves (bench/RESULTS.md, issue 22). The buffer is freed at each
+/// sync, so only a session streaming output holds it.
+const WRITE_THRESHOLD: usize = 512 * 1024;
 
 /// With a PTY, stream bytes are hashed in pieces at least this large.
 const HASH_STAGE: usize = 32 * 1024;
@@ -645,7 +650,10 @@ impl Writer {
             Ok(done) => done,
             Err(e) => (Vec::new(), Err(std::io::Error::other(e.to_string()))),
         };
-        self.pending = buf;
+        // Kept for the next batch while output streams; after a sync
+        // (at most every FLUSH_INTERVAL) given back, so a session that
+        // went quiet holds none of it.
+        self.pending = if sync { Vec::new() } else { buf };
         self.file = result.map_err(|e| RecordingError::io(&self.cast_path, e))?;
         self.unsynced = !sync;
         Ok(())
