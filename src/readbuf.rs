@@ -75,6 +75,9 @@ pub struct ReadBuffer<S> {
     filled: usize,
     /// Set after a piece of a stream: the next `recv` waits for it.
     hold: Option<Pin<Box<Sleep>>>,
+    /// [`HOLD`] (tests lengthen it, to see a read held whatever the
+    /// machine's speed).
+    hold_for: Duration,
 }
 
 impl<S> ReadBuffer<S> {
@@ -85,6 +88,7 @@ impl<S> ReadBuffer<S> {
             pos: 0,
             filled: 0,
             hold: None,
+            hold_for: HOLD,
         }
     }
 
@@ -102,7 +106,7 @@ impl<S> ReadBuffer<S> {
     /// After a `recv` of `n` bytes into a buffer of `capacity`.
     fn after_read(&mut self, n: usize, capacity: usize) {
         if (STREAMING..capacity).contains(&n) {
-            let at = tokio::time::Instant::now() + HOLD;
+            let at = tokio::time::Instant::now() + self.hold_for;
             match self.hold.as_mut() {
                 Some(h) => h.as_mut().reset(at),
                 None => self.hold = Some(Box::pin(tokio::time::sleep_until(at))),
@@ -268,6 +272,9 @@ mod tests {
     async fn after_a_piece_of_a_stream_the_next_read_waits_and_takes_what_came_meanwhile() {
         let (mut a, b) = tokio::io::duplex(1 << 20);
         let mut r = ReadBuffer::new(b);
+        // An hour, so that the read below is held however slow the
+        // machine; the hold is then cut short by hand.
+        r.hold_for = std::time::Duration::from_secs(3600);
         let mut out = vec![0u8; 16 * 1024];
         a.write_all(&[1u8; 8 * 1024]).await.unwrap_or_default();
         assert_eq!(read_now(&mut r, &mut out).await, Some(8 * 1024));
@@ -275,7 +282,10 @@ mod tests {
         a.write_all(&[2u8; 300]).await.unwrap_or_default();
         a.write_all(&[3u8; 300]).await.unwrap_or_default();
         assert_eq!(read_now(&mut r, &mut out).await, None, "held");
-        // ...and then takes both writes in one read.
+        // ...and when the hold ends, takes both writes in one read.
+        if let Some(h) = r.hold.as_mut() {
+            h.as_mut().reset(tokio::time::Instant::now());
+        }
         assert_eq!(r.read(&mut out).await.unwrap_or(0), 600);
         assert_eq!(out.get(299..301), Some(&[2u8, 3u8][..]));
     }
@@ -284,6 +294,7 @@ mod tests {
     async fn small_reads_and_full_ones_never_wait() {
         let (mut a, b) = tokio::io::duplex(1 << 20);
         let mut r = ReadBuffer::new(b);
+        r.hold_for = std::time::Duration::from_secs(3600);
         let mut out = vec![0u8; 16 * 1024];
         // A keystroke and its echo: no hold.
         a.write_all(b"ls\r").await.unwrap_or_default();
@@ -308,6 +319,9 @@ mod tests {
         assert_eq!(read_now(&mut r, &mut big).await, Some(5000));
         a.write_all(&[8u8; 10]).await.unwrap_or_default();
         assert_eq!(read_now(&mut r, &mut big).await, None, "held after 5000");
+        if let Some(h) = r.hold.as_mut() {
+            h.as_mut().reset(tokio::time::Instant::now());
+        }
         assert_eq!(r.read(&mut big).await.unwrap_or(0), 10);
     }
 }
