@@ -199,25 +199,28 @@ impl Store {
     }
 
     /// The plans of the Today page's store queries, by name (see
-    /// [`Store::plan`]): the pending, live and lockout counts and the
-    /// login probe.
+    /// [`Store::plan`]): the pending, live and lockout counts, the login
+    /// probe, and the count and list of sessions waiting for review.
     pub async fn today_plans(
         &self,
         now: OffsetDateTime,
     ) -> Result<Vec<(&'static str, Vec<String>)>, StoreError> {
         let now = ts_text(now)?;
+        let (waiting_count, waiting_list) = super::sessions::waiting_review_sql(20);
         let mut out = Vec::new();
         for (name, sql, binds) in [
-            ("pending", PENDING_SQL, vec![]),
-            ("live", LIVE_SQL, vec![]),
-            ("lockouts", LOCKOUTS_SQL, vec![now.clone()]),
+            ("pending", PENDING_SQL.to_owned(), vec![]),
+            ("live", LIVE_SQL.to_owned(), vec![]),
+            ("lockouts", LOCKOUTS_SQL.to_owned(), vec![now.clone()]),
             (
                 "login_probe",
-                login_probe_sql(self.backend()),
+                login_probe_sql(self.backend()).to_owned(),
                 vec!["alice".into(), "10.0.0.1".into(), now.clone(), now.clone()],
             ),
+            ("waiting_review_count", waiting_count, vec![]),
+            ("waiting_review_list", waiting_list, vec![]),
         ] {
-            out.push((name, self.plan(sql, &binds).await?));
+            out.push((name, self.plan(&sql, &binds).await?));
         }
         Ok(out)
     }

@@ -63,6 +63,19 @@ pub struct WaitingReview {
 /// the state as this literal.
 pub(super) const WAITING_REVIEW_SQL: &str = "FROM sessions WHERE review = 'unreviewed'";
 
+/// The count of the sessions waiting for review and the list of the
+/// oldest `limit` (at most [`REVIEW_LISTED_MAX`]), as the Today page runs
+/// them (and `Store::today_plans` explains them).
+pub(super) fn waiting_review_sql(limit: usize) -> (String, String) {
+    (
+        format!("SELECT COUNT(*) {WAITING_REVIEW_SQL}"),
+        format!(
+            "SELECT {SESSION_COLUMNS} {WAITING_REVIEW_SQL} ORDER BY started_at, id LIMIT {}",
+            limit.min(REVIEW_LISTED_MAX)
+        ),
+    )
+}
+
 /// The sessions overlapping `[$1, $2)`, in three disjoint parts, each one
 /// index range: begun during the range; begun before it and ended since
 /// its start (`sessions_ended`, migration 0004); begun before it and not
@@ -233,19 +246,15 @@ impl Store {
     /// oldest `limit` (at most [`REVIEW_LISTED_MAX`]), oldest first (one
     /// LIMIT): each one range of the partial index of migration 0022.
     pub async fn sessions_waiting_review(&self, limit: usize) -> Result<WaitingReview, StoreError> {
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) {WAITING_REVIEW_SQL}"
-        )))
-        .fetch_one(self.pool())
-        .await
-        .ctx("count sessions waiting for review")?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} {WAITING_REVIEW_SQL} ORDER BY started_at, id LIMIT {}",
-            limit.min(REVIEW_LISTED_MAX)
-        )))
-        .fetch_all(self.pool())
-        .await
-        .ctx("list sessions waiting for review")?;
+        let (count, list) = waiting_review_sql(limit);
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count))
+            .fetch_one(self.pool())
+            .await
+            .ctx("count sessions waiting for review")?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(list))
+            .fetch_all(self.pool())
+            .await
+            .ctx("list sessions waiting for review")?;
         Ok(WaitingReview {
             total: u64::try_from(total).unwrap_or(0),
             oldest: rows
