@@ -17,13 +17,17 @@
 //! wake-up, an `epoll_wait`, a `recv`, a pass through russh and the pump
 //! and a `send` per piece, whatever its size: per byte, most of the
 //! bastion's CPU on such a stream (bench/RESULTS.md, issue 22). So after a
-//! read that returned at least [`STREAMING`] bytes without filling the
-//! buffer, the next one waits until [`HOLD`] after it, and takes whatever
-//! arrived meanwhile in one `recv` (interrupt moderation, as network cards
-//! do it). Small reads (keystrokes, their echo, a request and its answer)
-//! and full ones (a bulk transfer, where more is already waiting) never
-//! wait; a piece of a stream waits at most [`HOLD`] (plus the timer's
-//! millisecond rounding), invisible on a terminal.
+//! read that returned a piece of such a stream (at least [`STREAMING`]
+//! bytes and less than [`STREAMING_BELOW`]), the next one waits until
+//! [`HOLD`] after it, and takes whatever arrived meanwhile in one `recv`
+//! (interrupt moderation, as network cards do it). Small reads
+//! (keystrokes, their echo, a request and its answer) never wait, and
+//! neither do large ones: a fast stream, where a wait would let the
+//! kernel's receive buffer fill and stall the sender (a first version
+//! that held after any read short of the buffer cut a forward's download
+//! through the target's sshd from 375 to 55 MB/s). A piece of a stream
+//! waits at most [`HOLD`] (plus the timer's millisecond rounding),
+//! invisible on a terminal.
 //!
 //! Layer: the bottom of the crate; imports no module of it.
 
@@ -38,9 +42,12 @@ use tokio::time::Sleep;
 
 /// Bytes read per `recv` when the caller asks for less.
 pub const BUFFER: usize = 64 * 1024;
-/// A read of at least this many bytes that did not fill the buffer is a
-/// piece of a stream: the next read waits [`HOLD`] after it.
+/// A read of at least this many bytes, and less than [`STREAMING_BELOW`],
+/// is a piece of a stream: the next read waits [`HOLD`] after it.
 pub const STREAMING: usize = 4 * 1024;
+/// A read this large comes from a stream fast enough that a wait could
+/// fill the socket's receive buffer: the next read does not wait.
+pub const STREAMING_BELOW: usize = 16 * 1024;
 /// How long after a piece of a stream the next read waits at most.
 pub const HOLD: Duration = Duration::from_millis(1);
 /// Free buffers kept for reuse; more are freed.
@@ -103,9 +110,9 @@ impl<S> ReadBuffer<S> {
         Poll::Ready(())
     }
 
-    /// After a `recv` of `n` bytes into a buffer of `capacity`.
-    fn after_read(&mut self, n: usize, capacity: usize) {
-        if (STREAMING..capacity).contains(&n) {
+    /// After a `recv` of `n` bytes.
+    fn after_read(&mut self, n: usize) {
+        if (STREAMING..STREAMING_BELOW).contains(&n) {
             let at = tokio::time::Instant::now() + self.hold_for;
             match self.hold.as_mut() {
                 Some(h) => h.as_mut().reset(at),
@@ -143,10 +150,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadBuffer<S> {
             }
             if out.remaining() >= BUFFER {
                 // As large as the buffer: no point copying through it.
-                let (before, capacity) = (out.filled().len(), out.remaining());
+                let before = out.filled().len();
                 let read = Pin::new(&mut this.inner).poll_read(cx, out);
                 if let Poll::Ready(Ok(())) = read {
-                    this.after_read(out.filled().len().saturating_sub(before), capacity);
+                    this.after_read(out.filled().len().saturating_sub(before));
                 }
                 return read;
             }
@@ -159,7 +166,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadBuffer<S> {
                         give(buf);
                         return Poll::Ready(Ok(()));
                     }
-                    this.after_read(n, BUFFER);
+                    this.after_read(n);
                     this.buf = Some(buf);
                     this.filled = n;
                 }
@@ -288,6 +295,21 @@ mod tests {
         }
         assert_eq!(r.read(&mut out).await.unwrap_or(0), 600);
         assert_eq!(out.get(299..301), Some(&[2u8, 3u8][..]));
+    }
+
+    #[tokio::test]
+    async fn a_large_read_short_of_the_buffer_never_waits() {
+        // A fast stream: holding here could fill the kernel's buffer.
+        let (mut a, b) = tokio::io::duplex(1 << 20);
+        let mut r = ReadBuffer::new(b);
+        r.hold_for = std::time::Duration::from_secs(3600);
+        let mut out = vec![0u8; 48 * 1024];
+        a.write_all(&vec![9u8; STREAMING_BELOW])
+            .await
+            .unwrap_or_default();
+        assert_eq!(read_now(&mut r, &mut out).await, Some(STREAMING_BELOW));
+        a.write_all(&[9u8; 10]).await.unwrap_or_default();
+        assert_eq!(read_now(&mut r, &mut out).await, Some(10));
     }
 
     #[tokio::test]
