@@ -111,13 +111,11 @@ impl<S> ReadBuffer<S> {
     }
 
     /// After a `recv` of `n` bytes.
+    /// Every read first passes [`Self::poll_hold`], which clears the hold,
+    /// so none is set here yet.
     fn after_read(&mut self, n: usize) {
         if (STREAMING..STREAMING_BELOW).contains(&n) {
-            let at = tokio::time::Instant::now() + self.hold_for;
-            match self.hold.as_mut() {
-                Some(h) => h.as_mut().reset(at),
-                None => self.hold = Some(Box::pin(tokio::time::sleep_until(at))),
-            }
+            self.hold = Some(Box::pin(tokio::time::sleep(self.hold_for)));
         }
     }
 
