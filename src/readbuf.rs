@@ -29,9 +29,20 @@
 //! waits at most [`HOLD`] (plus the timer's millisecond rounding),
 //! invisible on a terminal.
 //!
+//! During a hold the kernel would still wake the runtime for each segment
+//! that arrives (the socket is edge-triggered in epoll: every arrival is an
+//! event), only for the reactor to find nobody waiting. So where the
+//! buffer knows its TCP socket ([`ReadBuffer::with_socket`]), a hold also
+//! raises the socket's receive low-water mark (`SO_RCVLOWAT`) to
+//! [`LOW_WATER`], and lowers it back to one byte before its next `recv`:
+//! arrivals below the mark wake nobody. A `recv` that does not block
+//! returns what there is whatever the mark, so the mark changes when
+//! readiness is reported, never what a read returns.
+//!
 //! Layer: the bottom of the crate; imports no module of it.
 
 use std::future::Future;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
@@ -50,6 +61,9 @@ pub const STREAMING: usize = 4 * 1024;
 pub const STREAMING_BELOW: usize = 16 * 1024;
 /// How long after a piece of a stream the next read waits at most.
 pub const HOLD: Duration = Duration::from_millis(1);
+/// The socket's receive low-water mark while a hold runs: as much as one
+/// `recv` takes.
+pub const LOW_WATER: usize = BUFFER;
 /// Free buffers kept for reuse; more are freed.
 const POOL_MAX: usize = 64;
 
@@ -85,6 +99,49 @@ pub struct ReadBuffer<S> {
     /// [`HOLD`] (tests lengthen it, to see a read held whatever the
     /// machine's speed).
     hold_for: Duration,
+    /// The TCP socket under `inner`, whose low-water mark a hold raises.
+    socket: Option<LowWater>,
+}
+
+/// The receive low-water mark of a TCP socket that `inner` owns.
+struct LowWater {
+    fd: RawFd,
+    /// The mark is raised (a hold runs): lower it before the next `recv`.
+    raised: bool,
+}
+
+impl LowWater {
+    /// Sets `SO_RCVLOWAT`; false when the kernel refused it.
+    fn set(&self, bytes: usize) -> bool {
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fd` belongs to the stream the `ReadBuffer` owns (see
+        // `with_socket`), so it is open while `self` lives; the option's
+        // value is a c_int on the stack, passed with its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                std::ptr::from_ref(&value).cast::<libc::c_void>(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        rc == 0
+    }
+
+    fn raise(&mut self) {
+        if !self.raised {
+            self.raised = self.set(LOW_WATER);
+        }
+    }
+
+    fn lower(&mut self) {
+        if self.raised {
+            // Lowering it also makes the kernel report data already there.
+            self.set(1);
+            self.raised = false;
+        }
+    }
 }
 
 impl<S> ReadBuffer<S> {
@@ -96,7 +153,16 @@ impl<S> ReadBuffer<S> {
             filled: 0,
             hold: None,
             hold_for: HOLD,
+            socket: None,
         }
+    }
+
+    /// As [`Self::new`], where `inner` owns the TCP socket `fd` (and keeps
+    /// it open as long as it lives): holds also raise its low-water mark.
+    pub fn with_socket(inner: S, fd: RawFd) -> ReadBuffer<S> {
+        let mut r = ReadBuffer::new(inner);
+        r.socket = Some(LowWater { fd, raised: false });
+        r
     }
 
     /// Pending while the hold after a piece of a stream runs.
@@ -107,6 +173,9 @@ impl<S> ReadBuffer<S> {
             }
             self.hold = None;
         }
+        if let Some(s) = self.socket.as_mut() {
+            s.lower();
+        }
         Poll::Ready(())
     }
 
@@ -116,6 +185,9 @@ impl<S> ReadBuffer<S> {
     fn after_read(&mut self, n: usize) {
         if (STREAMING..STREAMING_BELOW).contains(&n) {
             self.hold = Some(Box::pin(tokio::time::sleep(self.hold_for)));
+            if let Some(s) = self.socket.as_mut() {
+                s.raise();
+            }
         }
     }
 
@@ -343,5 +415,60 @@ mod tests {
             h.as_mut().reset(tokio::time::Instant::now());
         }
         assert_eq!(r.read(&mut big).await.unwrap_or(0), 10);
+    }
+
+    fn rcvlowat(fd: RawFd) -> libc::c_int {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a live socket, an int and its length.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                std::ptr::from_mut(&mut value).cast::<libc::c_void>(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        value
+    }
+
+    #[tokio::test]
+    async fn a_hold_raises_the_sockets_low_water_mark_and_the_next_read_lowers_it() {
+        use std::os::fd::AsRawFd;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("address");
+        let mut a = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (b, _) = listener.accept().await.expect("accept");
+        let fd = b.as_raw_fd();
+        let mut r = ReadBuffer::with_socket(b, fd);
+        r.hold_for = std::time::Duration::from_secs(3600);
+        assert_eq!(rcvlowat(fd), 1);
+        let mut out = vec![0u8; 16 * 1024];
+        // A small read: no hold, the mark stays.
+        a.write_all(b"ls\r").await.unwrap_or_default();
+        assert_eq!(r.read(&mut out).await.unwrap_or(0), 3);
+        assert_eq!(rcvlowat(fd), 1);
+        // A piece of a stream: held, and arrivals below the mark wake
+        // nobody.
+        a.write_all(&[1u8; 8 * 1024]).await.unwrap_or_default();
+        let mut got = 0;
+        while got < 8 * 1024 {
+            got += r.read(&mut out).await.unwrap_or(0);
+        }
+        assert!(r.hold.is_some());
+        assert_eq!(usize::try_from(rcvlowat(fd)).ok(), Some(LOW_WATER));
+        a.write_all(&[2u8; 100]).await.unwrap_or_default();
+        assert_eq!(read_now(&mut r, &mut out).await, None, "held");
+        // The hold ends: the mark is back to one byte before the read,
+        // which takes what came (below the mark) at once.
+        if let Some(h) = r.hold.as_mut() {
+            h.as_mut().reset(tokio::time::Instant::now());
+        }
+        assert_eq!(r.read(&mut out).await.unwrap_or(0), 100);
+        assert_eq!(rcvlowat(fd), 1);
     }
 }

@@ -268,8 +268,9 @@ async fn connect_once(
                         message: e.to_string(),
                     })?;
                 let _ = tcp.set_nodelay(true);
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
                 let (handle, server_id) =
-                    handshake(target, account, credential, tcp, forwards).await?;
+                    handshake(target, account, credential, tcp, Some(fd), forwards).await?;
                 Ok(Upstream {
                     handle,
                     hop: None,
@@ -284,7 +285,9 @@ async fn connect_once(
                         message: e.to_string(),
                     })?;
                 let _ = tcp.set_nodelay(true);
-                let (hop_handle, _) = handshake(hop, hop_account, hop_cred, tcp, None).await?;
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+                let (hop_handle, _) =
+                    handshake(hop, hop_account, hop_cred, tcp, Some(fd), None).await?;
                 let ch = hop_handle
                     .channel_open_direct_tcpip(
                         target.host.clone(),
@@ -297,8 +300,15 @@ async fn connect_once(
                         server: target.name.clone(),
                         message: format!("through {}: {e}", hop.name),
                     })?;
-                let (handle, server_id) =
-                    handshake(target, account, credential, ch.into_stream(), forwards).await?;
+                let (handle, server_id) = handshake(
+                    target,
+                    account,
+                    credential,
+                    ch.into_stream(),
+                    None,
+                    forwards,
+                )
+                .await?;
                 Ok(Upstream {
                     handle,
                     hop: Some(hop_handle),
@@ -320,6 +330,7 @@ async fn handshake<S>(
     account: &str,
     credential: &Credential,
     stream: S,
+    socket: Option<std::os::fd::RawFd>,
     forwards: Option<tokio::sync::mpsc::UnboundedSender<Box<Forwarded>>>,
 ) -> Result<(TargetHandle, String), UpstreamError>
 where
@@ -335,7 +346,11 @@ where
     };
     let mut handle = match client::connect_stream(
         client_config(&target.algorithms),
-        crate::readbuf::ReadBuffer::new(stream),
+        match socket {
+            // `stream` is the TCP stream that owns `fd`.
+            Some(fd) => crate::readbuf::ReadBuffer::with_socket(stream, fd),
+            None => crate::readbuf::ReadBuffer::new(stream),
+        },
         handler,
     )
     .await

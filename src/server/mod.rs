@@ -704,6 +704,13 @@ impl AsyncWrite for Cuttable {
     }
 }
 
+/// The client's socket behind its read buffer, whose holds may raise the
+/// socket's low-water mark (the `Cuttable` owns the TCP stream).
+fn read_buffer(socket: Cuttable) -> crate::readbuf::ReadBuffer<Cuttable> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket.inner);
+    crate::readbuf::ReadBuffer::with_socket(socket, fd)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn serve_ssh(
     shared: Arc<Shared>,
@@ -728,7 +735,7 @@ async fn serve_ssh(
     );
     let running = match tokio::time::timeout_at(
         deadline,
-        russh::server::run_stream(cfg, crate::readbuf::ReadBuffer::new(socket), handler),
+        russh::server::run_stream(cfg, read_buffer(socket), handler),
     )
     .await
     {
