@@ -42,7 +42,7 @@
 //! Layer: the bottom of the crate; imports no module of it.
 
 use std::future::Future;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
@@ -99,11 +99,12 @@ pub struct ReadBuffer<S> {
     /// [`HOLD`] (tests lengthen it, to see a read held whatever the
     /// machine's speed).
     hold_for: Duration,
-    /// The TCP socket under `inner`, whose low-water mark a hold raises.
+    /// The TCP socket of `inner`, whose low-water mark a hold raises.
     socket: Option<LowWater>,
 }
 
-/// The receive low-water mark of a TCP socket that `inner` owns.
+/// The receive low-water mark of the TCP socket of a `ReadBuffer`'s
+/// `inner` (taken from it in [`ReadBuffer::with_socket`]).
 struct LowWater {
     fd: RawFd,
     /// The mark is raised (a hold runs): lower it before the next `recv`.
@@ -114,9 +115,10 @@ impl LowWater {
     /// Sets `SO_RCVLOWAT`; false when the kernel refused it.
     fn set(&self, bytes: usize) -> bool {
         let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `fd` belongs to the stream the `ReadBuffer` owns (see
-        // `with_socket`), so it is open while `self` lives; the option's
-        // value is a c_int on the stack, passed with its size.
+        // SAFETY: `fd` is the socket of the `inner` stream the `ReadBuffer`
+        // owns (`with_socket` takes it from `inner`), so it is open while
+        // `self` lives; the option's value is a c_int on the stack, passed
+        // with its size.
         let rc = unsafe {
             libc::setsockopt(
                 self.fd,
@@ -129,10 +131,9 @@ impl LowWater {
         rc == 0
     }
 
+    /// Only after [`Self::lower`] (every read lowers the mark first).
     fn raise(&mut self) {
-        if !self.raised {
-            self.raised = self.set(LOW_WATER);
-        }
+        self.raised = self.set(LOW_WATER);
     }
 
     fn lower(&mut self) {
@@ -157,9 +158,13 @@ impl<S> ReadBuffer<S> {
         }
     }
 
-    /// As [`Self::new`], where `inner` owns the TCP socket `fd` (and keeps
-    /// it open as long as it lives): holds also raise its low-water mark.
-    pub fn with_socket(inner: S, fd: RawFd) -> ReadBuffer<S> {
+    /// As [`Self::new`], over a TCP socket: holds also raise its
+    /// low-water mark.
+    pub fn with_socket(inner: S) -> ReadBuffer<S>
+    where
+        S: AsRawFd,
+    {
+        let fd = inner.as_raw_fd();
         let mut r = ReadBuffer::new(inner);
         r.socket = Some(LowWater { fd, raised: false });
         r
@@ -333,6 +338,20 @@ mod tests {
         assert!(r.buf.is_none());
     }
 
+    /// `r` with its holds lengthened to an hour, so that a read is held
+    /// however slow the machine; tests end a hold by hand ([`end_hold`]).
+    fn held_long<S>(mut r: ReadBuffer<S>) -> ReadBuffer<S> {
+        r.hold_for = std::time::Duration::from_secs(3600);
+        r
+    }
+
+    /// Ends the running hold now.
+    fn end_hold<S>(r: &mut ReadBuffer<S>) {
+        if let Some(h) = r.hold.as_mut() {
+            h.as_mut().reset(tokio::time::Instant::now());
+        }
+    }
+
     /// Polls `r.read` once (tokio's `timeout` polls the future before it
     /// looks at the clock): `Some(n)` when it was ready.
     async fn read_now<S: AsyncRead + Unpin>(
@@ -348,10 +367,7 @@ mod tests {
     #[tokio::test]
     async fn after_a_piece_of_a_stream_the_next_read_waits_and_takes_what_came_meanwhile() {
         let (mut a, b) = tokio::io::duplex(1 << 20);
-        let mut r = ReadBuffer::new(b);
-        // An hour, so that the read below is held however slow the
-        // machine; the hold is then cut short by hand.
-        r.hold_for = std::time::Duration::from_secs(3600);
+        let mut r = held_long(ReadBuffer::new(b));
         let mut out = vec![0u8; 16 * 1024];
         a.write_all(&[1u8; 8 * 1024]).await.unwrap_or_default();
         assert_eq!(read_now(&mut r, &mut out).await, Some(8 * 1024));
@@ -360,9 +376,7 @@ mod tests {
         a.write_all(&[3u8; 300]).await.unwrap_or_default();
         assert_eq!(read_now(&mut r, &mut out).await, None, "held");
         // ...and when the hold ends, takes both writes in one read.
-        if let Some(h) = r.hold.as_mut() {
-            h.as_mut().reset(tokio::time::Instant::now());
-        }
+        end_hold(&mut r);
         assert_eq!(r.read(&mut out).await.unwrap_or(0), 600);
         assert_eq!(out.get(299..301), Some(&[2u8, 3u8][..]));
     }
@@ -371,8 +385,7 @@ mod tests {
     async fn a_large_read_short_of_the_buffer_never_waits() {
         // A fast stream: holding here could fill the kernel's buffer.
         let (mut a, b) = tokio::io::duplex(1 << 20);
-        let mut r = ReadBuffer::new(b);
-        r.hold_for = std::time::Duration::from_secs(3600);
+        let mut r = held_long(ReadBuffer::new(b));
         let mut out = vec![0u8; 48 * 1024];
         a.write_all(&vec![9u8; STREAMING_BELOW])
             .await
@@ -385,8 +398,7 @@ mod tests {
     #[tokio::test]
     async fn small_reads_and_full_ones_never_wait() {
         let (mut a, b) = tokio::io::duplex(1 << 20);
-        let mut r = ReadBuffer::new(b);
-        r.hold_for = std::time::Duration::from_secs(3600);
+        let mut r = held_long(ReadBuffer::new(b));
         let mut out = vec![0u8; 16 * 1024];
         // A keystroke and its echo: no hold.
         a.write_all(b"ls\r").await.unwrap_or_default();
@@ -411,9 +423,7 @@ mod tests {
         assert_eq!(read_now(&mut r, &mut big).await, Some(5000));
         a.write_all(&[8u8; 10]).await.unwrap_or_default();
         assert_eq!(read_now(&mut r, &mut big).await, None, "held after 5000");
-        if let Some(h) = r.hold.as_mut() {
-            h.as_mut().reset(tokio::time::Instant::now());
-        }
+        end_hold(&mut r);
         assert_eq!(r.read(&mut big).await.unwrap_or(0), 10);
     }
 
@@ -436,7 +446,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_hold_raises_the_sockets_low_water_mark_and_the_next_read_lowers_it() {
-        use std::os::fd::AsRawFd;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -444,8 +453,7 @@ mod tests {
         let mut a = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (b, _) = listener.accept().await.expect("accept");
         let fd = b.as_raw_fd();
-        let mut r = ReadBuffer::with_socket(b, fd);
-        r.hold_for = std::time::Duration::from_secs(3600);
+        let mut r = held_long(ReadBuffer::with_socket(b));
         assert_eq!(rcvlowat(fd), 1);
         let mut out = vec![0u8; 16 * 1024];
         // A small read: no hold, the mark stays.
@@ -465,9 +473,7 @@ mod tests {
         assert_eq!(read_now(&mut r, &mut out).await, None, "held");
         // The hold ends: the mark is back to one byte before the read,
         // which takes what came (below the mark) at once.
-        if let Some(h) = r.hold.as_mut() {
-            h.as_mut().reset(tokio::time::Instant::now());
-        }
+        end_hold(&mut r);
         assert_eq!(r.read(&mut out).await.unwrap_or(0), 100);
         assert_eq!(rcvlowat(fd), 1);
     }

@@ -13,6 +13,7 @@ use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
+use crate::readbuf::ReadBuffer;
 use crate::secret::Secret;
 
 /// How the bastion authenticates to a target account.
@@ -268,9 +269,14 @@ async fn connect_once(
                         message: e.to_string(),
                     })?;
                 let _ = tcp.set_nodelay(true);
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
-                let (handle, server_id) =
-                    handshake(target, account, credential, tcp, Some(fd), forwards).await?;
+                let (handle, server_id) = handshake(
+                    target,
+                    account,
+                    credential,
+                    ReadBuffer::with_socket(tcp),
+                    forwards,
+                )
+                .await?;
                 Ok(Upstream {
                     handle,
                     hop: None,
@@ -285,9 +291,14 @@ async fn connect_once(
                         message: e.to_string(),
                     })?;
                 let _ = tcp.set_nodelay(true);
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
-                let (hop_handle, _) =
-                    handshake(hop, hop_account, hop_cred, tcp, Some(fd), None).await?;
+                let (hop_handle, _) = handshake(
+                    hop,
+                    hop_account,
+                    hop_cred,
+                    ReadBuffer::with_socket(tcp),
+                    None,
+                )
+                .await?;
                 let ch = hop_handle
                     .channel_open_direct_tcpip(
                         target.host.clone(),
@@ -300,12 +311,12 @@ async fn connect_once(
                         server: target.name.clone(),
                         message: format!("through {}: {e}", hop.name),
                     })?;
+                // A channel through the hop: no socket of its own.
                 let (handle, server_id) = handshake(
                     target,
                     account,
                     credential,
-                    ch.into_stream(),
-                    None,
+                    ReadBuffer::new(ch.into_stream()),
                     forwards,
                 )
                 .await?;
@@ -329,8 +340,7 @@ async fn handshake<S>(
     target: &Endpoint,
     account: &str,
     credential: &Credential,
-    stream: S,
-    socket: Option<std::os::fd::RawFd>,
+    stream: ReadBuffer<S>,
     forwards: Option<tokio::sync::mpsc::UnboundedSender<Box<Forwarded>>>,
 ) -> Result<(TargetHandle, String), UpstreamError>
 where
@@ -344,36 +354,27 @@ where
         forwards,
         server_id: server_id.clone(),
     };
-    let mut handle = match client::connect_stream(
-        client_config(&target.algorithms),
-        match socket {
-            // `stream` is the TCP stream that owns `fd`.
-            Some(fd) => crate::readbuf::ReadBuffer::with_socket(stream, fd),
-            None => crate::readbuf::ReadBuffer::new(stream),
-        },
-        handler,
-    )
-    .await
-    {
-        Ok(h) => h,
-        Err(e) => {
-            let seen = presented.lock().ok().and_then(|p| p.clone());
-            if let Some((fp, kind)) = seen
-                && target.host_key.as_deref() != Some(fp.as_str())
-            {
-                return Err(UpstreamError::HostKeyMismatch {
+    let mut handle =
+        match client::connect_stream(client_config(&target.algorithms), stream, handler).await {
+            Ok(h) => h,
+            Err(e) => {
+                let seen = presented.lock().ok().and_then(|p| p.clone());
+                if let Some((fp, kind)) = seen
+                    && target.host_key.as_deref() != Some(fp.as_str())
+                {
+                    return Err(UpstreamError::HostKeyMismatch {
+                        server: target.name.clone(),
+                        expected: target.host_key.clone(),
+                        presented: fp,
+                        presented_type: Some(kind),
+                    });
+                }
+                return Err(UpstreamError::Protocol {
                     server: target.name.clone(),
-                    expected: target.host_key.clone(),
-                    presented: fp,
-                    presented_type: Some(kind),
+                    message: e.to_string(),
                 });
             }
-            return Err(UpstreamError::Protocol {
-                server: target.name.clone(),
-                message: e.to_string(),
-            });
-        }
-    };
+        };
     let proto = |e: russh::Error| UpstreamError::Protocol {
         server: target.name.clone(),
         message: e.to_string(),

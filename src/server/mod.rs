@@ -704,11 +704,12 @@ impl AsyncWrite for Cuttable {
     }
 }
 
-/// The client's socket behind its read buffer, whose holds may raise the
-/// socket's low-water mark (the `Cuttable` owns the TCP stream).
-fn read_buffer(socket: Cuttable) -> crate::readbuf::ReadBuffer<Cuttable> {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket.inner);
-    crate::readbuf::ReadBuffer::with_socket(socket, fd)
+/// The client's TCP socket, whose low-water mark the read buffer's holds
+/// raise.
+impl std::os::fd::AsRawFd for Cuttable {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.inner.as_raw_fd()
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -735,7 +736,11 @@ async fn serve_ssh(
     );
     let running = match tokio::time::timeout_at(
         deadline,
-        russh::server::run_stream(cfg, read_buffer(socket), handler),
+        russh::server::run_stream(
+            cfg,
+            crate::readbuf::ReadBuffer::with_socket(socket),
+            handler,
+        ),
     )
     .await
     {
