@@ -262,21 +262,8 @@ async fn connect_once(
     let fut = async {
         match via {
             None => {
-                let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
-                    .await
-                    .map_err(|e| UpstreamError::Connect {
-                        server: target.name.clone(),
-                        message: e.to_string(),
-                    })?;
-                let _ = tcp.set_nodelay(true);
-                let (handle, server_id) = handshake(
-                    target,
-                    account,
-                    credential,
-                    ReadBuffer::with_socket(tcp),
-                    forwards,
-                )
-                .await?;
+                let (handle, server_id) =
+                    handshake(target, account, credential, dial(target).await?, forwards).await?;
                 Ok(Upstream {
                     handle,
                     hop: None,
@@ -284,21 +271,8 @@ async fn connect_once(
                 })
             }
             Some((hop, hop_account, hop_cred)) => {
-                let tcp = tokio::net::TcpStream::connect((hop.host.as_str(), hop.port))
-                    .await
-                    .map_err(|e| UpstreamError::Connect {
-                        server: hop.name.clone(),
-                        message: e.to_string(),
-                    })?;
-                let _ = tcp.set_nodelay(true);
-                let (hop_handle, _) = handshake(
-                    hop,
-                    hop_account,
-                    hop_cred,
-                    ReadBuffer::with_socket(tcp),
-                    None,
-                )
-                .await?;
+                let (hop_handle, _) =
+                    handshake(hop, hop_account, hop_cred, dial(hop).await?, None).await?;
                 let ch = hop_handle
                     .channel_open_direct_tcpip(
                         target.host.clone(),
@@ -334,6 +308,19 @@ async fn connect_once(
             server: target.name.clone(),
         }),
     }
+}
+
+/// A TCP connection to `to`, behind the read buffer (whose holds raise the
+/// socket's low-water mark).
+async fn dial(to: &Endpoint) -> Result<ReadBuffer<tokio::net::TcpStream>, UpstreamError> {
+    let tcp = tokio::net::TcpStream::connect((to.host.as_str(), to.port))
+        .await
+        .map_err(|e| UpstreamError::Connect {
+            server: to.name.clone(),
+            message: e.to_string(),
+        })?;
+    let _ = tcp.set_nodelay(true);
+    Ok(ReadBuffer::with_socket(tcp))
 }
 
 async fn handshake<S>(
