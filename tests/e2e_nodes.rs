@@ -514,8 +514,14 @@ fn kill_9_of_one_node_leaves_the_other_serving() {
     )
     .expect("json");
     assert_eq!(meta_a["interrupted"], true, "{meta_a:#}");
-    let meta: Value =
-        serde_json::from_str(&std::fs::read_to_string(&sidecar_b).expect("sidecar")).expect("json");
+    // The session leaves the live list when its connection ends; its
+    // channel's pump seals the recording alongside (bounded by the pump's
+    // seal wait), so the final sidecar can land a moment later.
+    let read_b = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&sidecar_b).expect("sidecar")).expect("json")
+    };
+    wait_until(Duration::from_secs(15), || read_b()["complete"] == true);
+    let meta = read_b();
     assert_eq!(meta["complete"], true, "{meta:#}");
     assert_ne!(meta["interrupted"], true, "{meta:#}");
     c.b.cli(&["recordings", "verify"])
